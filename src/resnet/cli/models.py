@@ -1,0 +1,84 @@
+"""``resnet models [PATTERN]`` and ``resnet summary NAME``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from resnet.errors import ConfigError
+
+__all__ = ["register"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    models = subparsers.add_parser("models", help="list the model zoo with sizes and GFLOPs")
+    models.add_argument(
+        "pattern", nargs="?", default="*", help="shell-style filter, e.g. 'resnet*'"
+    )
+    models.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    models.set_defaults(func=_models)
+
+    summary = subparsers.add_parser("summary", help="per-stage output shapes and parameters")
+    summary.add_argument("name", help="model name, see `resnet models`")
+    summary.add_argument(
+        "--input-size", type=int, default=None, help="input side in pixels (default: the model's)"
+    )
+    summary.add_argument("--in-chans", type=int, default=3, help="input channels")
+    summary.add_argument("--num-classes", type=int, default=None, help="classifier outputs")
+    summary.set_defaults(func=_summary)
+
+
+def _models(args: argparse.Namespace) -> int:
+    from resnet.models import create_model, list_models, model_entry
+    from resnet.models.profile import count_gflops, count_parameters
+
+    names = list_models(args.pattern)
+    if not names:
+        raise ConfigError(f"no model matches {args.pattern!r}; try `resnet models` for the list")
+    rows = []
+    for name in names:
+        entry = model_entry(name)
+        model = create_model(name)
+        size = entry.default_input_size
+        rows.append(
+            {
+                "name": name,
+                "family": entry.family,
+                "params_m": round(count_parameters(model) / 1e6, 3),
+                "input_size": size,
+                "gflops": round(count_gflops(model, (3, size, size)), 3),
+            }
+        )
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'model':<20} {'family':<9} {'params (M)':>11} {'input':>6} {'GFLOPs':>8}")
+    for row in rows:
+        print(
+            f"{row['name']:<20} {row['family']:<9} {row['params_m']:>11.3f} "
+            f"{row['input_size']:>6} {row['gflops']:>8.3f}"
+        )
+    print("GFLOPs count one multiply-add as one FLOP, as the paper and torchvision do.")
+    return 0
+
+
+def _summary(args: argparse.Namespace) -> int:
+    from resnet.models import create_model, model_entry
+    from resnet.models.profile import count_gflops, count_parameters, stage_summary
+
+    entry = model_entry(args.name)
+    size = args.input_size or entry.default_input_size
+    if size < 8:
+        raise ConfigError(f"--input-size {size} is too small; use at least 8 pixels")
+    kwargs = {"in_chans": args.in_chans}
+    if args.num_classes is not None:
+        kwargs["num_classes"] = args.num_classes
+    model = create_model(args.name, **kwargs)
+    shape = (args.in_chans, size, size)
+    print(f"{args.name}: input {tuple(shape)}")
+    print(f"{'stage':<8} {'output shape':<20} {'params':>12}")
+    for row in stage_summary(model, shape):
+        print(f"{row['stage']:<8} {str(row['output_shape']):<20} {row['params']:>12,}")
+    total = count_parameters(model)
+    print(f"total params {total:,}   GFLOPs {count_gflops(model, shape):.3f}")
+    return 0

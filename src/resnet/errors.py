@@ -1,0 +1,26 @@
+"""Exception types raised by the library.
+
+Every message names the problem and the fix in one line; the CLI prints it and exits with code 2.
+"""
+
+__all__ = ["ResnetError", "ConfigError", "UnknownModelError", "DataError", "WeightsError"]
+
+
+class ResnetError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class ConfigError(ResnetError, ValueError):
+    """An option, or a combination of options, that cannot work."""
+
+
+class UnknownModelError(ConfigError):
+    """A model name that is not in the registry."""
+
+
+class DataError(ResnetError):
+    """Data that is missing, corrupt or of the wrong shape."""
+
+
+class WeightsError(ResnetError):
+    """A weight or checkpoint file that cannot be loaded into the model."""

@@ -1,0 +1,329 @@
+"""Residual blocks, from the explainer's first example to the paper's bottleneck.
+
+Every block but the explainer's computes ``F(x)`` with its convolutions and, when ``residual`` is
+true, adds the shortcut: ``y = relu(F(x) + shortcut(x))`` (He et al. 2015, arXiv 1512.03385). With
+``residual=False`` the same modules and parameters form the *plain* counterpart: ``y = relu(F(x))``.
+A plain block has no skip path, so it builds no projection shortcut either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from resnet.errors import ConfigError
+
+__all__ = [
+    "ResidualBlock",
+    "BasicBlock",
+    "Bottleneck",
+    "PreActBasicBlock",
+    "PreActBottleneck",
+    "DropPath",
+    "ZeroPadShortcut",
+    "conv3x3",
+    "conv1x1",
+]
+
+NormLayer = Callable[[int], nn.Module]
+
+
+def conv3x3(in_planes: int, out_planes: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
+    """3x3 convolution with padding 1; no bias because a norm layer follows."""
+    return nn.Conv2d(in_planes, out_planes, 3, stride=stride, padding=1, groups=groups, bias=False)
+
+
+def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
+    """1x1 convolution, used to change width and for projection shortcuts (option B)."""
+    return nn.Conv2d(in_planes, out_planes, 1, stride=stride, bias=False)
+
+
+class ResidualBlock(nn.Module):
+    """The block as the concept is first shown: ``Y = relu(conv(relu(conv(X))) + X)``.
+
+    Both convolutions keep the channel count and the spatial size, so the input can be added back
+    unchanged: ``(1, 3, 64, 64) -> (1, 3, 64, 64)``.
+    """
+
+    def __init__(self, in_channels: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, in_channels, kernel_size=3, padding=1)
+        self.conv2 = nn.Conv2d(in_channels, in_channels, kernel_size=3, padding=1)
+        self.relu = nn.ReLU()
+
+    def residual_branch(self, x: Tensor) -> Tensor:
+        """``F(X)``: what the block learns on top of the identity."""
+        return self.conv2(self.relu(self.conv1(x)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.relu(self.residual_branch(x) + x)  # F(X) + X, the skip connection
+
+
+class DropPath(nn.Module):
+    """Stochastic depth (Huang et al. 2016): drop a sample's residual branch with probability p.
+
+    Surviving branches are scaled by 1/(1-p) so the expected output is unchanged at test time.
+    """
+
+    def __init__(self, drop_prob: float = 0.0) -> None:
+        super().__init__()
+        self.drop_prob = drop_prob
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.drop_prob == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.drop_prob
+        mask_shape = [x.shape[0]] + [1] * (x.dim() - 1)
+        mask = torch.empty(mask_shape, dtype=x.dtype, device=x.device).bernoulli_(keep)
+        return x * mask / keep
+
+    def extra_repr(self) -> str:
+        return f"drop_prob={self.drop_prob}"
+
+
+def _check_plain_options(residual: bool, drop_path_rate: float) -> None:
+    if not residual and drop_path_rate > 0:
+        raise ConfigError(
+            "drop_path_rate > 0 needs residual=True: a plain block has no skip path to fall back on"
+        )
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions (ResNet-18/34, CIFAR ResNets), torchvision's layout and names."""
+
+    expansion: int = 1
+
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int = 1,
+        downsample: Optional[nn.Module] = None,
+        groups: int = 1,
+        base_width: int = 64,
+        dilation: int = 1,
+        norm_layer: Optional[NormLayer] = None,
+        residual: bool = True,
+        drop_path_rate: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if groups != 1 or base_width != 64:
+            raise ConfigError("BasicBlock only supports groups=1 and base_width=64")
+        if dilation > 1:
+            raise ConfigError("BasicBlock does not support dilation > 1")
+        _check_plain_options(residual, drop_path_rate)
+        norm_layer = norm_layer or nn.BatchNorm2d
+        self.conv1 = conv3x3(inplanes, planes, stride)
+        self.bn1 = norm_layer(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = conv3x3(planes, planes)
+        self.bn2 = norm_layer(planes)
+        self.downsample = downsample if residual else None
+        self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
+        self.residual = residual
+        self.stride = stride
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x
+
+        out = self.conv1(x)
+        out = self.bn1(out)
+        out = self.relu(out)
+
+        out = self.conv2(out)
+        out = self.bn2(out)
+
+        if self.residual:
+            if self.downsample is not None:
+                identity = self.downsample(x)
+            out = self.drop_path(out) + identity
+        return self.relu(out)
+
+    def last_norm(self) -> nn.Module:
+        """The norm layer that zero_init_residual zeroes, so the block starts as the identity."""
+        return self.bn2
+
+
+class Bottleneck(nn.Module):
+    """1x1 reduce, 3x3, 1x1 expand (ResNet-50/101/152, ResNeXt, Wide ResNet).
+
+    This is "ResNet v1.5" as in torchvision: the stride sits on the 3x3 convolution instead of
+    the first 1x1 convolution of the original paper, which is slightly more accurate on ImageNet.
+    """
+
+    expansion: int = 4
+
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int = 1,
+        downsample: Optional[nn.Module] = None,
+        groups: int = 1,
+        base_width: int = 64,
+        dilation: int = 1,
+        norm_layer: Optional[NormLayer] = None,
+        residual: bool = True,
+        drop_path_rate: float = 0.0,
+    ) -> None:
+        super().__init__()
+        _check_plain_options(residual, drop_path_rate)
+        norm_layer = norm_layer or nn.BatchNorm2d
+        width = int(planes * (base_width / 64.0)) * groups
+        self.conv1 = conv1x1(inplanes, width)
+        self.bn1 = norm_layer(width)
+        self.conv2 = nn.Conv2d(
+            width, width, 3, stride, padding=dilation, groups=groups, dilation=dilation, bias=False
+        )
+        self.bn2 = norm_layer(width)
+        self.conv3 = conv1x1(width, planes * self.expansion)
+        self.bn3 = norm_layer(planes * self.expansion)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample if residual else None
+        self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
+        self.residual = residual
+        self.stride = stride
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x
+
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+
+        if self.residual:
+            if self.downsample is not None:
+                identity = self.downsample(x)
+            out = self.drop_path(out) + identity
+        return self.relu(out)
+
+    def last_norm(self) -> nn.Module:
+        return self.bn3
+
+
+class PreActBasicBlock(nn.Module):
+    """Pre-activation basic block (He et al. 2016, arXiv 1603.05027): BN-ReLU before each conv.
+
+    Nothing follows the addition, so the shortcut is a clean identity from block to block: the
+    signal and its gradient pass through the whole network unchanged along the skip path.
+    """
+
+    expansion: int = 1
+
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int = 1,
+        downsample: Optional[nn.Module] = None,
+        groups: int = 1,
+        base_width: int = 64,
+        dilation: int = 1,
+        norm_layer: Optional[NormLayer] = None,
+        residual: bool = True,
+        drop_path_rate: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if groups != 1 or base_width != 64 or dilation != 1:
+            raise ConfigError("PreActBasicBlock only supports groups=1, base_width=64, dilation=1")
+        _check_plain_options(residual, drop_path_rate)
+        norm_layer = norm_layer or nn.BatchNorm2d
+        self.bn1 = norm_layer(inplanes)
+        self.relu = nn.ReLU(inplace=False)  # the pre-activation of x must not overwrite x
+        self.conv1 = conv3x3(inplanes, planes, stride)
+        self.bn2 = norm_layer(planes)
+        self.conv2 = conv3x3(planes, planes)
+        self.downsample = downsample if residual else None
+        self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
+        self.residual = residual
+        self.stride = stride
+
+    def forward(self, x: Tensor) -> Tensor:
+        preact = self.relu(self.bn1(x))
+        # A projection shortcut sees the pre-activated input, as in the paper's Figure 4(e).
+        identity = x
+        if self.downsample is not None:
+            identity = self.downsample(preact)
+        out = self.conv1(preact)
+        out = self.conv2(self.relu(self.bn2(out)))
+        if self.residual:
+            out = self.drop_path(out) + identity
+        return out
+
+    def last_norm(self) -> Optional[nn.Module]:
+        return None  # no norm sits at the end of a pre-activation branch
+
+
+class PreActBottleneck(nn.Module):
+    """Pre-activation bottleneck (arXiv 1603.05027), stride on the 3x3 convolution."""
+
+    expansion: int = 4
+
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int = 1,
+        downsample: Optional[nn.Module] = None,
+        groups: int = 1,
+        base_width: int = 64,
+        dilation: int = 1,
+        norm_layer: Optional[NormLayer] = None,
+        residual: bool = True,
+        drop_path_rate: float = 0.0,
+    ) -> None:
+        super().__init__()
+        _check_plain_options(residual, drop_path_rate)
+        norm_layer = norm_layer or nn.BatchNorm2d
+        width = int(planes * (base_width / 64.0)) * groups
+        self.bn1 = norm_layer(inplanes)
+        self.relu = nn.ReLU(inplace=False)
+        self.conv1 = conv1x1(inplanes, width)
+        self.bn2 = norm_layer(width)
+        self.conv2 = nn.Conv2d(
+            width, width, 3, stride, padding=dilation, groups=groups, dilation=dilation, bias=False
+        )
+        self.bn3 = norm_layer(width)
+        self.conv3 = conv1x1(width, planes * self.expansion)
+        self.downsample = downsample if residual else None
+        self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
+        self.residual = residual
+        self.stride = stride
+
+    def forward(self, x: Tensor) -> Tensor:
+        preact = self.relu(self.bn1(x))
+        identity = x
+        if self.downsample is not None:
+            identity = self.downsample(preact)
+        out = self.conv1(preact)
+        out = self.conv2(self.relu(self.bn2(out)))
+        out = self.conv3(self.relu(self.bn3(out)))
+        if self.residual:
+            out = self.drop_path(out) + identity
+        return out
+
+    def last_norm(self) -> Optional[nn.Module]:
+        return None
+
+
+class ZeroPadShortcut(nn.Module):
+    """Option A shortcut (arXiv 1512.03385 §3.3): subsample by the stride, zero-pad new channels.
+
+    It has no parameters, so a residual net with option A has exactly as many parameters as its
+    plain counterpart, which is what makes the paper's plain-vs-residual comparison fair.
+    """
+
+    def __init__(self, stride: int, extra_channels: int) -> None:
+        super().__init__()
+        self.stride = stride
+        self.extra_channels = extra_channels
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x[:, :, :: self.stride, :: self.stride]  # (B, C, H/s, W/s)
+        return nn.functional.pad(x, (0, 0, 0, 0, 0, self.extra_channels))  # (B, C+extra, ...)
+
+    def extra_repr(self) -> str:
+        return f"stride={self.stride}, extra_channels={self.extra_channels}"

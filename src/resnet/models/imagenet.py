@@ -1,0 +1,127 @@
+"""ImageNet ResNets (arXiv 1512.03385 Table 1), ResNeXt, Wide ResNet and pre-activation ResNets.
+
+The first ten builders match torchvision's module names and shapes, so torchvision weight files
+load into them with ``strict=True``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from resnet.models.blocks import BasicBlock, Bottleneck, PreActBasicBlock, PreActBottleneck
+from resnet.models.norm import resolve_norm_layer
+from resnet.models.registry import register_model
+from resnet.models.resnet import BlockType, ResNet
+
+__all__ = [
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "resnet152",
+    "resnext50_32x4d",
+    "resnext101_32x8d",
+    "resnext101_64x4d",
+    "wide_resnet50_2",
+    "wide_resnet101_2",
+    "preact_resnet18",
+    "preact_resnet34",
+    "preact_resnet50",
+    "preact_resnet101",
+    "preact_resnet152",
+]
+
+
+def _resnet(block: BlockType, layers: list[int], **kwargs: Any) -> ResNet:
+    kwargs["norm_layer"] = resolve_norm_layer(kwargs.get("norm_layer"))
+    return ResNet(block, layers, **kwargs)
+
+
+@register_model
+def resnet18(**kwargs: Any) -> ResNet:
+    """ResNet-18: basic blocks [2, 2, 2, 2], 11.7M parameters."""
+    return _resnet(BasicBlock, [2, 2, 2, 2], **kwargs)
+
+
+@register_model
+def resnet34(**kwargs: Any) -> ResNet:
+    """ResNet-34: basic blocks [3, 4, 6, 3], 21.8M parameters."""
+    return _resnet(BasicBlock, [3, 4, 6, 3], **kwargs)
+
+
+@register_model
+def resnet50(**kwargs: Any) -> ResNet:
+    """ResNet-50 (v1.5): bottlenecks [3, 4, 6, 3], 25.6M parameters."""
+    return _resnet(Bottleneck, [3, 4, 6, 3], **kwargs)
+
+
+@register_model
+def resnet101(**kwargs: Any) -> ResNet:
+    """ResNet-101 (v1.5): bottlenecks [3, 4, 23, 3], 44.5M parameters."""
+    return _resnet(Bottleneck, [3, 4, 23, 3], **kwargs)
+
+
+@register_model
+def resnet152(**kwargs: Any) -> ResNet:
+    """ResNet-152 (v1.5): bottlenecks [3, 8, 36, 3], 60.2M parameters."""
+    return _resnet(Bottleneck, [3, 8, 36, 3], **kwargs)
+
+
+@register_model
+def resnext50_32x4d(**kwargs: Any) -> ResNet:
+    """ResNeXt-50 32x4d (Xie et al. 2017): 32 groups of width 4 in each bottleneck."""
+    return _resnet(Bottleneck, [3, 4, 6, 3], groups=32, width_per_group=4, **kwargs)
+
+
+@register_model
+def resnext101_32x8d(**kwargs: Any) -> ResNet:
+    """ResNeXt-101 32x8d."""
+    return _resnet(Bottleneck, [3, 4, 23, 3], groups=32, width_per_group=8, **kwargs)
+
+
+@register_model
+def resnext101_64x4d(**kwargs: Any) -> ResNet:
+    """ResNeXt-101 64x4d."""
+    return _resnet(Bottleneck, [3, 4, 23, 3], groups=64, width_per_group=4, **kwargs)
+
+
+@register_model
+def wide_resnet50_2(**kwargs: Any) -> ResNet:
+    """Wide ResNet-50-2: bottlenecks twice as wide inside (the 3x3 conv), same outputs."""
+    return _resnet(Bottleneck, [3, 4, 6, 3], width_per_group=128, **kwargs)
+
+
+@register_model
+def wide_resnet101_2(**kwargs: Any) -> ResNet:
+    """Wide ResNet-101-2."""
+    return _resnet(Bottleneck, [3, 4, 23, 3], width_per_group=128, **kwargs)
+
+
+@register_model
+def preact_resnet18(**kwargs: Any) -> ResNet:
+    """Pre-activation ResNet-18 (arXiv 1603.05027)."""
+    return _resnet(PreActBasicBlock, [2, 2, 2, 2], **kwargs)
+
+
+@register_model
+def preact_resnet34(**kwargs: Any) -> ResNet:
+    """Pre-activation ResNet-34."""
+    return _resnet(PreActBasicBlock, [3, 4, 6, 3], **kwargs)
+
+
+@register_model
+def preact_resnet50(**kwargs: Any) -> ResNet:
+    """Pre-activation ResNet-50."""
+    return _resnet(PreActBottleneck, [3, 4, 6, 3], **kwargs)
+
+
+@register_model
+def preact_resnet101(**kwargs: Any) -> ResNet:
+    """Pre-activation ResNet-101."""
+    return _resnet(PreActBottleneck, [3, 4, 23, 3], **kwargs)
+
+
+@register_model
+def preact_resnet152(**kwargs: Any) -> ResNet:
+    """Pre-activation ResNet-152."""
+    return _resnet(PreActBottleneck, [3, 8, 36, 3], **kwargs)

@@ -1,0 +1,65 @@
+"""Normalisation layers by name, so configs and checkpoints can say ``norm_layer="group"``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Union
+
+import torch
+from torch import nn
+
+from resnet.errors import ConfigError
+
+__all__ = ["resolve_norm_layer", "NORM_LAYERS", "FrozenBatchNorm2d"]
+
+
+class FrozenBatchNorm2d(nn.Module):
+    """BatchNorm with fixed statistics and affine parameters, for fine-tuning with small batches.
+
+    Holds the same buffers as ``nn.BatchNorm2d`` (minus the batch counter), so BN weights load into it.
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        for name, fill in (
+            ("weight", 1.0),
+            ("bias", 0.0),
+            ("running_mean", 0.0),
+            ("running_var", 1.0),
+        ):
+            self.register_buffer(name, torch.full((num_features,), fill))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = self.weight * (self.running_var + self.eps).rsqrt()
+        shift = self.bias - self.running_mean * scale
+        return x * scale[None, :, None, None] + shift[None, :, None, None]
+
+
+def _group_norm(num_channels: int, groups: int = 32) -> nn.GroupNorm:
+    # Fewer channels than groups (CIFAR's 16-channel stages) fall back to one group per channel.
+    return nn.GroupNorm(min(groups, num_channels), num_channels)
+
+
+NORM_LAYERS: dict[str, Callable[[int], nn.Module]] = {
+    "batch": nn.BatchNorm2d,
+    "group": _group_norm,
+    "frozen_batch": FrozenBatchNorm2d,
+    # No normalisation at all: the setting in which the vanishing-gradient problem is starkest.
+    "none": nn.Identity,
+}
+
+
+def resolve_norm_layer(
+    norm_layer: Union[str, Callable[[int], nn.Module], None],
+) -> Callable[[int], nn.Module]:
+    """Turn a name from ``NORM_LAYERS`` (or a constructor, or None for BatchNorm) into a constructor."""
+    if norm_layer is None:
+        return nn.BatchNorm2d
+    if callable(norm_layer):
+        return norm_layer
+    if norm_layer not in NORM_LAYERS:
+        raise ConfigError(
+            f"unknown norm_layer {norm_layer!r}: choose one of {', '.join(NORM_LAYERS)}"
+        )
+    return NORM_LAYERS[norm_layer]

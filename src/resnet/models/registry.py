@@ -1,0 +1,110 @@
+"""A registry of model builders: ``create_model(name)``, ``list_models(pattern)``, as in timm."""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Optional, TypeVar
+
+from torch import nn
+
+from resnet.errors import ConfigError, UnknownModelError
+
+__all__ = ["register_model", "create_model", "list_models", "model_entry", "ModelEntry"]
+
+Builder = TypeVar("Builder", bound=Callable[..., nn.Module])
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """What the registry knows about a builder without calling it."""
+
+    name: str
+    builder: Callable[..., nn.Module]
+    family: str  # "imagenet", "cifar", ...: decides the default input size
+    default_input_size: int  # the side of the square input the model was designed for
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register_model(
+    fn: Optional[Builder] = None, *, family: str = "imagenet", default_input_size: int = 224
+) -> Any:
+    """Register a builder under its function name; usable as ``@register_model`` or with args."""
+
+    def decorator(builder: Builder) -> Builder:
+        _REGISTRY[builder.__name__] = ModelEntry(
+            builder.__name__, builder, family, default_input_size
+        )
+        return builder
+
+    return decorator(fn) if fn is not None else decorator
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Registered model names matching a shell-style ``pattern``, in a natural order."""
+    _load_builders()
+    names = [name for name in _REGISTRY if fnmatch.fnmatch(name, pattern)]
+    return sorted(names, key=_natural_key)
+
+
+def model_entry(name: str) -> ModelEntry:
+    """The registry entry of ``name``; an unknown name suggests the closest ones."""
+    _load_builders()
+    if name not in _REGISTRY:
+        close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
+        hint = f"did you mean {', '.join(close)}?" if close else "see `resnet models` for the list"
+        raise UnknownModelError(f"unknown model {name!r}: {hint}")
+    return _REGISTRY[name]
+
+
+def create_model(
+    name: str,
+    *,
+    features_only: bool = False,
+    out_indices: Optional[tuple[int, ...]] = None,
+    **kwargs: Any,
+) -> nn.Module:
+    """Build a registered model, e.g. ``create_model("resnet20", num_classes=10, in_chans=1)``.
+
+    With ``features_only=True`` the result returns the feature maps of the stages selected by
+    ``out_indices`` (0-based stage indices, all stages by default) instead of logits.
+    The model remembers ``model_name`` and ``model_kwargs`` so a checkpoint can rebuild it.
+    """
+    entry = model_entry(name)
+    try:
+        model = entry.builder(**kwargs)
+    except TypeError as error:
+        raise ConfigError(f"bad argument for model {name!r}: {error}") from None
+    model.model_name = name
+    model.model_kwargs = {k: v for k, v in kwargs.items() if _is_json(v)}
+    if features_only:
+        from resnet.models.features import FeatureExtractor
+
+        return FeatureExtractor(model, out_indices)
+    if out_indices is not None:
+        raise ConfigError("out_indices only makes sense with features_only=True")
+    return model
+
+
+def _is_json(value: Any) -> bool:
+    try:
+        json.dumps(value)
+    except TypeError:
+        return False
+    return True
+
+
+def _natural_key(name: str) -> list[Any]:
+    import re
+
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def _load_builders() -> None:
+    # Importing the builder modules fills the registry.
+    from resnet.models import cifar, imagenet  # noqa: F401
