@@ -1,0 +1,41 @@
+"""Datasets and loaders: IDX (MNIST, Fashion-MNIST), CIFAR-10/100, image folders, MedMNIST ``.npz``.
+
+In-memory datasets are :class:`ArrayDataset` (one uint8 tensor) and train through the
+:class:`TensorLoader` fast path; image folders go through a DataLoader with workers. Both yield
+``(x, y)``: x normalized float (B, C, ...) on the device, y int64 (B,).
+"""
+
+from resnet.data.folder import FolderLoader, ImageFolderDataset, load_image_folder
+from resnet.data.idx import read_idx, write_idx
+from resnet.data.loader import (
+    EpochPlan,
+    TensorLoader,
+    batch_crop_flip,
+    epoch_generator,
+    make_loader,
+)
+from resnet.data.meta import ArrayDataset, DatasetMeta, channel_mean_std, seeded_split
+from resnet.data.preprocess import preprocess_images
+from resnet.data.registry import CLASS_NAMES, dataset_search_dirs, list_datasets, load_dataset
+
+__all__ = [
+    "ArrayDataset",
+    "CLASS_NAMES",
+    "DatasetMeta",
+    "EpochPlan",
+    "FolderLoader",
+    "ImageFolderDataset",
+    "TensorLoader",
+    "batch_crop_flip",
+    "channel_mean_std",
+    "dataset_search_dirs",
+    "epoch_generator",
+    "list_datasets",
+    "load_dataset",
+    "load_image_folder",
+    "make_loader",
+    "preprocess_images",
+    "read_idx",
+    "seeded_split",
+    "write_idx",
+]

@@ -1,0 +1,254 @@
+"""The fast path for in-memory datasets, after airbench: the whole dataset is one uint8 tensor on
+the training device, batches are index slices of a seeded permutation, and crop/flip act on the
+whole batch with tensor ops. No worker processes, no per-sample Python.
+
+All randomness of epoch ``e`` comes from a generator seeded with (seed, e), so a run resumed
+from an epoch-end checkpoint sees bitwise the same batches as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from resnet.data.meta import ArrayDataset, DatasetMeta
+from resnet.data.preprocess import normalization_affine
+from resnet.errors import ConfigError
+
+__all__ = ["EpochPlan", "TensorLoader", "batch_crop_flip", "epoch_generator", "make_loader"]
+
+# Datasets whose classes are not mirror-symmetric (a flipped "2" is not a "2").
+_NO_FLIP_DATASETS = frozenset({"mnist"})
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """A CPU generator that is a pure function of (seed, epoch).
+
+    SeedSequence mixes both numbers, so nearby (seed, epoch) pairs give unrelated streams; a CPU
+    generator makes the batches identical on every device.
+    """
+    state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(epoch)]).generate_state(2)
+    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
+def batch_crop_flip(
+    images: torch.Tensor,
+    offsets: torch.Tensor | None = None,
+    flips: torch.Tensor | None = None,
+    pad: int = 0,
+) -> torch.Tensor:
+    """Random-crop and mirror a whole batch in one gather.
+
+    ``images`` (B, C, *S) is zero-padded by ``pad`` on every spatial side, then sample ``b``
+    takes the window of size S starting at ``offsets[b]`` ((B, len(S)) in [0, 2*pad]), mirrored
+    along the last axis where ``flips[b]`` is True. Either may be None (no crop / no flip).
+    """
+    if offsets is None and flips is None:
+        return images
+    batch, channels, *spatial = images.shape
+    k, device = len(spatial), images.device
+    if offsets is not None and pad > 0:
+        images = F.pad(images, (pad,) * (2 * k))  # zero padding, as in arXiv 1512.03385 sec. 4.2
+    index = [
+        torch.arange(batch, device=device).view(batch, 1, *[1] * k),
+        torch.arange(channels, device=device).view(1, channels, *[1] * k),
+    ]
+    for dim, size in enumerate(spatial):
+        steps = torch.arange(size, device=device)
+        start = offsets[:, dim : dim + 1] if offsets is not None else 0
+        positions = (start + steps).expand(batch, size)  # (B, size)
+        if dim == k - 1 and flips is not None:
+            # A mirrored window reads its columns backwards: out[j] = window[size - 1 - j].
+            positions = torch.where(flips[:, None], start + (size - 1) - steps, positions)
+        shape = [batch, 1] + [1] * k
+        shape[2 + dim] = size
+        index.append(positions.reshape(shape))
+    return images[tuple(index)]
+
+
+@dataclass
+class EpochPlan:
+    """Everything random about one epoch on one rank (all on CPU)."""
+
+    order: torch.Tensor  # (n,) sample indices, in the order they are batched
+    offsets: torch.Tensor | None  # (n, spatial dims) crop offsets in [0, 2*pad], or None
+    flips: torch.Tensor | None  # (n,) bool, or None
+
+
+class TensorLoader:
+    """Batches of (normalized float x on ``device``, int64 y) from an :class:`ArrayDataset`.
+
+    Call :meth:`set_epoch` before iterating each epoch. ``crop`` defaults to on for 2D images and
+    off for volumes (N, C, D, H, W), which are only mirrored along the last axis.
+    """
+
+    def __init__(
+        self,
+        dataset: ArrayDataset,
+        batch_size: int,
+        *,
+        shuffle: bool = True,
+        augment: bool = False,
+        pad: int = 4,
+        flip: bool = True,
+        crop: bool | None = None,
+        seed: int = 0,
+        drop_last: bool = False,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+        channels_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        if not isinstance(dataset, ArrayDataset):
+            raise ConfigError(
+                f"TensorLoader needs an ArrayDataset, got {type(dataset).__name__}; use "
+                "make_loader() for image-folder datasets"
+            )
+        if batch_size < 1 or pad < 0:
+            raise ConfigError(f"batch_size must be >= 1 and pad >= 0, got {batch_size}, {pad}")
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ConfigError(
+                f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}"
+            )
+        self.dataset, self.meta = dataset, dataset.meta
+        self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
+        self.seed, self.rank, self.world_size = seed, rank, world_size
+        self.spatial_dims = dataset.images.dim() - 2
+        self.pad = pad
+        self.crop = augment and (self.spatial_dims == 2 if crop is None else crop)
+        self.flip = augment and flip
+        self.device, self.dtype, self.channels_last = torch.device(device), dtype, channels_last
+        # Sharding drops the remainder so every rank runs the same number of steps.
+        self.num_samples = len(dataset) // world_size
+        if self.num_samples == 0:
+            raise ConfigError(
+                f"dataset {self.meta.name!r} has {len(dataset)} samples, fewer than "
+                f"world_size={world_size}; use more data or fewer processes"
+            )
+        self.images = dataset.images.to(self.device)
+        self.labels = dataset.labels.to(self.device)
+        self.scale, self.shift = normalization_affine(
+            self.meta, self.spatial_dims, device=self.device, dtype=dtype
+        )
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose (seed, epoch)-determined batches the next iteration yields."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        if self.drop_last:
+            return self.num_samples // self.batch_size
+        return math.ceil(self.num_samples / self.batch_size)
+
+    def epoch_plan(self, epoch: int) -> EpochPlan:
+        """Order and augmentation of ``epoch`` on this rank; a pure function of (seed, epoch)."""
+        n = len(self.dataset)
+        generator = epoch_generator(self.seed, epoch)
+        order = torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)
+        # Drawn for every position of the full permutation, so a sample's augmentation does not
+        # depend on batch size or world size.
+        flips = torch.rand(n, generator=generator) < 0.5 if self.flip else None
+        offsets = None
+        if self.crop:
+            offsets = torch.randint(
+                0, 2 * self.pad + 1, (n, self.spatial_dims), generator=generator
+            )
+        shard = slice(self.rank, self.num_samples * self.world_size, self.world_size)
+        return EpochPlan(
+            order=order[shard],
+            offsets=None if offsets is None else offsets[shard],
+            flips=None if flips is None else flips[shard],
+        )
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        plan = self.epoch_plan(self.epoch)
+        order = plan.order.to(self.device)
+        offsets = None if plan.offsets is None else plan.offsets.to(self.device)
+        flips = None if plan.flips is None else plan.flips.to(self.device)
+        memory_format = torch.channels_last if self.spatial_dims == 2 else torch.channels_last_3d
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            window = slice(start, start + self.batch_size)
+            index = order[window]
+            x = batch_crop_flip(
+                self.images[index],
+                None if offsets is None else offsets[window],
+                None if flips is None else flips[window],
+                self.pad,
+            )
+            x = torch.addcmul(self.shift, x.to(self.dtype), self.scale)  # (x/255 - mean)/std
+            if self.channels_last:
+                x = x.contiguous(memory_format=memory_format)
+            yield x, self.labels[index]
+
+
+def make_loader(
+    dataset: Any,
+    batch_size: int,
+    *,
+    train: bool,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    seed: int = 0,
+    augment: bool | None = None,
+    flip: bool | None = None,
+    pad: int = 4,
+    drop_last: bool = False,
+    channels_last: bool = False,
+    rank: int = 0,
+    world_size: int = 1,
+    num_workers: int | None = None,
+) -> Any:
+    """The right loader for ``dataset``: shuffled and augmented when ``train``, in order when not.
+
+    An :class:`ArrayDataset` gets a :class:`TensorLoader` (``num_workers`` is ignored); an image
+    folder gets a DataLoader-backed loader with the same iteration contract. ``flip`` defaults to
+    on except for datasets whose classes are not mirror-symmetric (MNIST digits).
+    """
+    meta: DatasetMeta = dataset.meta
+    augment = train if augment is None else augment
+    flip = meta.name not in _NO_FLIP_DATASETS if flip is None else flip
+    if isinstance(dataset, ArrayDataset):
+        return TensorLoader(
+            dataset,
+            batch_size,
+            shuffle=train,
+            augment=augment,
+            pad=pad,
+            flip=flip,
+            seed=seed,
+            drop_last=drop_last,
+            device=device,
+            dtype=dtype,
+            channels_last=channels_last,
+            rank=rank,
+            world_size=world_size,
+        )
+    from resnet.data.folder import FolderLoader, ImageFolderDataset
+
+    if not isinstance(dataset, ImageFolderDataset):
+        raise ConfigError(
+            f"make_loader got {type(dataset).__name__}; pass a dataset from load_dataset()"
+        )
+    return FolderLoader(
+        dataset,
+        batch_size,
+        shuffle=train,
+        augment=augment,
+        flip=flip,
+        seed=seed,
+        drop_last=drop_last,
+        device=device,
+        dtype=dtype,
+        channels_last=channels_last,
+        rank=rank,
+        world_size=world_size,
+        num_workers=num_workers,
+    )

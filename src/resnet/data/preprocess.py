@@ -1,0 +1,173 @@
+"""Turning arbitrary images into model input: the path ``predict`` and ``explain`` take, and the
+eval transform of image folders (so both see the same pixels)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from resnet.data.meta import DatasetMeta
+from resnet.errors import DataError
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "open_image",
+    "resize_center_crop",
+    "pil_to_tensor",
+    "normalization_affine",
+    "preprocess_images",
+]
+
+# torchvision's ImageFolder extensions.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+
+def open_image(
+    path: str | os.PathLike, channels: int, *, draft_size: int | None = None
+) -> Image.Image:
+    """Decode ``path`` fully as ``L`` (channels=1) or ``RGB`` (channels=3).
+
+    ``draft_size`` lets the JPEG decoder shrink by 2/4/8 while decoding (much faster when only
+    a small version is needed, e.g. for dataset statistics). Raises ``DataError`` naming the file.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            if draft_size is not None:
+                image.draft(_pil_mode(channels), (draft_size, draft_size))
+            return _convert(image, channels)
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
+        raise DataError(
+            f"{path}: not a readable image ({exc}); replace or delete the file"
+        ) from exc
+
+
+def _pil_mode(channels: int) -> str:
+    if channels not in (1, 3):
+        raise DataError(f"images must have 1 or 3 channels, got {channels}")
+    return "L" if channels == 1 else "RGB"
+
+
+def _convert(image: Image.Image, channels: int) -> Image.Image:
+    mode = _pil_mode(channels)
+    if image.mode in ("P", "PA"):
+        image = image.convert("RGBA")  # expand the palette first (PIL warns otherwise)
+    return image.convert(mode)  # always a new, fully loaded image detached from any file
+
+
+def resize_center_crop(image: Image.Image, size: Sequence[int]) -> Image.Image:
+    """Scale (bilinear, keeping the aspect ratio) until ``size`` = (H, W) is covered, then take
+    the central (H, W) window. An image already at ``size`` is returned unchanged."""
+    from PIL import Image
+
+    height, width = int(size[0]), int(size[1])
+    if image.size == (width, height):
+        return image
+    scale = max(height / image.height, width / image.width)
+    new_w = max(width, round(image.width * scale))
+    new_h = max(height, round(image.height * scale))
+    image = image.resize((new_w, new_h), Image.Resampling.BILINEAR)
+    left, top = (new_w - width) // 2, (new_h - height) // 2
+    return image.crop((left, top, left + width, top + height))
+
+
+def pil_to_tensor(image: Image.Image) -> torch.Tensor:
+    """uint8 (C, H, W) tensor of an ``L`` or ``RGB`` image."""
+    array = np.asarray(image, dtype=np.uint8)
+    if array.ndim == 2:
+        array = array[:, :, None]
+    return torch.from_numpy(array.transpose(2, 0, 1).copy())
+
+
+def normalization_affine(
+    meta: DatasetMeta,
+    spatial_dims: int,
+    *,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scale, shift) of shape (1, C, 1, ...) such that ``x * scale + shift == (x/255 - mean)/std``
+    for uint8 ``x``, so normalization is one fused multiply-add (``torch.addcmul``)."""
+    mean = torch.tensor(meta.mean, dtype=torch.float64)
+    std = torch.tensor(meta.std, dtype=torch.float64)
+    if (std <= 0).any():
+        raise DataError(f"dataset {meta.name!r}: std must be positive, got {meta.std}")
+    shape = (1, meta.channels) + (1,) * spatial_dims
+    scale = (1.0 / (255.0 * std)).reshape(shape)
+    shift = (-mean / std).reshape(shape)
+    return scale.to(device=device, dtype=dtype), shift.to(device=device, dtype=dtype)
+
+
+def preprocess_images(
+    images: Any,
+    meta: DatasetMeta,
+    *,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """Normalized model input (N, C, H, W) (or (N, 1, D, H, W) for volumes) matching ``meta``.
+
+    ``images`` is one item or a list of: PIL images, file paths, uint8 numpy arrays (H, W) or
+    (H, W, C), uint8 torch tensors (C, H, W). 2D images are converted to L/RGB per
+    ``meta.channels`` and resized (aspect kept, centre crop) to ``meta.image_size``; volumes
+    must be uint8 (D, H, W) arrays already of ``meta.image_size``.
+    """
+    if not isinstance(images, (list, tuple)):
+        images = [images]
+    if not images:
+        raise DataError("preprocess_images got no images; pass at least one image or path")
+    if len(meta.image_size) == 3:
+        batch = torch.stack([_volume_tensor(item, meta) for item in images])
+    else:
+        batch = torch.stack([_image_tensor(item, meta) for item in images])
+    scale, shift = normalization_affine(meta, batch.dim() - 2, device=device, dtype=dtype)
+    return torch.addcmul(shift, batch.to(device=device, dtype=dtype), scale)
+
+
+def _image_tensor(item: Any, meta: DatasetMeta) -> torch.Tensor:
+    from PIL import Image
+
+    if isinstance(item, (str, os.PathLike)):
+        image = open_image(Path(item), meta.channels)
+    elif isinstance(item, Image.Image):
+        image = _convert(item, meta.channels)
+    else:
+        image = _convert(Image.fromarray(_as_hwc_uint8(item)), meta.channels)
+    return pil_to_tensor(resize_center_crop(image, meta.image_size))
+
+
+def _as_hwc_uint8(item: Any) -> np.ndarray:
+    if isinstance(item, torch.Tensor):
+        item = item.detach().cpu().numpy()
+        if item.ndim == 3:
+            item = item.transpose(1, 2, 0)  # torch images are (C, H, W)
+    array = np.asarray(item) if isinstance(item, np.ndarray) else None
+    if array is None or array.dtype != np.uint8:
+        got = f"{array.dtype} array" if array is not None else type(item).__name__
+        raise DataError(
+            f"cannot use {got} as an image; pass a PIL image, a file path or a uint8 array"
+        )
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
+        raise DataError(f"uint8 image array has shape {array.shape}; expected (H, W) or (H, W, 3)")
+    return np.ascontiguousarray(array)
+
+
+def _volume_tensor(item: Any, meta: DatasetMeta) -> torch.Tensor:
+    array = item.detach().cpu().numpy() if isinstance(item, torch.Tensor) else np.asarray(item)
+    if array.dtype != np.uint8 or array.shape != tuple(meta.image_size):
+        raise DataError(
+            f"volume input must be a uint8 array of shape {tuple(meta.image_size)}, got "
+            f"{array.dtype} {array.shape}; resample the volume first"
+        )
+    return torch.from_numpy(array.copy())[None]

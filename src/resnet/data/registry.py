@@ -1,0 +1,272 @@
+"""``load_dataset``: one entry point for the built-in datasets, image folders and ``.npz`` files.
+
+Built-in datasets are searched in order: ``data_dir``, ``$RESNET_DATA``,
+``/usr/share/datasets/<name>`` (Debian's ``dataset-fashion-mnist``), ``~/.cache/resnet/<name>``;
+each directory is also tried with ``<name>/`` appended. If none holds the files and ``download``
+is set, torchvision downloads them into ``~/.cache/resnet/<name>``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from resnet.data.cifar import CIFAR_VARIANTS, find_cifar_files, load_cifar
+from resnet.data.idx import IDX_FILES, find_idx_files, load_idx_split
+from resnet.data.meta import ArrayDataset, DatasetMeta, channel_mean_std, seeded_split
+from resnet.data.npz import load_npz_arrays
+from resnet.errors import ConfigError, DataError
+
+__all__ = [
+    "CACHE_ROOT",
+    "SYSTEM_DATA_ROOT",
+    "CLASS_NAMES",
+    "list_datasets",
+    "dataset_search_dirs",
+    "load_dataset",
+]
+
+# Module attributes (not constants baked into functions) so tests can point them elsewhere.
+CACHE_ROOT = Path.home() / ".cache" / "resnet"
+SYSTEM_DATA_ROOT = Path("/usr/share/datasets")
+
+CLASS_NAMES: dict[str, list[str]] = {
+    "fashion-mnist": [
+        "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+        "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    ],
+    "mnist": [str(i) for i in range(10)],
+    "cifar10": [
+        "airplane", "automobile", "bird", "cat", "deer",
+        "dog", "frog", "horse", "ship", "truck",
+    ],
+    "cifar100": [
+        "apple", "aquarium_fish", "baby", "bear", "beaver", "bed", "bee", "beetle", "bicycle",
+        "bottle", "bowl", "boy", "bridge", "bus", "butterfly", "camel", "can", "castle",
+        "caterpillar", "cattle", "chair", "chimpanzee", "clock", "cloud", "cockroach", "couch",
+        "crab", "crocodile", "cup", "dinosaur", "dolphin", "elephant", "flatfish", "forest",
+        "fox", "girl", "hamster", "house", "kangaroo", "keyboard", "lamp", "lawn_mower",
+        "leopard", "lion", "lizard", "lobster", "man", "maple_tree", "motorcycle", "mountain",
+        "mouse", "mushroom", "oak_tree", "orange", "orchid", "otter", "palm_tree", "pear",
+        "pickup_truck", "pine_tree", "plain", "plate", "poppy", "porcupine", "possum", "rabbit",
+        "raccoon", "ray", "road", "rocket", "rose", "sea", "seal", "shark", "shrew", "skunk",
+        "skyscraper", "snail", "snake", "spider", "squirrel", "streetcar", "sunflower",
+        "sweet_pepper", "table", "tank", "telephone", "television", "tiger", "tractor", "train",
+        "trout", "tulip", "turtle", "wardrobe", "whale", "willow_tree", "wolf", "woman", "worm",
+    ],
+}  # fmt: skip
+
+_ALIASES = {
+    "fashion-mnist": "fashion-mnist",
+    "fashion_mnist": "fashion-mnist",
+    "fashionmnist": "fashion-mnist",
+    "mnist": "mnist",
+    "cifar10": "cifar10",
+    "cifar-10": "cifar10",
+    "cifar100": "cifar100",
+    "cifar-100": "cifar100",
+}
+_TORCHVISION_CLASSES = {
+    "fashion-mnist": "FashionMNIST",
+    "mnist": "MNIST",
+    "cifar10": "CIFAR10",
+    "cifar100": "CIFAR100",
+}
+_SPLITS = ("train", "val", "test")
+# Train-split channel statistics per source, keyed like the file caches (path + mtimes).
+_STATS_CACHE: dict[tuple, tuple[tuple[float, ...], tuple[float, ...]]] = {}
+
+
+def list_datasets() -> list[str]:
+    """Names of the built-in datasets (image folders and .npz files are passed as paths)."""
+    return sorted(CLASS_NAMES)
+
+
+def dataset_search_dirs(name: str, data_dir: str | os.PathLike | None = None) -> list[Path]:
+    """Directories searched for built-in dataset ``name``, in order."""
+    bases = []
+    if data_dir is not None:
+        bases.append(Path(data_dir).expanduser())
+    if os.environ.get("RESNET_DATA"):
+        bases.append(Path(os.environ["RESNET_DATA"]).expanduser())
+    dirs = [d for base in bases for d in (base, base / name)]
+    dirs += [SYSTEM_DATA_ROOT / name, CACHE_ROOT / name]
+    return list(dict.fromkeys(dirs))
+
+
+def load_dataset(
+    name: str,
+    split: str = "train",
+    *,
+    data_dir: str | os.PathLike | None = None,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    download: bool = True,
+    image_size: int | None = None,
+) -> Any:
+    """Load one split of a dataset.
+
+    ``name`` is a built-in name (:func:`list_datasets`), a path to a MedMNIST-style ``.npz``
+    (-> :class:`ArrayDataset`) or to an image folder (-> ``ImageFolderDataset``; ``image_size``
+    defaults to 224 and applies to folders only). Sources without a val split use a seeded
+    ``val_fraction`` of train as "val" and the rest as "train".
+    """
+    if split not in _SPLITS:
+        raise ConfigError(f"unknown split {split!r}; use one of {', '.join(_SPLITS)}")
+    canonical = _ALIASES.get(str(name).lower())
+    path = Path(name).expanduser()
+    if canonical is None and path.is_dir():
+        from resnet.data.folder import load_image_folder
+
+        return load_image_folder(
+            path, split, image_size=image_size or 224, val_fraction=val_fraction, seed=seed
+        )
+    if canonical is not None:
+        splits, class_names, key = _load_builtin(canonical, data_dir, download)
+        source_name = canonical
+    elif path.suffix.lower() == ".npz":
+        if not path.is_file():
+            raise DataError(f"{path} does not exist; check the path to the .npz file")
+        splits, class_names = load_npz_arrays(path)
+        stat = path.stat()
+        key = ("npz", str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+        source_name = path.stem
+    else:
+        raise DataError(
+            f"unknown dataset {name!r}: not one of {', '.join(list_datasets())}, an existing "
+            "image folder, or a .npz file; check the name or path"
+        )
+
+    train_images = splits["train"][0]
+    if image_size is not None and tuple(train_images.shape[2:]) != (image_size,) * (
+        train_images.ndim - 2
+    ):
+        raise ConfigError(
+            f"image_size={image_size} only applies to image folders; {source_name} images are "
+            f"{tuple(train_images.shape[2:])}, leave image_size unset"
+        )
+    if key not in _STATS_CACHE:
+        _STATS_CACHE[key] = channel_mean_std(train_images)
+    mean, std = _STATS_CACHE[key]
+    meta = DatasetMeta(
+        name=source_name,
+        class_names=class_names,
+        channels=train_images.shape[1],
+        image_size=train_images.shape[2:],
+        mean=mean,
+        std=std,
+    )
+    images, labels = _select_split(splits, split, val_fraction, seed, source_name)
+    return ArrayDataset(torch.from_numpy(images), torch.from_numpy(labels), meta)
+
+
+def _select_split(
+    splits: dict[str, tuple[np.ndarray, np.ndarray]],
+    split: str,
+    val_fraction: float,
+    seed: int,
+    source_name: str,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Writable copies of the requested split's (images, labels)."""
+    if split == "test":
+        if "test" not in splits:
+            raise DataError(f"{source_name} has no test split (no test_images/test_labels)")
+        images, labels = splits["test"]
+        return images.copy(), labels.copy()
+    if "val" in splits:
+        images, labels = splits[split]
+        return images.copy(), labels.copy()
+    if split == "val" and val_fraction <= 0:
+        raise ConfigError(
+            f"{source_name} has no val split and val_fraction=0 leaves none; pass "
+            "val_fraction > 0 (e.g. 0.1) or use split='test'"
+        )
+    images, labels = splits["train"]
+    train_idx, val_idx = seeded_split(len(labels), val_fraction, seed)
+    index = (train_idx if split == "train" else val_idx).numpy()
+    if len(index) == len(labels):  # val_fraction=0: the whole split, no gather needed
+        return images.copy(), labels.copy()
+    return images[index], labels[index]
+
+
+def _load_builtin(
+    name: str, data_dir: str | os.PathLike | None, download: bool
+) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], list[str], tuple]:
+    """(splits, class names, cache key) of a built-in dataset, downloading it if allowed."""
+    found = _find_builtin(name, dataset_search_dirs(name, data_dir))
+    failure = "download is disabled"
+    if found is None and download:
+        try:
+            _download(name, CACHE_ROOT / name)
+            found = _find_builtin(name, [CACHE_ROOT / name])
+            failure = "the download left no usable files"
+        except Exception as exc:  # no network, no torchvision, disk full, ...: all explained below
+            failure = f"the download failed ({type(exc).__name__}: {exc})"
+    if found is None:
+        raise DataError(_missing_message(name, data_dir, failure))
+
+    if name in CIFAR_VARIANTS:
+        splits, names = load_cifar(found)
+        key = ("cifar", found, *(_stamp(p) for p in (*found.train, found.test)))
+        return splits, names or CLASS_NAMES[name], key
+    splits = {s: load_idx_split(*found[s], num_classes=10) for s in IDX_FILES}
+    key = ("idx", *((str(p), *_stamp(p)) for pair in found.values() for p in pair))
+    return splits, CLASS_NAMES[name], key
+
+
+def _find_builtin(name: str, dirs: list[Path]) -> Any:
+    for directory in dirs:
+        if not directory.is_dir():
+            continue
+        found = (
+            find_cifar_files(directory, name)
+            if name in CIFAR_VARIANTS
+            else find_idx_files(directory)
+        )
+        if found is not None:
+            return found
+    return None
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_mtime_ns, stat.st_size
+
+
+def _download(name: str, target: Path) -> None:
+    # torchvision is imported only here: `import resnet.data` must stay fast.
+    import torchvision.datasets
+
+    dataset_class = getattr(torchvision.datasets, _TORCHVISION_CLASSES[name])
+    target.mkdir(parents=True, exist_ok=True)
+    for train in (True, False):
+        dataset_class(root=str(target), train=train, download=True)
+
+
+def _missing_message(name: str, data_dir: Any, failure: str) -> str:
+    searched = ", ".join(str(d) for d in dataset_search_dirs(name, data_dir))
+    if name in CIFAR_VARIANTS:
+        spec = CIFAR_VARIANTS[name]
+        files = (
+            f"the extracted {spec.python_dir}/ folder (python version) or {spec.binary_dir}/ "
+            "folder (binary version) from https://www.cs.toronto.edu/~kriz/cifar.html"
+        )
+        system = ""
+    else:
+        files = "the four files " + ", ".join(
+            f"{n}.gz" for pair in IDX_FILES.values() for n in pair
+        )
+        system = (
+            "install it with `apt-get install dataset-fashion-mnist`, or "
+            if name == "fashion-mnist"
+            else ""
+        )
+    return (
+        f"{name} not found (searched {searched}) and {failure}; {system}put {files} in a "
+        "directory and pass --data-dir DIR (or set RESNET_DATA=DIR), or run once with internet "
+        "access to download it"
+    )

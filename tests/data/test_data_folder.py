@@ -1,0 +1,140 @@
+"""Image folders: class scanning, corrupt files, seeded and folder splits, the DataLoader path."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from resnet.data import ImageFolderDataset, load_dataset, make_loader, preprocess_images
+from resnet.errors import ConfigError, DataError
+
+
+def write_images(directory, classes=("cat", "dog"), per_class=6, size=(20, 14), seed=0):
+    """Noise PNGs (RGB, different sizes so resizing matters); returns the written paths."""
+    rng = np.random.default_rng(seed)
+    paths = []
+    for label, name in enumerate(classes):
+        (directory / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 256, (size[1] + i, size[0], 3), dtype=np.uint8)
+            pixels[..., label] //= 4  # make classes differ in colour
+            path = directory / name / f"{i:02d}.png"
+            Image.fromarray(pixels).save(path)
+            paths.append((path, label))
+    return paths
+
+
+@pytest.fixture
+def folder(tmp_path):
+    root = tmp_path / "pets"
+    paths = write_images(root)
+    corrupt = root / "cat" / "broken.png"
+    corrupt.write_bytes(b"\x89PNG but not really")
+    (root / "cat" / "notes.txt").write_text("ignored: not an image extension")
+    return root, paths, corrupt
+
+
+def test_corrupt_image_is_reported_not_fatal(folder):
+    root, paths, corrupt = folder
+    with pytest.warns(UserWarning, match="broken.png"):
+        train = load_dataset(str(root), "train", image_size=8, val_fraction=0.25)
+    with pytest.warns(UserWarning, match="broken.png"):
+        val = load_dataset(str(root), "val", image_size=8, val_fraction=0.25)
+    assert isinstance(train, ImageFolderDataset)
+    assert corrupt in train.unreadable
+    assert sorted(train.samples + val.samples) == sorted(paths)  # 12 images, corrupt one left out
+    assert (len(train), len(val)) == (9, 3)
+    assert train.meta.class_names == ["cat", "dog"]
+    assert train.meta.channels == 3 and train.meta.image_size == (8, 8)
+
+
+def test_seeded_split_is_reproducible(folder):
+    root = folder[0]
+    with pytest.warns(UserWarning):
+        a = load_dataset(str(root), "val", image_size=8, seed=5, val_fraction=0.5)
+        b = load_dataset(str(root), "val", image_size=8, seed=5, val_fraction=0.5)
+        c = load_dataset(str(root), "val", image_size=8, seed=6, val_fraction=0.5)
+    assert a.samples == b.samples and a.samples != c.samples
+    with pytest.warns(UserWarning), pytest.raises(ConfigError, match="val_fraction"):
+        load_dataset(str(root), "val", image_size=8, val_fraction=0.0)
+
+
+def test_mean_std_are_computed_at_the_target_size(folder):
+    root = folder[0]
+    with pytest.warns(UserWarning):
+        train = load_dataset(str(root), "train", image_size=8, val_fraction=0.0)
+    pixels = torch.stack([train[i][0] for i in range(len(train))]).double() / 255
+    assert pixels.shape == (12, 3, 8, 8)
+    torch.testing.assert_close(
+        torch.tensor(train.meta.mean, dtype=torch.float64), pixels.mean(dim=(0, 2, 3))
+    )
+    torch.testing.assert_close(
+        torch.tensor(train.meta.std, dtype=torch.float64), pixels.std(dim=(0, 2, 3), unbiased=False)
+    )
+
+
+def test_split_by_folders_and_gray_detection(tmp_path):
+    root = tmp_path / "xray"
+    for split, n in (("train", 4), ("val", 2)):
+        for name in ("normal", "pneumonia"):
+            (root / split / name).mkdir(parents=True)
+            for i in range(n):
+                Image.new("L", (10, 12), 40 * i).save(root / split / name / f"{i}.png")
+    train = load_dataset(str(root), "train", image_size=6)
+    val = load_dataset(str(root), "val", image_size=6)
+    assert (len(train), len(val)) == (8, 4)
+    assert all(p.parent.parent.name == "val" for p, _ in val.samples)
+    assert train.meta.channels == 1 and val.meta == train.meta
+    with pytest.warns(UserWarning, match="no test/ folder"):
+        test = load_dataset(str(root), "test", image_size=6)
+    assert test.samples == val.samples
+
+
+def test_empty_or_classless_folders_are_data_errors(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no class sub-folders"):
+        load_dataset(str(tmp_path / "empty"))
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    Image.new("RGB", (4, 4)).save(flat / "a.png")
+    with pytest.raises(DataError, match="no class sub-folders"):
+        load_dataset(str(flat))
+    (tmp_path / "hollow" / "cls").mkdir(parents=True)
+    with pytest.raises(DataError, match="no readable images"):
+        load_dataset(str(tmp_path / "hollow"))
+
+
+def test_eval_loader_matches_preprocess_images(folder):
+    root = folder[0]
+    with pytest.warns(UserWarning):
+        val = load_dataset(str(root), "val", image_size=8, val_fraction=0.5)
+    loader = make_loader(val, 4, train=False, num_workers=0)
+    batches = list(loader)
+    assert len(loader) == len(batches) == 2
+    x = torch.cat([b[0] for b in batches])
+    y = torch.cat([b[1] for b in batches])
+    assert torch.equal(y, torch.tensor([label for _, label in val.samples]))
+    expected = preprocess_images([path for path, _ in val.samples], val.meta)
+    torch.testing.assert_close(x, expected)
+
+
+def test_train_loader_is_deterministic_per_epoch_and_worker_independent(folder):
+    root = folder[0]
+    with pytest.warns(UserWarning):
+        train = load_dataset(str(root), "train", image_size=8, val_fraction=0.0)
+
+    def run(epoch, num_workers):
+        loader = make_loader(train, 5, train=True, seed=3, num_workers=num_workers)
+        loader.set_epoch(epoch)
+        batches = list(loader)
+        return torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
+
+    x0, y0 = run(0, 0)
+    assert x0.shape == (12, 3, 8, 8) and x0.dtype == torch.float32
+    assert sorted(y0.tolist()) == [0] * 6 + [1] * 6
+    x0_again, y0_again = run(0, 1)  # decoded in a worker process: same pixels
+    assert torch.equal(x0, x0_again) and torch.equal(y0, y0_again)
+    x1, _ = run(1, 0)
+    assert not torch.equal(x0, x1)
+    eval_view = make_loader(train, 12, train=False, num_workers=0)
+    assert not torch.equal(next(iter(eval_view))[0], x0)  # train batches are augmented

@@ -1,0 +1,111 @@
+"""preprocess_images (the predict/explain input path) and the metadata types."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from resnet.data import ArrayDataset, DatasetMeta, channel_mean_std, preprocess_images
+from resnet.errors import DataError
+
+GRAY = DatasetMeta("gray", ["a", "b"], 1, (28, 28), (0.5,), (0.25,))
+RGB = DatasetMeta("rgb", ["a", "b", "c"], 3, (16, 16), (0.1, 0.2, 0.3), (0.5, 0.4, 0.2))
+
+
+def test_rgb_image_is_converted_to_gray_and_resized():
+    color = (200, 100, 50)
+    x = preprocess_images([Image.new("RGB", (40, 30), color)], GRAY)
+    assert x.shape == (1, 1, 28, 28) and x.dtype == torch.float32
+    luma = 0.299 * color[0] + 0.587 * color[1] + 0.114 * color[2]  # ITU-R 601-2, PIL's "L"
+    expected = torch.full_like(x, (round(luma) / 255 - 0.5) / 0.25)
+    torch.testing.assert_close(x, expected, rtol=0, atol=1.5 / 255 / 0.25)
+
+
+def test_resize_keeps_aspect_and_takes_the_centre():
+    # 60x30 image whose central 30x30 square is white and whose sides are black: a plain resize
+    # would squeeze black columns in; resize-to-cover + centre crop sees only white.
+    pixels = np.zeros((30, 60, 3), np.uint8)
+    pixels[:, 15:45] = 255
+    x = preprocess_images(Image.fromarray(pixels), RGB)
+    assert x.shape == (1, 3, 16, 16)
+    white = (1 - torch.tensor(RGB.mean)) / torch.tensor(RGB.std)
+    torch.testing.assert_close(x[0, :, :, 1:-1], white.view(3, 1, 1).expand(3, 16, 14))
+
+
+def test_paths_arrays_and_tensors_give_the_same_input(tmp_path):
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    path = tmp_path / "img.png"
+    Image.fromarray(pixels).save(path)
+    from_path = preprocess_images([path, str(path)], RGB)
+    from_array = preprocess_images([pixels], RGB)
+    from_tensor = preprocess_images([torch.from_numpy(pixels).permute(2, 0, 1)], RGB)
+    assert from_path.shape == (2, 3, 16, 16)
+    for other in (from_path[1:], from_array, from_tensor):
+        torch.testing.assert_close(from_path[:1], other)
+    expected = (
+        torch.from_numpy(pixels).permute(2, 0, 1) / 255 - torch.tensor(RGB.mean)[:, None, None]
+    ) / torch.tensor(RGB.std)[:, None, None]
+    torch.testing.assert_close(from_array[0], expected)
+
+
+def test_unreadable_path_raises_data_error_naming_it(tmp_path):
+    bad = tmp_path / "notes.png"
+    bad.write_text("not an image")
+    with pytest.raises(DataError) as info:
+        preprocess_images([bad], RGB)
+    assert str(bad) in str(info.value)
+    with pytest.raises(DataError, match="missing.png"):
+        preprocess_images([tmp_path / "missing.png"], RGB)
+    with pytest.raises(DataError, match="uint8"):
+        preprocess_images([np.zeros((4, 4), np.float32)], RGB)
+
+
+def test_volumes_must_already_have_the_model_size():
+    meta = DatasetMeta("vol", ["a", "b"], 1, (4, 5, 6), (0.5,), (0.5,))
+    volume = np.full((4, 5, 6), 255, np.uint8)
+    x = preprocess_images([volume, volume], meta)
+    assert x.shape == (2, 1, 4, 5, 6)
+    torch.testing.assert_close(x, torch.ones_like(x))
+    with pytest.raises(DataError, match="resample"):
+        preprocess_images([np.zeros((4, 5, 7), np.uint8)], meta)
+
+
+def test_meta_round_trips_through_json():
+    restored = DatasetMeta.from_dict(json.loads(json.dumps(RGB.to_dict())))
+    assert restored == RGB and restored.num_classes == 3
+    assert isinstance(restored.image_size, tuple)
+    with pytest.raises(DataError, match="class_names"):
+        DatasetMeta.from_dict({"name": "x"})
+    with pytest.raises(DataError, match="channels"):
+        DatasetMeta("x", ["a"], 3, (4, 4), (0.5,), (0.5,))
+
+
+def test_array_dataset_subset_and_validation():
+    images = torch.arange(5 * 4, dtype=torch.uint8).reshape(5, 1, 2, 2)
+    dataset = ArrayDataset(images, torch.tensor([0, 1, 0, 1, 0]), GRAY)
+    assert len(dataset.subset(3)) == 3 and len(dataset.subset(10)) == 5
+    picked = dataset.subset([4, 1])
+    assert torch.equal(picked.labels, torch.tensor([0, 1])) and torch.equal(
+        picked.images[0], images[4]
+    )
+    with pytest.raises(DataError, match="uint8"):
+        ArrayDataset(images.float(), dataset.labels, GRAY)
+    with pytest.raises(DataError, match="int64"):
+        ArrayDataset(images, dataset.labels.int(), GRAY)
+
+
+def test_channel_mean_std_is_exact():
+    images = torch.randint(0, 256, (7, 3, 5, 4), generator=torch.Generator().manual_seed(0)).to(
+        torch.uint8
+    )
+    mean, std = channel_mean_std(images)
+    reference = images.double() / 255
+    torch.testing.assert_close(
+        torch.tensor(mean, dtype=torch.float64), reference.mean(dim=(0, 2, 3))
+    )
+    torch.testing.assert_close(
+        torch.tensor(std, dtype=torch.float64), reference.std(dim=(0, 2, 3), unbiased=False)
+    )
