@@ -1,0 +1,168 @@
+"""Scoring a model: top-1/top-5 accuracy, per-class accuracy and the confusion matrix."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from resnet.errors import ConfigError, DataError
+
+__all__ = ["evaluate", "evaluate_loader"]
+
+
+@torch.no_grad()
+def evaluate_loader(
+    model: nn.Module,
+    loader: Any,
+    *,
+    num_classes: int,
+    autocast: Any = None,
+    tta_flip: bool = False,
+) -> dict[str, Any]:
+    """Loss, top-1, top-5 and the (true x predicted) confusion matrix of ``model`` on ``loader``.
+
+    ``tta_flip`` averages the softmax of each image and its mirror image (flip along the last
+    axis, i.e. width).
+    """
+    was_training = model.training
+    model.eval()
+    autocast = autocast if autocast is not None else contextlib.nullcontext()
+    device = next(model.parameters()).device
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    top1 = torch.zeros((), dtype=torch.int64, device=device)
+    top5 = torch.zeros((), dtype=torch.int64, device=device)
+    confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=device)
+    seen = 0
+    k = min(5, num_classes)
+    for x, y in loader:
+        with autocast:
+            logits = model(x).float()
+            probs = logits.softmax(1)
+            if tta_flip:
+                probs = 0.5 * (probs + model(x.flip(-1)).float().softmax(1))
+        # With TTA the loss is that of the averaged probabilities.
+        loss_sum += F.nll_loss(probs.clamp_min(1e-12).log(), y, reduction="sum").double()
+        ranked = probs.topk(k, dim=1).indices  # (B, k)
+        top1 += (ranked[:, 0] == y).sum()
+        top5 += (ranked == y[:, None]).any(1).sum()
+        confusion += torch.bincount(y * num_classes + ranked[:, 0], minlength=num_classes**2)
+        seen += y.numel()
+    model.train(was_training)
+    if seen == 0:
+        raise DataError("evaluation split is empty; check the dataset and split")
+    matrix = confusion.view(num_classes, num_classes).cpu()
+    return {
+        "loss": float(loss_sum) / seen,
+        "top1": float(top1) / seen,
+        "top5": float(top5) / seen,
+        "num_samples": seen,
+        "confusion_matrix": matrix,
+    }
+
+
+def evaluate(
+    checkpoint: str | os.PathLike,
+    *,
+    dataset: Optional[str] = None,
+    split: str = "test",
+    data_dir: Optional[str] = None,
+    tta_flip: bool = False,
+    device: str = "auto",
+    batch_size: int = 256,
+    out_dir: Optional[str | os.PathLike] = None,
+) -> dict[str, Any]:
+    """Score a checkpoint on a dataset split (default: the dataset it was trained on).
+
+    Returns ``top1``, ``top5``, ``loss``, ``per_class_accuracy`` ({class name: accuracy}),
+    ``confusion_matrix`` (rows: true class, columns: predicted), ``class_names``,
+    ``num_samples``, ``dataset``, ``split``. With ``out_dir``, writes ``confusion_matrix.csv``
+    and ``confusion_matrix.png`` there. Inputs are normalised with the checkpoint's statistics.
+    """
+    from resnet.data import ArrayDataset, DatasetMeta, load_dataset, make_loader
+    from resnet.engine.checkpoint import load_checkpoint
+    from resnet.engine.distributed import resolve_device
+
+    target = resolve_device(device)
+    model, info = load_checkpoint(checkpoint, device=target)
+    trained = info.get("train_config") or {}
+    meta = DatasetMeta.from_dict(info["data_meta"]) if info.get("data_meta") else None
+    if dataset is None:
+        dataset = trained.get("dataset") or (meta.name if meta else None)
+        data_dir = data_dir or trained.get("data_dir")
+    if dataset is None:
+        raise ConfigError("the checkpoint does not name its dataset; pass --dataset")
+    options = {"data_dir": data_dir}
+    if split == "val":
+        options["val_fraction"] = trained.get("val_fraction") or 0.1
+    data = load_dataset(dataset, split, **options)
+    if meta is not None:
+        if data.meta.channels != meta.channels or data.meta.num_classes != meta.num_classes:
+            raise DataError(
+                f"{dataset} has {data.meta.channels} channels and {data.meta.num_classes} classes "
+                f"but the checkpoint expects {meta.channels} and {meta.num_classes}; "
+                "evaluate on a matching dataset"
+            )
+        if isinstance(data, ArrayDataset):
+            # Same normalisation as in training, whatever the evaluated data's own statistics.
+            data = ArrayDataset(data.images, data.labels, meta)
+    meta = meta or data.meta
+    loader = make_loader(data, batch_size, train=False, device=target)
+    scores = evaluate_loader(model, loader, num_classes=meta.num_classes, tta_flip=tta_flip)
+    matrix = scores.pop("confusion_matrix")
+    totals = matrix.sum(1).clamp_min(1)
+    result = {
+        **scores,
+        "per_class_accuracy": {
+            name: float(matrix[i, i] / totals[i]) for i, name in enumerate(meta.class_names)
+        },
+        "confusion_matrix": matrix.tolist(),
+        "class_names": list(meta.class_names),
+        "dataset": str(dataset),
+        "split": split,
+        "tta_flip": tta_flip,
+    }
+    if out_dir is not None:
+        write_confusion_matrix(Path(out_dir), matrix, list(meta.class_names))
+    return result
+
+
+def write_confusion_matrix(out_dir: Path, matrix: torch.Tensor, class_names: list[str]) -> None:
+    """``confusion_matrix.csv`` (counts) and ``confusion_matrix.png`` (row-normalised heat map)."""
+    from resnet.io import atomic_write
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    buffer = io.StringIO()
+    table = csv.writer(buffer)
+    table.writerow(["true\\predicted", *class_names])
+    for name, row in zip(class_names, matrix.tolist()):
+        table.writerow([name, *row])
+    with atomic_write(out_dir / "confusion_matrix.csv", "w") as handle:
+        handle.write(buffer.getvalue())
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rates = (matrix.double() / matrix.sum(1, keepdim=True).clamp_min(1)).numpy()
+    size = max(4.0, 0.45 * len(class_names) + 2)
+    figure, axes = plt.subplots(figsize=(size, size))
+    image = axes.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    ticks = range(len(class_names))
+    axes.set_xticks(ticks, class_names, rotation=90)
+    axes.set_yticks(ticks, class_names)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    figure.colorbar(image, fraction=0.046)
+    figure.tight_layout()
+    with atomic_write(out_dir / "confusion_matrix.png") as handle:
+        figure.savefig(handle, format="png", dpi=100)
+    plt.close(figure)

@@ -1,0 +1,139 @@
+"""The pieces a run assembles before its first step: seeds, data loaders, the model, autocast."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from torch import nn
+
+from resnet.engine.config import TrainConfig
+from resnet.engine.distributed import DistContext
+from resnet.engine.optim import freeze_backbone
+from resnet.errors import ConfigError, DataError
+
+__all__ = ["RunData", "seed_everything", "load_data", "build_model", "autocast_context"]
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    """Seed torch and Python; with ``deterministic``, ask torch for deterministic kernels."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        # warn_only: a kernel without a deterministic version warns instead of failing the run.
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = not deterministic
+
+
+@dataclass
+class RunData:
+    """The loaders of one run and what the model needs to know about the data."""
+
+    meta: Any  # DatasetMeta of the train split
+    train_loader: Any
+    eval_loader: Any  # scored every epoch: the val split, or test when there is none
+    test_loader: Optional[Any]  # for the final numbers; None when the source has no test split
+    eval_split: str  # "val" or "test"
+    num_train: int
+
+
+def load_data(cfg: TrainConfig, ctx: DistContext, per_rank_batch: int) -> RunData:
+    """Load the splits and build this process's loaders (its shard of every training epoch)."""
+    from resnet.data import load_dataset, make_loader
+
+    options: dict[str, Any] = {"data_dir": cfg.data_dir, "val_fraction": cfg.val_fraction}
+    train_set = load_dataset(cfg.dataset, "train", **options)
+    if cfg.train_subset is not None:
+        if not hasattr(train_set, "subset"):
+            raise ConfigError(f"train_subset needs an in-memory dataset, {cfg.dataset} is not one")
+        train_set = train_set.subset(cfg.train_subset)
+    eval_split = "val" if cfg.val_fraction > 0 else "test"
+    try:
+        test_set = load_dataset(cfg.dataset, "test", **options)
+    except DataError:
+        test_set = None
+    if eval_split == "val":
+        eval_set = load_dataset(cfg.dataset, "val", **options)
+    elif test_set is None:
+        raise ConfigError(f"{cfg.dataset} has no test split; set val_fraction > 0 (e.g. 0.1)")
+    else:
+        eval_set = test_set
+
+    channels_last = cfg.channels_last and len(train_set.meta.image_size) == 2
+    common = {"device": ctx.device, "seed": cfg.seed, "channels_last": channels_last}
+    train_options = {
+        **common,
+        "train": True,
+        "augment": cfg.augment,
+        "pad": cfg.pad,
+        "rank": ctx.rank,
+        "world_size": ctx.world_size,
+        "num_workers": cfg.num_workers,
+    }
+    train_loader = make_loader(train_set, per_rank_batch, **train_options)
+    if getattr(train_loader, "num_samples", 0) % per_rank_batch == 1:
+        # A last batch of one image breaks BatchNorm's batch statistics; drop it.
+        train_loader = make_loader(train_set, per_rank_batch, drop_last=True, **train_options)
+    eval_batch = max(cfg.batch_size, 256)
+    eval_options = {**common, "train": False, "num_workers": cfg.num_workers}
+    eval_loader = make_loader(eval_set, eval_batch, **eval_options)
+    test_loader = None
+    if test_set is not None:
+        test_loader = (
+            eval_loader
+            if eval_set is test_set
+            else make_loader(test_set, eval_batch, **eval_options)
+        )
+    return RunData(
+        meta=train_set.meta,
+        train_loader=train_loader,
+        eval_loader=eval_loader,
+        test_loader=test_loader,
+        eval_split=eval_split,
+        num_train=len(train_set),
+    )
+
+
+def build_model(cfg: TrainConfig, meta: Any, device: torch.device) -> tuple[nn.Module, list[str]]:
+    """The network for ``meta`` (2D or 3D), pretrained and partly frozen as ``cfg`` says.
+
+    Returns the model on ``device`` and the names of its frozen parameters.
+    """
+    from resnet.models import create_model, load_weights
+
+    model = create_model(
+        cfg.model, num_classes=meta.num_classes, in_chans=meta.channels, **cfg.model_kwargs
+    )
+    if cfg.pretrained is not None:
+        load_weights(model, _weight_file(cfg.pretrained))
+    frozen = freeze_backbone(model, cfg.freeze_stages)
+    model = model.to(device)
+    if cfg.channels_last and len(meta.image_size) == 2:
+        model = model.to(memory_format=torch.channels_last)
+    return model, frozen
+
+
+def _weight_file(path: str) -> Path:
+    """A weight file path; a run directory or checkpoint ``.json`` means its ``.safetensors``."""
+    candidate = Path(path)
+    if candidate.is_dir() or candidate.suffix == ".json":
+        from resnet.engine.checkpoint import resolve_checkpoint
+
+        stem = resolve_checkpoint(candidate)
+        return stem.parent / (stem.name + ".safetensors")
+    return candidate
+
+
+def autocast_context(amp: str, device: torch.device) -> Any:
+    """bf16 autocast where it helps: ``auto`` turns it on for CUDA GPUs with bf16 support only."""
+    if amp == "auto":
+        enabled = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    else:
+        enabled = amp == "bf16"
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
