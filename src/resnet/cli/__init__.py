@@ -16,7 +16,7 @@ from resnet.errors import ResnetError
 
 __all__ = ["main", "build_parser"]
 
-COMMAND_MODULES = ("resnet.cli.models",)
+COMMAND_MODULES = ("resnet.cli.models", "resnet.cli.train")
 
 
 def build_parser() -> argparse.ArgumentParser:

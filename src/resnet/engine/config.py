@@ -70,6 +70,7 @@ class TrainConfig:
     channels_last: bool = False  # NHWC memory layout for 4D inputs (faster on GPUs)
     compile: bool = False  # torch.compile the model
     device: str = "auto"  # "auto" picks the GPU when there is one
+    num_threads: Optional[int] = None  # CPU threads for torch (None: torch's default)
     # --- reproducibility
     seed: int = 0
     deterministic: bool = True  # deterministic kernels (bitwise-repeatable runs on the CPU)

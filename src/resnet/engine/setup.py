@@ -19,8 +19,10 @@ from resnet.errors import ConfigError, DataError
 __all__ = ["RunData", "seed_everything", "load_data", "build_model", "autocast_context"]
 
 
-def seed_everything(seed: int, deterministic: bool) -> None:
+def seed_everything(seed: int, deterministic: bool, num_threads: Optional[int] = None) -> None:
     """Seed torch and Python; with ``deterministic``, ask torch for deterministic kernels."""
+    if num_threads is not None:
+        torch.set_num_threads(num_threads)
     random.seed(seed)
     torch.manual_seed(seed)
     if deterministic:

@@ -102,7 +102,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: Optional[Union[str, os.Pa
     from resnet.io import atomic_write
 
     device = ctx.device
-    seed_everything(cfg.seed, cfg.deterministic)
+    seed_everything(cfg.seed, cfg.deterministic, cfg.num_threads)
     data = load_data(cfg, ctx, check_batch_split(cfg.batch_size, ctx))
     model, frozen = build_model(cfg, data.meta, device)
     groups = param_groups(

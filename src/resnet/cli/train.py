@@ -1,0 +1,168 @@
+"""``resnet train``, ``resnet eval`` and ``resnet predict``: each parses and calls one function.
+
+resnet train --recipe recipes/fashion-mnist.yaml --epochs 5 --set label_smoothing=0.1
+resnet train --resume runs/resnet20-fashion-mnist
+torchrun --nproc_per_node=2 -m resnet train --recipe recipes/fashion-mnist.yaml
+resnet eval --checkpoint runs/resnet20-fashion-mnist --tta --json
+resnet predict --checkpoint runs/resnet20-fashion-mnist shirt.png boot.jpg
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from resnet.errors import ConfigError
+
+__all__ = ["register", "parse_overrides"]
+
+# Common flags: (flag, config field, type, help).
+_FLAGS = (
+    ("--model", "model", str, "model name, see `resnet models`"),
+    ("--dataset", "dataset", str, "dataset name, image folder or .npz file"),
+    ("--data-dir", "data_dir", str, "directory holding the dataset files"),
+    ("--epochs", "epochs", int, "number of epochs"),
+    ("--max-steps", "max_steps", int, "stop after this many iterations"),
+    ("--batch-size", "batch_size", int, "global batch size"),
+    ("--lr", "lr", float, "peak learning rate"),
+    ("--device", "device", str, "auto | cpu | cuda | mps"),
+    ("--seed", "seed", int, "random seed"),
+    ("--name", "name", str, "run folder name under runs_dir"),
+    ("--runs-dir", "runs_dir", str, "where run folders go"),
+    ("--train-subset", "train_subset", int, "train on the first N images only"),
+    ("--pretrained", "pretrained", str, "weight file (torchvision, timm or ours) to start from"),
+    ("--freeze-stages", "freeze_stages", int, "freeze the stem and the first K stages"),
+    ("--backbone-lr-scale", "backbone_lr_scale", float, "lr multiplier of the backbone"),
+)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    train = subparsers.add_parser("train", help="train a model (a recipe plus overrides)")
+    train.add_argument("--recipe", help="YAML recipe, e.g. recipes/fashion-mnist.yaml")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last epoch")
+    for flag, dest, kind, text in _FLAGS:
+        train.add_argument(
+            flag, dest=f"opt_{dest}", type=kind, default=None, metavar=dest.upper(), help=text
+        )
+    train.add_argument(
+        "--freeze-bn", action="store_true", default=None, help="keep BatchNorm statistics fixed"
+    )
+    train.add_argument(
+        "--no-progress", action="store_true", help="no tqdm bars (the column log stays)"
+    )
+    train.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any config field (YAML value), e.g. --set model_kwargs={norm_layer: group}",
+    )
+    train.set_defaults(func=_train)
+
+    evaluate = subparsers.add_parser("eval", help="score a checkpoint on a dataset split")
+    evaluate.add_argument("--checkpoint", required=True, help="run dir, .safetensors or .json")
+    evaluate.add_argument("--dataset", help="dataset (default: the one it was trained on)")
+    evaluate.add_argument("--data-dir", help="directory holding the dataset files")
+    evaluate.add_argument("--split", default="test", choices=("train", "val", "test"))
+    evaluate.add_argument("--tta", action="store_true", help="average with the mirror image")
+    evaluate.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    evaluate.add_argument("--batch-size", type=int, default=256)
+    evaluate.add_argument("--out-dir", help="write confusion_matrix.csv/.png here")
+    evaluate.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    evaluate.set_defaults(func=_eval)
+
+    predict = subparsers.add_parser("predict", help="classify image files with a checkpoint")
+    predict.add_argument("--checkpoint", required=True, help="run dir, .safetensors or .json")
+    predict.add_argument("inputs", nargs="+", help="image files")
+    predict.add_argument("--topk", type=int, default=5)
+    predict.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    predict.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    predict.set_defaults(func=_predict)
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["lr=0.05", "milestones=[32000, 48000]"]`` -> ``{"lr": 0.05, "milestones": [...]}``."""
+    import yaml
+
+    overrides: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            overrides[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            raise ConfigError(f"--set {key}: {raw!r} is not a valid YAML value") from None
+    return overrides
+
+
+def _train(args: argparse.Namespace) -> int:
+    from resnet.engine.config import TrainConfig
+    from resnet.engine.train import train
+
+    overrides = parse_overrides(args.overrides)
+    for _, dest, _, _ in _FLAGS:
+        value = getattr(args, f"opt_{dest}")
+        if value is not None:
+            overrides[dest] = value
+    if args.freeze_bn:
+        overrides["freeze_bn"] = True
+    if args.no_progress:
+        overrides["progress"] = False
+    if args.resume:
+        if args.recipe:
+            raise ConfigError("--resume continues a run with its own config; drop --recipe")
+        result = train(overrides, resume=args.resume)
+    else:
+        result = train(TrainConfig.from_yaml(args.recipe, overrides))
+    if result.run_dir is not None:
+        print(f"run saved in {result.run_dir}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from resnet.engine.evaluate import evaluate
+
+    result = evaluate(
+        args.checkpoint,
+        dataset=args.dataset,
+        split=args.split,
+        data_dir=args.data_dir,
+        tta_flip=args.tta,
+        device=args.device,
+        batch_size=args.batch_size,
+        out_dir=args.out_dir,
+    )
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(
+        f"{result['dataset']} {result['split']}: top-1 {result['top1']:.4f}  "
+        f"top-5 {result['top5']:.4f}  loss {result['loss']:.4f}  ({result['num_samples']} images)"
+    )
+    width = max(len(name) for name in result["class_names"])
+    for name, accuracy in result["per_class_accuracy"].items():
+        print(f"  {name:<{width}}  {accuracy:.4f}")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from resnet.engine.predict import predict
+
+    results = predict(args.checkpoint, args.inputs, topk=args.topk, device=args.device)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for row in results:
+            if "error" in row:
+                continue
+            ranked = ", ".join(f"{r['label']} {r['prob']:.3f}" for r in row["topk"])
+            print(f"{row['path']}: {ranked}")
+    failed = sum("error" in row for row in results)
+    if failed:
+        print(f"resnet: error: {failed} of {len(results)} inputs failed", file=sys.stderr)
+        return 2
+    return 0

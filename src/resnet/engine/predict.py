@@ -1,0 +1,80 @@
+"""``predict(checkpoint, paths)``: class probabilities for image files.
+
+The checkpoint carries everything needed (class names, channels, image size, normalisation),
+so inputs go through ``resnet.data.preprocess_images`` exactly as the model expects them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from resnet.errors import DataError, ResnetError, WeightsError
+
+__all__ = ["predict"]
+
+
+@torch.no_grad()
+def predict(
+    checkpoint: str | os.PathLike,
+    inputs: Sequence[str | os.PathLike],
+    *,
+    topk: int = 5,
+    device: str = "auto",
+    batch_size: int = 64,
+) -> list[dict[str, Any]]:
+    """One result per input, in order: ``{"path", "label", "prob", "topk": [{"label", "index",
+    "prob"}, ...]}``.
+
+    An input that cannot be read as an image gets ``{"path", "error"}`` and a one-line message
+    on stderr; the others are still predicted.
+    """
+    from resnet.data import DatasetMeta, preprocess_images
+    from resnet.engine.checkpoint import load_checkpoint
+    from resnet.engine.distributed import resolve_device
+
+    target = resolve_device(device)
+    model, info = load_checkpoint(checkpoint, device=target)
+    model.eval()
+    if not info.get("data_meta"):
+        raise WeightsError(
+            f"{checkpoint}: checkpoint has no data_meta (class names, normalisation); "
+            "predict needs a checkpoint written by `resnet train`"
+        )
+    meta = DatasetMeta.from_dict(info["data_meta"])
+    k = max(1, min(topk, meta.num_classes))
+
+    results: list[dict[str, Any]] = []
+    pending: list[tuple[int, torch.Tensor]] = []  # (index in results, (C, ...) input)
+    for path in inputs:
+        try:
+            tensor = preprocess_images([path], meta, device=target)[0]
+        except (ResnetError, OSError) as error:
+            message = str(error).splitlines()[0] if str(error) else type(error).__name__
+            print(f"resnet: error: {message}", file=sys.stderr)
+            results.append({"path": str(path), "error": message})
+            continue
+        results.append({"path": str(path)})
+        pending.append((len(results) - 1, tensor))
+
+    for start in range(0, len(pending), batch_size):
+        chunk = pending[start : start + batch_size]
+        batch = torch.stack([tensor for _, tensor in chunk])  # (B, C, H, W)
+        probs = model(batch).float().softmax(1)
+        values, indices = probs.topk(k, dim=1)
+        for (slot, _), row_values, row_indices in zip(chunk, values.tolist(), indices.tolist()):
+            ranked = [
+                {"label": meta.class_names[i], "index": i, "prob": p}
+                for p, i in zip(row_values, row_indices)
+            ]
+            results[slot].update(label=ranked[0]["label"], prob=ranked[0]["prob"], topk=ranked)
+    if not pending and inputs:
+        # Nothing could be read: still a per-file report, but say so once as a whole.
+        return results
+    if not inputs:
+        raise DataError("predict got no inputs; pass one or more image files")
+    return results
