@@ -39,6 +39,7 @@ class TrainConfig:
     # Fraction of train held out for validation when the source has no val split. 0 means no
     # validation: each epoch is scored on the test split, as the paper's curves are (Fig. 4).
     val_fraction: float = 0.0
+    eval_subset: Optional[int] = None  # score only the first N val/test images each epoch
     augment: bool = True  # random crop after zero padding + horizontal flip (paper, sec. 4.2)
     pad: int = 4  # pixels of zero padding before the random crop
     num_workers: int = 2  # only image-folder datasets use worker processes

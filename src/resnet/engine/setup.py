@@ -64,6 +64,8 @@ def load_data(cfg: TrainConfig, ctx: DistContext, per_rank_batch: int) -> RunDat
         raise ConfigError(f"{cfg.dataset} has no test split; set val_fraction > 0 (e.g. 0.1)")
     else:
         eval_set = test_set
+    if cfg.eval_subset is not None:
+        eval_set = eval_set.subset(cfg.eval_subset)
 
     channels_last = cfg.channels_last and len(train_set.meta.image_size) == 2
     common = {"device": ctx.device, "seed": cfg.seed, "channels_last": channels_last}

@@ -322,7 +322,7 @@ def _final_metrics(cfg: TrainConfig, data: Any, eval_model: nn.Module, history, 
     if history:
         final["train_loss"] = history[-1]["train_loss"]
         final["train_acc"] = history[-1]["train_acc"]
-    if data.eval_split == "test" and not cfg.eval_tta and history:
+    if data.eval_split == "test" and not cfg.eval_tta and cfg.eval_subset is None and history:
         final["test_loss"] = history[-1]["test_loss"]
         final["test_acc"] = history[-1]["test_acc"]
         return final
