@@ -1,0 +1,188 @@
+"""What every experiment shares: devices, run folders, evaluation batches and the loss/accuracy
+of a model on a fixed set of batches.
+
+The experiments measure; they do not train (training goes through ``resnet.engine.train``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from resnet.errors import ConfigError
+
+__all__ = [
+    "resolve_device",
+    "next_run_dir",
+    "load_split",
+    "eval_batches",
+    "evaluate_loss_accuracy",
+    "model_for_dataset",
+    "log",
+    "json_ready",
+    "save_result",
+    "load_network",
+    "checkpoint_dataset",
+]
+
+Batches = Sequence[tuple[Tensor, Tensor]]
+
+
+def log(message: str, *, enabled: bool = True) -> None:
+    """One progress line on stderr, flushed at once so long runs show where they are."""
+    if enabled:
+        print(message, file=sys.stderr, flush=True)
+
+
+def json_ready(obj: Any) -> Any:
+    """``obj`` with NaN/inf turned into None (strict JSON) and private keys ("tensors") dropped."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): json_ready(v) for k, v in obj.items() if k != "tensors"}
+    if isinstance(obj, (list, tuple)):
+        return [json_ready(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def save_result(path: Union[str, Path], result: dict) -> Path:
+    """Write an experiment's result as strict JSON, atomically; returns the path."""
+    from resnet.io import atomic_save_json
+
+    atomic_save_json(path, json_ready(result))
+    return Path(path)
+
+
+def resolve_device(device: Union[str, torch.device] = "auto") -> torch.device:
+    """``"auto"`` picks cuda, then mps, then cpu; a named device must exist."""
+    name = str(device)
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        resolved = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {name!r}: use auto, cpu, cuda, cuda:N or mps") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' is not available here; use --device cpu or auto")
+    if resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("device 'mps' is not available here; use --device cpu or auto")
+    return resolved
+
+
+def next_run_dir(root: Union[str, Path], prefix: str) -> Path:
+    """A fresh numbered folder ``root/prefix-N`` (N one more than the largest there), created."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    pattern = re.compile(rf"^{re.escape(prefix)}-(\d+)$")
+    taken = [int(m.group(1)) for p in root.iterdir() if (m := pattern.match(p.name))]
+    number = max(taken, default=0) + 1
+    while True:
+        path = root / f"{prefix}-{number}"
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:  # another process took it between listing and creating
+            number += 1
+
+
+def load_split(
+    dataset: Any, split: str, *, data_dir: Optional[str] = None, subset: Optional[int] = None
+) -> Any:
+    """A dataset object from a name/path (via ``resnet.data.load_dataset``) or one given as is,
+    cut to its first ``subset`` samples when asked."""
+    from resnet.data import load_dataset
+
+    if isinstance(dataset, (str, Path)):
+        # val_fraction=0: "train" is the whole official train split, as the engine trains on it.
+        data = load_dataset(str(dataset), split, data_dir=data_dir, val_fraction=0.0)
+    else:
+        data = dataset
+    if subset is not None:
+        if subset < 1:
+            raise ConfigError(f"subset size must be at least 1, got {subset}")
+        data = data.subset(subset) if hasattr(data, "subset") else data
+    return data
+
+
+def eval_batches(
+    dataset: Any,
+    *,
+    batch_size: int = 500,
+    device: Union[str, torch.device] = "cpu",
+    shuffle: bool = False,
+    seed: int = 0,
+) -> list[tuple[Tensor, Tensor]]:
+    """The dataset as a list of normalized (x, y) batches on ``device``, materialised once so a
+    landscape or lesion sweep evaluates exactly the same inputs at every point."""
+    from resnet.data import make_loader
+
+    # train=True only to get a seeded shuffle; augmentation stays off for a measurement.
+    loader = make_loader(
+        dataset, batch_size, train=shuffle, augment=False, device=device, seed=seed
+    )
+    if hasattr(loader, "set_epoch"):
+        loader.set_epoch(0)
+    return [(x, y) for x, y in loader]
+
+
+@torch.no_grad()
+def evaluate_loss_accuracy(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]]) -> dict:
+    """Mean cross-entropy and accuracy of ``model`` in eval mode (BN running statistics).
+
+    The sum is taken in float64 so that two evaluations of the same weights agree to rounding.
+    """
+    was_training = model.training
+    model.eval()
+    total_loss, correct, count = 0.0, 0, 0
+    try:
+        for x, y in batches:
+            logits = model(x).double()
+            total_loss += float(F.cross_entropy(logits, y, reduction="sum"))
+            correct += int((logits.argmax(1) == y).sum())
+            count += int(y.numel())
+    finally:
+        model.train(was_training)
+    if count == 0:
+        raise ConfigError("evaluation got no samples; use a non-empty dataset or subset")
+    return {"loss": total_loss / count, "accuracy": correct / count, "samples": count}
+
+
+def model_for_dataset(name: str, meta: Any, **kwargs: Any) -> nn.Module:
+    """``create_model(name)`` sized for a dataset's classes and channels."""
+    from resnet.models import create_model
+
+    return create_model(name, num_classes=meta.num_classes, in_chans=meta.channels, **kwargs)
+
+
+def load_network(source: Any, device: torch.device) -> tuple[nn.Module, dict]:
+    """``(model, info)`` from a checkpoint path (``resnet.engine.checkpoint``) or a model."""
+    if isinstance(source, nn.Module):
+        return source.to(device), {"model_name": getattr(source, "model_name", "model")}
+    from resnet.engine.checkpoint import load_checkpoint
+
+    model, info = load_checkpoint(source, device=device)
+    return model.to(device), info
+
+
+def checkpoint_dataset(info: dict) -> str:
+    """The dataset a checkpoint was trained on, from its training config or data metadata."""
+    config = info.get("train_config") or {}
+    name = config.get("dataset") or (info.get("data_meta") or {}).get("name")
+    if not name:
+        raise ConfigError("the checkpoint does not say its dataset; pass --dataset")
+    return name

@@ -1,0 +1,209 @@
+"""``resnet demo``: the whole ResNet story, measured end to end on real data, in one command.
+
+The default budget finishes within about ten minutes on a 2-core CPU (Fashion-MNIST, a
+training subset, a few epochs); ``full=True`` runs the longer, more convincing version and adds
+the loss landscape. Every step prints its progress; the run folder ends up with one JSON and
+one PNG per experiment, ``results.json`` and the reports ``report.md`` / ``report.ko.md``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Union
+
+from resnet.experiments.common import log, next_run_dir, resolve_device, save_result
+
+__all__ = ["DemoBudget", "SHORT_BUDGET", "FULL_BUDGET", "run_demo", "format_summary"]
+
+
+@dataclass(frozen=True)
+class DemoBudget:
+    """How much of each experiment the demo runs."""
+
+    gradflow_depth: int = 56
+    gradflow_steps: int = 5  # SGD steps between the two gradient measurements
+    depths: tuple[int, ...] = (20, 56)  # the shallow and the deep network of each kind
+    seeds: tuple[int, ...] = (0,)
+    train_subset: Optional[int] = 5000  # first N Fashion-MNIST training images
+    test_subset: Optional[int] = 1000  # first N test images, scored after every epoch
+    epochs: int = 4
+    batch_size: int = 128
+    lr: float = 0.1
+    lesion_subset: int = 500  # test images per lesion evaluation (one per deleted block)
+    landscape: bool = False
+    landscape_points_1d: int = 21
+    landscape_points_2d: int = 9
+    landscape_subset: int = 300
+
+
+# Measured on an idle 2-core CPU: about 7 minutes in all, most of it training the four nets.
+SHORT_BUDGET = DemoBudget()
+FULL_BUDGET = DemoBudget(
+    gradflow_steps=50,
+    seeds=(0, 1),
+    train_subset=20000,
+    test_subset=2000,
+    epochs=8,
+    lesion_subset=2000,
+    landscape=True,
+    landscape_points_1d=31,
+    landscape_points_2d=11,
+    landscape_subset=500,
+)
+
+
+def _format_wall_time(seconds: float) -> str:
+    minutes, rest = divmod(int(round(seconds)), 60)
+    return f"{minutes} min {rest} s"
+
+
+def run_demo(
+    *,
+    out_dir: Union[str, Path, None] = None,
+    runs_dir: Union[str, Path] = "runs",
+    dataset: str = "fashion-mnist",
+    data_dir: Optional[str] = None,
+    device: str = "auto",
+    seed: int = 0,
+    full: bool = False,
+    budget: Optional[DemoBudget] = None,
+    progress: bool = True,
+    command: str = "resnet demo",
+) -> dict[str, Any]:
+    """Run block, gradflow, degradation, lesion (and landscape with ``full``), write the
+    figures, ``results.json`` and both reports into ``out_dir`` (default: a new
+    ``runs/demo-N``), and return the results (plain data, with ``out_dir`` and ``reports``)."""
+    from resnet.experiments import plotting
+    from resnet.experiments.block import format_block, run_block
+    from resnet.experiments.degradation import run_degradation
+    from resnet.experiments.gradflow import run_gradflow
+    from resnet.experiments.landscape import run_landscape
+    from resnet.experiments.lesion import run_lesion
+    from resnet.experiments.report import write_reports
+
+    budget = budget or (FULL_BUDGET if full else SHORT_BUDGET)
+    started = time.perf_counter()
+    out = Path(out_dir) if out_dir is not None else next_run_dir(runs_dir, "demo")
+    out.mkdir(parents=True, exist_ok=True)
+    resolved = resolve_device(device)
+    steps = 5 if budget.landscape else 4
+    results: dict[str, Any] = {"figures": {}}
+
+    def stage(number: int, title: str) -> None:
+        elapsed = _format_wall_time(time.perf_counter() - started)
+        log(f"[{number}/{steps}] {title}  (elapsed {elapsed})", enabled=progress)
+
+    log(
+        f"resnet demo -> {out} ({'full' if full else 'short'} budget, device {resolved})",
+        enabled=progress,
+    )
+    stage(1, "one residual block: Y = F(X) + X")
+    results["block"] = run_block(seed=seed)
+    log(format_block(results["block"]), enabled=progress)
+    _save(results, out, "block", plotting.plot_block)
+
+    stage(2, f"gradient flow by depth (plain/resnet-{budget.gradflow_depth}, with/without BN)")
+    results["gradflow"] = run_gradflow(
+        dataset,
+        depth=budget.gradflow_depth,
+        steps=budget.gradflow_steps,
+        batch_size=budget.batch_size,
+        seed=seed,
+        data_dir=data_dir,
+        device=resolved,
+        progress=progress,
+    )
+    _save(results, out, "gradflow", plotting.plot_gradflow)
+
+    depths = ", ".join(str(d) for d in budget.depths)
+    stage(3, f"degradation: training plain and residual nets of depth {depths}")
+    results["degradation"] = run_degradation(
+        dataset=dataset,
+        data_dir=data_dir,
+        depths=budget.depths,
+        seeds=tuple(seed + s for s in budget.seeds),
+        train_subset=budget.train_subset,
+        test_subset=budget.test_subset,
+        epochs=budget.epochs,
+        batch_size=budget.batch_size,
+        lr=budget.lr,
+        out_dir=out / "degradation",
+        device=str(resolved),
+        progress=progress,
+    )
+    _save(results, out, "degradation", plotting.plot_degradation)
+
+    deep = max(budget.depths)
+    summary = results["degradation"]["summary"]
+    checkpoints = {
+        f"{kind}-{deep}": summary[f"{kind}{deep}"]["last_checkpoints"][0]
+        for kind in ("plain", "resnet")
+    }
+    # Lesion and landscape score the same test images the degradation curves used.
+    eval_source = results["degradation"]["source"]
+    stage(4, f"lesion: deleting one block at a time from plain-{deep} and resnet-{deep}")
+    results["lesion"] = run_lesion(
+        checkpoints,
+        dataset=eval_source,
+        data_dir=data_dir,
+        eval_subset=budget.lesion_subset,
+        device=resolved,
+        progress=progress,
+    )
+    _save(results, out, "lesion", plotting.plot_lesion)
+
+    if budget.landscape:
+        stage(5, f"loss landscape around plain-{deep} and resnet-{deep}")
+        results["landscape"] = run_landscape(
+            checkpoints,
+            dataset=eval_source,
+            data_dir=data_dir,
+            points_1d=budget.landscape_points_1d,
+            points_2d=budget.landscape_points_2d,
+            eval_subset=budget.landscape_subset,
+            seed=seed,
+            device=resolved,
+            progress=progress,
+        )
+        _save(results, out, "landscape", plotting.plot_landscape)
+
+    wall = time.perf_counter() - started
+    results["meta"] = {
+        "command": command,
+        "dataset": dataset,
+        "device": str(resolved),
+        "seed": seed,
+        "full": full,
+        "wall_time": _format_wall_time(wall),
+        "wall_seconds": round(wall, 1),
+        "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+    }
+    reports = write_reports(results, out)
+    save_result(out / "results.json", results)
+    results["out_dir"] = str(out)
+    results["reports"] = [str(p) for p in reports]
+    log(format_summary(results), enabled=progress)
+    log(f"reports: {reports[0]}  {reports[1]}", enabled=progress)
+    return results
+
+
+def _save(results: dict, out: Path, name: str, plot: Any) -> None:
+    save_result(out / f"{name}.json", results[name])
+    figure = plot(results[name], out / f"{name}.png")
+    results["figures"][name] = figure.name
+
+
+def format_summary(results: dict) -> str:
+    """The fixed-width table of every measured number, printed at the end of the demo."""
+    from resnet.experiments.report import summary_rows
+
+    rows = summary_rows(results)
+    width = max(len(name) for name, _ in rows)
+    lines = [f"{'measurement':<{width}}  value", "-" * (width + 30)]
+    lines += [f"{name:<{width}}  {value}" for name, value in rows]
+    meta = results.get("meta", {})
+    lines.append(f"wall time {meta.get('wall_time', '?')} on {meta.get('device', '?')}")
+    return "\n".join(lines)

@@ -1,0 +1,169 @@
+"""Gradient flow by depth: does the error signal reach the first layer? (arXiv 1512.03385 §1)
+
+For plain-N and resnet-N, with and without batch normalization, we backpropagate the loss of one
+real batch and read the gradient norm of every conv and fc weight tensor, from the input side to
+the classifier. In a deep plain net without normalization the norm shrinks (or blows up) layer
+after layer; the shortcut ``Y = F(X) + X`` gives the gradient a path around every block
+(dY/dX = dF/dX + 1), so it reaches the first layer with about the same size.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, Optional, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from resnet.errors import ConfigError
+from resnet.experiments.common import (
+    eval_batches,
+    load_split,
+    log,
+    model_for_dataset,
+    resolve_device,
+)
+
+__all__ = ["weight_tensors_in_depth_order", "gradient_norms_by_depth", "run_gradflow"]
+
+
+def weight_tensors_in_depth_order(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    """Every conv and fc weight, in the order the modules were registered.
+
+    The builders register modules in the order the input meets them (stem, layer1.0.conv1,
+    layer1.0.conv2, ..., fc), so registration order is depth order; a projection shortcut's
+    1x1 conv sits right after the block's last conv, beside it rather than after it.
+    """
+    return [
+        (f"{name}.weight", module.weight)
+        for name, module in model.named_modules()
+        if isinstance(module, (nn.Conv2d, nn.Linear))
+    ]
+
+
+def gradient_norms_by_depth(model: nn.Module, x: Tensor, y: Tensor) -> list[dict[str, Any]]:
+    """L2 norm of the gradient of the mean cross-entropy on (x, y) for every conv/fc weight.
+
+    The model runs in train mode (batch statistics, as during training). We read ``param.grad``
+    after one backward pass: the blocks use in-place ReLUs, which backward hooks would not
+    survive. Non-finite norms (a diverged no-BN net) are returned as ``nan``.
+    """
+    weights = weight_tensors_in_depth_order(model)
+    model.train()
+    model.zero_grad(set_to_none=True)
+    loss = F.cross_entropy(model(x), y)
+    loss.backward()
+    rows = []
+    for index, (name, weight) in enumerate(weights):
+        norm = float(weight.grad.double().norm()) if weight.grad is not None else 0.0
+        rows.append(
+            {"index": index, "name": name, "norm": norm if math.isfinite(norm) else float("nan")}
+        )
+    model.zero_grad(set_to_none=True)
+    return rows
+
+
+def _first_last_ratio(rows: list[dict[str, Any]]) -> float:
+    first, last = rows[0]["norm"], rows[-1]["norm"]
+    return first / last if last > 0 and math.isfinite(first / last) else float("nan")
+
+
+def _decades_spread(rows: list[dict[str, Any]]) -> float:
+    """log10(max / min) of the conv layers' gradient norms: how many orders of magnitude apart
+    the best- and worst-fed layers are (0 = every layer gets the same)."""
+    norms = [row["norm"] for row in rows if ".fc." not in f".{row['name']}"]
+    if not norms or not all(math.isfinite(n) and n > 0 for n in norms):
+        return float("nan")
+    return math.log10(max(norms) / min(norms))
+
+
+def run_gradflow(
+    dataset: Any = "fashion-mnist",
+    *,
+    depth: int = 56,
+    kinds: Sequence[str] = ("plain", "resnet"),
+    norms: Sequence[str] = ("batch", "none"),
+    steps: int = 10,
+    batch_size: int = 128,
+    lr: float = 0.01,
+    momentum: float = 0.9,
+    seed: int = 0,
+    data_dir: Optional[str] = None,
+    device: Union[str, torch.device] = "auto",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Gradient norm by depth for each of ``kinds`` x ``norms`` at depth ``depth``.
+
+    The same real training batch (the first of a seeded shuffle) is the probe at initialization
+    and again after ``steps`` SGD steps on the following batches. Those few steps are a probe
+    of how the gradients move, not a training run: no epochs, no evaluation, no checkpoints.
+    Every network starts from the same seed. Returns plain data (JSON-ready).
+    """
+    if steps < 0 or batch_size < 1:
+        raise ConfigError(f"need steps >= 0 and batch_size >= 1, got {steps} and {batch_size}")
+    for kind in kinds:
+        if kind not in ("plain", "resnet"):
+            raise ConfigError(f"network kind must be 'plain' or 'resnet', got {kind!r}")
+    device = resolve_device(device)
+    train = load_split(dataset, "train", data_dir=data_dir, subset=batch_size * (steps + 1))
+    batches = eval_batches(train, batch_size=batch_size, device=device, shuffle=True, seed=seed)
+    if len(batches) < steps + 1:
+        raise ConfigError(
+            f"the training set has {len(train)} images, too few for {steps} steps of "
+            f"{batch_size}; lower --steps or --batch-size"
+        )
+    probe_x, probe_y = batches[0]
+    networks = []
+    for kind in kinds:
+        for norm in norms:
+            name = f"{kind}{depth}"
+            torch.manual_seed(seed)
+            model = model_for_dataset(name, train.meta, norm_layer=norm).to(device)
+            at_init = gradient_norms_by_depth(model, probe_x, probe_y)
+            optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+            losses = []
+            for x, y in batches[1 : steps + 1]:
+                optimizer.zero_grad(set_to_none=True)
+                loss = F.cross_entropy(model(x), y)
+                loss.backward()
+                optimizer.step()
+                losses.append(loss.item())
+            after = gradient_norms_by_depth(model, probe_x, probe_y) if steps else at_init
+            label = f"{name} ({'BN' if norm == 'batch' else 'no BN'})"
+            networks.append(
+                {
+                    "label": label,
+                    "model": name,
+                    "kind": kind,
+                    "norm_layer": norm,
+                    "num_weights": len(at_init),
+                    "names": [row["name"] for row in at_init],
+                    "norms_init": [row["norm"] for row in at_init],
+                    "norms_after": [row["norm"] for row in after],
+                    "ratio_init": _first_last_ratio(at_init),
+                    "ratio_after": _first_last_ratio(after),
+                    "spread_init": _decades_spread(at_init),
+                    "spread_after": _decades_spread(after),
+                    "step_losses": losses,
+                }
+            )
+            log(
+                f"  gradflow {label:<22} first/last grad norm: at init "
+                f"{networks[-1]['ratio_init']:.3g}, after {steps} steps "
+                f"{networks[-1]['ratio_after']:.3g}",
+                enabled=progress,
+            )
+    return {
+        "experiment": "gradflow",
+        "dataset": train.meta.name,
+        "depth": depth,
+        "steps": steps,
+        "batch_size": batch_size,
+        "lr": lr,
+        "momentum": momentum,
+        "seed": seed,
+        "device": str(device),
+        "networks": networks,
+    }
