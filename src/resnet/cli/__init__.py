@@ -16,7 +16,7 @@ from resnet.errors import ResnetError
 
 __all__ = ["main", "build_parser"]
 
-COMMAND_MODULES = ("resnet.cli.models", "resnet.cli.train")
+COMMAND_MODULES = ("resnet.cli.models", "resnet.cli.train", "resnet.cli.experiments")
 
 
 def build_parser() -> argparse.ArgumentParser:
