@@ -40,13 +40,14 @@ def _models(args: argparse.Namespace) -> int:
         entry = model_entry(name)
         model = create_model(name)
         size = entry.default_input_size
+        model_dims = getattr(model, "spatial_dims", 2)  # 3 for volumes: (C, D, H, W)
         rows.append(
             {
                 "name": name,
                 "family": entry.family,
                 "params_m": round(count_parameters(model) / 1e6, 3),
                 "input_size": size,
-                "gflops": round(count_gflops(model, (3, size, size)), 3),
+                "gflops": round(count_gflops(model, (3,) + (size,) * model_dims), 3),
             }
         )
     if args.json:
@@ -74,7 +75,7 @@ def _summary(args: argparse.Namespace) -> int:
     if args.num_classes is not None:
         kwargs["num_classes"] = args.num_classes
     model = create_model(args.name, **kwargs)
-    shape = (args.in_chans, size, size)
+    shape = (args.in_chans,) + (size,) * getattr(model, "spatial_dims", 2)
     print(f"{args.name}: input {tuple(shape)}")
     print(f"{'stage':<8} {'output shape':<20} {'params':>12}")
     for row in stage_summary(model, shape):
