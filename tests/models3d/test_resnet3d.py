@@ -81,12 +81,12 @@ def test_same_code_builds_1d_and_2d_networks(spatial_dims, shape):
 
 def test_stem_options_change_resolution():
     x = torch.randn(1, 1, 32, 32, 32)
-    default = create_model("resnet10_3d", **TINY, features_only=True, out_indices=(0,))
+    default = create_model("resnet10_3d", in_chans=1, **TINY, features_only=True, out_indices=(0,))
     strided = create_model(
-        "resnet10_3d", **TINY, conv1_t_stride=2, features_only=True, out_indices=(0,)
+        "resnet10_3d", in_chans=1, **TINY, conv1_t_stride=2, features_only=True, out_indices=(0,)
     )
     no_pool = create_model(
-        "resnet10_3d", **TINY, no_max_pool=True, features_only=True, out_indices=(0,)
+        "resnet10_3d", in_chans=1, **TINY, no_max_pool=True, features_only=True, out_indices=(0,)
     )
     assert default(x)[0].shape[2:] == (16, 16, 16)
     assert strided(x)[0].shape[2:] == (8, 8, 8)
@@ -96,9 +96,9 @@ def test_stem_options_change_resolution():
 
 
 def test_shortcut_a_has_no_parameters_and_matches_plain_count():
-    model_a = create_model("resnet18_3d", shortcut="A", **TINY)
-    model_b = create_model("resnet18_3d", shortcut="B", **TINY)
-    plain = create_model("resnet18_3d", residual=False, **TINY)
+    model_a = create_model("resnet18_3d", shortcut="A", in_chans=1, **TINY)
+    model_b = create_model("resnet18_3d", shortcut="B", in_chans=1, **TINY)
+    plain = create_model("resnet18_3d", residual=False, in_chans=1, **TINY)
 
     def count(m):
         return sum(p.numel() for p in m.parameters())
@@ -123,7 +123,7 @@ def test_every_parameter_gets_a_gradient():
 
 
 def test_zero_init_residual_reset_classifier_and_weights_roundtrip(tmp_path):
-    model = create_model("resnet18_3d", zero_init_residual=True, **TINY)
+    model = create_model("resnet18_3d", zero_init_residual=True, in_chans=1, **TINY)
     assert all(block.bn2.weight.abs().sum() == 0 for s in model.stages() for block in s)
     model.reset_classifier(5)
     assert model.eval()(torch.randn(1, 1, 16, 16, 16)).shape == (1, 5)
