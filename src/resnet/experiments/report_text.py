@@ -7,12 +7,13 @@ __all__ = ["TEXT"]
 
 _EN = {
     "title": "# ResNet, measured: what skip connections do, shown on real data",
-    "intro_keys": ("command", "dataset", "device", "wall_time", "date"),
+    "intro_keys": ("command", "dataset", "device", "wall_time", "cpu_seconds", "date"),
     "intro": (
         "This report was written by `{command}` on {date}. Every number and picture below was "
         "measured in that run, on **{dataset}**, on device `{device}`; the whole run took "
-        "**{wall_time}** of wall time. Short runs are noisy: read the numbers as what this run "
-        "saw, not as the paper's final accuracies."
+        "**{wall_time}** of wall time ({cpu_seconds} s of CPU time over all threads; on a shared "
+        "machine the wall time also depends on what else runs). Short runs are noisy: read "
+        "the numbers as what this run saw, not as the paper's final accuracies."
     ),
     "idea_title": "## The idea in one paragraph",
     "idea_text": (
@@ -173,8 +174,9 @@ _KO = {
     "intro": (
         "이 보고서는 {date}에 `{command}` 명령이 작성했습니다. 아래의 모든 숫자와 그림은 그 "
         "실행에서 **{dataset}** 데이터셋으로, `{device}` 장치에서 측정한 것입니다. 전체 실행 "
-        "시간은 **{wall_time}**입니다. 짧은 실행은 잡음이 크므로, 논문의 최종 정확도가 아니라 "
-        "이번 실행에서 관찰된 값으로 읽어 주세요."
+        "시간은 **{wall_time}**입니다(모든 스레드의 CPU 시간 {cpu_seconds}초; 공유 머신에서는 "
+        "다른 작업에 따라 실행 시간이 달라집니다). 짧은 실행은 잡음이 크므로, 논문의 최종 "
+        "정확도가 아니라 이번 실행에서 관찰된 값으로 읽어 주세요."
     ),
     "idea_title": "## 한 문단으로 보는 핵심 아이디어",
     "idea_text": (
