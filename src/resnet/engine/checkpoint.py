@@ -87,7 +87,8 @@ def save_checkpoint(
     weights = _plain_state_dict(network)
     if extra_state is not None:
         with atomic_write(_suffixed(stem, ".state.pt")) as handle:
-            torch.save({**extra_state, "model": weights, "epoch": epoch, "step": step}, handle)
+            # extra_state may carry its own "model" (the raw weights when these are an EMA).
+            torch.save({"model": weights, **extra_state, "epoch": epoch, "step": step}, handle)
     with atomic_write(_suffixed(stem, ".safetensors")) as handle:
         handle.write(safetensors_bytes(weights, metadata={"format": "pt"}))
     info = {

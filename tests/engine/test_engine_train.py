@@ -1,0 +1,97 @@
+"""Training runs on tiny synthetic data and a short real Fashion-MNIST run."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from engine_helpers import make_npz, tiny_config
+from safetensors.torch import load_file
+
+from resnet.engine.checkpoint import load_checkpoint
+from resnet.engine.train import NonFiniteLossError, train
+
+
+def test_run_directory_layout(tiny_npz, tmp_path):
+    result = train(tiny_config(tiny_npz, tmp_path / "runs", nesterov=True, no_wd_norm_bias=True))
+    run = tmp_path / "runs" / "tiny"
+    assert result.run_dir == run
+    names = {p.name for p in run.iterdir()}
+    assert {"config.yaml", "metrics.csv", "results.json", "last.state.pt"} <= names
+    assert {f"{s}.{e}" for s in ("best", "last") for e in ("json", "safetensors")} <= names
+    assert yaml.safe_load((run / "config.yaml").read_text())["nesterov"] is True
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3] and int(rows[-1]["step"]) == 24
+    assert set(rows[0]) == {
+        "epoch", "step", "train_loss", "train_acc", "test_loss", "test_acc",
+        "lr", "images_per_s", "seconds",
+    }  # fmt: skip
+    # The bands are easy: the net must learn them.
+    assert result.metrics["test_acc"] > 0.9
+    assert float(rows[-1]["test_acc"]) == pytest.approx(result.metrics["test_acc"])
+    _, info = load_checkpoint(run / "last")
+    assert info["epoch"] == 3 and info["data_meta"]["class_names"][0] == "band0"
+    # A second run with the same name is numbered.
+    again = train(tiny_config(tiny_npz, tmp_path / "runs", epochs=1, max_steps=2))
+    assert again.run_dir == tmp_path / "runs" / "tiny-2" and again.history[-1]["step"] == 2
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny_npz, tmp_path):
+    train(tiny_config(tiny_npz, tmp_path, epochs=1))
+    run = tmp_path / "tiny"
+    good = (run / "last.safetensors").read_bytes()
+    # Weight decay x lr = 1e4: the weights grow 10^4-fold per step until they overflow.
+    with pytest.raises(NonFiniteLossError, match=r"NaN/inf at step \d+ \(epoch 2"):
+        train({"epochs": 3, "lr": 1e6, "weight_decay": 1e-2, "schedule": "constant"}, resume=run)
+    assert (run / "last.safetensors").read_bytes() == good
+    assert load_checkpoint(run)[1]["epoch"] == 1
+
+
+def test_transfer_learning_freezes_the_backbone(tmp_path):
+    source = make_npz(tmp_path / "source.npz", num_classes=4, seed=1)
+    target = make_npz(tmp_path / "target.npz", num_classes=2, seed=2)
+    base = train(tiny_config(source, tmp_path, name="base", epochs=1, model_kwargs={}))
+    pretrained = load_file(str(base.best_checkpoint))
+    tuned = train(
+        tiny_config(
+            target, tmp_path, name="tuned", epochs=1, pretrained=str(base.run_dir), model_kwargs={},
+            freeze_stages=1, backbone_lr_scale=0.1,
+        )
+    )  # fmt: skip
+    weights = load_file(str(tuned.last_checkpoint))
+    frozen = [k for k in weights if k.startswith(("conv1.", "bn1.", "layer1."))]
+    assert "layer1.0.bn1.running_mean" in frozen
+    for key in frozen:  # parameters and BN statistics of the frozen part are untouched
+        assert torch.equal(weights[key], pretrained[key]), key
+    assert not torch.equal(weights["layer3.0.conv1.weight"], pretrained["layer3.0.conv1.weight"])
+    assert weights["fc.weight"].shape == (2, 64) and pretrained["fc.weight"].shape == (4, 64)
+    # freeze_bn keeps every running statistic, even of trained stages.
+    still = train(
+        tiny_config(target, tmp_path, name="bn", epochs=1, pretrained=str(base.best_checkpoint),
+                    model_kwargs={},
+                    freeze_bn=True)
+    )  # fmt: skip
+    weights = load_file(str(still.last_checkpoint))
+    assert torch.equal(weights["layer3.2.bn2.running_var"], pretrained["layer3.2.bn2.running_var"])
+    assert not torch.equal(weights["layer3.2.bn2.weight"], pretrained["layer3.2.bn2.weight"])
+
+
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+
+
+def test_real_fashion_mnist_short_run(tmp_path):
+    # 4000 images, 2 epochs of batch 64 (126 steps): well above the 10% of chance.
+    result = train(
+        {
+            "model": "resnet20", "dataset": "fashion-mnist", "data_dir": str(FASHION),
+            "train_subset": 4000, "eval_subset": 1000, "epochs": 2, "batch_size": 64,
+            "lr": 0.1, "schedule": "onecycle", "nesterov": True, "label_smoothing": 0.1,
+            "pad": 2, "channels_last": True, "runs_dir": str(tmp_path), "progress": False,
+            "log_tensorboard": False, "device": "cpu",
+        }
+    )  # fmt: skip
+    assert result.history[-1]["test_acc"] > 0.7
+    assert result.metrics["test_acc"] > 0.7  # the full 10k test split
