@@ -25,35 +25,26 @@ def _num(value: Optional[float]) -> str:
     return "n/a" if value is None or not math.isfinite(value) else f"{value:.3g}"
 
 
-def summary_rows(results: dict) -> list[tuple[str, str]]:
+def summary_rows(results: dict, language: str = "en") -> list[tuple[str, str]]:
     """(measurement, value) pairs: the numbers the demo prints at the end and both reports use."""
+    t = TEXT[language]
     rows = []
     if "block" in results:
-        rows.append(("block: identity fraction", f"{results['block']['identity_fraction']:.3f}"))
+        rows.append((t["sum_block"], f"{results['block']['identity_fraction']:.3f}"))
     for net in results.get("gradflow", {}).get("networks", []):
-        rows.append(
-            (
-                f"gradflow {net['label']}: first/last grad norm (init, after)",
-                f"{_num(net['ratio_init'])}, {_num(net['ratio_after'])}",
-            )
-        )
+        value = f"{_num(net['ratio_init'])}, {_num(net['ratio_after'])}"
+        rows.append((t["sum_gradflow"].format(label=net["label"]), value))
     for name, net in results.get("degradation", {}).get("summary", {}).items():
-        rows.append(
-            (
-                f"{name}: final train / test error",
-                f"{_pct(net['final_train_error'])} / {_pct(net['final_test_error'])}",
-            )
-        )
+        value = f"{_pct(net['final_train_error'])} / {_pct(net['final_test_error'])}"
+        rows.append((t["sum_degr"].format(label=name), value))
     for net in results.get("lesion", {}).get("networks", []):
-        rows.append(
-            (
-                f"lesion {net['label']}: full / mean / worst after one deletion",
-                f"{_pct(net['baseline_accuracy'])} / {_pct(net['mean_accuracy_after_deletion'])}"
-                f" / {_pct(net['min_accuracy_after_deletion'])}",
-            )
+        value = (
+            f"{_pct(net['baseline_accuracy'])} / {_pct(net['mean_accuracy_after_deletion'])}"
+            f" / {_pct(net['min_accuracy_after_deletion'])}"
         )
+        rows.append((t["sum_lesion"].format(label=net["label"]), value))
     for net in results.get("landscape", {}).get("networks", []):
-        rows.append((f"landscape {net['label']}: loss rise at the edge", _num(net["sharpness_1d"])))
+        rows.append((t["sum_land"].format(label=net["label"]), _num(net["sharpness_1d"])))
     return rows
 
 
@@ -65,7 +56,7 @@ def _table(header: tuple[str, ...], rows: list[tuple]) -> str:
 
 def _figure(t: dict, results: dict, key: str) -> str:
     name = results.get("figures", {}).get(key)
-    return f"![{t['fig_' + key]}]({name})\n" if name else ""
+    return f"![{t['fig_' + key]}]({name})" if name else ""
 
 
 def _block_section(t: dict, results: dict) -> str:
@@ -231,7 +222,7 @@ def write_report(results: dict, path: Union[str, Path], language: str = "en") ->
         if key in results:
             parts.append(section(t, results))
     parts.append(t["summary_title"])
-    parts.append(_table(t["summary_header"], summary_rows(results)))
+    parts.append(_table(t["summary_header"], summary_rows(results, language)))
     parts.append(t["reproduce"].format(command=meta.get("command", "resnet demo")))
     with atomic_write(path, "w") as handle:
         handle.write("\n\n".join(p.strip("\n") for p in parts if p) + "\n")

@@ -161,6 +161,11 @@ _EN = {
     ),
     "land_header": ("network", "loss at the trained weights", "rise at the edge (1D)"),
     "summary_title": "## All measured numbers of this run",
+    "sum_block": "block: identity fraction",
+    "sum_gradflow": "gradflow {label}: first/last grad norm (init, after)",
+    "sum_degr": "{label}: final train / test error",
+    "sum_lesion": "lesion {label}: full / mean / worst after one deletion",
+    "sum_land": "landscape {label}: loss rise at the edge",
     "summary_header": ("measurement", "value"),
     "reproduce": (
         "## Reproduce\n\n`{command}` runs this again; `resnet exp NAME --help` runs one "
@@ -313,6 +318,11 @@ _KO = {
     ),
     "land_header": ("망", "학습된 가중치의 손실", "가장자리 상승 (1D)"),
     "summary_title": "## 이번 실행에서 측정한 모든 숫자",
+    "sum_block": "블록: 항등 비율",
+    "sum_gradflow": "그래디언트 {label}: 첫/끝 노름 비 (초기, 학습 후)",
+    "sum_degr": "{label}: 최종 학습 / 테스트 오차",
+    "sum_lesion": "블록 지우기 {label}: 전체 / 하나 지운 뒤 평균 / 최저",
+    "sum_land": "손실 지형 {label}: 가장자리 상승",
     "summary_header": ("측정 항목", "값"),
     "reproduce": (
         "## 재현하기\n\n`{command}`로 다시 실행할 수 있습니다. `resnet exp NAME --help`는 실험 "
