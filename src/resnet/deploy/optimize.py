@@ -1,0 +1,160 @@
+"""Make a trained network cheaper to run: fold BatchNorm into convolutions, NHWC, compile.
+
+In eval mode a BatchNorm after a convolution is an affine map per output channel, so it can be
+merged into the convolution's weight and bias (``y = gamma * (conv(x) - mean) / sqrt(var + eps)
++ beta``): one pass over memory instead of two, and a bias the convolution adds for free.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Optional
+
+import torch
+from torch import nn
+
+__all__ = ["optimize_for_inference", "fold_batch_norms", "find_conv_bn_pairs"]
+
+_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+def _is_foldable_norm(module: nn.Module) -> bool:
+    # nn.BatchNorm1d/2d/3d and FrozenBatchNorm2d all hold running statistics and an affine map.
+    return (
+        getattr(module, "running_mean", None) is not None
+        and getattr(module, "running_var", None) is not None
+        and hasattr(module, "eps")
+    )
+
+
+def find_conv_bn_pairs(model: nn.Module) -> list[tuple[str, str]]:
+    """``(conv_name, norm_name)`` for every norm whose only input is a convolution used once.
+
+    The graph comes from ``torch.fx``, so the pairs follow the data flow, not the module names:
+    in a pre-activation block (arXiv 1603.05027) ``bn1`` normalises the block *input*, which is
+    a sum, so it is not paired and stays in place; its ``bn2`` follows ``conv1`` and is paired.
+    """
+    from torch import fx
+
+    class NormsAsLeaves(fx.Tracer):
+        # Custom norms (FrozenBatchNorm2d) must appear as one call, like nn.BatchNorm2d does.
+        def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
+            return _is_foldable_norm(module) or super().is_leaf_module(module, qualified_name)
+
+    graph = NormsAsLeaves().trace(model)
+    calls: dict[str, int] = {}
+    for node in graph.nodes:
+        if node.op == "call_module":
+            calls[node.target] = calls.get(node.target, 0) + 1
+    pairs = []
+    for node in graph.nodes:
+        if node.op != "call_module" or not _is_foldable_norm(model.get_submodule(node.target)):
+            continue
+        source = node.args[0] if node.args else None
+        if not isinstance(source, fx.Node) or source.op != "call_module":
+            continue
+        if not isinstance(model.get_submodule(source.target), _CONVS):
+            continue
+        # The conv's raw output must feed nothing else, and neither module may be reused.
+        if len(source.users) == 1 and calls[source.target] == 1 and calls[node.target] == 1:
+            pairs.append((source.target, node.target))
+    return pairs
+
+
+@torch.no_grad()
+def _fold_into(conv: nn.Module, norm: nn.Module) -> None:
+    # Work in float64 so the fold itself adds no rounding beyond the final cast.
+    dtype = conv.weight.dtype
+    var = norm.running_var.double()
+    scale = torch.rsqrt(var + norm.eps)
+    if getattr(norm, "weight", None) is not None:
+        scale = scale * norm.weight.double()
+    shift = -norm.running_mean.double() * scale
+    if getattr(norm, "bias", None) is not None:
+        shift = shift + norm.bias.double()
+    bias = conv.bias.double() if conv.bias is not None else torch.zeros_like(shift)
+    view = (-1,) + (1,) * (conv.weight.dim() - 1)  # (out_channels, 1, 1, ...)
+    conv.weight.copy_((conv.weight.double() * scale.view(view)).to(dtype))
+    new_bias = (bias * scale + shift).to(dtype)
+    if conv.bias is None:
+        conv.bias = nn.Parameter(new_bias, requires_grad=False)
+    else:
+        conv.bias.copy_(new_bias)
+
+
+def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, module)
+
+
+def fold_batch_norms(model: nn.Module) -> int:
+    """Fold every conv -> BatchNorm pair of an eval-mode ``model`` in place; returns the count.
+
+    Each folded norm is replaced by ``nn.Identity``, so the module tree (and methods such as
+    ``forward_features`` or ``stages()``) stays as it was.
+    """
+    if model.training:
+        raise RuntimeError("fold_batch_norms needs model.eval(): training BN uses batch stats")
+    pairs = find_conv_bn_pairs(model)
+    for conv_name, norm_name in pairs:
+        _fold_into(model.get_submodule(conv_name), model.get_submodule(norm_name))
+        _set_submodule(model, norm_name, nn.Identity())
+    return len(pairs)
+
+
+def _channels_last_format(model: nn.Module) -> Optional[torch.memory_format]:
+    dims = {m.weight.dim() for m in model.modules() if isinstance(m, _CONVS)}
+    if dims == {4}:
+        return torch.channels_last
+    if dims == {5}:
+        return torch.channels_last_3d
+    return None  # 1-d nets have no channels-last layout
+
+
+class _ChannelsLastInputs:
+    """A forward pre-hook that gives the input the network's memory format, so every conv runs
+    NHWC kernels without the caller converting anything (a class, so deepcopy keeps it)."""
+
+    def __init__(self, memory_format: torch.memory_format) -> None:
+        self.memory_format = memory_format
+
+    def __call__(self, module: nn.Module, args: tuple) -> tuple:
+        x, *rest = args
+        return (x.contiguous(memory_format=self.memory_format), *rest)
+
+
+def optimize_for_inference(
+    model: nn.Module,
+    *,
+    fold_bn: bool = True,
+    channels_last: bool = True,
+    compile: bool = False,
+    inplace: bool = False,
+) -> nn.Module:
+    """An inference-only version of ``model`` whose outputs match the original within ~1e-5.
+
+    - eval mode, parameters frozen (``requires_grad=False``);
+    - every BatchNorm that follows a convolution folded into it (``fold_batch_norms``); the
+      norms of pre-activation blocks that see a block's input sum are left in place;
+    - channels-last (NHWC / NDHWC) weights and inputs, which the oneDNN CPU kernels and
+      GPU tensor cores prefer;
+    - ``torch.compile`` when ``compile=True`` (off by default: compiling takes minutes on a CPU).
+
+    The original is left untouched unless ``inplace=True``. Without ``compile`` the result is
+    the same class with the same methods (``forward_features``, ``stages()``, ``model_name``).
+    """
+    if not inplace:
+        model = copy.deepcopy(model)
+    model.eval()
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    if fold_bn:
+        fold_batch_norms(model)
+    memory_format = _channels_last_format(model) if channels_last else None
+    if memory_format is not None:
+        model.to(memory_format=memory_format)
+        model.register_forward_pre_hook(_ChannelsLastInputs(memory_format))
+    if compile:
+        return torch.compile(model)
+    return model
