@@ -117,6 +117,7 @@ def plot_degradation(result: dict, path: PathLike) -> Path:
                     ax.fill_between(epochs, low, high, color=color, alpha=0.15)
         ax.set_title(title)
         ax.set_xlabel("epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
     axes[0].set_ylabel("error (%)")
@@ -158,7 +159,9 @@ def plot_landscape(result: dict, path: PathLike) -> Path:
     nets = result["networks"]
     has_2d = all("loss_2d" in net for net in nets)
     rows = 2 if has_2d else 1
-    fig, axes = plt.subplots(rows, len(nets), figsize=(5.5 * len(nets), 4.5 * rows), squeeze=False)
+    fig, axes = plt.subplots(
+        rows, len(nets), figsize=(5.5 * len(nets), 4.5 * rows), squeeze=False, layout="constrained"
+    )
     for i, net in enumerate(nets):
         ax = axes[0][i]
         ax.plot(net["alphas"], _finite(net["loss_1d"]), color=COLORS[i % len(COLORS)])
