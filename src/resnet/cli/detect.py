@@ -1,0 +1,138 @@
+"""``resnet detect train|eval|predict``: a Faster R-CNN on our FPN backbone, on Fashion-MNIST
+canvases."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+__all__ = ["register"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    detect = subparsers.add_parser(
+        "detect", help="train, evaluate and run a Faster R-CNN on Fashion-MNIST canvases"
+    )
+    actions = detect.add_subparsers(dest="detect_command", metavar="ACTION")
+    detect.set_defaults(func=lambda _args: _usage(detect))
+
+    train = actions.add_parser("train", help="train a detector on freshly generated canvases")
+    train.add_argument("--model", default="resnet18", help="4-stage backbone (default resnet18)")
+    train.add_argument("--epochs", type=int, default=4, help="passes over the canvases")
+    train.add_argument("--train-images", type=int, default=1500, help="canvases per epoch")
+    train.add_argument("--batch-size", type=int, default=8)
+    train.add_argument("--lr", type=float, default=0.02, help="peak SGD learning rate")
+    train.add_argument("--canvas-size", type=int, default=64, help="canvas side in pixels")
+    train.add_argument("--weights", default=None, help="weight file for the backbone network")
+    train.add_argument(
+        "--trainable-layers", type=int, default=5, help="backbone stages to train, 0..5"
+    )
+    train.add_argument("--out", default=None, help="run folder (default runs/detect-MODEL[-N])")
+    _add_common(train)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--threads", type=int, default=None, help="CPU threads (default torch's)")
+    train.set_defaults(func=_train)
+
+    evaluate = actions.add_parser("eval", help="mAP@0.5 and mAP@[.5:.95] on held-out canvases")
+    evaluate.add_argument("checkpoint", help="run folder written by `resnet detect train`")
+    evaluate.add_argument("--images", type=int, default=500, help="held-out canvases")
+    evaluate.add_argument("--seed", type=int, default=None, help="canvas seed (default fixed)")
+    evaluate.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    _add_common(evaluate)
+    evaluate.set_defaults(func=_eval)
+
+    predict = actions.add_parser("predict", help="draw predicted boxes on images")
+    predict.add_argument("checkpoint", help="run folder written by `resnet detect train`")
+    predict.add_argument("images", nargs="*", help="PNG/JPEG files (default: new canvases)")
+    predict.add_argument("--out", default=None, help="folder for the PNGs (default CKPT/predict)")
+    predict.add_argument("--canvases", type=int, default=4, help="canvases when no images given")
+    predict.add_argument("--seed", type=int, default=2024)
+    predict.add_argument("--score-threshold", type=float, default=0.5)
+    predict.add_argument("--scale", type=int, default=3, help="enlarge images before drawing")
+    predict.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    _add_common(predict)
+    predict.set_defaults(func=_predict)
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    parser.add_argument("--data-dir", default=None, help="folder holding Fashion-MNIST")
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
+
+
+def _train(args: argparse.Namespace) -> int:
+    from resnet.detection import train_detector
+
+    summary = train_detector(
+        model=args.model,
+        epochs=args.epochs,
+        train_images=args.train_images,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        canvas_size=args.canvas_size,
+        out=args.out,
+        device=args.device,
+        seed=args.seed,
+        weights=args.weights,
+        trainable_layers=args.trainable_layers,
+        data_dir=args.data_dir,
+        threads=args.threads,
+    )
+    print(f"trained {summary.steps} steps in {summary.seconds:.0f}s; saved {summary.out_dir}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from resnet.detection import evaluate_detector
+    from resnet.detection.evaluate import EVAL_SEED
+
+    result = evaluate_detector(
+        args.checkpoint,
+        num_images=args.images,
+        seed=EVAL_SEED if args.seed is None else args.seed,
+        device=args.device,
+        data_dir=args.data_dir,
+    )
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(
+        f"{result['images']} held-out canvases, {result['objects']} objects "
+        f"(Fashion-MNIST test items, seed {result['seed']}), {result['seconds']}s"
+    )
+    print(f"mAP@0.5       {result['map_50']:.4f}")
+    print(f"mAP@[.5:.95]  {result['map']:.4f}")
+    print(f"mAP@0.75      {result['map_75']:.4f}")
+    print(f"mAR@100       {result['mar_100']:.4f}")
+    for name, ap in result.get("per_class", {}).items():
+        print(f"  AP {name:<14} {ap:.4f}")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from resnet.detection import predict_detections
+
+    records = predict_detections(
+        args.checkpoint,
+        args.images,
+        out_dir=args.out or Path(args.checkpoint) / "predict",
+        num_canvases=args.canvases,
+        seed=args.seed,
+        score_threshold=args.score_threshold,
+        scale=args.scale,
+        device=args.device,
+        data_dir=args.data_dir,
+    )
+    if args.json:
+        print(json.dumps(records, indent=2))
+        return 0
+    for record in records:
+        found = ", ".join(f"{d['label']} {d['score']:.2f}" for d in record["detections"])
+        print(f"{record['output']}: {found or 'nothing above the threshold'}")
+    return 0

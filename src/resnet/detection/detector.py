@@ -1,0 +1,213 @@
+"""A torchvision Faster R-CNN (Ren et al. 2015, arXiv 1506.01497) on our FPN backbone, sized for
+small canvases, and its self-describing checkpoint: ``detector.safetensors`` holds the weights,
+``detector.json`` everything needed to rebuild the network (backbone, classes, canvas, anchors).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import torch
+from torch import nn
+
+from resnet.errors import ConfigError, WeightsError
+from resnet.io import atomic_save_json, atomic_write
+
+__all__ = [
+    "DetectorConfig",
+    "build_detector",
+    "default_item_sizes",
+    "default_anchor_sizes",
+    "save_detector",
+    "load_detector",
+    "resolve_device",
+    "WEIGHTS_FILE",
+    "CONFIG_FILE",
+]
+
+WEIGHTS_FILE = "detector.safetensors"
+CONFIG_FILE = "detector.json"
+_FORMAT = "resnet-detector/1"
+
+
+@dataclass
+class DetectorConfig:
+    """Constructor arguments of a detector; stored next to its weights."""
+
+    backbone: str = "resnet18"
+    class_names: list[str] = field(default_factory=list)  # without the background
+    canvas_size: int = 64  # the detector works at this size (min_size = max_size)
+    item_sizes: tuple[int, int] = (12, 28)  # item sides of the canvases it is trained on
+    in_chans: int = 1  # Fashion-MNIST canvases are grayscale
+    # C3..C5: the stride-4 level (C2) would cost as much as all the rest (its 3x3 FPN and RPN
+    # convolutions at 256 channels), so it is left out; 'pool' comes from LastLevelMaxPool.
+    returned_layers: tuple[int, ...] = (2, 3, 4)
+    fpn_channels: int = 256
+    trainable_layers: int = 5  # no pretrained weights offline: train every stage
+    # One tuple per pyramid level (strides 8, 16, 32, 64), two sizes each, spanning the items.
+    anchor_sizes: tuple[tuple[int, ...], ...] = ((8, 12), (16, 24), (32, 48), (64, 96))
+    aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)  # trousers are tall, bags are wide
+    representation_size: int = 256  # box head width; 1024 (torchvision) is slow on a CPU
+    image_mean: tuple[float, ...] = (0.1,)  # canvases are mostly black background
+    image_std: tuple[float, ...] = (0.25,)
+    # Few objects per canvas: fewer proposals and sampled RoIs than COCO's defaults.
+    rpn_post_nms_top_n_train: int = 300
+    rpn_post_nms_top_n_test: int = 100
+    box_batch_size_per_image: int = 128
+
+    @property
+    def num_classes(self) -> int:
+        """Classes including the background (label 0), as torchvision counts them."""
+        return len(self.class_names) + 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DetectorConfig:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        for key in ("item_sizes", "returned_layers", "aspect_ratios", "image_mean", "image_std"):
+            if key in values:
+                values[key] = tuple(values[key])
+        if "anchor_sizes" in values:
+            values["anchor_sizes"] = tuple(tuple(level) for level in values["anchor_sizes"])
+        return cls(**values)
+
+
+def default_item_sizes(canvas_size: int) -> tuple[int, int]:
+    """Item sides for a canvas: 20-56 px on 128 px, 12-28 px on 64 px (at least 12 px, since
+    a Fashion-MNIST item shrunk further loses the details that tell its class)."""
+    return max(12, round(canvas_size * 20 / 128)), max(12, round(canvas_size * 56 / 128))
+
+
+def default_anchor_sizes(canvas_size: int) -> tuple[tuple[int, ...], ...]:
+    """Two anchor sides per level (strides 8, 16, 32, 64), scaled with the canvas."""
+    scale = canvas_size / 64
+    return tuple((round(base * scale), round(base * 1.5 * scale)) for base in (8, 16, 32, 64))
+
+
+def build_detector(
+    config: DetectorConfig, weights: Union[str, os.PathLike, None] = None
+) -> nn.Module:
+    """A torchvision ``FasterRCNN`` on ``fpn_backbone(config.backbone)``.
+
+    ``weights`` is an optional weight file for the backbone network (e.g. ImageNet weights).
+    """
+    from torchvision.models.detection import FasterRCNN
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+    from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+    from torchvision.ops import MultiScaleRoIAlign
+
+    from resnet.detection.backbone import fpn_backbone
+
+    if not config.class_names:
+        raise ConfigError("a detector needs at least one class name")
+    levels = len(config.returned_layers) + 1  # + the pooled level
+    if len(config.anchor_sizes) != levels:
+        raise ConfigError(
+            f"anchor_sizes has {len(config.anchor_sizes)} levels but the pyramid has {levels}; "
+            "give one tuple of sizes per returned layer plus one for 'pool'"
+        )
+    backbone = fpn_backbone(
+        config.backbone,
+        trainable_layers=config.trainable_layers,
+        returned_layers=config.returned_layers,
+        weights=weights,
+        in_chans=config.in_chans,
+        out_channels=config.fpn_channels,
+    )
+    anchors = AnchorGenerator(config.anchor_sizes, (config.aspect_ratios,) * levels)
+    feature_names = [str(i) for i in range(len(config.returned_layers))]
+    return FasterRCNN(
+        backbone,
+        num_classes=None,
+        min_size=config.canvas_size,
+        max_size=config.canvas_size,
+        image_mean=list(config.image_mean),
+        image_std=list(config.image_std),
+        rpn_anchor_generator=anchors,
+        box_roi_pool=MultiScaleRoIAlign(feature_names, output_size=7, sampling_ratio=2),
+        box_head=TwoMLPHead(config.fpn_channels * 7 * 7, config.representation_size),
+        box_predictor=FastRCNNPredictor(config.representation_size, config.num_classes),
+        rpn_post_nms_top_n_train=config.rpn_post_nms_top_n_train,
+        rpn_post_nms_top_n_test=config.rpn_post_nms_top_n_test,
+        box_batch_size_per_image=config.box_batch_size_per_image,
+    )
+
+
+def save_detector(
+    model: nn.Module,
+    config: DetectorConfig,
+    out_dir: Union[str, os.PathLike],
+    extra: Optional[dict[str, Any]] = None,
+) -> Path:
+    """Write ``detector.safetensors`` then ``detector.json`` into ``out_dir``, each atomically."""
+    from safetensors.torch import save
+
+    out_dir = Path(out_dir)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    with atomic_write(out_dir / WEIGHTS_FILE) as handle:
+        handle.write(save(state))
+    # The JSON is written last: a run killed in between leaves the previous pair readable.
+    atomic_save_json(
+        out_dir / CONFIG_FILE, {"format": _FORMAT, **config.to_dict(), **(extra or {})}
+    )
+    return out_dir
+
+
+def load_detector(
+    path: Union[str, os.PathLike], device: Union[str, torch.device] = "cpu"
+) -> tuple[nn.Module, DetectorConfig]:
+    """Rebuild a detector from a run folder, its ``detector.json`` or its ``.safetensors``."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    config_path, weights_path = folder / CONFIG_FILE, folder / WEIGHTS_FILE
+    if not config_path.is_file() or not weights_path.is_file():
+        raise WeightsError(
+            f"{path}: no detector checkpoint ({CONFIG_FILE} + {WEIGHTS_FILE}); "
+            "pass the folder written by `resnet detect train`"
+        )
+    try:
+        data = json.loads(config_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise WeightsError(f"{config_path}: not a readable JSON file ({error})") from None
+    if not isinstance(data, dict) or data.get("format") != _FORMAT:
+        raise WeightsError(f"{config_path}: not a detector checkpoint (expected {_FORMAT!r})")
+    config = DetectorConfig.from_dict(data)
+    model = build_detector(config)
+    try:
+        state = load_file(str(weights_path), device="cpu")
+        model.load_state_dict(state)
+    except Exception as error:  # safetensors and load_state_dict raise their own types
+        message = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
+        raise WeightsError(
+            f"{weights_path}: does not fit the detector in {CONFIG_FILE} ({message}); "
+            "retrain or restore the matching pair"
+        ) from None
+    return model.to(device), config
+
+
+def resolve_device(device: Union[str, torch.device] = "auto") -> torch.device:
+    """``"auto"`` picks CUDA, then MPS, then the CPU; other names must be available."""
+    if str(device) == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {device!r}; use auto, cpu, cuda or mps") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda asked for but no CUDA GPU is visible; use --device cpu")
+    if resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("--device mps asked for but MPS is not available; use --device cpu")
+    return resolved

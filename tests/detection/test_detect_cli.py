@@ -1,0 +1,83 @@
+"""``resnet detect``: bad input is one line on stderr and exit code 2; good input writes PNGs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from resnet.cli import main
+from resnet.detection.detector import DetectorConfig, build_detector, save_detector
+from resnet.detection.draw import save_png
+
+CLASSES = ["T-shirt/top", "Trouser", "Pullover"]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """An untrained detector saved as `resnet detect train` would save it."""
+    folder = tmp_path_factory.mktemp("detector")
+    torch.manual_seed(0)
+    config = DetectorConfig(class_names=CLASSES, canvas_size=64)
+    save_detector(build_detector(config), config, folder)
+    return folder
+
+
+def _error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err
+    assert err.startswith("resnet: error: ")
+    return err
+
+
+def test_missing_checkpoint_exits_2(tmp_path, capsys) -> None:
+    assert main(["detect", "eval", str(tmp_path / "nothing"), "--device", "cpu"]) == 2
+    assert "detect train" in _error_line(capsys)
+    assert main(["detect", "predict", str(tmp_path / "nothing"), "--device", "cpu"]) == 2
+    _error_line(capsys)
+
+
+def test_corrupt_checkpoint_exits_2(checkpoint, tmp_path, capsys) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "detector.json").write_text((checkpoint / "detector.json").read_text())
+    (broken / "detector.safetensors").write_bytes(b"\x00" * 64)
+    assert main(["detect", "eval", str(broken), "--device", "cpu"]) == 2
+    assert "detector.safetensors" in _error_line(capsys)
+
+
+def test_non_image_input_exits_2(checkpoint, tmp_path, capsys) -> None:
+    fake = tmp_path / "notes.png"
+    fake.write_text("this is not a PNG")
+    code = main(["detect", "predict", str(checkpoint), str(fake), "--device", "cpu",
+                 "--out", str(tmp_path / "out")])  # fmt: skip
+    assert code == 2
+    assert "notes.png" in _error_line(capsys)
+    assert not (tmp_path / "out" / "notes_boxes.png").exists()
+
+
+def test_bad_training_options_exit_2(tmp_path, capsys) -> None:
+    assert main(["detect", "train", "--epochs", "0", "--out", str(tmp_path)]) == 2
+    _error_line(capsys)
+    assert main(["detect", "train", "--model", "resnet20", "--out", str(tmp_path)]) == 2
+    assert "ImageNet-family" in _error_line(capsys)
+
+
+def test_predict_draws_boxes_on_a_png(checkpoint, tmp_path, capsys) -> None:
+    from PIL import Image
+
+    image = torch.zeros(1, 64, 64, dtype=torch.uint8)
+    image[0, 10:40, 20:35] = 220
+    source = save_png(image, tmp_path / "input.png")
+    code = main(["detect", "predict", str(checkpoint), str(source), "--device", "cpu",
+                 "--score-threshold", "0", "--scale", "2", "--out", str(tmp_path / "out"),
+                 "--json"])  # fmt: skip
+    assert code == 0
+    records = json.loads(capsys.readouterr().out)
+    assert [r["source"] for r in records] == ["input"]
+    with Image.open(records[0]["output"]) as drawn:
+        assert drawn.size == (128, 128) and drawn.mode == "RGB"
+    for detection in records[0]["detections"]:
+        assert detection["label"] in CLASSES and 0.0 <= detection["score"] <= 1.0
+        assert all(0.0 <= v <= 64.0 for v in detection["box"])
