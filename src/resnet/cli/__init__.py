@@ -16,7 +16,12 @@ from resnet.errors import ResnetError
 
 __all__ = ["main", "build_parser"]
 
-COMMAND_MODULES = ("resnet.cli.models", "resnet.cli.train", "resnet.cli.experiments")
+COMMAND_MODULES = (
+    "resnet.cli.models",
+    "resnet.cli.train",
+    "resnet.cli.experiments",
+    "resnet.cli.detect",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
