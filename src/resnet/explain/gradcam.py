@@ -1,0 +1,194 @@
+"""Grad-CAM (Selvaraju et al. 2017, arXiv 1610.02391): where in the input a class's evidence is.
+
+For a target layer with activations ``A`` (B, K, *S) and a class score ``y_c``, each channel k is
+weighted by the spatial mean of its gradient, ``alpha_k = mean_S(d y_c / d A_k)``, and the map
+is ``relu(sum_k alpha_k A_k)``: the parts of the feature map that raise the score. It works for
+any network of the zoo, 2D or 3D, because it needs only a module whose output is a feature map.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import torch
+from torch import Tensor, nn
+
+from resnet.errors import ConfigError, DataError
+
+__all__ = ["gradcam", "resolve_target_layer", "explain_images"]
+
+
+def resolve_target_layer(model: nn.Module, target_layer: Union[str, nn.Module, None]) -> nn.Module:
+    """The module to explain: given, named (``"layer4"``, ``"layer3.1"``), or the last stage."""
+    if isinstance(target_layer, nn.Module):
+        return target_layer
+    if target_layer is None:
+        stages = model.stages() if hasattr(model, "stages") else []
+        if not stages:
+            raise ConfigError(
+                f"{type(model).__name__} has no stages(); pass target_layer=<module or name>"
+            )
+        return stages[-1]
+    try:
+        return model.get_submodule(target_layer)
+    except AttributeError:
+        names = [f"layer{i + 1}" for i in range(len(getattr(model, "feature_info", [])))]
+        raise ConfigError(
+            f"model has no module {target_layer!r}; try one of {', '.join(names) or 'layer4'}"
+        ) from None
+
+
+def gradcam(
+    model: nn.Module,
+    images: Tensor,
+    target_layer: Union[str, nn.Module, None] = None,
+    class_idx: Union[int, Sequence[int], Tensor, None] = None,
+) -> tuple[Tensor, Tensor]:
+    """Grad-CAM heatmaps of ``images`` (N, C, H, W) or (N, C, D, H, W), already normalised.
+
+    Returns ``(heatmaps, class_indices)``: heatmaps (N, H, W) (or (N, D, H, W)) in [0, 1],
+    upsampled to the input size, each scaled so its maximum is 1 (all zeros where no location
+    raises the score); class_indices (N,) are the explained classes, the predicted ones unless
+    ``class_idx`` (one int for all, or one per image) says otherwise.
+
+    The activations are caught with a forward hook and their gradient taken with
+    ``torch.autograd.grad``: backward hooks would misfire on the blocks' in-place ReLUs.
+    """
+    if images.dim() not in (3, 4, 5):
+        raise DataError(
+            f"gradcam needs a batch (N, C, *spatial), got shape {tuple(images.shape)}; "
+            "add the batch dimension with images[None]"
+        )
+    layer = resolve_target_layer(model, target_layer)
+    captured: list[Tensor] = []
+
+    def keep_output(_module: nn.Module, _inputs: Any, output: Tensor) -> Tensor:
+        captured.append(output)
+        # Later in-place ops (ReLU(inplace=True)) then change the clone, never the activations.
+        return output.clone()
+
+    was_training = model.training
+    model.eval()
+    handle = layer.register_forward_hook(keep_output)
+    try:
+        with torch.enable_grad():
+            # The input requires grad so the graph exists even when the weights are frozen.
+            logits = model(images.detach().requires_grad_(True))
+            if not captured:
+                raise ConfigError("the target layer was not called in forward; pick another")
+            activations = captured[-1]  # (N, K, *S)
+            if not isinstance(activations, Tensor) or activations.dim() != images.dim():
+                raise ConfigError(
+                    f"target layer output has shape {tuple(getattr(activations, 'shape', ()))}; "
+                    "Grad-CAM needs a feature map shaped like the input (N, K, *spatial)"
+                )
+            classes = _class_indices(logits, class_idx)
+            score = logits.gather(1, classes[:, None]).sum()  # samples are independent in eval
+            (gradients,) = torch.autograd.grad(score, activations)
+    finally:
+        handle.remove()
+        model.train(was_training)
+
+    spatial = tuple(range(2, activations.dim()))
+    weights = gradients.mean(dim=spatial, keepdim=True)  # alpha_k: (N, K, 1, ...)
+    cam = torch.relu((weights * activations).sum(dim=1, keepdim=True)).detach()  # (N, 1, *S)
+    mode = {1: "linear", 2: "bilinear", 3: "trilinear"}[len(spatial)]
+    cam = nn.functional.interpolate(cam, size=images.shape[2:], mode=mode, align_corners=False)
+    cam = cam[:, 0].clamp_min(0)
+    peak = cam.flatten(1).amax(dim=1).view(-1, *([1] * len(spatial)))
+    heatmaps = torch.where(peak > 0, cam / peak.clamp_min(1e-12), torch.zeros_like(cam))
+    return heatmaps.float(), classes
+
+
+def _class_indices(logits: Tensor, class_idx: Union[int, Sequence[int], Tensor, None]) -> Tensor:
+    n, num_classes = logits.shape
+    if class_idx is None:
+        return logits.argmax(dim=1).detach()
+    classes = torch.as_tensor(class_idx, dtype=torch.int64, device=logits.device).reshape(-1)
+    if classes.numel() == 1:
+        classes = classes.expand(n)
+    if classes.numel() != n:
+        raise ConfigError(f"class_idx has {classes.numel()} entries for {n} images; give 1 or {n}")
+    if (classes < 0).any() or (classes >= num_classes).any():
+        raise ConfigError(
+            f"class_idx {classes.tolist()} out of range: the model has classes 0..{num_classes - 1}"
+        )
+    return classes.contiguous()
+
+
+def explain_images(
+    checkpoint: Union[str, os.PathLike],
+    inputs: Sequence[Union[str, os.PathLike]],
+    *,
+    out_dir: Union[str, os.PathLike] = "explain",
+    class_idx: Optional[int] = None,
+    target_layer: Optional[str] = None,
+    device: str = "auto",
+    alpha: float = 0.5,
+) -> list[dict[str, Any]]:
+    """Write ``<out_dir>/<stem>_gradcam.png`` (input | heatmap overlay) for each input file.
+
+    Inputs are images for 2D checkpoints and ``.npy`` uint8 (D, H, W) volumes for 3D ones
+    (the middle slice is drawn). Preprocessing (channels, size, normalisation) comes from the
+    checkpoint's ``data_meta``. Returns one ``{"path", "out", "class_idx", "label", "prob"}``
+    per input.
+    """
+    from resnet.data import DatasetMeta, preprocess_images
+    from resnet.engine.checkpoint import load_checkpoint
+    from resnet.engine.distributed import resolve_device
+    from resnet.explain.overlay import save_explanation, to_display_image
+
+    if not inputs:
+        raise DataError("explain got no inputs; pass one or more image files")
+    target = resolve_device(device)
+    model, info = load_checkpoint(checkpoint, device=target)
+    if not info.get("data_meta"):
+        raise DataError(
+            f"{checkpoint}: checkpoint has no data_meta (normalisation, image size); "
+            "explain needs a checkpoint written by `resnet train`"
+        )
+    meta = DatasetMeta.from_dict(info["data_meta"])
+    if class_idx is not None and not 0 <= class_idx < meta.num_classes:
+        raise ConfigError(
+            f"--class-idx {class_idx} out of range: the checkpoint has classes "
+            f"0..{meta.num_classes - 1} ({', '.join(meta.class_names[:10])})"
+        )
+    results = []
+    for path in inputs:
+        x = preprocess_images([_read_input(path, meta)], meta, device=target)  # (1, C, *size)
+        heatmap, classes = gradcam(model, x, target_layer, class_idx)
+        with torch.no_grad():
+            prob = model.eval()(x).float().softmax(1)[0, classes[0]].item()
+        index = int(classes[0])
+        out = Path(out_dir) / f"{Path(path).stem}_gradcam.png"
+        title = f"{meta.class_names[index]} ({prob:.0%})"
+        save_explanation(out, to_display_image(x[0], meta), heatmap[0].cpu(), title, alpha=alpha)
+        label = meta.class_names[index]
+        results.append({"path": str(path), "out": str(out), "class_idx": index, "label": label})
+        results[-1]["prob"] = prob
+    return results
+
+
+def _read_input(path: Union[str, os.PathLike], meta: Any) -> Any:
+    """An image path as is (the data layer opens it), or a volume loaded and checked here."""
+    if not Path(path).is_file():
+        raise DataError(f"{path}: no such file; pass existing image files")
+    if len(meta.image_size) != 3:
+        return path
+    import numpy as np
+
+    try:
+        volume = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as error:
+        raise DataError(f"{path}: not a readable .npy volume ({error})") from None
+    expected = tuple(meta.image_size)
+    if not isinstance(volume, np.ndarray) or volume.dtype != np.uint8 or volume.shape != expected:
+        got = f"{volume.dtype} {volume.shape}" if isinstance(volume, np.ndarray) else "an archive"
+        raise DataError(
+            f"{path}: volume is {got}; expected a uint8 .npy of shape {expected} "
+            "(one channel, resampled to the training size)"
+        )
+    return volume
