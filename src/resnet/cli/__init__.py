@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "resnet.cli.train",
     "resnet.cli.experiments",
     "resnet.cli.detect",
+    "resnet.cli.deploy",
 )
 
 

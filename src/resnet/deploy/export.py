@@ -1,0 +1,251 @@
+"""Export a trained network to ONNX, TorchScript or a ``torch.export`` program (.pt2).
+
+Every exported file carries the preprocessing it expects (class names, channels, input size,
+mean, std), so a deployment needs nothing but the file: ONNX in ``metadata_props``, TorchScript
+and pt2 in an extra file ``resnet_meta.json`` inside the archive. Each export is run once against
+the PyTorch model before it is written (atomically); a difference above ``atol`` fails it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import torch
+from torch import nn
+
+from resnet.errors import ConfigError, ResnetError
+from resnet.io import atomic_write
+
+__all__ = ["export_model", "ExportError", "FORMATS", "META_FILE", "read_export_metadata"]
+
+FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "pt2": ".pt2"}
+META_FILE = "resnet_meta.json"  # the extra file of TorchScript and pt2 archives
+INPUT_NAME, OUTPUT_NAME = "input", "logits"
+
+
+class ExportError(ResnetError):
+    """An exported model whose outputs differ from PyTorch's, or an export that failed."""
+
+
+def export_model(
+    checkpoint_or_model: Union[str, os.PathLike, nn.Module],
+    fmt: str,
+    out_path: Union[str, os.PathLike, None] = None,
+    *,
+    data_meta: Any = None,
+    atol: float = 1e-4,
+    opset: int = 17,
+    fold_bn: bool = True,
+) -> dict[str, Any]:
+    """Export a checkpoint (run dir, ``.safetensors``/``.json`` or stem) or a model; verify it.
+
+    ``fmt`` is ``"onnx"``, ``"torchscript"`` or ``"pt2"``. The batch dimension stays dynamic.
+    The exported model is compared with the original on a batch of another size (ONNX through
+    onnxruntime); ``ExportError`` if the max abs difference exceeds ``atol``, and then no file is
+    written. Returns a report: ``{"format", "path", "bytes", "max_abs_diff", "atol",
+    "checked_with", "metadata"}``. ``data_meta`` (a ``DatasetMeta`` or its dict) describes the
+    inputs of a bare model; a checkpoint brings its own.
+    """
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown export format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    model, meta, source = _load(checkpoint_or_model, data_meta)
+    metadata = _metadata(model, meta, fmt)
+    out = Path(out_path) if out_path is not None else _default_path(source, model, fmt)
+    example = _example_input(metadata["input_shape"], batch=2, seed=0)
+    check = _example_input(metadata["input_shape"], batch=3, seed=1)
+    with torch.no_grad():
+        expected = model(check)
+
+    exported_model = model
+    if fold_bn:
+        from resnet.deploy.optimize import optimize_for_inference
+
+        exported_model = optimize_for_inference(model, channels_last=False)
+    with _quiet():
+        try:
+            data, got, checked_with = _EXPORTERS[fmt](
+                exported_model, example, check, metadata, opset
+            )
+        except ResnetError:
+            raise
+        except Exception as error:  # every exporter has its own exception types
+            raise ExportError(
+                f"{fmt} export of {metadata['model_name']} failed: {_first_line(error)}; "
+                "try another format"
+            ) from None
+    diff = (torch.as_tensor(got).float() - expected.float()).abs().max().item()
+    if not diff <= atol:  # also catches NaN
+        raise ExportError(
+            f"{fmt} export of {metadata['model_name']} differs from PyTorch by {diff:.3g} "
+            f"(> {atol:g}) on a check batch; nothing written. Try fold_bn=False or another opset"
+        )
+    with atomic_write(out) as handle:
+        handle.write(data)
+    return {
+        "format": fmt,
+        "path": str(out),
+        "bytes": len(data),
+        "max_abs_diff": diff,
+        "atol": atol,
+        "checked_with": checked_with,
+        "metadata": metadata,
+    }
+
+
+def read_export_metadata(path: Union[str, os.PathLike]) -> dict[str, Any]:
+    """The metadata an ``export_model`` file carries, whatever its format."""
+    path = Path(path)
+    if path.suffix == ".onnx":
+        import onnx
+
+        proto = onnx.load(str(path), load_external_data=False)
+        props = {p.key: p.value for p in proto.metadata_props}
+        return {
+            k[len("resnet.") :]: json.loads(v) for k, v in props.items() if k.startswith("resnet.")
+        }
+    extra = {META_FILE: ""}
+    if path.suffix == ".pt2":
+        torch.export.load(str(path), extra_files=extra)
+    else:
+        torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    return json.loads(extra[META_FILE])
+
+
+def _load(source: Any, data_meta: Any) -> tuple[nn.Module, Optional[dict], Optional[Path]]:
+    if isinstance(source, nn.Module):
+        meta = data_meta.to_dict() if hasattr(data_meta, "to_dict") else data_meta
+        return source.eval(), meta, None
+    from resnet.engine.checkpoint import load_checkpoint, resolve_checkpoint
+
+    model, info = load_checkpoint(source)
+    meta = info.get("data_meta") or None
+    if data_meta is not None:
+        meta = data_meta.to_dict() if hasattr(data_meta, "to_dict") else data_meta
+    return model.eval(), meta, resolve_checkpoint(source)
+
+
+def _metadata(model: nn.Module, meta: Optional[dict], fmt: str) -> dict[str, Any]:
+    from resnet import __version__
+
+    conv1 = getattr(model, "conv1", None)
+    channels = conv1.in_channels if conv1 is not None else 3
+    spatial_dims = conv1.weight.dim() - 2 if conv1 is not None else 2
+    name = getattr(model, "model_name", type(model).__name__)
+    if meta is not None:
+        image_size = list(meta["image_size"])
+        if meta["channels"] != channels or len(image_size) != spatial_dims:
+            raise ConfigError(
+                f"data_meta describes {meta['channels']}-channel {tuple(image_size)} inputs but "
+                f"{name} takes {channels} channels in {spatial_dims} dims; pass matching data_meta"
+            )
+    else:
+        from resnet.models import model_entry
+
+        side = model_entry(name).default_input_size if hasattr(model, "model_name") else 224
+        image_size = [side] * spatial_dims
+    return {
+        "format": fmt,
+        "resnet_version": __version__,
+        "model_name": name,
+        "model_kwargs": dict(getattr(model, "model_kwargs", {})),
+        "class_names": meta["class_names"] if meta else None,
+        "channels": channels,
+        "image_size": image_size,
+        "mean": meta["mean"] if meta else None,
+        "std": meta["std"] if meta else None,
+        "input_shape": [-1, channels, *image_size],  # -1: any batch size
+        "input_name": INPUT_NAME,
+        "output_name": OUTPUT_NAME,
+    }
+
+
+def _default_path(source: Optional[Path], model: nn.Module, fmt: str) -> Path:
+    if source is not None:
+        return source.parent / f"{source.name}{FORMATS[fmt]}"  # runs/x/best -> runs/x/best.onnx
+    return Path(f"{getattr(model, 'model_name', 'model')}{FORMATS[fmt]}")
+
+
+def _example_input(shape: list[int], batch: int, seed: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, *shape[1:], generator=generator)
+
+
+def _export_onnx(model, example, check, metadata, opset) -> tuple[bytes, Any, str]:
+    onnx, onnxruntime = _require_onnx()
+    buffer = io.BytesIO()
+    # The TorchScript-based exporter (dynamo=False) needs no onnxscript and handles every net.
+    torch.onnx.export(
+        model,
+        (example,),
+        buffer,
+        dynamo=False,
+        input_names=[INPUT_NAME],
+        output_names=[OUTPUT_NAME],
+        dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+        opset_version=opset,
+    )
+    proto = onnx.load_from_string(buffer.getvalue())
+    for key, value in metadata.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = f"resnet.{key}", json.dumps(value)
+    onnx.checker.check_model(proto)
+    data = proto.SerializeToString()
+    session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
+    got = session.run(None, {INPUT_NAME: check.numpy()})[0]
+    return data, torch.from_numpy(got), f"onnxruntime {onnxruntime.__version__}"
+
+
+def _export_torchscript(model, example, check, metadata, opset) -> tuple[bytes, Any, str]:
+    traced = torch.jit.trace(model, example, check_trace=False)
+    buffer = io.BytesIO()
+    torch.jit.save(traced, buffer, _extra_files={META_FILE: json.dumps(metadata)})
+    loaded = torch.jit.load(io.BytesIO(buffer.getvalue()), map_location="cpu")
+    with torch.no_grad():
+        got = loaded(check)
+    return buffer.getvalue(), got, "torch.jit.load"
+
+
+def _export_pt2(model, example, check, metadata, opset) -> tuple[bytes, Any, str]:
+    program = torch.export.export(
+        model, (example,), dynamic_shapes=({0: torch.export.Dim.DYNAMIC},)
+    )
+    buffer = io.BytesIO()
+    torch.export.save(program, buffer, extra_files={META_FILE: json.dumps(metadata)})
+    loaded = torch.export.load(io.BytesIO(buffer.getvalue()))
+    with torch.no_grad():
+        got = loaded.module()(check)
+    return buffer.getvalue(), got, "torch.export.load"
+
+
+_EXPORTERS = {"onnx": _export_onnx, "torchscript": _export_torchscript, "pt2": _export_pt2}
+
+
+def _require_onnx() -> tuple[Any, Any]:
+    try:
+        import onnx
+        import onnxruntime
+    except ImportError:
+        raise ConfigError(
+            "ONNX export needs the onnx and onnxruntime packages: pip install onnx onnxruntime"
+        ) from None
+    return onnx, onnxruntime
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    # The exporters warn about deprecations and constant folding; the report says what matters.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return (text.splitlines()[0] if text else type(error).__name__)[:160]

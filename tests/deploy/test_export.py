@@ -1,0 +1,151 @@
+"""Export round trips (ONNX, TorchScript, pt2): same outputs, preprocessing in the metadata."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from resnet import create_model, export_model
+from resnet.cli import main
+from resnet.data import DatasetMeta
+from resnet.deploy.export import META_FILE, read_export_metadata
+from resnet.engine.checkpoint import save_checkpoint
+from resnet.errors import ConfigError
+
+META = DatasetMeta(
+    name="tiny-fashion",
+    class_names=[f"class{k}" for k in range(4)],
+    channels=1,
+    image_size=(28, 28),
+    mean=(0.286,),
+    std=(0.353,),
+)
+
+
+def _randomize_batch_norms(model: torch.nn.Module) -> None:
+    # Non-trivial statistics, as after training, so the BN fold is really exercised.
+    with torch.no_grad():
+        for norm in model.modules():
+            if isinstance(norm, torch.nn.modules.batchnorm._BatchNorm):
+                norm.running_mean.uniform_(-0.5, 0.5)
+                norm.running_var.uniform_(0.5, 2.0)
+                norm.weight.uniform_(0.5, 1.5)
+                norm.bias.uniform_(-0.2, 0.2)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    model = create_model("resnet20", num_classes=4, in_chans=1)
+    _randomize_batch_norms(model)
+    stem = tmp_path_factory.mktemp("run") / "best"
+    save_checkpoint(stem, model, data_meta=META, epoch=1, step=10, metrics={"test_acc": 0.5})
+    return stem, model.eval()
+
+
+def _assert_metadata_matches(metadata: dict) -> None:
+    assert metadata["model_name"] == "resnet20"
+    assert metadata["class_names"] == META.class_names
+    assert metadata["channels"] == 1 and metadata["image_size"] == [28, 28]
+    assert metadata["mean"] == list(META.mean) and metadata["std"] == list(META.std)
+    assert metadata["input_shape"] == [-1, 1, 28, 28]
+
+
+def test_onnx_round_trip_through_onnxruntime(checkpoint, tmp_path):
+    pytest.importorskip("onnxruntime")  # guard only: CI installs the export extra
+    import onnx
+    import onnxruntime
+
+    stem, model = checkpoint
+    report = export_model(stem, "onnx", tmp_path / "model.onnx")
+    assert report["max_abs_diff"] < 1e-4 and "onnxruntime" in report["checked_with"]
+    session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"))
+    x = torch.randn(5, 1, 28, 28)  # another batch size than the export's: the batch is dynamic
+    (logits,) = session.run(None, {"input": x.numpy()})
+    with torch.no_grad():
+        assert (torch.from_numpy(logits) - model(x)).abs().max() < 1e-4
+    props = {p.key: p.value for p in onnx.load(str(tmp_path / "model.onnx")).metadata_props}
+    assert json.loads(props["resnet.class_names"]) == META.class_names
+    _assert_metadata_matches(read_export_metadata(tmp_path / "model.onnx"))
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
+def test_torchscript_round_trip(checkpoint, tmp_path):
+    stem, model = checkpoint
+    report = export_model(stem, "torchscript", tmp_path / "model.pt")
+    extra = {META_FILE: ""}
+    loaded = torch.jit.load(str(tmp_path / "model.pt"), _extra_files=extra)
+    x = torch.randn(3, 1, 28, 28)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=1e-4)
+    _assert_metadata_matches(json.loads(extra[META_FILE]))
+    assert report["metadata"] == json.loads(extra[META_FILE])
+
+
+def test_pt2_round_trip(checkpoint, tmp_path):
+    stem, model = checkpoint
+    export_model(stem, "pt2", tmp_path / "model.pt2")
+    extra = {META_FILE: ""}
+    program = torch.export.load(str(tmp_path / "model.pt2"), extra_files=extra)
+    x = torch.randn(4, 1, 28, 28)
+    with torch.no_grad():
+        torch.testing.assert_close(program.module()(x), model(x), rtol=0, atol=1e-4)
+    _assert_metadata_matches(json.loads(extra[META_FILE]))
+
+
+def test_volume_model_exports_to_onnx(tmp_path):
+    pytest.importorskip("onnxruntime")
+    model = create_model("resnet10_3d", in_chans=1, widen_factor=0.125, conv1_t_size=3)
+    volume_meta = {**META.to_dict(), "image_size": [16, 16, 16]}
+    report = export_model(model, "onnx", tmp_path / "vol.onnx", data_meta=volume_meta)
+    assert report["max_abs_diff"] < 1e-4
+    assert report["metadata"]["input_shape"] == [-1, 1, 16, 16, 16]
+    with pytest.raises(ConfigError, match="channel"):
+        export_model(model, "onnx", tmp_path / "x.onnx", data_meta=META)  # 2D meta, 3D model
+
+
+def test_cli_export_reports_diff_and_writes_file(checkpoint, tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    stem, _ = checkpoint
+    out = tmp_path / "cli.onnx"
+    assert main(["export", "--checkpoint", str(stem), "--format", "onnx", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "max |diff|" in printed and out.is_file()
+
+
+def test_cli_export_fails_with_exit_2_when_check_fails(checkpoint, tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    stem, _ = checkpoint
+    out = tmp_path / "strict.onnx"
+    argv = ["export", "--checkpoint", str(stem), "--format", "onnx", "--out", str(out)]
+    assert main([*argv, "--atol", "1e-12"]) == 2  # float32 kernels never agree to 1e-12
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("resnet: error:") and "differs from PyTorch" in err
+    assert len(err.splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []  # nothing written, not even a temporary file
+
+
+def test_cli_export_bad_inputs_exit_2(checkpoint, tmp_path, capsys):
+    stem, _ = checkpoint
+    corrupt = tmp_path / "broken"
+    (tmp_path / "broken.json").write_text((stem.parent / "best.json").read_text())
+    (tmp_path / "broken.safetensors").write_bytes(b"\x00not safetensors")
+    for argv in (
+        ["export", "--checkpoint", str(corrupt), "--format", "torchscript"],
+        ["export", "--checkpoint", str(tmp_path / "missing"), "--format", "pt2"],
+        ["export", "--checkpoint", str(stem), "--format", "tflite"],
+    ):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert err and "Traceback" not in err
+    assert main(["export", "--checkpoint", str(corrupt), "--format", "pt2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "broken.safetensors" in err
+
+
+def test_export_of_unknown_format_raises(tmp_path):
+    with pytest.raises(ConfigError, match="onnx, torchscript, pt2"):
+        export_model(create_model("resnet20"), "coreml", tmp_path / "model.mlmodel")
+    assert not (tmp_path / "model.mlmodel").exists()

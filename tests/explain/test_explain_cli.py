@@ -1,0 +1,111 @@
+"""``resnet explain``: PNG overlays from a checkpoint, one-line errors on bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from resnet import create_model
+from resnet.cli import main
+from resnet.data import DatasetMeta
+from resnet.engine.checkpoint import save_checkpoint
+from resnet.explain.overlay import DISPLAY_SIDE, overlay_heatmap
+
+META = DatasetMeta(
+    name="tiny-fashion",
+    class_names=["tshirt", "trouser", "pullover"],
+    channels=1,
+    image_size=(28, 28),
+    mean=(0.286,),
+    std=(0.353,),
+)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    model = create_model("resnet20", num_classes=3, in_chans=1)
+    stem = tmp_path_factory.mktemp("run") / "best"
+    save_checkpoint(stem, model, data_meta=META, epoch=1, step=1, metrics={})
+    return stem
+
+
+@pytest.fixture
+def images(tmp_path):
+    rng = np.random.default_rng(0)
+    grey = tmp_path / "grey.png"
+    Image.fromarray(rng.integers(0, 255, (28, 28), dtype=np.uint8)).save(grey)
+    colour = tmp_path / "colour.jpg"  # RGB and 40x60: converted to L and resized by the data layer
+    Image.fromarray(rng.integers(0, 255, (40, 60, 3), dtype=np.uint8)).save(colour)
+    return [grey, colour]
+
+
+def test_explain_writes_one_overlay_per_image(checkpoint, images, tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = ["explain", "--checkpoint", str(checkpoint), *map(str, images), "--out", str(out)]
+    assert main([*argv, "--json", "--class-idx", "2", "--target-layer", "layer2"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["class_idx"] for r in rows] == [2, 2] and rows[0]["label"] == "pullover"
+    scale = DISPLAY_SIDE // 28
+    for row in rows:
+        with Image.open(row["out"]) as png:
+            assert png.format == "PNG" and png.mode == "RGB"
+            assert png.size[0] == 2 * 28 * scale + 4  # input | overlay, side by side
+    assert sorted(p.name for p in out.iterdir()) == ["colour_gradcam.png", "grey_gradcam.png"]
+
+
+def test_overlay_is_a_blend_of_image_and_jet_colours():
+    image = np.full((4, 4, 3), 100, dtype=np.uint8)
+    heatmap = np.zeros((4, 4))
+    heatmap[0, 0] = 1.0
+    blended = overlay_heatmap(image, heatmap, alpha=0.5)
+    assert blended.shape == (4, 4, 3) and blended.dtype == np.uint8
+    # jet maps 1.0 to dark red and 0.0 to dark blue
+    assert blended[0, 0, 0] > blended[0, 0, 2] and blended[1, 1, 2] > blended[1, 1, 0]
+
+
+@pytest.mark.parametrize(
+    ("make_bad", "expected"),
+    [
+        (lambda d: (d / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really"), "broken.png"),
+        (lambda d: None, "absent.png"),
+    ],
+)
+def test_bad_images_exit_2_naming_the_file(checkpoint, tmp_path, capsys, make_bad, expected):
+    make_bad(tmp_path)
+    argv = ["explain", "--checkpoint", str(checkpoint), str(tmp_path / expected)]
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("resnet: error:") and expected in err and len(err.splitlines()) == 1
+
+
+def test_bad_class_index_and_weights_exit_2(checkpoint, images, tmp_path, capsys):
+    argv = ["explain", "--checkpoint", str(checkpoint), str(images[0]), "--out", str(tmp_path)]
+    assert main([*argv, "--class-idx", "7"]) == 2
+    assert "out of range" in capsys.readouterr().err
+    broken = tmp_path / "broken"
+    (tmp_path / "broken.json").write_text(checkpoint.with_suffix(".json").read_text())
+    (tmp_path / "broken.safetensors").write_bytes(b"truncated")
+    assert main(["explain", "--checkpoint", str(broken), str(images[0])]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "broken.safetensors" in err and len(err.splitlines()) == 1
+
+
+def test_volumes_of_the_wrong_shape_exit_2(tmp_path, capsys):
+    model = create_model("resnet10_3d", num_classes=2, in_chans=1, widen_factor=0.125)
+    volume_meta = DatasetMeta("vols", ["ball", "cube"], 1, (16, 16, 16), (0.3,), (0.2,))
+    save_checkpoint(tmp_path / "vol", model, data_meta=volume_meta, epoch=0, step=0, metrics={})
+    good, wrong = tmp_path / "good.npy", tmp_path / "wrong.npy"
+    np.save(good, np.zeros((16, 16, 16), dtype=np.uint8))
+    np.save(wrong, np.zeros((2, 16, 16, 16), dtype=np.uint8))  # two channels
+    base = ["explain", "--checkpoint", str(tmp_path / "vol"), "--out", str(tmp_path / "out")]
+    assert main([*base, str(good)]) == 0
+    assert (tmp_path / "out" / "good_gradcam.png").is_file()
+    capsys.readouterr()
+    assert main([*base, str(wrong)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "wrong.npy" in err and "(16, 16, 16)" in err and len(err.splitlines()) == 1
