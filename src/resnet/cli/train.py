@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
@@ -118,7 +119,7 @@ def _train(args: argparse.Namespace) -> int:
         result = train(overrides, resume=args.resume)
     else:
         result = train(TrainConfig.from_yaml(args.recipe, overrides))
-    if result.run_dir is not None:
+    if result.run_dir is not None and os.environ.get("RANK", "0") == "0":
         print(f"run saved in {result.run_dir}")
     return 0
 
