@@ -1,0 +1,58 @@
+"""Bad input on the command line ends in one line on stderr and exit code 2."""
+
+from __future__ import annotations
+
+import pytest
+
+from resnet.cli import main
+from resnet.cli.train import parse_overrides
+from resnet.errors import ConfigError
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("resnet: error:"), err
+    return err[0]
+
+
+def test_unknown_model(tiny_npz, tmp_path, capsys):
+    argv = ["train", "--dataset", str(tiny_npz), "--model", "resnet21", "--runs-dir", str(tmp_path)]
+    assert main(argv) == 2
+    assert "unknown model 'resnet21'" in _one_line_error(capsys)
+    assert not (tmp_path / "resnet21-bands").exists()
+
+
+def test_unknown_recipe_key(tmp_path, capsys):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("model: resnet20\nlearning_rate: 0.1\n")
+    assert main(["train", "--recipe", str(recipe)]) == 2
+    assert "unknown config key 'learning_rate'" in _one_line_error(capsys)
+    assert main(["train", "--set", "epocs=3"]) == 2
+    assert "did you mean 'epochs'" in _one_line_error(capsys)
+
+
+def test_missing_checkpoint(tmp_path, capsys):
+    assert main(["eval", "--checkpoint", str(tmp_path / "nope.safetensors")]) == 2
+    assert "checkpoint not found" in _one_line_error(capsys)
+    assert main(["predict", "--checkpoint", str(tmp_path), "x.png"]) == 2
+    assert "no best.json/last.json" in _one_line_error(capsys)
+    assert main(["train", "--resume", str(tmp_path)]) == 2
+    assert "no config.yaml" in _one_line_error(capsys)
+
+
+def test_bad_device_and_recipe_file(tmp_path, capsys):
+    assert main(["train", "--device", "tpu"]) == 2
+    assert "device must be one of" in _one_line_error(capsys)
+    assert main(["train", "--recipe", str(tmp_path / "missing.yaml")]) == 2
+    assert "missing.yaml not found" in _one_line_error(capsys)
+
+
+def test_parse_overrides():
+    assert parse_overrides(["lr=0.05", "milestones=[32000, 48000]", "ema=", "name=x"]) == {
+        "lr": 0.05,
+        "milestones": [32000, 48000],
+        "ema": None,
+        "name": "x",
+    }
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        parse_overrides(["lr"])

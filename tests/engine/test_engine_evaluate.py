@@ -1,0 +1,106 @@
+"""evaluate() against a hand computation, and predict() on PNG files plus a broken file."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from resnet.cli import main
+from resnet.data import load_dataset
+from resnet.engine.checkpoint import save_checkpoint
+from resnet.engine.evaluate import evaluate
+from resnet.engine.predict import predict
+from resnet.models import create_model
+
+
+@pytest.fixture
+def checkpoint(tiny_npz, tmp_path):
+    """An untrained (but fixed) resnet20 on the bands dataset: its predictions are mixed."""
+    torch.manual_seed(1)
+    model = create_model("resnet20", num_classes=4, in_chans=1, norm_layer="group")
+    meta = load_dataset(str(tiny_npz), "train", val_fraction=0.0).meta
+    config = {"dataset": str(tiny_npz), "data_dir": None}
+    save_checkpoint(
+        tmp_path / "ckpt" / "best", model, data_meta=meta, epoch=1, step=1, metrics={},
+        config=config,
+    )  # fmt: skip
+    return tmp_path / "ckpt", model.eval(), meta
+
+
+def _by_hand(model, meta, images, labels, flip=False):
+    x = (images.float() / 255 - meta.mean[0]) / meta.std[0]
+    with torch.no_grad():
+        probs = model(x).softmax(1)
+        if flip:
+            probs = 0.5 * (probs + model(x.flip(-1)).softmax(1))
+    return probs, labels
+
+
+@pytest.mark.parametrize("tta", [False, True])
+def test_evaluate_matches_hand_computation(checkpoint, tiny_npz, tmp_path, tta):
+    path, model, meta = checkpoint
+    test = load_dataset(str(tiny_npz), "test")
+    probs, labels = _by_hand(model, meta, test.images, test.labels, flip=tta)
+    predicted = probs.argmax(1)
+    result = evaluate(path, tta_flip=tta, device="cpu", batch_size=10, out_dir=tmp_path / "out")
+    assert result["num_samples"] == len(labels) == 64
+    assert result["top1"] == pytest.approx((predicted == labels).float().mean().item())
+    top4 = probs.topk(4, 1).indices
+    assert result["top5"] == 1.0 and (top4 == labels[:, None]).any(1).all()
+    expected = torch.zeros(4, 4, dtype=torch.int64)
+    for t, p in zip(labels.tolist(), predicted.tolist()):
+        expected[t, p] += 1
+    assert result["confusion_matrix"] == expected.tolist()
+    for k, name in enumerate(meta.class_names):
+        mask = labels == k
+        hand = (predicted[mask] == k).float().mean().item()
+        assert result["per_class_accuracy"][name] == pytest.approx(hand)
+    loss = torch.nn.functional.nll_loss(probs.log(), labels).item()
+    assert result["loss"] == pytest.approx(loss, rel=1e-4)
+    rows = list(csv.reader((tmp_path / "out" / "confusion_matrix.csv").open()))
+    assert rows[0][1:] == meta.class_names and [int(v) for v in rows[1][1:]] == expected[0].tolist()
+    assert (tmp_path / "out" / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_predict_pngs_and_a_broken_file(checkpoint, tiny_npz, tmp_path, capsys):
+    path, model, meta = checkpoint
+    test = load_dataset(str(tiny_npz), "test")
+    files = []
+    for i in range(3):
+        file = tmp_path / f"image{i}.png"
+        Image.fromarray(test.images[i, 0].numpy()).save(file)
+        files.append(file)
+    broken = tmp_path / "notes.png"
+    broken.write_text("this is not an image")
+    results = predict(path, [files[0], broken, files[1], files[2]], topk=3, device="cpu")
+    assert [r["path"] for r in results] == [str(f) for f in (files[0], broken, files[1], files[2])]
+    assert "error" in results[1] and "notes.png" in results[1]["error"]
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("resnet: error:") and "notes.png" in err[0]
+
+    probs, _ = _by_hand(model, meta, test.images[:3], test.labels[:3])
+    for row, expected in zip([results[0], results[2], results[3]], probs):
+        assert len(row["topk"]) == 3
+        values, indices = expected.topk(3)
+        assert [r["index"] for r in row["topk"]] == indices.tolist()
+        assert [r["prob"] for r in row["topk"]] == pytest.approx(values.tolist(), abs=1e-5)
+        assert row["label"] == meta.class_names[indices[0]]
+
+    # The CLI prints JSON for the good files and exits 2 because one failed.
+    code = main(["predict", "--checkpoint", str(path), "--json", str(files[0]), str(broken)])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert json.loads(captured.out)[0]["label"] == results[0]["label"]
+    assert "1 of 2 inputs failed" in captured.err
+
+
+def test_eval_cli_json(checkpoint, capsys):
+    path, _, _ = checkpoint
+    assert main(["eval", "--checkpoint", str(path), "--json", "--device", "cpu"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["split"] == "test" and np.array(result["confusion_matrix"]).sum() == 64
