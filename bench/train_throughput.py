@@ -1,0 +1,160 @@
+"""Training throughput: our pipeline vs the standard torchvision one, same machine, same run.
+
+Ours: the whole dataset as one uint8 tensor, batched crop+flip on tensors (TensorLoader),
+channels_last, the model from ``resnet.create_model``. Baseline: a torch Dataset of PIL images
+with ``torchvision.transforms`` (RandomCrop with padding, RandomHorizontalFlip, ToTensor,
+Normalize) in a ``DataLoader(num_workers=2)``, default memory format, and a torchvision-style
+model of the same architecture (torchvision's own resnet18; our resnet20, which torchvision
+lacks). Both run the full step: load, forward, loss, backward, SGD update.
+
+    python bench/train_throughput.py            # both cases, prints images/s and the ratio
+    python bench/train_throughput.py --warmup 30 --steps 50
+
+A benchmark, not a test: it prints numbers and never fails on time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from resnet.data import ArrayDataset, DatasetMeta, load_dataset, make_loader
+from resnet.models import create_model
+
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+
+
+class PilDataset(torch.utils.data.Dataset):
+    """What ``torchvision.datasets.FashionMNIST`` does: one PIL image per __getitem__."""
+
+    def __init__(self, dataset: ArrayDataset, transform) -> None:
+        self.images = dataset.images  # (N, C, H, W) uint8
+        self.labels = dataset.labels
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int):
+        from PIL import Image
+
+        array = self.images[index].permute(1, 2, 0).numpy()
+        image = Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
+        return self.transform(image), int(self.labels[index])
+
+
+def baseline_loader(dataset: ArrayDataset, batch_size: int, pad: int, workers: int):
+    from torchvision import transforms
+
+    meta = dataset.meta
+    transform = transforms.Compose(
+        [
+            transforms.RandomCrop(meta.image_size[0], padding=pad),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            transforms.Normalize(meta.mean, meta.std),
+        ]
+    )
+    return torch.utils.data.DataLoader(
+        PilDataset(dataset, transform),
+        batch_size=batch_size,
+        shuffle=True,
+        num_workers=workers,
+        drop_last=True,
+        persistent_workers=workers > 0,
+    )
+
+
+def time_steps(model: nn.Module, batches, warmup: int, steps: int) -> float:
+    """Images per second of ``steps`` full training steps after ``warmup`` untimed ones."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    model.train()
+    seen, started = 0, 0.0
+    for index, (x, y) in enumerate(itertools.islice(batches, warmup + steps)):
+        if index == warmup:
+            started = time.perf_counter()
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if index >= warmup:
+            seen += y.numel()
+    return seen / (time.perf_counter() - started)
+
+
+def forever(loader, epochs: int = 1000):
+    for epoch in range(epochs):
+        if hasattr(loader, "set_epoch"):
+            loader.set_epoch(epoch)
+        yield from loader
+
+
+def upsampled(dataset: ArrayDataset, size: int, count: int) -> ArrayDataset:
+    """``count`` images resized to size x size and repeated to RGB (a 64x64 RGB workload)."""
+    images = dataset.images[:count].float()
+    images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
+    images = images.round().clamp(0, 255).to(torch.uint8).repeat(1, 3, 1, 1)
+    meta = DatasetMeta(
+        f"{dataset.meta.name}-{size}px-rgb",
+        dataset.meta.class_names,
+        3,
+        (size, size),
+        dataset.meta.mean * 3,
+        dataset.meta.std * 3,
+    )
+    return ArrayDataset(images.contiguous(), dataset.labels[:count].clone(), meta)
+
+
+def run_case(name, dataset, ours_model, baseline_model, batch, pad, args) -> float:
+    torch.manual_seed(0)
+    ours_model = ours_model.to(memory_format=torch.channels_last)
+    ours = make_loader(dataset, batch, train=True, pad=pad, drop_last=True, channels_last=True)
+    ours_rate = time_steps(ours_model, forever(ours), args.warmup, args.steps)
+    baseline = baseline_loader(dataset, batch, pad, args.workers)
+    baseline_rate = time_steps(baseline_model, forever(baseline), args.warmup, args.steps)
+    ratio = ours_rate / baseline_rate
+    print(
+        f"{name:<32} ours {ours_rate:8.1f} img/s   torchvision {baseline_rate:8.1f} img/s   "
+        f"ratio {ratio:5.2f}x",
+        flush=True,
+    )
+    return ratio
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--warmup", type=int, default=5, help="untimed steps")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps")
+    parser.add_argument("--workers", type=int, default=2, help="baseline DataLoader workers")
+    parser.add_argument("--data-dir", default=str(FASHION))
+    args = parser.parse_args()
+    import torchvision
+
+    print(
+        f"torch {torch.__version__}, torchvision {torchvision.__version__}, "
+        f"{torch.get_num_threads()} threads; {args.warmup} warm-up + {args.steps} timed steps"
+    )
+    train = load_dataset("fashion-mnist", "train", data_dir=args.data_dir, val_fraction=0.0)
+
+    # resnet20 on 28x28 Fashion-MNIST, 2-pixel padded crop + flip, batch 256.
+    torch.manual_seed(0)
+    ours20 = create_model("resnet20", num_classes=10, in_chans=1)
+    torch.manual_seed(0)
+    base20 = create_model("resnet20", num_classes=10, in_chans=1)
+    run_case("resnet20, 28x28x1, batch 256", train, ours20, base20, 256, 2, args)
+
+    # resnet18 on 64x64 RGB, 4-pixel padded crop + flip, batch 64.
+    rgb64 = upsampled(train, 64, 4096)
+    ours18 = create_model("resnet18", num_classes=10, in_chans=3)
+    base18 = torchvision.models.resnet18(num_classes=10)
+    run_case("resnet18, 64x64x3, batch 64", rgb64, ours18, base18, 64, 4, args)
+
+
+if __name__ == "__main__":
+    main()
