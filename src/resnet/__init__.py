@@ -22,6 +22,27 @@ from resnet.models import (
 
 __version__ = "0.1.0"
 
+# Public functions whose modules import heavy dependencies: resolved on first use.
+_LAZY = {
+    "train": "resnet.engine.train",
+    "evaluate": "resnet.engine.evaluate",
+    "predict": "resnet.engine.predict",
+    "create_model_from_checkpoint": "resnet.engine.checkpoint",
+    "load_dataset": "resnet.data",
+    "gradcam": "resnet.explain.gradcam",
+    "optimize_for_inference": "resnet.deploy.optimize",
+    "export_model": "resnet.deploy.export",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'resnet' has no attribute {name!r}")
+
+
 __all__ = [
     "ResidualBlock",
     "BasicBlock",
@@ -37,4 +58,5 @@ __all__ = [
     "UnknownModelError",
     "DataError",
     "WeightsError",
+    *_LAZY,
 ]

@@ -16,7 +16,7 @@ __all__ = ["resolve_norm_layer", "NORM_LAYERS", "FrozenBatchNorm2d"]
 class FrozenBatchNorm2d(nn.Module):
     """BatchNorm with fixed statistics and affine parameters, for fine-tuning with small batches.
 
-    Holds the same buffers as ``nn.BatchNorm2d`` (minus the batch counter), so BN weights load into it.
+    Holds the same buffers as ``nn.BatchNorm2d`` (minus the batch counter), so BN weights load.
     """
 
     def __init__(self, num_features: int, eps: float = 1e-5) -> None:
@@ -53,7 +53,7 @@ NORM_LAYERS: dict[str, Callable[[int], nn.Module]] = {
 def resolve_norm_layer(
     norm_layer: Union[str, Callable[[int], nn.Module], None],
 ) -> Callable[[int], nn.Module]:
-    """Turn a name from ``NORM_LAYERS`` (or a constructor, or None for BatchNorm) into a constructor."""
+    """A norm constructor from a name in ``NORM_LAYERS``, a constructor, or None (BatchNorm)."""
     if norm_layer is None:
         return nn.BatchNorm2d
     if callable(norm_layer):

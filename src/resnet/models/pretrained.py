@@ -31,7 +31,7 @@ class LoadReport:
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
-    """Read a flat ``{name: tensor}`` mapping from a weight file, unwrapping training checkpoints."""
+    """Read a flat ``{name: tensor}`` mapping from a weight file; unwrap training checkpoints."""
     path = Path(path)
     if not path.is_file():
         raise WeightsError(

@@ -48,7 +48,7 @@ class ResNet(nn.Module):
         shortcut: ``"A"`` zero-padding or ``"B"`` 1x1 projection, where shapes change.
         residual: add the shortcut (a ResNet) or not (the plain network of the same depth).
         zero_init_residual: start each residual branch's last BN at zero, so every block starts
-            as the identity (Goyal et al. 2017). Ignored by plain nets, whose only path it would cut.
+            as the identity (Goyal et al. 2017). Plain nets ignore it: it would cut their only path.
         groups, width_per_group: ResNeXt cardinality and bottleneck width.
         drop_path_rate: stochastic depth rate of the last block, rising linearly from 0.
         norm_layer: normalisation constructor taking the channel count (default BatchNorm2d).
