@@ -37,6 +37,8 @@ def predict(
     from resnet.engine.checkpoint import load_checkpoint
     from resnet.engine.distributed import resolve_device
 
+    if not inputs:
+        raise DataError("predict got no inputs; pass one or more image files")
     target = resolve_device(device)
     model, info = load_checkpoint(checkpoint, device=target)
     model.eval()
@@ -72,9 +74,4 @@ def predict(
                 for p, i in zip(row_values, row_indices)
             ]
             results[slot].update(label=ranked[0]["label"], prob=ranked[0]["prob"], topk=ranked)
-    if not pending and inputs:
-        # Nothing could be read: still a per-file report, but say so once as a whole.
-        return results
-    if not inputs:
-        raise DataError("predict got no inputs; pass one or more image files")
     return results

@@ -200,15 +200,13 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: Optional[Union[str, os.Pa
                 optimizer.step()
                 if ema is not None:
                     ema.update(model)
-                with torch.no_grad():
+                with torch.no_grad():  # statistics stay on the device: no host sync per step
                     loss = loss.detach()
-                    bad_step = torch.where(
-                        (bad_step < 0) & ~torch.isfinite(loss), torch.tensor(step), bad_step
-                    )
-                    batch = torch.stack(
-                        [loss * y.numel(), (logits.argmax(1) == y).sum(), torch.tensor(y.numel())]
-                    )
-                    totals += batch.to(totals)
+                    first_bad = (bad_step < 0) & ~torch.isfinite(loss)
+                    bad_step.masked_fill_(first_bad, step)
+                    totals[0] += loss.double() * y.numel()
+                    totals[1] += (logits.argmax(1) == y).sum()
+                    totals[2] += y.numel()
                 step += 1
                 if (index + 1) % _CHECK_EVERY == 0 or step >= total_steps:
                     _check_finite(bad_step, ctx, epoch, lr)
