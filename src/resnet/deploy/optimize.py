@@ -156,5 +156,7 @@ def optimize_for_inference(
         model.to(memory_format=memory_format)
         model.register_forward_pre_hook(_ChannelsLastInputs(memory_format))
     if compile:
-        return torch.compile(model)
+        # Freezing lets inductor treat the weights as constants: it pre-packs them for oneDNN
+        # and fuses conv + bias + ReLU, which is where most of the CPU speed-up comes from.
+        return torch.compile(model, options={"freezing": True})
     return model
