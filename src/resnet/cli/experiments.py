@@ -66,6 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     degr.add_argument("--batch-size", type=int, default=128)
     degr.add_argument("--lr", type=float, default=0.1)
     degr.add_argument("--schedule", default="cosine", choices=("cosine", "onecycle", "constant"))
+    degr.add_argument("--warmup-epochs", type=float, default=0.0, help="linear lr warmup")
     degr.add_argument("--no-augment", action="store_true", help="no crop/flip augmentation")
     degr.add_argument(
         "--tolerance", type=float, default=0.01, help="'matches' margin (0.01 = 1 point)"
@@ -157,8 +158,8 @@ def _degradation(args: argparse.Namespace) -> int:
         dataset=args.dataset, data_dir=args.data_dir, depths=args.depths, seeds=args.seeds,
         train_subset=args.train_subset, test_subset=args.test_subset, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, schedule=args.schedule,
-        augment=not args.no_augment, tolerance=args.tolerance, out_dir=out,
-        device=args.device, progress=not args.quiet,
+        warmup_epochs=args.warmup_epochs, augment=not args.no_augment, tolerance=args.tolerance,
+        out_dir=out, device=args.device, progress=not args.quiet,
     )  # fmt: skip
     print(degradation_table(result))
     verdict = result["verdict"]

@@ -99,7 +99,8 @@ _EN = {
     ),
     "degr_setup": (
         "Recipe: {dataset}, train subset {train_subset}, test subset {test_subset}, {epochs} "
-        "epochs, batch {batch_size}, SGD lr {lr} ({schedule}), weight decay {weight_decay}, "
+        "epochs, batch {batch_size}, SGD lr {lr} ({schedule}, {warmup_epochs} warmup epochs), "
+        "weight decay {weight_decay}, "
         "augmentation {augment}, {seeds} seed(s) (± is the spread over seeds)."
     ),
     "degr_plain_yes": (
@@ -260,7 +261,8 @@ _KO = {
     ),
     "degr_setup": (
         "학습 방법: {dataset}, 학습 부분집합 {train_subset}, 테스트 부분집합 {test_subset}, "
-        "{epochs} 에폭, 배치 {batch_size}, SGD lr {lr} ({schedule}), 가중치 감쇠 "
+        "{epochs} 에폭, 배치 {batch_size}, SGD lr {lr} ({schedule}, 워밍업 {warmup_epochs} 에폭), "
+        "가중치 감쇠 "
         "{weight_decay}, 데이터 증강 {augment}, 시드 {seeds}개(± 는 시드 간 퍼짐)."
     ),
     "degr_plain_yes": (
