@@ -18,8 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     train = actions.add_parser("train", help="train a detector on freshly generated canvases")
     train.add_argument("--model", default="resnet18", help="4-stage backbone (default resnet18)")
-    train.add_argument("--epochs", type=int, default=4, help="passes over the canvases")
-    train.add_argument("--train-images", type=int, default=1500, help="canvases per epoch")
+    train.add_argument("--epochs", type=int, default=3, help="passes, each on fresh canvases")
+    train.add_argument("--train-images", type=int, default=1000, help="canvases per epoch")
     train.add_argument("--batch-size", type=int, default=8)
     train.add_argument("--lr", type=float, default=0.02, help="peak SGD learning rate")
     train.add_argument("--canvas-size", type=int, default=64, help="canvas side in pixels")

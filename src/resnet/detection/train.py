@@ -46,12 +46,13 @@ class TrainSummary:
 def train_detector(
     *,
     model: str = "resnet18",
-    epochs: int = 4,
-    train_images: int = 1500,
+    epochs: int = 3,
+    train_images: int = 1000,
     batch_size: int = 8,
     lr: float = 0.02,
     canvas_size: int = 64,
     item_sizes: Optional[tuple[int, int]] = None,
+    returned_layers: tuple[int, ...] = (1, 2, 3, 4),
     out: Union[str, os.PathLike, None] = None,
     device: str = "auto",
     seed: int = 0,
@@ -70,6 +71,7 @@ def train_detector(
         batch_size, lr: SGD batch and peak learning rate (momentum 0.9, weight decay 1e-4).
         canvas_size, item_sizes: the canvas side and the range of item sides, in pixels
             (default ``default_item_sizes(canvas_size)``: 12-28 px on 64, 20-56 px on 128).
+        returned_layers: backbone stages (1..4) feeding the pyramid.
         out: run folder; default ``runs/detect-<model>``, numbered if it exists.
         weights: optional weight file for the backbone network; without it every stage trains.
         max_steps: stop after this many optimizer steps in total (for smoke tests).
@@ -94,7 +96,8 @@ def train_detector(
         class_names=class_names,
         canvas_size=canvas_size,
         item_sizes=item_sizes,
-        anchor_sizes=default_anchor_sizes(canvas_size),
+        returned_layers=tuple(returned_layers),
+        anchor_sizes=default_anchor_sizes(canvas_size, len(returned_layers) + 1),
         trainable_layers=trainable_layers,
     )
     torch.manual_seed(seed)
@@ -120,14 +123,14 @@ def train_detector(
             items.images, items.labels, train_images, class_names=class_names,
             canvas_size=canvas_size, item_sizes=item_sizes, seed=(seed, epoch),
         )  # fmt: skip
-        order = torch.randperm(len(canvases), generator=torch.Generator().manual_seed(epoch))
         detector.train()
         sums: dict[str, float] = {}
         batches = 0
         for first in range(0, len(canvases), batch_size):
             if step >= total_steps:
                 break
-            indices = order[first : first + batch_size].tolist()
+            # Canvases are drawn independently, so their order is already random.
+            indices = list(range(first, min(first + batch_size, len(canvases))))
             images = [canvases.images[i].to(run_device).float() / 255 for i in indices]
             losses = detector(images, canvases.targets(indices, run_device))
             loss = sum(losses.values())
