@@ -8,6 +8,7 @@ from torch import nn
 
 from resnet import create_model, optimize_for_inference
 from resnet.deploy.optimize import find_conv_bn_pairs, fold_batch_norms
+from resnet.errors import ConfigError
 from resnet.models.norm import FrozenBatchNorm2d
 
 ZOO_CASES = [
@@ -103,5 +104,5 @@ def test_conv_with_other_users_is_not_folded():
 
 
 def test_training_mode_is_refused():
-    with pytest.raises(RuntimeError, match="eval"):
+    with pytest.raises(ConfigError, match="eval"):
         fold_batch_norms(create_model("resnet20").train())

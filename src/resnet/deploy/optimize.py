@@ -13,6 +13,8 @@ from typing import Optional
 import torch
 from torch import nn
 
+from resnet.errors import ConfigError
+
 __all__ = ["optimize_for_inference", "fold_batch_norms", "find_conv_bn_pairs"]
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -41,7 +43,13 @@ def find_conv_bn_pairs(model: nn.Module) -> list[tuple[str, str]]:
         def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
             return _is_foldable_norm(module) or super().is_leaf_module(module, qualified_name)
 
-    graph = NormsAsLeaves().trace(model)
+    try:
+        graph = NormsAsLeaves().trace(model)
+    except Exception as error:  # fx raises many types for untraceable Python control flow
+        raise ConfigError(
+            f"cannot trace {type(model).__name__} to find conv-BN pairs ({error}); "
+            "pass fold_bn=False to optimize_for_inference"
+        ) from None
     calls: dict[str, int] = {}
     for node in graph.nodes:
         if node.op == "call_module":
@@ -95,7 +103,10 @@ def fold_batch_norms(model: nn.Module) -> int:
     ``forward_features`` or ``stages()``) stays as it was.
     """
     if model.training:
-        raise RuntimeError("fold_batch_norms needs model.eval(): training BN uses batch stats")
+        raise ConfigError(
+            "fold_batch_norms needs an eval-mode model (BN in training uses batch statistics); "
+            "call model.eval() first"
+        )
     pairs = find_conv_bn_pairs(model)
     for conv_name, norm_name in pairs:
         _fold_into(model.get_submodule(conv_name), model.get_submodule(norm_name))
