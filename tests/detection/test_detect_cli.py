@@ -81,3 +81,20 @@ def test_predict_draws_boxes_on_a_png(checkpoint, tmp_path, capsys) -> None:
     for detection in records[0]["detections"]:
         assert detection["label"] in CLASSES and 0.0 <= detection["score"] <= 1.0
         assert all(0.0 <= v <= 64.0 for v in detection["box"])
+
+
+def test_draw_detections_outlines_the_box_in_the_class_color() -> None:
+    from resnet.detection import draw_detections
+
+    image = torch.zeros(1, 16, 16, dtype=torch.uint8)
+    drawn = draw_detections(image, torch.tensor([[2.0, 3.0, 10.0, 12.0]]), torch.tensor([2]),
+                            torch.tensor([0.9]), CLASSES, scale=2)  # fmt: skip
+    assert drawn.shape == (3, 32, 32) and drawn.dtype == torch.uint8
+    # Trouser is class 2: tab10's orange (255, 127, 14) on the box's edges, enlarged twice
+    # (PIL draws the end pixel too: bottom edge at y = 24, left edge at x = 4).
+    assert drawn[:, 24, 10].tolist() == [255, 127, 14]
+    assert drawn[:, 22, 4].tolist() == [255, 127, 14]
+    assert drawn[:, 30, 30].tolist() == [0, 0, 0]  # outside the box nothing changes
+    empty = draw_detections(image, torch.zeros(0, 4), torch.zeros(0, dtype=torch.long), None,
+                            CLASSES, scale=2)  # fmt: skip
+    assert torch.equal(empty, torch.zeros(3, 32, 32, dtype=torch.uint8))

@@ -47,6 +47,8 @@ def draw_detections(
     for index, label in enumerate(labels.tolist()):
         name = class_names[label - 1] if 1 <= label <= len(class_names) else f"class {label}"
         texts.append(name if scores is None else f"{name} {float(scores[index]):.2f}")
+    if not texts:
+        return image.contiguous()
     colors = [_COLORS[(label - 1) % len(_COLORS)] for label in labels.tolist()]
     font = _FONT if Path(_FONT).is_file() else None
     return draw_bounding_boxes(
@@ -54,9 +56,12 @@ def draw_detections(
         boxes.detach().cpu().float() * scale,
         labels=texts,
         colors=colors,
-        width=2,
+        width=max(1, scale // 2),
         font=font,
-        font_size=5 * scale if font else None,
+        font_size=2 * scale + 6 if font else None,  # readable at any enlargement
+        label_colors="white",
+        label_background_colors=colors,  # white text on the class color reads on black canvases
+        fill_labels=True,
     )
 
 
