@@ -1,0 +1,122 @@
+"""load_weights: torchvision files, prefixes, stem adaptation, classifier changes, bad files."""
+
+import pickle
+
+import pytest
+import torch
+import torchvision
+from safetensors.torch import save_file
+
+from resnet import WeightsError, create_model, load_weights
+
+
+@pytest.fixture(scope="module")
+def torchvision_resnet18_file(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "resnet18.pth"
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), path)
+    return path
+
+
+def _state(path):
+    return torch.load(path, weights_only=True)
+
+
+def test_torchvision_file_loads_and_matches(torchvision_resnet18_file):
+    model = create_model("resnet18")
+    report = load_weights(model, torchvision_resnet18_file)
+    assert not report.adapted_conv1 and not report.dropped_classifier
+    for key, value in _state(torchvision_resnet18_file).items():
+        torch.testing.assert_close(model.state_dict()[key], value)
+
+
+def test_grayscale_stem_sums_the_rgb_filters(torchvision_resnet18_file):
+    model = create_model("resnet18", in_chans=1)
+    report = load_weights(model, torchvision_resnet18_file)
+    rgb = _state(torchvision_resnet18_file)["conv1.weight"]
+    assert report.adapted_conv1
+    torch.testing.assert_close(model.conv1.weight, rgb.sum(dim=1, keepdim=True))
+    # A grey image through the adapted stem equals the same image as RGB through the original.
+    grey = torch.rand(1, 1, 32, 32)
+    torch.testing.assert_close(
+        torch.nn.functional.conv2d(grey, model.conv1.weight, stride=2, padding=3),
+        torch.nn.functional.conv2d(grey.repeat(1, 3, 1, 1), rgb, stride=2, padding=3),
+    )
+
+
+def test_four_channel_stem_repeats_and_rescales(torchvision_resnet18_file):
+    model = create_model("resnet18", in_chans=4)
+    load_weights(model, torchvision_resnet18_file)
+    rgb = _state(torchvision_resnet18_file)["conv1.weight"]
+    expected = torch.cat([rgb, rgb[:, :1]], dim=1) * 3 / 4
+    torch.testing.assert_close(model.conv1.weight, expected)
+
+
+def test_other_num_classes_drops_the_classifier(torchvision_resnet18_file):
+    model = create_model("resnet18", num_classes=7)
+    fresh_fc = model.fc.weight.clone()
+    report = load_weights(model, torchvision_resnet18_file)
+    assert report.dropped_classifier
+    torch.testing.assert_close(model.fc.weight, fresh_fc)
+    torch.testing.assert_close(
+        model.layer4[1].conv2.weight, _state(torchvision_resnet18_file)["layer4.1.conv2.weight"]
+    )
+
+
+def test_ddp_prefix_and_training_checkpoint_wrapper_are_unwrapped(tmp_path):
+    source = create_model("resnet20")
+    path = tmp_path / "ckpt.pth"
+    torch.save(
+        {"epoch": 3, "state_dict": {f"module.{k}": v for k, v in source.state_dict().items()}}, path
+    )
+    target = create_model("resnet20")
+    load_weights(target, path)
+    torch.testing.assert_close(target.conv1.weight, source.conv1.weight)
+
+
+def test_frozen_batch_norm_model_accepts_a_batch_norm_file(torchvision_resnet18_file):
+    model = create_model("resnet18", norm_layer="frozen_batch")
+    load_weights(model, torchvision_resnet18_file)
+    torch.testing.assert_close(
+        model.bn1.running_var, _state(torchvision_resnet18_file)["bn1.running_var"]
+    )
+
+
+def test_another_architecture_lists_missing_and_unexpected_keys(torchvision_resnet18_file):
+    with pytest.raises(WeightsError, match=r"missing: layer1\.2\.conv1\.weight") as error:
+        load_weights(create_model("resnet34"), torchvision_resnet18_file)
+    assert "resnet18.pth" in str(error.value)
+    with pytest.raises(WeightsError, match="shape mismatch"):
+        load_weights(create_model("resnet20"), torchvision_resnet18_file)
+
+
+def test_safetensors_file_loads(tmp_path):
+    source = create_model("resnet20")
+    path = tmp_path / "w.safetensors"
+    save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(path))
+    target = create_model("resnet20")
+    load_weights(target, path)
+    torch.testing.assert_close(target.fc.weight, source.fc.weight)
+
+
+def test_corrupt_and_missing_files_raise_weights_error(tmp_path):
+    corrupt = tmp_path / "corrupt.pth"
+    corrupt.write_bytes(b"not a weight file at all")
+    with pytest.raises(WeightsError, match="corrupt.pth"):
+        load_weights(create_model("resnet20"), corrupt)
+    with pytest.raises(WeightsError, match="not found"):
+        load_weights(create_model("resnet20"), tmp_path / "missing.safetensors")
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (exec, ("open('PWNED', 'w').write('x')",))
+
+
+def test_a_weight_file_that_runs_code_is_refused_and_never_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "evil.pth"
+    path.write_bytes(pickle.dumps({"conv1.weight": _RunsCode()}))
+    with pytest.raises(WeightsError, match="evil.pth"):
+        load_weights(create_model("resnet20"), path)
+    assert not (tmp_path / "PWNED").exists()

@@ -1,0 +1,41 @@
+"""The first ten ImageNet builders equal torchvision's: same keys, same shapes, same outputs."""
+
+import pytest
+import torch
+import torchvision
+
+from resnet import create_model
+
+TORCHVISION_NAMES = [
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "resnet152",
+    "resnext50_32x4d",
+    "resnext101_32x8d",
+    "resnext101_64x4d",
+    "wide_resnet50_2",
+    "wide_resnet101_2",
+]
+
+
+@pytest.mark.parametrize("name", TORCHVISION_NAMES)
+def test_torchvision_weights_load_strictly_and_outputs_agree(name):
+    torch.manual_seed(0)
+    reference = getattr(torchvision.models, name)(weights=None).eval()
+    # Random BN statistics so the comparison exercises every buffer, not just the defaults.
+    for module in reference.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.1, 0.1)
+            module.running_var.uniform_(0.5, 1.5)
+    ours = create_model(name).eval()
+    reference_state = reference.state_dict()
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {
+        k: v.shape for k, v in reference_state.items()
+    }
+    ours.load_state_dict(reference_state, strict=True)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        diff = (ours(x) - reference(x)).abs().max().item()
+    assert diff < 1e-5, f"{name}: max abs difference {diff}"

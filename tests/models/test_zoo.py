@@ -1,0 +1,177 @@
+"""The timm-style test matrix: every registered model through the same checks."""
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from resnet import create_model, list_models, load_weights
+from resnet.models import model_entry
+from resnet.models.profile import count_parameters
+
+ALL_MODELS = list_models()
+# The deepest and widest nets share their code with a lighter sibling in the full matrix (e.g.
+# resnet152 with resnet50, wrn28_10 with wrn16_4); to keep the suite fast they get the forward
+# check only, and the ten torchvision ones are also compared with torchvision.
+HEAVY_MARKERS = ("101", "152", "110", "1202", "wrn22", "wrn28", "wide_resnet", "resnet50_3d")
+HEAVY = [n for n in ALL_MODELS if any(marker in n for marker in HEAVY_MARKERS)]
+MATRIX_MODELS = [n for n in ALL_MODELS if n not in HEAVY]
+
+
+# Module-scoped parametrized fixtures make pytest run every check of one model together, so
+# each model is built once.
+@pytest.fixture(scope="module", params=MATRIX_MODELS)
+def name(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def model(name: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    built = create_model(name, num_classes=10)
+    _calibrate_batch_norm(built, name)
+    return built
+
+
+def _calibrate_batch_norm(model: torch.nn.Module, name: str) -> None:
+    """Give BN the statistics of a real batch, as training would.
+
+    With the default statistics (mean 0, var 1) an untrained 1202-layer net in eval mode adds
+    600 unnormalised branches and overflows; a trained one never sees those defaults.
+    """
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for norm in norms:
+        norm.momentum = 1.0
+    model.train()
+    with torch.no_grad():
+        model(_input(name, model))
+    for norm in norms:
+        norm.momentum = 0.1
+
+
+def _spatial_dims(model: torch.nn.Module) -> int:
+    return model.conv1.weight.dim() - 2
+
+
+def _input(
+    name: str, model: torch.nn.Module, batch: int = 2, channels: int | None = None
+) -> torch.Tensor:
+    entry = model_entry(name)
+    channels = channels or model.conv1.in_channels
+    side = 32 if entry.family == "imagenet" else min(entry.default_input_size, 32)
+    if name in HEAVY and entry.family == "cifar" or _spatial_dims(model) == 3:
+        side = 16
+    torch.manual_seed(1)
+    return torch.randn(batch, channels, *([side] * _spatial_dims(model)))
+
+
+def test_forward_shape_and_no_nan(name, model):
+    model.eval()
+    with torch.no_grad():
+        out = model(_input(name, model))
+    assert out.shape == (2, 10)
+    assert torch.isfinite(out).all()
+
+
+def test_num_classes_and_in_chans(name, model):
+    x = _input(name, model, channels=1)
+    model = create_model(name, num_classes=7, in_chans=1).eval()
+    with torch.no_grad():
+        out = model(x)
+    assert out.shape == (2, 7)
+    model.reset_classifier(4)
+    with torch.no_grad():
+        assert model(x).shape == (2, 4)
+
+
+def test_backward_reaches_every_parameter(name, model):
+    model.train()
+    model.zero_grad(set_to_none=True)
+    model(_input(name, model)).square().mean().backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None]
+    assert not missing, f"no gradient for {missing[:5]}"
+    model.zero_grad(set_to_none=True)
+
+
+def test_forward_features_then_head_equals_forward(name, model):
+    model.eval()
+    x = _input(name, model)
+    with torch.no_grad():
+        features = model.forward_features(x)
+        assert features.shape[1] == model.num_features
+        torch.testing.assert_close(model.forward_head(features), model(x))
+        pooled = model.forward_head(features, pre_logits=True)
+    assert pooled.shape == (2, model.num_features)
+
+
+def test_channels_last_equals_contiguous(name, model):
+    model.eval()
+    x = _input(name, model)
+    if x.dim() != 4:
+        pytest.skip("channels_last is a 2D memory format")  # 3D nets: see channels_last_3d
+    # float64, so that a deep plain net's amplified rounding noise cannot hide a real difference.
+    model.double()
+    x = x.double()
+    with torch.no_grad():
+        expected = model(x)
+        model_cl = model.to(memory_format=torch.channels_last)
+        out = model_cl(x.to(memory_format=torch.channels_last))
+    model.to(dtype=torch.float32, memory_format=torch.contiguous_format)
+    torch.testing.assert_close(out, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_torchscript_matches_eager(name, model):
+    model.eval()
+    scripted = torch.jit.script(model)
+    x = _input(name, model)
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(x), model(x))
+
+
+def test_save_and_load_round_trip(name, model, tmp_path):
+    model.eval()
+    path = tmp_path / f"{name}.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    fresh = create_model(name, num_classes=10).eval()
+    report = load_weights(fresh, path)
+    assert not report.adapted_conv1 and not report.dropped_classifier
+    x = _input(name, model)
+    with torch.no_grad():
+        torch.testing.assert_close(fresh(x), model(x), rtol=0, atol=0)
+
+
+def test_features_only_shapes_match_feature_info(name, model):
+    features_model = create_model(name, features_only=True).eval()
+    x = _input(name, model)
+    side = x.shape[-1]
+    with torch.no_grad():
+        features = features_model(x)
+    assert len(features) == len(features_model.feature_info)
+    for feature, info in zip(features, features_model.feature_info):
+        assert feature.shape[1] == info["num_chs"]
+        assert feature.shape[-1] == -(-side // info["reduction"])
+
+
+@pytest.mark.parametrize("heavy_name", HEAVY)
+def test_heavy_model_forward_shape_and_no_nan(heavy_name):
+    torch.manual_seed(0)
+    model = create_model(heavy_name, num_classes=10)
+    _calibrate_batch_norm(model, heavy_name)
+    x = _input(heavy_name, model, batch=2)
+    with torch.no_grad():
+        out = model.eval()(x)
+    assert out.shape == (2, 10)
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", [n for n in ALL_MODELS if n.startswith("plain")])
+def test_plain_and_residual_of_a_depth_have_equal_parameter_counts(name):
+    residual_name = name.replace("plain", "resnet")
+    assert count_parameters(create_model(name)) == count_parameters(create_model(residual_name))
+
+
+def test_out_indices_select_stages():
+    model = create_model("resnet18", features_only=True, out_indices=(1, 3))
+    assert [i["module"] for i in model.feature_info] == ["layer2", "layer4"]
+    assert [i["reduction"] for i in model.feature_info] == [8, 32]
+    features = model(torch.randn(1, 3, 64, 64))
+    assert [tuple(f.shape) for f in features] == [(1, 128, 8, 8), (1, 512, 2, 2)]
