@@ -24,6 +24,15 @@ META = DatasetMeta(
 )
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Two OpenMP threads spin badly on a CPU shared with other test processes.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _randomize_batch_norms(model: torch.nn.Module) -> None:
     # Non-trivial statistics, as after training, so the BN fold is really exercised.
     with torch.no_grad():

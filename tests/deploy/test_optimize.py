@@ -22,6 +22,15 @@ ZOO_CASES = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Two OpenMP threads spin badly on a CPU shared with other test processes.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _batch_norms(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
@@ -35,7 +44,7 @@ def trained_like(name: str, shape: tuple[int, ...], **kwargs) -> nn.Module:
             norm.weight.uniform_(0.5, 1.5)
             norm.bias.uniform_(-0.2, 0.2)
             norm.momentum = 1.0  # the running stats become those of the next batch
-        model.train()(torch.randn(8, *shape[1:]))
+        model.train()(torch.randn(16, *shape[1:]))
     return model.eval()
 
 
@@ -46,7 +55,12 @@ def test_optimized_outputs_equal_original(name, shape, kwargs):
     x = torch.randn(*shape)
     with torch.no_grad():
         expected, got = model(x), optimized(x)
-    assert (got - expected).abs().max().item() < 1e-4
+        # float32: the folded net rounds differently, ~1e-5 after 50 layers.
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+        # float64: the fold itself is exact, so only float64 rounding remains.
+        exact = optimize_for_inference(model.double()).double()
+        torch.testing.assert_close(exact(x.double()), model(x.double()), rtol=0, atol=1e-9)
+    model.float()
     assert type(optimized) is type(model) and optimized.model_name == name
     assert not optimized.training
     assert not any(p.requires_grad for p in optimized.parameters())

@@ -25,6 +25,15 @@ META = DatasetMeta(
 )
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Two OpenMP threads spin badly on a CPU shared with other test processes.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     torch.manual_seed(0)
