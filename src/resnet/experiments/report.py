@@ -132,6 +132,7 @@ def _degradation_section(t: dict, results: dict) -> str:
         "plain_gap": 100 * v["plain_train_gap"],
         "res_gap": 100 * v["resnet_train_gap"],
         "tol": 100 * v["tolerance"],
+        "same_gap": 100 * v["deep_resnet_vs_deep_plain_train_gap"],
     }
     plain_key = "degr_plain_yes" if v["plain_deeper_has_higher_train_error"] else "degr_plain_no"
     if v["resnet_deeper_beats"]:
@@ -153,6 +154,7 @@ def _degradation_section(t: dict, results: dict) -> str:
             degradation_table(d),
             t[plain_key].format(**fmt),
             t[res_key].format(**fmt),
+            t["degr_same_depth"].format(**fmt),
         ]
     )
 
