@@ -84,8 +84,8 @@ _EN = {
     "gradflow_diverged": (
         "Diverged after {steps} steps (the gradient became infinite or NaN): {names}. Without "
         "BN nothing stops the sum `F(X) + X` from growing block after block, so the plain "
-        "initialisation of a deep ResNet without BN is unstable; this is what BN (or zero-"
-        "initialising the last layer of each branch) prevents."
+        "initialisation of a deep ResNet without BN is unstable (its activations and "
+        "gradients grow with the number of blocks). Compare the networks with BN in the table."
     ),
     "degr_title": "## 3. The degradation problem: deeper plain nets train worse",
     "degr_text": (
@@ -255,7 +255,8 @@ _KO = {
     "gradflow_diverged": (
         "{steps}스텝 뒤 발산한 망(그래디언트가 무한대 또는 NaN): {names}. BN이 없으면 "
         "`F(X) + X`의 합이 블록마다 커지는 것을 막을 장치가 없어, BN 없는 깊은 ResNet의 기본 "
-        "초기화는 불안정합니다. BN(또는 각 가지의 마지막 층을 0으로 초기화하기)이 이를 막습니다."
+        "초기화는 불안정합니다(활성값과 그래디언트가 블록 수에 따라 커집니다). 표에서 BN이 있는 "
+        "망과 비교해 보세요."
     ),
     "degr_title": "## 3. 성능 저하 문제: 깊은 평범한 망은 더 못 배운다",
     "degr_text": (
