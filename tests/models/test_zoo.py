@@ -106,15 +106,17 @@ def test_forward_features_then_head_equals_forward(name, model):
 def test_channels_last_equals_contiguous(name, model):
     model.eval()
     x = _input(name, model)
-    if x.dim() != 4:
-        pytest.skip("channels_last is a 2D memory format")  # 3D nets: see channels_last_3d
     # float64, so that a deep plain net's amplified rounding noise cannot hide a real difference.
     model.double()
     x = x.double()
     with torch.no_grad():
         expected = model(x)
-        model_cl = model.to(memory_format=torch.channels_last)
-        out = model_cl(x.to(memory_format=torch.channels_last))
+        if x.dim() == 3:  # 1D nets have no named format: store (N, C, L) as (N, L, C)
+            out = model(x.transpose(1, 2).contiguous().transpose(1, 2))
+        else:
+            memory_format = torch.channels_last if x.dim() == 4 else torch.channels_last_3d
+            model.to(memory_format=memory_format)
+            out = model(x.to(memory_format=memory_format))
     model.to(dtype=torch.float32, memory_format=torch.contiguous_format)
     torch.testing.assert_close(out, expected, rtol=1e-6, atol=1e-6)
 
