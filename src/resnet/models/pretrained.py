@@ -87,9 +87,7 @@ def load_weights(model: nn.Module, path: str | os.PathLike) -> LoadReport:
         report.adapted_conv1 = True
 
     # BatchNorm's step counter means nothing to a frozen or absent BN: drop it where unused.
-    state = {
-        k: v for k, v in state.items() if not k.endswith("num_batches_tracked") or k in own
-    }
+    state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked") or k in own}
     classifier_keys = [k for k in ("fc.weight", "fc.bias") if k in own]
     if target is not model:  # a features_only model has no use for a classifier
         report.skipped = [k for k in state if k.startswith("fc.")]

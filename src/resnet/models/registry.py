@@ -107,5 +107,4 @@ def _natural_key(name: str) -> list[Any]:
 
 def _load_builders() -> None:
     # Importing the builder modules fills the registry.
-    from resnet.models import cifar, imagenet  # noqa: F401
-    from resnet.models import resnet3d  # noqa: F401
+    from resnet.models import cifar, imagenet, resnet3d  # noqa: F401
