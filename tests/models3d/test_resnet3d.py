@@ -8,7 +8,8 @@ from torch import nn
 
 from resnet.errors import ConfigError
 from resnet.models import create_model, list_models, load_weights, model_entry
-from resnet.models.resnet3d import BasicBlockNd, BottleneckNd, ResNetNd, ZeroPadShortcutNd
+from resnet.models.blocks import BasicBlock, Bottleneck, ZeroPadShortcut
+from resnet.models.resnet3d import ResNetNd
 
 VOLUME_MODELS = ["resnet10_3d", "resnet18_3d", "resnet34_3d", "resnet50_3d"]
 TINY = {"widen_factor": 0.125, "conv1_t_size": 3}
@@ -59,8 +60,8 @@ def test_2d_instance_equals_torchvision(block):
     from torchvision.models import resnet as tv
 
     tv_block, our_block = {
-        "basic": (tv.BasicBlock, BasicBlockNd),
-        "bottleneck": (tv.Bottleneck, BottleneckNd),
+        "basic": (tv.BasicBlock, BasicBlock),
+        "bottleneck": (tv.Bottleneck, Bottleneck),
     }[block]
     theirs = tv.ResNet(tv_block, [1, 2, 1, 1], num_classes=7).eval()
     ours = ResNetNd(our_block, [1, 2, 1, 1], 7, 3, spatial_dims=2, conv1_t_stride=2).eval()
@@ -104,11 +105,11 @@ def test_shortcut_a_has_no_parameters_and_matches_plain_count():
         return sum(p.numel() for p in m.parameters())
 
     assert count(model_a) == count(plain) < count(model_b)
-    assert isinstance(model_a.layer2[0].downsample, ZeroPadShortcutNd)
+    assert isinstance(model_a.layer2[0].downsample, ZeroPadShortcut)
     assert all(block.downsample is None for stage in plain.stages() for block in stage)
     x = torch.randn(2, 1, 16, 16, 16)
     assert model_a(x).shape == (2, 2)
-    shortcut = ZeroPadShortcutNd(3, 2, 4)
+    shortcut = ZeroPadShortcut(2, 4, spatial_dims=3)
     out = shortcut(torch.ones(1, 2, 4, 4, 4))
     assert out.shape == (1, 6, 2, 2, 2) and out[:, 2:].abs().sum() == 0
 

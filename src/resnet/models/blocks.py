@@ -4,6 +4,9 @@ Every block but the explainer's computes ``F(x)`` with its convolutions and, whe
 true, adds the shortcut: ``y = relu(F(x) + shortcut(x))`` (He et al. 2015, arXiv 1512.03385). With
 ``residual=False`` the same modules and parameters form the *plain* counterpart: ``y = relu(F(x))``.
 A plain block has no skip path, so it builds no projection shortcut either.
+
+The keyword ``spatial_dims`` (default 2) builds the same blocks over 1-d signals or 3-d volumes:
+it only picks ``nn.Conv1d/2d/3d`` and the default ``nn.BatchNorm1d/2d/3d``.
 """
 
 from __future__ import annotations
@@ -26,19 +29,41 @@ __all__ = [
     "ZeroPadShortcut",
     "conv3x3",
     "conv1x1",
+    "conv_nd",
+    "batch_norm_nd",
 ]
 
 NormLayer = Callable[[int], nn.Module]
+ConvNd = nn.modules.conv._ConvNd
+
+_CONV: dict[int, type[ConvNd]] = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
+_BATCH_NORM: dict[int, NormLayer] = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
 
 
-def conv3x3(in_planes: int, out_planes: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
-    """3x3 convolution with padding 1; no bias because a norm layer follows."""
-    return nn.Conv2d(in_planes, out_planes, 3, stride=stride, padding=1, groups=groups, bias=False)
+def conv_nd(spatial_dims: int) -> type[ConvNd]:
+    """``nn.Conv1d``, ``nn.Conv2d`` or ``nn.Conv3d`` for 1, 2 or 3 spatial dims."""
+    if spatial_dims not in _CONV:
+        raise ConfigError(f"spatial_dims must be 1, 2 or 3, got {spatial_dims!r}")
+    return _CONV[spatial_dims]
 
 
-def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
-    """1x1 convolution, used to change width and for projection shortcuts (option B)."""
-    return nn.Conv2d(in_planes, out_planes, 1, stride=stride, bias=False)
+def batch_norm_nd(spatial_dims: int) -> NormLayer:
+    """``nn.BatchNorm1d``, ``nn.BatchNorm2d`` or ``nn.BatchNorm3d``: the blocks' default norm."""
+    conv_nd(spatial_dims)  # the same check and message
+    return _BATCH_NORM[spatial_dims]
+
+
+def conv3x3(
+    in_planes: int, out_planes: int, stride: int = 1, groups: int = 1, *, spatial_dims: int = 2
+) -> ConvNd:
+    """3x3 (3^d) convolution with padding 1; no bias because a norm layer follows."""
+    conv = conv_nd(spatial_dims)
+    return conv(in_planes, out_planes, 3, stride=stride, padding=1, groups=groups, bias=False)
+
+
+def conv1x1(in_planes: int, out_planes: int, stride: int = 1, *, spatial_dims: int = 2) -> ConvNd:
+    """1x1 (1^d) convolution, used to change width and for projection shortcuts (option B)."""
+    return conv_nd(spatial_dims)(in_planes, out_planes, 1, stride=stride, bias=False)
 
 
 class ResidualBlock(nn.Module):
@@ -108,6 +133,8 @@ class BasicBlock(nn.Module):
         norm_layer: Optional[NormLayer] = None,
         residual: bool = True,
         drop_path_rate: float = 0.0,
+        *,
+        spatial_dims: int = 2,
     ) -> None:
         super().__init__()
         if groups != 1 or base_width != 64:
@@ -115,11 +142,11 @@ class BasicBlock(nn.Module):
         if dilation > 1:
             raise ConfigError("BasicBlock does not support dilation > 1")
         _check_plain_options(residual, drop_path_rate)
-        norm_layer = norm_layer or nn.BatchNorm2d
-        self.conv1 = conv3x3(inplanes, planes, stride)
+        norm_layer = norm_layer or batch_norm_nd(spatial_dims)
+        self.conv1 = conv3x3(inplanes, planes, stride, spatial_dims=spatial_dims)
         self.bn1 = norm_layer(planes)
         self.relu = nn.ReLU(inplace=True)
-        self.conv2 = conv3x3(planes, planes)
+        self.conv2 = conv3x3(planes, planes, spatial_dims=spatial_dims)
         self.bn2 = norm_layer(planes)
         self.downsample = downsample if residual else None
         self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
@@ -168,18 +195,20 @@ class Bottleneck(nn.Module):
         norm_layer: Optional[NormLayer] = None,
         residual: bool = True,
         drop_path_rate: float = 0.0,
+        *,
+        spatial_dims: int = 2,
     ) -> None:
         super().__init__()
         _check_plain_options(residual, drop_path_rate)
-        norm_layer = norm_layer or nn.BatchNorm2d
+        norm_layer = norm_layer or batch_norm_nd(spatial_dims)
         width = int(planes * (base_width / 64.0)) * groups
-        self.conv1 = conv1x1(inplanes, width)
+        self.conv1 = conv1x1(inplanes, width, spatial_dims=spatial_dims)
         self.bn1 = norm_layer(width)
-        self.conv2 = nn.Conv2d(
+        self.conv2 = conv_nd(spatial_dims)(
             width, width, 3, stride, padding=dilation, groups=groups, dilation=dilation, bias=False
         )
         self.bn2 = norm_layer(width)
-        self.conv3 = conv1x1(width, planes * self.expansion)
+        self.conv3 = conv1x1(width, planes * self.expansion, spatial_dims=spatial_dims)
         self.bn3 = norm_layer(planes * self.expansion)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample if residual else None
@@ -225,17 +254,19 @@ class PreActBasicBlock(nn.Module):
         norm_layer: Optional[NormLayer] = None,
         residual: bool = True,
         drop_path_rate: float = 0.0,
+        *,
+        spatial_dims: int = 2,
     ) -> None:
         super().__init__()
         if groups != 1 or base_width != 64 or dilation != 1:
             raise ConfigError("PreActBasicBlock only supports groups=1, base_width=64, dilation=1")
         _check_plain_options(residual, drop_path_rate)
-        norm_layer = norm_layer or nn.BatchNorm2d
+        norm_layer = norm_layer or batch_norm_nd(spatial_dims)
         self.bn1 = norm_layer(inplanes)
         self.relu = nn.ReLU(inplace=False)  # the pre-activation of x must not overwrite x
-        self.conv1 = conv3x3(inplanes, planes, stride)
+        self.conv1 = conv3x3(inplanes, planes, stride, spatial_dims=spatial_dims)
         self.bn2 = norm_layer(planes)
-        self.conv2 = conv3x3(planes, planes)
+        self.conv2 = conv3x3(planes, planes, spatial_dims=spatial_dims)
         self.downsample = downsample if residual else None
         self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
         self.residual = residual
@@ -274,20 +305,22 @@ class PreActBottleneck(nn.Module):
         norm_layer: Optional[NormLayer] = None,
         residual: bool = True,
         drop_path_rate: float = 0.0,
+        *,
+        spatial_dims: int = 2,
     ) -> None:
         super().__init__()
         _check_plain_options(residual, drop_path_rate)
-        norm_layer = norm_layer or nn.BatchNorm2d
+        norm_layer = norm_layer or batch_norm_nd(spatial_dims)
         width = int(planes * (base_width / 64.0)) * groups
         self.bn1 = norm_layer(inplanes)
         self.relu = nn.ReLU(inplace=False)
-        self.conv1 = conv1x1(inplanes, width)
+        self.conv1 = conv1x1(inplanes, width, spatial_dims=spatial_dims)
         self.bn2 = norm_layer(width)
-        self.conv2 = nn.Conv2d(
+        self.conv2 = conv_nd(spatial_dims)(
             width, width, 3, stride, padding=dilation, groups=groups, dilation=dilation, bias=False
         )
         self.bn3 = norm_layer(width)
-        self.conv3 = conv1x1(width, planes * self.expansion)
+        self.conv3 = conv1x1(width, planes * self.expansion, spatial_dims=spatial_dims)
         self.downsample = downsample if residual else None
         self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
         self.residual = residual
@@ -316,14 +349,25 @@ class ZeroPadShortcut(nn.Module):
     plain counterpart, which is what makes the paper's plain-vs-residual comparison fair.
     """
 
-    def __init__(self, stride: int, extra_channels: int) -> None:
+    def __init__(self, stride: int, extra_channels: int, *, spatial_dims: int = 2) -> None:
         super().__init__()
+        conv_nd(spatial_dims)  # checks spatial_dims
+        self.spatial_dims = spatial_dims
         self.stride = stride
         self.extra_channels = extra_channels
+        # F.pad lists (left, right) pairs from the last dim backwards; channels come last here.
+        # A list of ints built once keeps forward scriptable for every spatial_dims.
+        self.padding = [0, 0] * spatial_dims + [0, extra_channels]
 
     def forward(self, x: Tensor) -> Tensor:
-        x = x[:, :, :: self.stride, :: self.stride]  # (B, C, H/s, W/s)
-        return nn.functional.pad(x, (0, 0, 0, 0, 0, self.extra_channels))  # (B, C+extra, ...)
+        s = self.stride
+        if self.spatial_dims == 1:
+            x = x[:, :, ::s]  # (B, C, L/s)
+        elif self.spatial_dims == 2:
+            x = x[:, :, ::s, ::s]  # (B, C, H/s, W/s)
+        else:
+            x = x[:, :, ::s, ::s, ::s]  # (B, C, D/s, H/s, W/s)
+        return nn.functional.pad(x, self.padding)  # (B, C+extra, ...)
 
     def extra_repr(self) -> str:
         return f"stride={self.stride}, extra_channels={self.extra_channels}"

@@ -35,7 +35,9 @@ def cifar_resnet(
     if depth < 8 or (depth - 2) % 6 != 0:
         raise ConfigError(f"a CIFAR ResNet has 6n+2 layers (20, 32, 44, ...), got depth {depth}")
     n = (depth - 2) // 6
-    kwargs["norm_layer"] = resolve_norm_layer(kwargs.get("norm_layer"))
+    kwargs["norm_layer"] = resolve_norm_layer(
+        kwargs.get("norm_layer"), kwargs.get("spatial_dims", 2)
+    )
     return ResNet(
         BasicBlock,
         [n, n, n],
@@ -55,7 +57,9 @@ def wide_resnet(depth: int, widen_factor: int, *, num_classes: int = 10, **kwarg
     if depth < 10 or (depth - 4) % 6 != 0:
         raise ConfigError(f"a Wide ResNet has 6n+4 layers (16, 22, 28, ...), got depth {depth}")
     n = (depth - 4) // 6
-    kwargs["norm_layer"] = resolve_norm_layer(kwargs.get("norm_layer"))
+    kwargs["norm_layer"] = resolve_norm_layer(
+        kwargs.get("norm_layer"), kwargs.get("spatial_dims", 2)
+    )
     k = widen_factor
     return ResNet(
         PreActBasicBlock,

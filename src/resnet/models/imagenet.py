@@ -33,7 +33,9 @@ __all__ = [
 
 
 def _resnet(block: BlockType, layers: list[int], **kwargs: Any) -> ResNet:
-    kwargs["norm_layer"] = resolve_norm_layer(kwargs.get("norm_layer"))
+    kwargs["norm_layer"] = resolve_norm_layer(
+        kwargs.get("norm_layer"), kwargs.get("spatial_dims", 2)
+    )
     return ResNet(block, layers, **kwargs)
 
 

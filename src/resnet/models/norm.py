@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from resnet.errors import ConfigError
+from resnet.models.blocks import batch_norm_nd
 
 __all__ = ["resolve_norm_layer", "NORM_LAYERS", "FrozenBatchNorm2d"]
 
@@ -52,14 +53,20 @@ NORM_LAYERS: dict[str, Callable[[int], nn.Module]] = {
 
 def resolve_norm_layer(
     norm_layer: Union[str, Callable[[int], nn.Module], None],
+    spatial_dims: int = 2,
 ) -> Callable[[int], nn.Module]:
-    """A norm constructor from a name in ``NORM_LAYERS``, a constructor, or None (BatchNorm)."""
-    if norm_layer is None:
-        return nn.BatchNorm2d
+    """A norm constructor from a name in ``NORM_LAYERS``, a constructor, or None (BatchNorm).
+
+    ``spatial_dims`` makes ``"batch"`` (and None) BatchNorm1d/2d/3d; ``"frozen_batch"`` is 2-d only.
+    """
     if callable(norm_layer):
         return norm_layer
+    if norm_layer is None or norm_layer == "batch":
+        return batch_norm_nd(spatial_dims)
     if norm_layer not in NORM_LAYERS:
         raise ConfigError(
             f"unknown norm_layer {norm_layer!r}: choose one of {', '.join(NORM_LAYERS)}"
         )
+    if norm_layer == "frozen_batch" and spatial_dims != 2:
+        raise ConfigError(f"norm_layer 'frozen_batch' is 2-d only, got spatial_dims={spatial_dims}")
     return NORM_LAYERS[norm_layer]
