@@ -44,17 +44,18 @@ class DemoBudget:
 
 # Measured on an idle 2-core CPU: about 7 minutes in all, most of it training the four nets.
 SHORT_BUDGET = DemoBudget()
+# About half an hour on an idle 2-core CPU: two seeds, four times the training of the short run.
 FULL_BUDGET = DemoBudget(
     gradflow_steps=50,
     seeds=(0, 1),
-    train_subset=20000,
+    train_subset=10000,
     test_subset=2000,
-    epochs=8,
+    epochs=6,
     lesion_subset=2000,
     landscape=True,
-    landscape_points_1d=31,
-    landscape_points_2d=11,
-    landscape_subset=500,
+    landscape_points_1d=21,
+    landscape_points_2d=9,
+    landscape_subset=300,
 )
 
 
