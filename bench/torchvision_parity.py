@@ -10,20 +10,10 @@ import torch
 import torchvision
 
 from resnet import create_model
+from resnet.models.imagenet import TORCHVISION_NAMES
 from resnet.models.profile import count_parameters
 
-NAMES = [
-    "resnet18",
-    "resnet34",
-    "resnet50",
-    "resnet101",
-    "resnet152",
-    "resnext50_32x4d",
-    "resnext101_32x8d",
-    "resnext101_64x4d",
-    "wide_resnet50_2",
-    "wide_resnet101_2",
-]
+NAMES = TORCHVISION_NAMES
 
 
 def main() -> None:

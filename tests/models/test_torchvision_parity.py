@@ -5,19 +5,7 @@ import torch
 import torchvision
 
 from resnet import create_model
-
-TORCHVISION_NAMES = [
-    "resnet18",
-    "resnet34",
-    "resnet50",
-    "resnet101",
-    "resnet152",
-    "resnext50_32x4d",
-    "resnext101_32x8d",
-    "resnext101_64x4d",
-    "wide_resnet50_2",
-    "wide_resnet101_2",
-]
+from resnet.models.imagenet import TORCHVISION_NAMES
 
 
 @pytest.mark.parametrize("name", TORCHVISION_NAMES)

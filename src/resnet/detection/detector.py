@@ -14,6 +14,7 @@ from typing import Any, Optional, Union
 import torch
 from torch import nn
 
+from resnet.device import resolve_device
 from resnet.errors import ConfigError, WeightsError
 from resnet.io import atomic_save_json, atomic_write
 
@@ -198,22 +199,3 @@ def load_detector(
             "retrain or restore the matching pair"
         ) from None
     return model.to(device), config
-
-
-def resolve_device(device: Union[str, torch.device] = "auto") -> torch.device:
-    """``"auto"`` picks CUDA, then MPS, then the CPU; other names must be available."""
-    if str(device) == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError:
-        raise ConfigError(f"unknown device {device!r}; use auto, cpu, cuda or mps") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda asked for but no CUDA GPU is visible; use --device cpu")
-    if resolved.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError("--device mps asked for but MPS is not available; use --device cpu")
-    return resolved

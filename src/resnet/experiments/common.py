@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from resnet.device import resolve_device
 from resnet.errors import ConfigError
 
 __all__ = [
@@ -61,27 +62,6 @@ def save_result(path: Union[str, Path], result: dict) -> Path:
 
     atomic_save_json(path, json_ready(result))
     return Path(path)
-
-
-def resolve_device(device: Union[str, torch.device] = "auto") -> torch.device:
-    """``"auto"`` picks cuda, then mps, then cpu; a named device must exist."""
-    name = str(device)
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        resolved = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"unknown device {name!r}: use auto, cpu, cuda, cuda:N or mps") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' is not available here; use --device cpu or auto")
-    if resolved.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError("device 'mps' is not available here; use --device cpu or auto")
-    return resolved
 
 
 def next_run_dir(root: Union[str, Path], prefix: str) -> Path:

@@ -32,6 +32,10 @@ __all__ = [
 ]
 
 
+# The builders whose module names and shapes equal torchvision's (their weights load strictly).
+TORCHVISION_NAMES = tuple(__all__[:10])
+
+
 def _resnet(block: BlockType, layers: list[int], **kwargs: Any) -> ResNet:
     kwargs["norm_layer"] = resolve_norm_layer(
         kwargs.get("norm_layer"), kwargs.get("spatial_dims", 2)
