@@ -44,7 +44,7 @@ class DemoBudget:
 
 # Measured on an idle 2-core CPU: about 7 minutes in all, most of it training the four nets.
 SHORT_BUDGET = DemoBudget()
-# About half an hour on an idle 2-core CPU: two seeds, four times the training of the short run.
+# Measured: 42 min on a 2-core CPU (partly shared). Two seeds, 6x the training of the short run.
 FULL_BUDGET = DemoBudget(
     gradflow_steps=50,
     seeds=(0, 1),
