@@ -22,13 +22,7 @@ ZOO_CASES = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Two OpenMP threads spin badly on a CPU shared with other test processes.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _batch_norms(model: nn.Module) -> list[nn.Module]:

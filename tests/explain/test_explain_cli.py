@@ -25,13 +25,7 @@ META = DatasetMeta(
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Two OpenMP threads spin badly on a CPU shared with other test processes.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

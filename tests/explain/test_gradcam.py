@@ -10,14 +10,7 @@ from resnet import create_model, gradcam
 from resnet.errors import ConfigError, DataError
 from resnet.models.cifar import cifar_resnet
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Two OpenMP threads spin badly on a CPU shared with other test processes.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def quadrant_images(n: int, seed: int, side: int = 32) -> tuple[torch.Tensor, torch.Tensor]:

@@ -15,13 +15,7 @@ VOLUME_MODELS = ["resnet10_3d", "resnet18_3d", "resnet34_3d", "resnet50_3d"]
 TINY = {"widen_factor": 0.125, "conv1_t_size": 3}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Two OpenMP threads spin badly on a CPU shared with other test processes.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_registered_with_volume_family():
