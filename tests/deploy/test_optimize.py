@@ -114,3 +114,23 @@ def test_conv_with_other_users_is_not_folded():
 def test_training_mode_is_refused():
     with pytest.raises(ConfigError, match="eval"):
         fold_batch_norms(create_model("resnet20").train())
+
+
+def test_bfloat16_runs_in_16_bits_and_returns_float32_logits_close_to_float32():
+    model = trained_like("resnet20", (2, 3, 32, 32))
+    optimized = optimize_for_inference(model, dtype=torch.bfloat16)
+    assert {p.dtype for p in optimized.parameters()} == {torch.bfloat16}
+    x = torch.randn(8, 3, 32, 32)  # float32 in: the hook casts it
+    with torch.no_grad():
+        expected, got = model(x), optimized(x)
+    assert got.dtype == torch.float32 and got.shape == expected.shape
+    # bfloat16 keeps 8 significant bits: close to the float32 logits, but not within 1e-4.
+    scale = expected.abs().max().item()
+    error = (got - expected).abs().max().item()
+    assert 1e-4 < error < 0.05 * scale
+    assert model.conv1.weight.dtype == torch.float32  # the original is untouched
+
+
+def test_unsupported_dtype_is_refused():
+    with pytest.raises(ConfigError, match="torch.bfloat16"):
+        optimize_for_inference(create_model("resnet20").eval(), dtype=torch.int8)
