@@ -32,6 +32,8 @@ _LAZY = {
     "gradcam": "resnet.explain.gradcam",
     "optimize_for_inference": "resnet.deploy.optimize",
     "export_model": "resnet.deploy.export",
+    "quantize_int8": "resnet.deploy.quantize",
+    "OnnxModule": "resnet.deploy.runtime",
 }
 
 

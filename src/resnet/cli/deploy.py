@@ -2,6 +2,7 @@
 
 resnet explain --checkpoint runs/resnet20-fashion-mnist shirt.png --out explain/
 resnet export --checkpoint runs/resnet20-fashion-mnist --format onnx --out model.onnx
+resnet export --checkpoint runs/resnet20-fashion-mnist --format onnx --int8
 """
 
 from __future__ import annotations
@@ -40,6 +41,39 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument(
         "--atol", type=float, default=1e-4, help="largest allowed |exported - PyTorch|"
     )
+    export.add_argument(
+        "--int8",
+        action="store_true",
+        help="static int8 quantization (ONNX only), calibrated on real images and checked",
+    )
+    export.add_argument(
+        "--calibration-data",
+        default=None,
+        metavar="NAME_OR_PATH",
+        help="--int8: dataset whose train split calibrates (default: the checkpoint's own)",
+    )
+    export.add_argument(
+        "--check-data",
+        default=None,
+        metavar="NAME_OR_PATH",
+        help="--int8: dataset whose test split checks int8 vs fp32 (default: the checkpoint's)",
+    )
+    export.add_argument(
+        "--calibration-samples",
+        type=int,
+        default=256,
+        metavar="N",
+        help="--int8: calibration images",
+    )
+    export.add_argument(
+        "--check-samples", type=int, default=2000, metavar="N", help="--int8: check images (0: all)"
+    )
+    export.add_argument(
+        "--min-agreement",
+        type=float,
+        default=0.97,
+        help="--int8: least fraction of check images with the same top-1 class as fp32",
+    )
     export.add_argument("--json", action="store_true", help="print the report as JSON")
     export.set_defaults(func=_export)
 
@@ -66,6 +100,18 @@ def _explain(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from resnet.deploy.export import export_model
+    from resnet.errors import ConfigError
+
+    if args.int8:
+        if args.format != "onnx":
+            raise ConfigError(
+                f"--int8 needs --format onnx (int8 models run in onnxruntime), got {args.format}"
+            )
+        return _export_int8(args)
+    int8_only = ("calibration_data", "check_data")
+    given = [f"--{name.replace('_', '-')}" for name in int8_only if getattr(args, name)]
+    if given:
+        raise ConfigError(f"{' and '.join(given)}: only used with --int8; add --int8 or drop it")
 
     report = export_model(args.checkpoint, args.format, args.out, atol=args.atol, opset=args.opset)
     if args.json:
@@ -80,4 +126,38 @@ def _export(args: argparse.Namespace) -> int:
         f"checked with {report['checked_with']}: max |diff| vs PyTorch = "
         f"{report['max_abs_diff']:.3g} (limit {report['atol']:g})"
     )
+    return 0
+
+
+def _export_int8(args: argparse.Namespace) -> int:
+    from resnet.deploy.quantize import quantize_int8
+
+    report = quantize_int8(
+        args.checkpoint,
+        args.out,
+        calibration=args.calibration_data,
+        check=args.check_data,
+        calibration_samples=args.calibration_samples,
+        check_samples=args.check_samples,
+        min_agreement=args.min_agreement,
+        opset=args.opset,
+    )
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    meta = report["metadata"]
+    print(
+        f"wrote {report['path']} ({report['bytes'] / 1e6:.2f} MB, fp32 "
+        f"{report['fp32_bytes'] / 1e6:.2f} MB): {meta['model_name']} int8, calibrated on "
+        f"{report['calibration']}"
+    )
+    line = (
+        f"checked on {report['check_samples']} {report['check']} images: top-1 agreement with "
+        f"PyTorch fp32 {report['top1_agreement']:.1%}"
+    )
+    if report["accuracy_fp32"] is not None:
+        line += (
+            f", accuracy fp32 {report['accuracy_fp32']:.1%} -> int8 {report['accuracy_int8']:.1%}"
+        )
+    print(line)
     return 0

@@ -1,0 +1,102 @@
+"""Run an exported ONNX file (fp32 or int8) as if it were a PyTorch module, through onnxruntime.
+
+    >>> model = OnnxModule("runs/x/best.int8.onnx", threads=1)
+    >>> logits = model(images)  # float32 (N, C, H, W) in, float32 (N, num_classes) out
+
+The file's ``resnet.*`` metadata (class names, input shape, mean, std) is in ``.metadata``;
+inputs are checked against its input shape, so a wrong image size fails with a clear message
+instead of an onnxruntime shape error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import torch
+from torch import nn
+
+from resnet.deploy.export import _first_line, _require_onnx
+from resnet.errors import DataError, WeightsError
+
+__all__ = ["OnnxModule"]
+
+_FIX = "re-export it with `resnet export --format onnx`"
+
+
+class OnnxModule(nn.Module):
+    """An onnxruntime CPU session behind ``forward``; ``source`` is an ``.onnx`` path or bytes.
+
+    ``threads`` sets onnxruntime's intra-op threads (default: ``torch.get_num_threads()``).
+    """
+
+    def __init__(
+        self, source: Union[str, os.PathLike, bytes], *, threads: Optional[int] = None
+    ) -> None:
+        super().__init__()
+        _, onnxruntime = _require_onnx()
+        if isinstance(source, (bytes, bytearray)):
+            self.source, model = "<onnx bytes>", bytes(source)
+        else:
+            path = Path(source)
+            if not path.is_file():
+                raise WeightsError(f"{path}: no such ONNX file; check the path or {_FIX}")
+            self.source, model = str(path), str(path)
+        self.threads = int(threads or torch.get_num_threads())
+        options = onnxruntime.SessionOptions()
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # errors only: graph-optimizer notes are not for users
+        try:
+            self.session = onnxruntime.InferenceSession(
+                model, options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as error:  # onnxruntime raises its own pybind types for bad files
+            raise WeightsError(
+                f"{self.source}: not a readable ONNX model ({_first_line(error)}); {_FIX}"
+            ) from None
+        props = self.session.get_modelmeta().custom_metadata_map
+        try:
+            self.metadata: dict[str, Any] = {
+                key[len("resnet.") :]: json.loads(value)
+                for key, value in props.items()
+                if key.startswith("resnet.")
+            }
+        except json.JSONDecodeError:
+            raise WeightsError(
+                f"{self.source}: its resnet.* metadata is not JSON; {_FIX}"
+            ) from None
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1:
+            raise WeightsError(
+                f"{self.source}: the model takes {len(inputs)} inputs; OnnxModule runs "
+                "single-input image classifiers such as `resnet export` writes"
+            )
+        graph_input = inputs[0]
+        self.input_name = graph_input.name
+        self.output_name = self.session.get_outputs()[0].name
+        # -1 (or a symbolic dim name in the graph) stands for "any size".
+        shape = self.metadata.get("input_shape") or graph_input.shape
+        self.input_shape = [d if isinstance(d, int) and d > 0 else -1 for d in shape]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits, float32 (N, num_classes), for normalised float input (N, C, H, W)."""
+        got = tuple(x.shape)
+        fits = len(got) == len(self.input_shape) and all(
+            want in (-1, have) for want, have in zip(self.input_shape, got)
+        )
+        if not fits:
+            expected = ", ".join("N" if d == -1 else str(d) for d in self.input_shape)
+            raise DataError(
+                f"{self.source} takes input of shape ({expected}), got {got}; resize and "
+                "normalise images with resnet.data.preprocess_images and the file's metadata"
+            )
+        array = x.detach().cpu().float().contiguous().numpy()
+        (logits,) = self.session.run([self.output_name], {self.input_name: array})
+        return torch.from_numpy(logits)
+
+    def extra_repr(self) -> str:
+        return f"{self.source!r}, threads={self.threads}"
