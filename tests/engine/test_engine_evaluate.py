@@ -12,9 +12,11 @@ from PIL import Image
 
 from resnet.cli import main
 from resnet.data import load_dataset
+from resnet.deploy.optimize import optimize_for_inference
 from resnet.engine.checkpoint import save_checkpoint
 from resnet.engine.evaluate import evaluate
 from resnet.engine.predict import predict
+from resnet.errors import ConfigError
 from resnet.models import create_model
 
 
@@ -104,3 +106,22 @@ def test_eval_cli_json(checkpoint, capsys):
     assert main(["eval", "--checkpoint", str(path), "--json", "--device", "cpu"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["split"] == "test" and np.array(result["confusion_matrix"]).sum() == 64
+
+
+def test_evaluate_in_bfloat16_scores_the_16_bit_network(checkpoint, tiny_npz):
+    path, model, meta = checkpoint
+    test = load_dataset(str(tiny_npz), "test")
+    x = (test.images.float() / 255 - meta.mean[0]) / meta.std[0]
+    half = optimize_for_inference(model, dtype=torch.bfloat16)
+    with torch.no_grad():
+        logits, logits32 = half(x), model(x)
+    loss = torch.nn.functional.cross_entropy(logits, test.labels).item()
+    loss32 = torch.nn.functional.cross_entropy(logits32, test.labels).item()
+    assert abs(loss - loss32) > 1e-5  # bfloat16 rounding shows in the loss
+    result = evaluate(path, device="cpu", batch_size=10, dtype="bfloat16")
+    assert result["dtype"] == "bfloat16"
+    assert result["loss"] == pytest.approx(loss, rel=1e-6, abs=0)
+    predicted = logits.argmax(1)
+    assert result["top1"] == pytest.approx((predicted == test.labels).float().mean().item())
+    with pytest.raises(ConfigError, match="bfloat16"):
+        evaluate(path, device="cpu", dtype="int8")

@@ -72,6 +72,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     evaluate.add_argument("--batch-size", type=int, default=256)
     evaluate.add_argument("--out-dir", help="write confusion_matrix.csv/.png here")
+    evaluate.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16", "float16"),
+        help="score the network deployed at this precision (BN folded; default: as trained)",
+    )
     evaluate.add_argument("--json", action="store_true", help="print machine-readable JSON")
     evaluate.set_defaults(func=_eval)
 
@@ -136,12 +141,14 @@ def _eval(args: argparse.Namespace) -> int:
         device=args.device,
         batch_size=args.batch_size,
         out_dir=args.out_dir,
+        dtype=args.dtype,
     )
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
+    precision = f" ({args.dtype})" if args.dtype else ""
     print(
-        f"{result['dataset']} {result['split']}: top-1 {result['top1']:.4f}  "
+        f"{result['dataset']} {result['split']}{precision}: top-1 {result['top1']:.4f}  "
         f"top-5 {result['top5']:.4f}  loss {result['loss']:.4f}  ({result['num_samples']} images)"
     )
     width = max(len(name) for name in result["class_names"])

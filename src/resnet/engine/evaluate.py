@@ -15,7 +15,9 @@ from torch.nn import functional as F
 
 from resnet.errors import ConfigError, DataError
 
-__all__ = ["evaluate", "evaluate_loader"]
+__all__ = ["evaluate", "evaluate_loader", "EVAL_DTYPES"]
+
+EVAL_DTYPES = (None, "float32", "bfloat16", "float16")  # None: the checkpoint as it is (float32)
 
 
 @torch.no_grad()
@@ -78,8 +80,13 @@ def evaluate(
     device: str = "auto",
     batch_size: int = 256,
     out_dir: Optional[str | os.PathLike] = None,
+    dtype: Optional[str] = None,
 ) -> dict[str, Any]:
     """Score a checkpoint on a dataset split (default: the dataset it was trained on).
+
+    ``dtype="bfloat16"`` (or ``"float16"`` on a GPU) scores the network as it would be deployed
+    at that precision: ``optimize_for_inference(model, dtype=...)``, BN folded, 16-bit weights
+    and activations. The default scores the float32 checkpoint as it is.
 
     Returns ``top1``, ``top5``, ``loss``, ``per_class_accuracy`` ({class name: accuracy}),
     ``confusion_matrix`` (rows: true class, columns: predicted), ``class_names``,
@@ -90,8 +97,14 @@ def evaluate(
     from resnet.engine.checkpoint import load_checkpoint
     from resnet.engine.distributed import resolve_device
 
+    if dtype not in EVAL_DTYPES:
+        raise ConfigError(f"unknown dtype {dtype!r}; use one of {', '.join(EVAL_DTYPES[1:])}")
     target = resolve_device(device)
     model, info = load_checkpoint(checkpoint, device=target)
+    if dtype in ("bfloat16", "float16"):
+        from resnet.deploy.optimize import optimize_for_inference
+
+        model = optimize_for_inference(model.eval(), dtype=getattr(torch, dtype), inplace=True)
     trained = info.get("train_config") or {}
     meta = DatasetMeta.from_dict(info["data_meta"]) if info.get("data_meta") else None
     if dataset is None:
@@ -128,6 +141,7 @@ def evaluate(
         "dataset": str(dataset),
         "split": split,
         "tta_flip": tta_flip,
+        "dtype": dtype or "float32",
     }
     if out_dir is not None:
         write_confusion_matrix(Path(out_dir), matrix, list(meta.class_names))
