@@ -153,11 +153,11 @@ def _export_int8(args: argparse.Namespace) -> int:
     )
     line = (
         f"checked on {report['check_samples']} {report['check']} images: top-1 agreement with "
-        f"PyTorch fp32 {report['top1_agreement']:.1%}"
+        f"PyTorch fp32 {report['top1_agreement']:.2%}"
     )
     if report["accuracy_fp32"] is not None:
         line += (
-            f", accuracy fp32 {report['accuracy_fp32']:.1%} -> int8 {report['accuracy_int8']:.1%}"
+            f", accuracy fp32 {report['accuracy_fp32']:.2%} -> int8 {report['accuracy_int8']:.2%}"
         )
     print(line)
     return 0
