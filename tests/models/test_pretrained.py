@@ -113,6 +113,8 @@ class _RunsCode:
         return (exec, ("open('PWNED', 'w').write('x')",))
 
 
+# torch.load notes that the file's pickle protocol (4) is not its own default: beside the point.
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")
 def test_a_weight_file_that_runs_code_is_refused_and_never_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "evil.pth"
