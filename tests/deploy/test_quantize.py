@@ -215,3 +215,38 @@ def test_cli_int8_reports_agreement(run, tmp_path, capsys):
     agreement, fp32, int8 = (float(g) for g in line.groups())
     assert agreement >= 95 and abs(fp32 - int8) <= 5 and out.is_file()
     assert f"wrote {out}" in printed
+
+
+def test_evaluate_and_predict_take_exported_files(run, tmp_path, capsys):
+    from PIL import Image
+
+    from resnet.engine.evaluate import evaluate
+    from resnet.engine.predict import predict
+
+    fp32_path, int8_path = tmp_path / "m.onnx", tmp_path / "m.int8.onnx"
+    export_model(run["stem"], "onnx", fp32_path)
+    report = quantize_int8(
+        run["stem"], int8_path, calibration=run["calibration"], check=run["test"]
+    )
+    # The files name the checkpoint's dataset (the .npz), so evaluate finds it by itself.
+    reference = evaluate(run["stem"], device="cpu")
+    scored = evaluate(fp32_path, device="cpu")
+    assert scored["confusion_matrix"] == reference["confusion_matrix"]
+    assert scored["loss"] == pytest.approx(reference["loss"], abs=1e-5)
+    assert evaluate(int8_path)["top1"] == pytest.approx(report["accuracy_int8"], abs=1 / 256)
+
+    test_u8, _ = quadrant_images(4, seed=3)
+    paths = []
+    for k, image in enumerate(test_u8[:, 0].numpy()):
+        paths.append(tmp_path / f"{k}.png")
+        Image.fromarray(image).save(paths[-1])
+    expected = predict(run["stem"], paths, topk=2, device="cpu")
+    got = predict(fp32_path, paths, topk=2)
+    assert [row["label"] for row in got] == [row["label"] for row in expected]
+    for mine, theirs in zip(got, expected):
+        assert mine["prob"] == pytest.approx(theirs["prob"], abs=1e-4)
+
+    argv = ["eval", "--checkpoint", str(int8_path), "--dtype", "bfloat16"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "precision it was exported with" in err and len(err.splitlines()) == 1

@@ -64,7 +64,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.set_defaults(func=_train)
 
     evaluate = subparsers.add_parser("eval", help="score a checkpoint on a dataset split")
-    evaluate.add_argument("--checkpoint", required=True, help="run dir, .safetensors or .json")
+    evaluate.add_argument(
+        "--checkpoint", required=True, help="run dir, .safetensors, .json or an exported .onnx"
+    )
     evaluate.add_argument("--dataset", help="dataset (default: the one it was trained on)")
     evaluate.add_argument("--data-dir", help="directory holding the dataset files")
     evaluate.add_argument("--split", default="test", choices=("train", "val", "test"))
@@ -81,7 +83,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.set_defaults(func=_eval)
 
     predict = subparsers.add_parser("predict", help="classify image files with a checkpoint")
-    predict.add_argument("--checkpoint", required=True, help="run dir, .safetensors or .json")
+    predict.add_argument(
+        "--checkpoint", required=True, help="run dir, .safetensors, .json or an exported .onnx"
+    )
     predict.add_argument("inputs", nargs="+", help="image files")
     predict.add_argument("--topk", type=int, default=5)
     predict.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")

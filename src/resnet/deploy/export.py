@@ -56,7 +56,7 @@ def export_model(
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format {fmt!r}: choose one of {', '.join(FORMATS)}")
     model, meta, source = _load(checkpoint_or_model, data_meta)
-    metadata = _metadata(model, meta, fmt)
+    metadata = _metadata(model, meta, fmt, _train_config(source).get("dataset"))
     out = Path(out_path) if out_path is not None else _default_path(source, model, fmt)
     example = _example_input(metadata["input_shape"], batch=2, seed=0)
     check = _example_input(metadata["input_shape"], batch=3, seed=1)
@@ -131,7 +131,17 @@ def _load(source: Any, data_meta: Any) -> tuple[nn.Module, Optional[dict], Optio
     return model.eval(), meta, resolve_checkpoint(source)
 
 
-def _metadata(model: nn.Module, meta: Optional[dict], fmt: str) -> dict[str, Any]:
+def _train_config(source: Optional[Path]) -> dict[str, Any]:
+    if source is None:
+        return {}
+    from resnet.engine.checkpoint import read_checkpoint_info
+
+    return read_checkpoint_info(source).get("train_config") or {}
+
+
+def _metadata(
+    model: nn.Module, meta: Optional[dict], fmt: str, dataset: Optional[str] = None
+) -> dict[str, Any]:
     from resnet import __version__
 
     conv1 = getattr(model, "conv1", None)
@@ -155,6 +165,7 @@ def _metadata(model: nn.Module, meta: Optional[dict], fmt: str) -> dict[str, Any
         "resnet_version": __version__,
         "model_name": name,
         "model_kwargs": dict(getattr(model, "model_kwargs", {})),
+        "dataset": dataset or (meta["name"] if meta else None),  # what `resnet eval` loads
         "class_names": meta["class_names"] if meta else None,
         "channels": channels,
         "image_size": image_size,

@@ -32,6 +32,7 @@ from resnet.deploy.export import (
     _metadata,
     _quiet,
     _require_onnx,
+    _train_config,
 )
 from resnet.errors import ConfigError, DataError, ResnetError
 from resnet.io import atomic_write
@@ -94,7 +95,7 @@ def quantize_int8(
     )
     calib_images = torch.cat([x for x, _ in calib_batches])
     meta = meta or data_meta_found
-    metadata = _metadata(model, meta, "onnx-int8")
+    metadata = _metadata(model, meta, "onnx-int8", trained.get("dataset"))
     if meta is None:  # nothing describes the inputs but the calibration images themselves
         metadata["image_size"] = list(calib_images.shape[2:])
         metadata["input_shape"] = [-1, metadata["channels"], *metadata["image_size"]]
@@ -141,14 +142,6 @@ def quantize_int8(
         "min_agreement": min_agreement,
         "metadata": metadata,
     }
-
-
-def _train_config(source: Optional[Path]) -> dict[str, Any]:
-    if source is None:
-        return {}
-    from resnet.engine.checkpoint import read_checkpoint_info
-
-    return read_checkpoint_info(source).get("train_config") or {}
 
 
 def _data_batches(

@@ -98,5 +98,31 @@ class OnnxModule(nn.Module):
         (logits,) = self.session.run([self.output_name], {self.input_name: array})
         return torch.from_numpy(logits)
 
+    def checkpoint_info(self) -> dict[str, Any]:
+        """What a checkpoint's ``.json`` says, from the file's metadata: ``data_meta`` (class
+        names, input size, normalisation), ``model_name`` and the ``train_config`` dataset, so
+        ``evaluate`` and ``predict`` take an exported file where they take a checkpoint."""
+        meta = self.metadata
+        if not meta.get("class_names") or meta.get("mean") is None or meta.get("std") is None:
+            raise WeightsError(
+                f"{self.source}: no class names or normalisation in its metadata; export it "
+                "from a checkpoint written by `resnet train` (resnet export --checkpoint RUN)"
+            )
+        name = meta.get("dataset") or meta.get("model_name", "onnx")
+        data_meta = {
+            "name": name,
+            "class_names": meta["class_names"],
+            "channels": meta["channels"],
+            "image_size": meta["image_size"],
+            "mean": meta["mean"],
+            "std": meta["std"],
+        }
+        dataset = meta.get("dataset")
+        return {
+            "model_name": meta.get("model_name"),
+            "data_meta": data_meta,
+            "train_config": {"dataset": dataset} if dataset else {},
+        }
+
     def extra_repr(self) -> str:
         return f"{self.source!r}, threads={self.threads}"

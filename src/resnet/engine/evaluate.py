@@ -37,7 +37,8 @@ def evaluate_loader(
     was_training = model.training
     model.eval()
     autocast = autocast if autocast is not None else contextlib.nullcontext()
-    device = next(model.parameters()).device
+    # An OnnxModule has no parameters and runs on the CPU.
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     top1 = torch.zeros((), dtype=torch.int64, device=device)
     top5 = torch.zeros((), dtype=torch.int64, device=device)
@@ -84,6 +85,9 @@ def evaluate(
 ) -> dict[str, Any]:
     """Score a checkpoint on a dataset split (default: the dataset it was trained on).
 
+    ``checkpoint`` may also be a file of ``resnet export --format onnx [--int8]``: it then runs
+    in onnxruntime on the CPU, with the class names, normalisation and dataset in its metadata.
+
     ``dtype="bfloat16"`` (or ``"float16"`` on a GPU) scores the network as it would be deployed
     at that precision: ``optimize_for_inference(model, dtype=...)``, BN folded, 16-bit weights
     and activations. The default scores the float32 checkpoint as it is.
@@ -94,14 +98,19 @@ def evaluate(
     and ``confusion_matrix.png`` there. Inputs are normalised with the checkpoint's statistics.
     """
     from resnet.data import ArrayDataset, DatasetMeta, load_dataset, make_loader
-    from resnet.engine.checkpoint import load_checkpoint
+    from resnet.engine.checkpoint import load_inference_model
     from resnet.engine.distributed import resolve_device
 
     if dtype not in EVAL_DTYPES:
         raise ConfigError(f"unknown dtype {dtype!r}; use one of {', '.join(EVAL_DTYPES[1:])}")
     target = resolve_device(device)
-    model, info = load_checkpoint(checkpoint, device=target)
+    model, info, target = load_inference_model(checkpoint, device=target)
     if dtype in ("bfloat16", "float16"):
+        if not list(model.parameters()):
+            raise ConfigError(
+                f"{checkpoint}: an exported file keeps the precision it was exported with; "
+                "drop --dtype, or score the checkpoint itself"
+            )
         from resnet.deploy.optimize import optimize_for_inference
 
         model = optimize_for_inference(model.eval(), dtype=getattr(torch, dtype), inplace=True)

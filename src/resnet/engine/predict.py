@@ -30,17 +30,18 @@ def predict(
     """One result per input, in order: ``{"path", "label", "prob", "topk": [{"label", "index",
     "prob"}, ...]}``.
 
+    ``checkpoint`` may also be an exported ``.onnx`` file (fp32 or int8, run by onnxruntime).
     An input that cannot be read as an image gets ``{"path", "error"}`` and a one-line message
     on stderr; the others are still predicted.
     """
     from resnet.data import DatasetMeta, preprocess_images
-    from resnet.engine.checkpoint import load_checkpoint
+    from resnet.engine.checkpoint import load_inference_model
     from resnet.engine.distributed import resolve_device
 
     if not inputs:
         raise DataError("predict got no inputs; pass one or more image files")
     target = resolve_device(device)
-    model, info = load_checkpoint(checkpoint, device=target)
+    model, info, target = load_inference_model(checkpoint, device=target)
     model.eval()
     if not info.get("data_meta"):
         raise WeightsError(
