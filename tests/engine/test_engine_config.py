@@ -51,3 +51,12 @@ def test_recipes_parse():
     assert paper.max_steps == 64000 and paper.pad == 4 and paper.augment
     fast = TrainConfig.from_yaml(RECIPES / "fashion-mnist.yaml")
     assert fast.dataset == "fashion-mnist" and fast.batch_size == 256
+
+
+def test_yaml_off_means_amp_off(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("amp: off\n")  # YAML 1.1 reads a bare off as false
+    assert TrainConfig.from_yaml(recipe).amp == "off"
+    assert TrainConfig.from_dict({"amp": False}).amp == "off"
+    with pytest.raises(ConfigError, match="amp must be one of"):
+        TrainConfig.from_dict({"amp": True})  # `on` says nothing about which precision

@@ -93,6 +93,8 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ``ConfigError`` on a value that cannot work."""
+        if self.amp is False:  # YAML 1.1 reads a bare `amp: off` (or --set amp=off) as false
+            self.amp = "off"
         for key, choices in _CHOICES.items():
             if getattr(self, key) not in choices:
                 raise ConfigError(
