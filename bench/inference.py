@@ -42,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from resnet import create_model  # noqa: E402
 from resnet.deploy.optimize import optimize_for_inference  # noqa: E402
+from resnet.device import has_fast_bfloat16  # noqa: E402
 from resnet.models.profile import count_gflops  # noqa: E402
 
 # (model, input side, torchvision builder or None, {batch: (warmup, rounds, iters per round)})
@@ -91,7 +92,7 @@ def build_runners(
     runners["ours optimized"] = torch_runner(optimize_for_inference(ours))
     if compile_:
         runners["ours optimized+compile"] = torch_runner(optimize_for_inference(ours, compile=True))
-    if torch.ops.mkldnn._is_mkldnn_bf16_supported():  # emulated bfloat16 would only be slower
+    if has_fast_bfloat16(torch.device("cpu")):  # emulated bfloat16 would only be slower
         bf16 = optimize_for_inference(ours, dtype=torch.bfloat16, compile=compile_)
         runners["ours bfloat16" + ("+compile" if compile_ else "")] = torch_runner(bf16)
     runners.update(onnx_runners(ours, side, threads, workdir))

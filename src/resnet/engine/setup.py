@@ -11,6 +11,7 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
+from resnet.device import has_fast_bfloat16
 from resnet.engine.config import TrainConfig
 from resnet.engine.distributed import DistContext
 from resnet.engine.optim import freeze_backbone
@@ -133,9 +134,15 @@ def _weight_file(path: str) -> Path:
 
 
 def autocast_context(amp: str, device: torch.device) -> Any:
-    """bf16 autocast where it helps: ``auto`` turns it on for CUDA GPUs with bf16 support only."""
+    """bf16 autocast: ``auto`` turns it on for CUDA GPUs with bf16 support only.
+
+    On a CPU with native bfloat16 (AVX512-BF16 or AMX) ``amp: bf16`` trains faster (measured:
+    the Fashion-MNIST recipe in 8 min 10 s instead of 12 min 49 s, 93.50% vs 93.39% test
+    accuracy) but stays opt-in: oneDNN's bf16 3D convolutions were seen to turn the loss NaN
+    in some runs and not in others.
+    """
     if amp == "auto":
-        enabled = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        enabled = device.type == "cuda" and has_fast_bfloat16(device)
     else:
         enabled = amp == "bf16"
     if not enabled:

@@ -169,7 +169,8 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: Optional[Union[str, os.Pa
     if ctx.is_main:
         print(
             f"{cfg.model} on {data.meta.name}: {data.num_train} train images, "
-            f"{steps_per_epoch} steps/epoch, {total_steps} steps, device {device}"
+            f"{steps_per_epoch} steps/epoch, {total_steps} steps, device {device}, "
+            f"{'bfloat16 autocast' if isinstance(autocast, torch.autocast) else 'float32'}"
             f"{f' x {ctx.world_size} processes' if ctx.distributed else ''} -> {run_dir}",
             flush=True,
         )

@@ -173,6 +173,9 @@ def run_degradation(
                     augment=augment,
                     seed=seed,
                     device=device,
+                    # float32 everywhere: precision must not be one more difference between
+                    # the nets compared, nor between machines with and without bf16 units.
+                    amp="off",
                     runs_dir=str(out_dir / "runs"),
                     name=f"{name}-seed{seed}",
                     progress=progress,
