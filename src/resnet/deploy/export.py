@@ -63,23 +63,9 @@ def export_model(
     with torch.no_grad():
         expected = model(check)
 
-    exported_model = model
-    if fold_bn:
-        from resnet.deploy.optimize import optimize_for_inference
-
-        exported_model = optimize_for_inference(model, channels_last=False)
-    with _quiet():
-        try:
-            data, got, checked_with = _EXPORTERS[fmt](
-                exported_model, example, check, metadata, opset
-            )
-        except ResnetError:
-            raise
-        except Exception as error:  # every exporter has its own exception types
-            raise ExportError(
-                f"{fmt} export of {metadata['model_name']} failed: {_first_line(error)}; "
-                "try another format"
-            ) from None
+    data, got, checked_with = _export_bytes(
+        model, fmt, example, check, metadata, opset, fold_bn=fold_bn
+    )
     diff = (torch.as_tensor(got).float() - expected.float()).abs().max().item()
     if not diff <= atol:  # also catches NaN
         raise ExportError(
@@ -106,10 +92,7 @@ def read_export_metadata(path: Union[str, os.PathLike]) -> dict[str, Any]:
         import onnx
 
         proto = onnx.load(str(path), load_external_data=False)
-        props = {p.key: p.value for p in proto.metadata_props}
-        return {
-            k[len("resnet.") :]: json.loads(v) for k, v in props.items() if k.startswith("resnet.")
-        }
+        return decode_metadata({p.key: p.value for p in proto.metadata_props})
     extra = {META_FILE: ""}
     if path.suffix == ".pt2":
         torch.export.load(str(path), extra_files=extra)
@@ -188,6 +171,52 @@ def _example_input(shape: list[int], batch: int, seed: int) -> torch.Tensor:
     return torch.randn(batch, *shape[1:], generator=generator)
 
 
+def _export_bytes(
+    model: nn.Module,
+    fmt: str,
+    example: torch.Tensor,
+    check: torch.Tensor,
+    metadata: dict[str, Any],
+    opset: int,
+    *,
+    fold_bn: bool = True,
+    hint: str = "try another format",
+) -> tuple[bytes, Any, str]:
+    """``(file bytes, outputs on check, what ran them)`` of ``model`` exported as ``fmt``, its
+    BatchNorms folded first; any exporter failure becomes one ``ExportError`` line."""
+    if fold_bn:
+        from resnet.deploy.optimize import optimize_for_inference
+
+        model = optimize_for_inference(model, channels_last=False)
+    with _quiet():
+        try:
+            return _EXPORTERS[fmt](model, example, check, metadata, opset)
+        except ResnetError:
+            raise
+        except Exception as error:  # every exporter has its own exception types
+            raise ExportError(
+                f"{fmt} export of {metadata['model_name']} failed: {_first_line(error)}; {hint}"
+            ) from None
+
+
+def write_metadata(proto: Any, metadata: dict[str, Any]) -> None:
+    """Store ``metadata`` as the ONNX model's ``resnet.*`` properties (JSON values), replacing
+    any it had."""
+    kept = [p for p in proto.metadata_props if not p.key.startswith("resnet.")]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(kept)
+    for key, value in metadata.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = f"resnet.{key}", json.dumps(value)
+
+
+def decode_metadata(props: dict[str, str]) -> dict[str, Any]:
+    """The ``resnet.*`` entries of an ONNX file's properties, decoded: ``write_metadata``'s
+    inverse (``json.JSONDecodeError`` on a value that is not JSON)."""
+    prefix = "resnet."
+    return {k[len(prefix) :]: json.loads(v) for k, v in props.items() if k.startswith(prefix)}
+
+
 def _export_onnx(model, example, check, metadata, opset) -> tuple[bytes, Any, str]:
     onnx, onnxruntime = _require_onnx()
     buffer = io.BytesIO()
@@ -203,9 +232,7 @@ def _export_onnx(model, example, check, metadata, opset) -> tuple[bytes, Any, st
         opset_version=opset,
     )
     proto = onnx.load_from_string(buffer.getvalue())
-    for key, value in metadata.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = f"resnet.{key}", json.dumps(value)
+    write_metadata(proto, metadata)
     onnx.checker.check_model(proto)
     data = proto.SerializeToString()
     session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])

@@ -10,7 +10,6 @@ images and written only if their top-1 predictions agree often enough.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import tempfile
@@ -26,15 +25,16 @@ from resnet.data.meta import ArrayDataset, DatasetMeta
 from resnet.deploy.export import (
     INPUT_NAME,
     ExportError,
-    _export_onnx,
+    _export_bytes,
     _first_line,
     _load,
     _metadata,
     _quiet,
     _require_onnx,
     _train_config,
+    write_metadata,
 )
-from resnet.errors import ConfigError, DataError, ResnetError
+from resnet.errors import ConfigError, DataError
 from resnet.io import atomic_write
 
 __all__ = ["quantize_int8", "QUANTIZATION_SCHEME"]
@@ -112,13 +112,13 @@ def quantize_int8(
     }
     out = Path(out_path) if out_path is not None else _default_path(source, model)
 
-    fp32_bytes = _export_fp32(model, calib_images[:2], metadata, opset)
+    example = calib_images[:2]
+    fp32_bytes, _, _ = _export_bytes(
+        model, "onnx", example, example, metadata, opset, hint="try another opset"
+    )
     int8_proto = onnx.load_from_string(_quantize(fp32_bytes, calib_images))
     # quant_pre_process and quantize_static rewrite the graph; put the metadata back on top.
-    kept = [p for p in int8_proto.metadata_props if not p.key.startswith("resnet.")]
-    del int8_proto.metadata_props[:]
-    int8_proto.metadata_props.extend(kept)
-    _add_metadata(int8_proto, metadata)
+    write_metadata(int8_proto, metadata)
     data = int8_proto.SerializeToString()
 
     scores = _compare(model, data, check_batches, metadata)
@@ -217,23 +217,6 @@ def _default_path(source: Optional[Path], model: nn.Module) -> Path:
     return Path(f"{getattr(model, 'model_name', 'model')}{SUFFIX}")
 
 
-def _export_fp32(model: nn.Module, example: torch.Tensor, metadata: dict, opset: int) -> bytes:
-    from resnet.deploy.optimize import optimize_for_inference
-
-    folded = optimize_for_inference(model, channels_last=False)  # BN folded, as export_model
-    with _quiet():
-        try:
-            data, _, _ = _export_onnx(folded, example, example, metadata, opset)
-        except ResnetError:
-            raise
-        except Exception as error:
-            raise ExportError(
-                f"onnx export of {metadata['model_name']} failed: {_first_line(error)}; "
-                "try another opset"
-            ) from None
-    return data
-
-
 def _quantize(fp32: bytes, calib_images: torch.Tensor) -> bytes:
     from onnxruntime.quantization import (
         CalibrationMethod,
@@ -276,12 +259,6 @@ class _BatchReader:
     def get_next(self) -> Optional[dict[str, Any]]:
         batch = next(self.batches, None)
         return None if batch is None else {INPUT_NAME: batch.contiguous().numpy()}
-
-
-def _add_metadata(proto: Any, metadata: dict) -> None:
-    for key, value in metadata.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = f"resnet.{key}", json.dumps(value)
 
 
 def _compare(model: nn.Module, int8: bytes, batches: Iterable, metadata: dict) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from typing import Any, Optional, Union
 import torch
 from torch import nn
 
-from resnet.deploy.export import _first_line, _require_onnx
+from resnet.deploy.export import _first_line, _require_onnx, decode_metadata
 from resnet.errors import DataError, WeightsError
 
 __all__ = ["OnnxModule"]
@@ -60,11 +60,7 @@ class OnnxModule(nn.Module):
             ) from None
         props = self.session.get_modelmeta().custom_metadata_map
         try:
-            self.metadata: dict[str, Any] = {
-                key[len("resnet.") :]: json.loads(value)
-                for key, value in props.items()
-                if key.startswith("resnet.")
-            }
+            self.metadata: dict[str, Any] = decode_metadata(props)
         except json.JSONDecodeError:
             raise WeightsError(
                 f"{self.source}: its resnet.* metadata is not JSON; {_FIX}"
