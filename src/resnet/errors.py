@@ -3,7 +3,14 @@
 Every message names the problem and the fix in one line; the CLI prints it and exits with code 2.
 """
 
-__all__ = ["ResnetError", "ConfigError", "UnknownModelError", "DataError", "WeightsError"]
+__all__ = [
+    "ResnetError",
+    "ConfigError",
+    "UnknownModelError",
+    "DataError",
+    "WeightsError",
+    "NonFiniteLossError",
+]
 
 
 class ResnetError(Exception):
@@ -24,3 +31,8 @@ class DataError(ResnetError):
 
 class WeightsError(ResnetError):
     """A weight or checkpoint file that cannot be loaded into the model."""
+
+
+class NonFiniteLossError(ResnetError):
+    """The loss or the weights became NaN or infinite; the run stopped and kept its last good
+    checkpoint (a non-finite checkpoint is never written)."""

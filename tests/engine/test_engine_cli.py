@@ -42,7 +42,7 @@ def test_missing_checkpoint(tmp_path, capsys):
 
 def test_bad_device_and_recipe_file(tmp_path, capsys):
     assert main(["train", "--device", "tpu"]) == 2
-    assert "device must be one of" in _one_line_error(capsys)
+    assert "device must be auto, cpu, cuda, cuda:N or mps" in _one_line_error(capsys)
     assert main(["train", "--recipe", str(tmp_path / "missing.yaml")]) == 2
     assert "missing.yaml not found" in _one_line_error(capsys)
 

@@ -35,4 +35,4 @@ def test_table_shows_mean_and_spread():
 
 def test_degradation_needs_two_depths(tmp_path):
     with pytest.raises(ConfigError, match="two depths"):
-        run_degradation(depths=(20,), out_dir=tmp_path, progress=False)
+        run_degradation(depths=(20,), progress=False)

@@ -11,6 +11,7 @@ from resnet.experiments.gradflow import (
     weight_tensors_in_depth_order,
 )
 from resnet.models.cifar import cifar_resnet
+from resnet.run import Run
 
 
 @pytest.mark.parametrize("residual", [True, False])
@@ -34,7 +35,7 @@ def test_one_norm_per_conv_and_fc_weight_in_depth_order(residual):
 
 def test_run_gradflow_on_a_real_batch_of_tiny_data(tiny_dataset):
     result = run_gradflow(
-        tiny_dataset, depth=20, steps=1, batch_size=16, device="cpu", progress=False
+        tiny_dataset, depth=20, steps=1, batch_size=16, run=Run.open(device="cpu"), progress=False
     )
     assert [n["label"] for n in result["networks"]] == [
         "plain20 (BN)", "plain20 (no BN)", "resnet20 (BN)", "resnet20 (no BN)",

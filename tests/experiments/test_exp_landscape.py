@@ -9,6 +9,7 @@ from resnet.experiments.landscape import (
     run_landscape,
 )
 from resnet.models import create_model
+from resnet.run import Run
 
 
 def test_each_direction_filter_has_the_norm_of_its_weight_filter():
@@ -37,7 +38,7 @@ def test_landscape_at_the_origin_is_the_checkpoint_loss(tmp_path, tiny_dataset):
     save_checkpoint(stem, model, data_meta=tiny_dataset.meta, epoch=1, step=1, metrics={})
     result = run_landscape(
         {"resnet20": stem}, dataset=tiny_dataset, points_1d=5, points_2d=3, span=0.5,
-        eval_subset=None, batch_size=16, device="cpu", progress=False,
+        eval_subset=None, batch_size=16, run=Run.open(device="cpu"), progress=False,
     )  # fmt: skip
     loaded, _ = load_checkpoint(stem)
     reference = evaluate_loss_accuracy(loaded, eval_batches(tiny_dataset, batch_size=16))["loss"]

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from resnet.errors import ConfigError
+
+if TYPE_CHECKING:
+    from resnet.run import Run
 
 __all__ = ["register"]
 
@@ -104,19 +108,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.set_defaults(func=_demo)
 
 
-def _out_dir(args: argparse.Namespace, prefix: str) -> Path:
-    from resnet.experiments.common import next_run_dir
+def _open_run(args: argparse.Namespace, prefix: str) -> Run:
+    """The command's run: its device resolved once, its folder ``--out-dir`` or runs/PREFIX-N."""
+    from resnet.run import Run
 
-    if args.out_dir is not None:
-        path = Path(args.out_dir)
-        path.mkdir(parents=True, exist_ok=True)
-        return path
-    return next_run_dir("runs", prefix)
+    return Run.open(device=args.device, runs_dir="runs", name=prefix, folder=args.out_dir)
 
 
-def _finish(out: Path, name: str, result: dict, plot) -> int:
+def _finish(run: Run, name: str, result: dict, plot) -> int:
     from resnet.experiments.common import save_result
 
+    out = run.folder()
     save_result(out / f"{name}.json", result)
     figure = plot(result, out / f"{name}.png")
     print(f"wrote {out / f'{name}.json'} and {figure}")
@@ -129,37 +131,39 @@ def _block(args: argparse.Namespace) -> int:
 
     if args.channels < 1 or args.size < 3:
         raise ConfigError("--channels must be >= 1 and --size >= 3")
+    run = _open_run(args, "exp-block")
     result = run_block(args.channels, args.size, seed=args.seed)
     print(format_block(result))
-    return _finish(_out_dir(args, "exp-block"), "block", result, plot_block)
+    return _finish(run, "block", result, plot_block)
 
 
 def _gradflow(args: argparse.Namespace) -> int:
     from resnet.experiments.gradflow import run_gradflow
     from resnet.experiments.plotting import plot_gradflow
 
+    run = _open_run(args, "exp-gradflow")
     result = run_gradflow(
         args.dataset, depth=args.depth, steps=args.steps, batch_size=args.batch_size,
-        lr=args.lr, norms=args.norms, seed=args.seed, data_dir=args.data_dir,
-        device=args.device, progress=not args.quiet,
+        lr=args.lr, norms=args.norms, seed=args.seed, data_dir=args.data_dir, run=run,
+        progress=not args.quiet,
     )  # fmt: skip
     print(f"{'network':<24} {'first/last (init)':>18} {'first/last (after)':>19}")
     for net in result["networks"]:
         print(f"{net['label']:<24} {net['ratio_init']:>18.3g} {net['ratio_after']:>19.3g}")
-    return _finish(_out_dir(args, "exp-gradflow"), "gradflow", result, plot_gradflow)
+    return _finish(run, "gradflow", result, plot_gradflow)
 
 
 def _degradation(args: argparse.Namespace) -> int:
     from resnet.experiments.degradation import degradation_table, run_degradation
     from resnet.experiments.plotting import plot_degradation
 
-    out = _out_dir(args, "exp-degradation")
+    run = _open_run(args, "exp-degradation")
     result = run_degradation(
         dataset=args.dataset, data_dir=args.data_dir, depths=args.depths, seeds=args.seeds,
         train_subset=args.train_subset, test_subset=args.test_subset, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, schedule=args.schedule,
         warmup_epochs=args.warmup_epochs, augment=not args.no_augment, tolerance=args.tolerance,
-        out_dir=out, device=args.device, progress=not args.quiet,
+        run=run, progress=not args.quiet,
     )  # fmt: skip
     print(degradation_table(result))
     verdict = result["verdict"]
@@ -169,7 +173,7 @@ def _degradation(args: argparse.Namespace) -> int:
         f"({100 * verdict['plain_train_gap']:+.2f} points); deeper ResNet matches or beats: "
         f"{verdict['resnet_deeper_matches_or_beats']} ({100 * verdict['resnet_train_gap']:+.2f})"
     )
-    return _finish(out, "degradation", result, plot_degradation)
+    return _finish(run, "degradation", result, plot_degradation)
 
 
 def _checkpoints(values: list[str]) -> dict[str, str]:
@@ -187,31 +191,32 @@ def _landscape(args: argparse.Namespace) -> int:
     from resnet.experiments.landscape import run_landscape
     from resnet.experiments.plotting import plot_landscape
 
+    run = _open_run(args, "exp-landscape")
     result = run_landscape(
         _checkpoints(args.checkpoint), dataset=args.dataset, data_dir=args.data_dir,
         points_1d=args.points, points_2d=args.points_2d, span=args.span, two_d=not args.no_2d,
-        eval_subset=args.eval_subset, seed=args.seed, device=args.device,
-        progress=not args.quiet,
+        eval_subset=args.eval_subset, seed=args.seed, run=run, progress=not args.quiet,
     )  # fmt: skip
     for net in result["networks"]:
         print(f"{net['label']:<24} loss at origin {net['origin_loss']:.4f}  "
               f"rise at the edge {net['sharpness_1d']:.4f}")  # fmt: skip
-    return _finish(_out_dir(args, "exp-landscape"), "landscape", result, plot_landscape)
+    return _finish(run, "landscape", result, plot_landscape)
 
 
 def _lesion(args: argparse.Namespace) -> int:
     from resnet.experiments.lesion import run_lesion
     from resnet.experiments.plotting import plot_lesion
 
+    run = _open_run(args, "exp-lesion")
     result = run_lesion(
         _checkpoints(args.checkpoint), dataset=args.dataset, data_dir=args.data_dir,
-        eval_subset=args.eval_subset, device=args.device, progress=not args.quiet,
+        eval_subset=args.eval_subset, run=run, progress=not args.quiet,
     )  # fmt: skip
     for net in result["networks"]:
         mean = net["mean_accuracy_after_deletion"]
         print(f"{net['label']:<24} full {100 * net['baseline_accuracy']:.2f}%  mean after "
               f"one deletion {100 * mean:.2f}%" if mean is not None else net["label"])  # fmt: skip
-    return _finish(_out_dir(args, "exp-lesion"), "lesion", result, plot_lesion)
+    return _finish(run, "lesion", result, plot_lesion)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -222,8 +227,6 @@ def _demo(args: argparse.Namespace) -> int:
         command += f" {flag} {value}" if value is not None else ""
     command += f" --device {args.device}" * (args.device != "auto")
     command += f" --seed {args.seed}" * (args.seed != 0)
-    run_demo(
-        out_dir=args.out_dir, data_dir=args.data_dir, device=args.device, seed=args.seed,
-        full=args.full, command=command,
-    )  # fmt: skip
+    run = _open_run(args, "demo")  # a missing device fails here, before any work
+    run_demo(run=run, data_dir=args.data_dir, seed=args.seed, full=args.full, command=command)
     return 0

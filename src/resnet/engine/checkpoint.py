@@ -26,7 +26,6 @@ __all__ = [
     "create_model_from_checkpoint",
     "resolve_checkpoint",
     "read_checkpoint_info",
-    "load_training_state",
     "unwrap_model",
 ]
 
@@ -221,21 +220,3 @@ def create_model_from_checkpoint(
     """The network of a checkpoint with its weights, in eval mode."""
     model, _ = load_checkpoint(path, device=device)
     return model.eval()
-
-
-def load_training_state(run_dir: str | os.PathLike) -> dict:
-    """The resume point ``run_dir/last.state.pt`` (weights, optimizer, EMA, RNG, history)."""
-    state_path = Path(run_dir) / "last.state.pt"
-    if not state_path.is_file():
-        raise WeightsError(
-            f"{state_path}: no resume state; the run stopped before its first epoch ended, "
-            "start it again without --resume"
-        )
-    try:
-        # weights_only: the state holds tensors, numbers, strings and lists only.
-        return torch.load(state_path, map_location="cpu", weights_only=True)
-    except Exception as error:  # pickle/zip errors come in many types
-        raise WeightsError(
-            f"{state_path}: unreadable resume state ({str(error)[:120]}); "
-            "start the run again without --resume"
-        ) from None

@@ -7,12 +7,17 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
+import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 
 from resnet.errors import ConfigError
+
+DEFAULT_VAL_FRACTION = 0.0  # resnet.data's default too: evaluate on test, as the paper's curves
 
 __all__ = ["TrainConfig"]
 
@@ -21,8 +26,32 @@ _CHOICES = {
     "schedule": ("step", "cosine", "onecycle", "constant"),
     "milestones_unit": ("epochs", "steps"),
     "amp": ("auto", "bf16", "off"),
-    "device": ("auto", "cpu", "cuda", "mps"),
 }
+# Ranges, checked after the types: (low, high, low included, high included); None: unbounded.
+_RANGES: dict[str, tuple[Optional[float], Optional[float], bool, bool]] = {
+    "epochs": (1, 100_000, True, True),
+    "max_steps": (1, None, True, True),
+    "batch_size": (1, 1_000_000, True, True),
+    "lr": (0, None, False, True),
+    "momentum": (0, 1, True, False),
+    "weight_decay": (0, None, True, True),
+    "grad_clip": (0, None, False, True),
+    "gamma": (0, None, False, True),
+    "warmup_epochs": (0, None, True, True),
+    "label_smoothing": (0, 1, True, False),
+    "ema": (0, 1, False, False),
+    "val_fraction": (0, 1, True, False),
+    "train_subset": (1, None, True, True),
+    "eval_subset": (1, None, True, True),
+    "pad": (0, 1024, True, True),
+    "num_workers": (0, 256, True, True),
+    "num_threads": (1, 4096, True, True),
+    "seed": (0, 2**63 - 1, True, True),
+    "freeze_stages": (0, 16, True, True),
+    "backbone_lr_scale": (0, None, True, True),
+    "save_every_steps": (1, None, True, True),
+}
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
 @dataclass
@@ -38,7 +67,7 @@ class TrainConfig:
     train_subset: Optional[int] = None  # use only the first N training images (fast experiments)
     # Fraction of train held out for validation when the source has no val split. 0 means no
     # validation: each epoch is scored on the test split, as the paper's curves are (Fig. 4).
-    val_fraction: float = 0.0
+    val_fraction: float = DEFAULT_VAL_FRACTION
     eval_subset: Optional[int] = None  # score only the first N val/test images each epoch
     augment: bool = True  # random crop after zero padding + horizontal flip (paper, sec. 4.2)
     pad: int = 4  # pixels of zero padding before the random crop
@@ -70,8 +99,12 @@ class TrainConfig:
     amp: str = "auto"  # "auto": bf16 autocast on a CUDA GPU that supports it, off on the CPU
     channels_last: bool = False  # NHWC memory layout for 4D inputs (faster on GPUs)
     compile: bool = False  # torch.compile the model
-    device: str = "auto"  # "auto" picks the GPU when there is one
-    num_threads: Optional[int] = None  # CPU threads for torch (None: torch's default)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps ("auto" picks the GPU if any)
+    # CPU threads for torch (None: torch's default, then recorded: a resume is bitwise only
+    # with the same thread count, since reductions are split by thread).
+    num_threads: Optional[int] = None
+    sync_bn: bool = False  # under torchrun: BatchNorm statistics of the global batch
+    save_every_steps: Optional[int] = None  # also write the resume point every N steps
     # --- reproducibility
     seed: int = 0
     deterministic: bool = True  # deterministic kernels (bitwise-repeatable runs on the CPU)
@@ -92,34 +125,31 @@ class TrainConfig:
         self.validate()
 
     def validate(self) -> None:
-        """Raise ``ConfigError`` on a value that cannot work."""
+        """Raise ``ConfigError`` on a value of the wrong type or range, or one that cannot work:
+        every field is checked here, before any data loads or folder is created."""
         if self.amp is False:  # YAML 1.1 reads a bare `amp: off` (or --set amp=off) as false
             self.amp = "off"
+        for spec in dataclasses.fields(self):
+            setattr(self, spec.name, _typed(spec.name, str(spec.type), getattr(self, spec.name)))
         for key, choices in _CHOICES.items():
             if getattr(self, key) not in choices:
                 raise ConfigError(
                     f"{key} must be one of {', '.join(choices)}, got {getattr(self, key)!r}"
                 )
-        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr}
-        for key, value in positive.items():
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-                raise ConfigError(f"{key} must be a positive number, got {value!r}")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ConfigError(f"max_steps must be >= 1 or null, got {self.max_steps}")
-        if self.train_subset is not None and self.train_subset < 1:
-            raise ConfigError(f"train_subset must be >= 1 or null, got {self.train_subset}")
-        if not 0.0 <= self.val_fraction < 1.0:
-            raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
-        if self.ema is not None and not 0.0 < self.ema < 1.0:
-            raise ConfigError(f"ema must be a decay in (0, 1) or null, got {self.ema}")
+        for key, bounds in _RANGES.items():
+            _check_range(key, getattr(self, key), *bounds)
+        if not _DEVICE.match(self.device):
+            raise ConfigError(f"device must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
         if self.schedule == "step" and not self.milestones:
             raise ConfigError("schedule 'step' needs milestones, e.g. milestones: [32000, 48000]")
-        if self.freeze_stages < 0 or self.backbone_lr_scale < 0:
-            raise ConfigError("freeze_stages and backbone_lr_scale must be >= 0")
-        if not isinstance(self.model_kwargs, dict):
-            raise ConfigError(f"model_kwargs must be a mapping, got {self.model_kwargs!r}")
+        if self.name is not None:
+            from resnet.run import check_run_name
+
+            check_run_name(self.name)
+        from resnet.models import model_entry
+
+        model_entry(self.model)  # an unknown name fails now, not after the data has loaded
+        _check_model_kwargs(self.model_kwargs)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain, YAML/JSON-serialisable values."""
@@ -137,7 +167,6 @@ class TrainConfig:
                 close = difflib.get_close_matches(str(key).replace("-", "_"), names, n=1)
                 hint = f"did you mean {close[0]!r}?" if close else "see TrainConfig for the fields"
                 raise ConfigError(f"unknown config key {key!r}: {hint}")
-        values = {key: _coerce(types[key], key, value) for key, value in values.items()}
         try:
             return cls(**values)
         except TypeError as error:
@@ -163,21 +192,71 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"recipe {path} not found; pass a YAML file such as recipes/*.yaml")
     try:
-        values = yaml.safe_load(path.read_text()) or {}
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError:
+        raise ConfigError(f"recipe {path} is not UTF-8 text; save it as UTF-8") from None
     except yaml.YAMLError as error:
-        raise ConfigError(f"recipe {path} is not valid YAML ({str(error)[:120]})") from None
+        first = " ".join(str(error).split())[:120]
+        raise ConfigError(f"recipe {path} is not valid YAML ({first})") from None
     if not isinstance(values, dict):
         raise ConfigError(f"recipe {path} must be a mapping of field: value")
     return values
 
 
-def _coerce(type_name: str, key: str, value: Any) -> Any:
-    # YAML reads "1e-4" as a string (YAML 1.1 wants "1.0e-4"); a float field takes it anyway.
-    if isinstance(value, str) and "float" in type_name:
-        try:
+def _typed(key: str, type_name: str, value: Any) -> Any:
+    """``value`` checked against the field's annotation (``int``, ``Optional[float]``, ...);
+    ints pass as floats, and YAML's "1e-4" (a string in YAML 1.1) as a float."""
+    optional = type_name.startswith("Optional[")
+    base = type_name[len("Optional[") : -1] if optional else type_name
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"{key} must be set (a {base}), got null")
+    if base == "float":
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                raise ConfigError(f"{key} must be a number, got {value!r}") from None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ConfigError(f"{key} must be a finite number, got {value!r}")
             return float(value)
-        except ValueError:
-            raise ConfigError(f"{key} must be a number, got {value!r}") from None
-    if isinstance(value, int) and not isinstance(value, bool) and type_name == "float":
-        return float(value)
+        raise ConfigError(f"{key} must be a number, got {value!r}")
+    expected = {"int": int, "bool": bool, "str": str, "dict": dict, "list": list}[base]
+    if isinstance(value, float) and base == "int" and value.is_integer():
+        value = int(value)  # "epochs: 10.0"; 1.5 stays wrong
+    if not isinstance(value, expected) or (base == "int" and isinstance(value, bool)):
+        what = {"int": "a whole number", "bool": "true or false", "str": "a string"}
+        raise ConfigError(f"{key} must be {what.get(base, 'a ' + base)}, got {value!r}")
     return value
+
+
+def _check_model_kwargs(kwargs: dict) -> None:
+    # A checkpoint records model_kwargs as JSON to rebuild the network from the file alone.
+    for key, value in kwargs.items():
+        try:
+            json.dumps({str(key): value})
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"model_kwargs {key!r} is not a plain value ({value!r}), so no checkpoint could "
+                "record it; pass its string form, e.g. norm_layer: group"
+            ) from None
+
+
+def _check_range(key, value, low, high, low_in, high_in) -> None:
+    if value is None:
+        return
+    values = value if isinstance(value, list) else [value]
+    for item in values:
+        if not isinstance(item, (int, float)) or isinstance(item, bool):
+            raise ConfigError(f"{key} must hold numbers, got {item!r}")
+        too_low = low is not None and (item < low if low_in else item <= low)
+        too_high = high is not None and (item > high if high_in else item >= high)
+        if too_low or too_high:
+            left, right = "[" if low_in else "(", "]" if high_in else ")"
+            low_text = "-inf" if low is None else low
+            high_text = "inf" if high is None else high
+            raise ConfigError(
+                f"{key} must be in {left}{low_text}, {high_text}{right}, got {item!r}"
+            )

@@ -98,8 +98,8 @@ def evaluate(
     and ``confusion_matrix.png`` there. Inputs are normalised with the checkpoint's statistics.
     """
     from resnet.data import ArrayDataset, DatasetMeta, load_dataset, make_loader
+    from resnet.device import resolve_device
     from resnet.engine.checkpoint import load_inference_model
-    from resnet.engine.distributed import resolve_device
 
     if dtype not in EVAL_DTYPES:
         raise ConfigError(f"unknown dtype {dtype!r}; use one of {', '.join(EVAL_DTYPES[1:])}")

@@ -44,29 +44,50 @@ class RunData:
     num_train: int
 
 
-def load_data(cfg: TrainConfig, ctx: DistContext, per_rank_batch: int) -> RunData:
-    """Load the splits and build this process's loaders (its shard of every training epoch)."""
-    from resnet.data import load_dataset, make_loader
-
-    options: dict[str, Any] = {"data_dir": cfg.data_dir, "val_fraction": cfg.val_fraction}
-    train_set = load_dataset(cfg.dataset, "train", **options)
+def load_data(
+    cfg: TrainConfig, ctx: DistContext, per_rank_batch: int, datasets: Optional[dict] = None
+) -> RunData:
+    """Load the splits (or take them from ``datasets``, in memory) and build this process's
+    loaders (its shard of every training epoch)."""
+    train_set, eval_set, test_set, eval_split = _splits(cfg, datasets or {})
     if cfg.train_subset is not None:
         if not hasattr(train_set, "subset"):
             raise ConfigError(f"train_subset needs an in-memory dataset, {cfg.dataset} is not one")
         train_set = train_set.subset(cfg.train_subset)
-    eval_split = "val" if cfg.val_fraction > 0 else "test"
+    if cfg.eval_subset is not None:
+        eval_set = eval_set.subset(cfg.eval_subset)
+    return _loaders(cfg, ctx, per_rank_batch, train_set, eval_set, test_set, eval_split)
+
+
+def _splits(cfg: TrainConfig, given: dict) -> tuple[Any, Any, Optional[Any], str]:
+    """(train, eval, test, eval split name): the given splits, else the loaded ones."""
+    from resnet.data import load_dataset
+
+    unknown = set(given) - {"train", "val", "test"}
+    if unknown:
+        raise ConfigError(f"datasets takes train, val and test splits, got {sorted(unknown)}")
+    options: dict[str, Any] = {"data_dir": cfg.data_dir, "val_fraction": cfg.val_fraction}
+
+    def split(name: str) -> Any:
+        return given[name] if name in given else load_dataset(cfg.dataset, name, **options)
+
+    train_set = split("train")
+    eval_split = "val" if cfg.val_fraction > 0 or "val" in given else "test"
     try:
-        test_set = load_dataset(cfg.dataset, "test", **options)
+        test_set = split("test")
     except DataError:
         test_set = None
     if eval_split == "val":
-        eval_set = load_dataset(cfg.dataset, "val", **options)
+        eval_set = split("val")
     elif test_set is None:
         raise ConfigError(f"{cfg.dataset} has no test split; set val_fraction > 0 (e.g. 0.1)")
     else:
         eval_set = test_set
-    if cfg.eval_subset is not None:
-        eval_set = eval_set.subset(cfg.eval_subset)
+    return train_set, eval_set, test_set, eval_split
+
+
+def _loaders(cfg, ctx, per_rank_batch, train_set, eval_set, test_set, eval_split) -> RunData:
+    from resnet.data import make_loader
 
     channels_last = cfg.channels_last and len(train_set.meta.image_size) == 2
     common = {"device": ctx.device, "seed": cfg.seed, "channels_last": channels_last}
@@ -103,8 +124,11 @@ def load_data(cfg: TrainConfig, ctx: DistContext, per_rank_batch: int) -> RunDat
     )
 
 
-def build_model(cfg: TrainConfig, meta: Any, device: torch.device) -> tuple[nn.Module, list[str]]:
-    """The network for ``meta`` (2D or 3D), pretrained and partly frozen as ``cfg`` says.
+def build_model(
+    cfg: TrainConfig, meta: Any, device: torch.device, *, sync_bn: bool = False
+) -> tuple[nn.Module, list[str]]:
+    """The network for ``meta`` (2D or 3D), pretrained and partly frozen as ``cfg`` says; with
+    ``sync_bn`` (a multi-process run) and ``cfg.sync_bn`` its BatchNorms share batch statistics.
 
     Returns the model on ``device`` and the names of its frozen parameters.
     """
@@ -116,6 +140,10 @@ def build_model(cfg: TrainConfig, meta: Any, device: torch.device) -> tuple[nn.M
     if cfg.pretrained is not None:
         load_weights(model, _weight_file(cfg.pretrained))
     frozen = freeze_backbone(model, cfg.freeze_stages)
+    if sync_bn and cfg.sync_bn:
+        from resnet.engine.distributed import convert_sync_batchnorm
+
+        model = convert_sync_batchnorm(model)
     model = model.to(device)
     if cfg.channels_last and len(meta.image_size) == 2:
         model = model.to(memory_format=torch.channels_last)

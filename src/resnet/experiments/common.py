@@ -1,5 +1,5 @@
-"""What every experiment shares: devices, run folders, evaluation batches and the loss/accuracy
-of a model on a fixed set of batches.
+"""What every experiment shares: the run's device, evaluation batches and the loss/accuracy of a
+model on a fixed set of batches.
 
 The experiments measure; they do not train (training goes through ``resnet.engine.train``).
 """
@@ -7,7 +7,6 @@ The experiments measure; they do not train (training goes through ``resnet.engin
 from __future__ import annotations
 
 import math
-import re
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -17,12 +16,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from resnet.device import resolve_device
 from resnet.errors import ConfigError
+from resnet.run import Run
 
 __all__ = [
-    "resolve_device",
-    "next_run_dir",
+    "run_device",
     "load_split",
     "eval_batches",
     "evaluate_loss_accuracy",
@@ -64,20 +62,9 @@ def save_result(path: Union[str, Path], result: dict) -> Path:
     return Path(path)
 
 
-def next_run_dir(root: Union[str, Path], prefix: str) -> Path:
-    """A fresh numbered folder ``root/prefix-N`` (N one more than the largest there), created."""
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    pattern = re.compile(rf"^{re.escape(prefix)}-(\d+)$")
-    taken = [int(m.group(1)) for p in root.iterdir() if (m := pattern.match(p.name))]
-    number = max(taken, default=0) + 1
-    while True:
-        path = root / f"{prefix}-{number}"
-        try:
-            path.mkdir()
-            return path
-        except FileExistsError:  # another process took it between listing and creating
-            number += 1
+def run_device(run: Optional[Run]) -> torch.device:
+    """The device of the command's run; without one (a library call), a run opened on "auto"."""
+    return (run if run is not None else Run.open()).device
 
 
 def load_split(

@@ -10,51 +10,13 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Optional
 
 from resnet.errors import ConfigError
 from resnet.experiments.common import load_split, log
+from resnet.run import Run
 
-__all__ = ["write_subset_npz", "run_degradation", "degradation_table"]
-
-
-def write_subset_npz(
-    dataset: str,
-    path: Union[str, Path],
-    *,
-    train_subset: Optional[int],
-    test_subset: Optional[int],
-    data_dir: Optional[str] = None,
-) -> Path:
-    """Write the first ``train_subset`` train and first ``test_subset`` test images of an
-    in-memory dataset as a MedMNIST-style ``.npz`` (written atomically).
-
-    The engine scores every epoch on the whole test split; a short run trains on a few thousand
-    images, and scoring 10,000 test images per epoch would cost more than the training. The
-    subset keeps the class names; mean/std are recomputed by the data layer on the subset.
-    """
-    import numpy as np
-
-    from resnet.io import atomic_write
-
-    arrays: dict[str, Any] = {}
-    for split, subset in (("train", train_subset), ("test", test_subset)):
-        data = load_split(dataset, split, data_dir=data_dir, subset=subset)
-        if not hasattr(data, "images"):
-            raise ConfigError(
-                f"a test subset needs an in-memory dataset, {dataset!r} is an image folder; "
-                "leave --test-subset out"
-            )
-        images = data.images.numpy()  # (N, C, H, W) uint8
-        images = images[:, 0] if images.shape[1] == 1 else images.transpose(0, 2, 3, 1)
-        arrays[f"{split}_images"] = np.ascontiguousarray(images)
-        arrays[f"{split}_labels"] = data.labels.numpy()
-        arrays["class_names"] = np.array(data.meta.class_names)
-    path = Path(path)
-    with atomic_write(path, "wb") as handle:
-        np.savez(handle, **arrays)
-    return path
+__all__ = ["run_degradation", "degradation_table"]
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -108,7 +70,7 @@ def _verdict(summary: dict, depths: Sequence[int], tolerance: float) -> dict[str
 
 def run_degradation(
     *,
-    dataset: str = "fashion-mnist",
+    dataset: Any = "fashion-mnist",
     data_dir: Optional[str] = None,
     depths: Sequence[int] = (20, 56),
     seeds: Sequence[int] = (0,),
@@ -122,36 +84,32 @@ def run_degradation(
     weight_decay: float = 1e-4,
     augment: bool = True,
     tolerance: float = 0.01,
-    out_dir: Union[str, Path] = "runs/degradation",
-    device: str = "auto",
+    run: Optional[Run] = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train plain-d and resnet-d for every depth d and seed with one recipe; compare.
 
+    ``dataset`` is a name or path, or a ``{"train": ..., "test": ...}`` pair of in-memory
+    datasets (the demo loads its data once and hands it on). Every network trains on the same
+    first ``train_subset`` train images and is scored after each epoch on the same first
+    ``test_subset`` test images (a short run would spend more time scoring 10,000 test images
+    than training). Each training is a sub-run of ``run`` (default: a new ``runs/degradation-N``).
     ``tolerance`` (absolute error, 0.01 = one percentage point) is how close the deeper ResNet's
-    final training error must be to the shallower one's to count as "matching" it. With
-    ``test_subset`` the runs train on a ``.npz`` of the train and test subsets (see
-    :func:`write_subset_npz`). Returns plain data: per-run curves, per-network mean and spread
-    over seeds, and the verdict.
+    final training error must be to the shallower one's to count as "matching" it. Returns
+    plain data: per-run curves, per-network mean and spread over seeds, and the verdict.
     """
     from resnet.engine.config import TrainConfig
     from resnet.engine.train import train
 
     if len(depths) < 2 or not seeds:
         raise ConfigError("degradation needs at least two depths and one seed, e.g. --depths 20 56")
-    out_dir = Path(out_dir)
-    source, subset_for_engine = dataset, train_subset
-    if test_subset is not None:
-        source = str(
-            write_subset_npz(
-                dataset,
-                out_dir / f"{Path(dataset).stem}-subset.npz",
-                train_subset=train_subset,
-                test_subset=test_subset,
-                data_dir=data_dir,
-            )
-        )
-        subset_for_engine = None  # the .npz already holds exactly the subset
+    splits = dataset if isinstance(dataset, dict) else {"train": dataset, "test": dataset}
+    data = {
+        split: load_split(splits[split], split, data_dir=data_dir, subset=subset)
+        for split, subset in (("train", train_subset), ("test", test_subset))
+    }
+    name_of_data = data["train"].meta.name
+    run = run if run is not None else Run.open(name="degradation")
     runs = []
     total = len(seeds) * len(depths) * 2
     for seed in seeds:
@@ -160,46 +118,20 @@ def run_degradation(
                 name = f"{kind}{depth}"
                 log(f"  [{len(runs) + 1}/{total}] training {name} seed {seed}", enabled=progress)
                 config = TrainConfig(
-                    model=name,
-                    dataset=source,
-                    data_dir=data_dir,
-                    train_subset=subset_for_engine,
-                    epochs=epochs,
-                    batch_size=batch_size,
-                    lr=lr,
-                    schedule=schedule,
-                    warmup_epochs=warmup_epochs,
-                    weight_decay=weight_decay,
-                    augment=augment,
-                    seed=seed,
-                    device=device,
+                    model=name, dataset=name_of_data, epochs=epochs, batch_size=batch_size,
+                    lr=lr, schedule=schedule, warmup_epochs=warmup_epochs,
+                    weight_decay=weight_decay, augment=augment, seed=seed,
+                    device=str(run.device),
                     # float32 everywhere: precision must not be one more difference between
                     # the nets compared, nor between machines with and without bf16 units.
-                    amp="off",
-                    runs_dir=str(out_dir / "runs"),
-                    name=f"{name}-seed{seed}",
-                    progress=progress,
+                    amp="off", name=f"{name}-seed{seed}", progress=progress,
                     log_tensorboard=False,
-                )
-                result = train(config)
-                train_error, test_error = _error_curves(result.history)
-                runs.append(
-                    {
-                        "model": name,
-                        "kind": kind,
-                        "depth": depth,
-                        "seed": seed,
-                        "train_error": train_error,
-                        "test_error": test_error,
-                        "history": result.history,
-                        "run_dir": str(result.run_dir),
-                        "last_checkpoint": str(result.last_checkpoint),
-                        "parameters": _count_parameters(result.last_checkpoint),
-                    }
-                )
+                )  # fmt: skip
+                result = train(config, run=run.child(config.name), datasets=data)
+                runs.append(_run_record(name, kind, depth, seed, result))
                 log(
-                    f"      {name}: final train error {100 * train_error[-1]:.2f}%, "
-                    f"test error {100 * test_error[-1]:.2f}%",
+                    f"      {name}: final train error {100 * runs[-1]['train_error'][-1]:.2f}%, "
+                    f"test error {100 * runs[-1]['test_error'][-1]:.2f}%",
                     enabled=progress,
                 )
     summary = {
@@ -209,8 +141,7 @@ def run_degradation(
     }
     return {
         "experiment": "degradation",
-        "dataset": dataset,
-        "source": source,  # what the engine trained on: the dataset, or the subset .npz
+        "dataset": name_of_data,
         "depths": sorted(depths),
         "seeds": list(seeds),
         "recipe": {
@@ -227,6 +158,22 @@ def run_degradation(
         "runs": runs,
         "summary": summary,
         "verdict": _verdict(summary, depths, tolerance),
+    }
+
+
+def _run_record(name: str, kind: str, depth: int, seed: int, result: Any) -> dict[str, Any]:
+    train_error, test_error = _error_curves(result.history)
+    return {
+        "model": name,
+        "kind": kind,
+        "depth": depth,
+        "seed": seed,
+        "train_error": train_error,
+        "test_error": test_error,
+        "history": result.history,
+        "run_dir": str(result.run_dir),
+        "last_checkpoint": str(result.last_checkpoint),
+        "parameters": _count_parameters(result.last_checkpoint),
     }
 
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from resnet.experiments.common import log, next_run_dir, resolve_device, save_result
+from resnet.experiments.common import load_split, log, save_result
+from resnet.run import Run
 
 __all__ = ["DemoBudget", "SHORT_BUDGET", "FULL_BUDGET", "run_demo", "format_summary"]
 
@@ -76,23 +77,27 @@ def run_demo(
     budget: Optional[DemoBudget] = None,
     progress: bool = True,
     command: str = "resnet demo",
+    run: Optional[Run] = None,
 ) -> dict[str, Any]:
     """Run block, gradflow, degradation, lesion (and landscape with ``full``), write the
-    figures, ``results.json`` and both reports into ``out_dir`` (default: a new
-    ``runs/demo-N``), and return the results (plain data, with ``out_dir`` and ``reports``)."""
+    figures, ``results.json`` and both reports into the run folder (``out_dir``, or a new
+    ``runs/demo-N``), and return the results (plain data, with ``out_dir`` and ``reports``).
+
+    The device is resolved (and a missing one refused) before anything runs; the data is
+    loaded once and handed to every experiment.
+    """
     from resnet.experiments import plotting
     from resnet.experiments.block import format_block, run_block
-    from resnet.experiments.degradation import run_degradation
     from resnet.experiments.gradflow import run_gradflow
-    from resnet.experiments.landscape import run_landscape
-    from resnet.experiments.lesion import run_lesion
     from resnet.experiments.report import write_reports
 
     budget = budget or (FULL_BUDGET if full else SHORT_BUDGET)
     started, cpu_started = time.perf_counter(), time.process_time()
-    out = Path(out_dir) if out_dir is not None else next_run_dir(runs_dir, "demo")
-    out.mkdir(parents=True, exist_ok=True)
-    resolved = resolve_device(device)
+    if run is None:
+        run = Run.open(device=device, runs_dir=runs_dir, name="demo", folder=out_dir)
+    train_set = load_split(dataset, "train", data_dir=data_dir)
+    test_set = load_split(dataset, "test", data_dir=data_dir)
+    out = run.folder()
     steps = 5 if budget.landscape else 4
     results: dict[str, Any] = {"figures": {}}
 
@@ -101,7 +106,7 @@ def run_demo(
         log(f"[{number}/{steps}] {title}  (elapsed {elapsed})", enabled=progress)
 
     log(
-        f"resnet demo -> {out} ({'full' if full else 'short'} budget, device {resolved})",
+        f"resnet demo -> {out} ({'full' if full else 'short'} budget, device {run.device})",
         enabled=progress,
     )
     stage(1, "one residual block: Y = F(X) + X")
@@ -111,75 +116,22 @@ def run_demo(
 
     stage(2, f"gradient flow by depth (plain/resnet-{budget.gradflow_depth}, with/without BN)")
     results["gradflow"] = run_gradflow(
-        dataset,
+        train_set,
         depth=budget.gradflow_depth,
         steps=budget.gradflow_steps,
         batch_size=budget.batch_size,
         seed=seed,
-        data_dir=data_dir,
-        device=resolved,
+        run=run,
         progress=progress,
     )
     _save(results, out, "gradflow", plotting.plot_gradflow)
-
-    depths = ", ".join(str(d) for d in budget.depths)
-    stage(3, f"degradation: training plain and residual nets of depth {depths}")
-    results["degradation"] = run_degradation(
-        dataset=dataset,
-        data_dir=data_dir,
-        depths=budget.depths,
-        seeds=tuple(seed + s for s in budget.seeds),
-        train_subset=budget.train_subset,
-        test_subset=budget.test_subset,
-        epochs=budget.epochs,
-        batch_size=budget.batch_size,
-        lr=budget.lr,
-        warmup_epochs=budget.warmup_epochs,
-        out_dir=out / "degradation",
-        device=str(resolved),
-        progress=progress,
-    )
-    _save(results, out, "degradation", plotting.plot_degradation)
-
-    deep = max(budget.depths)
-    summary = results["degradation"]["summary"]
-    checkpoints = {
-        f"{kind}-{deep}": summary[f"{kind}{deep}"]["last_checkpoints"][0]
-        for kind in ("plain", "resnet")
-    }
-    # Lesion and landscape score the same test images the degradation curves used.
-    eval_source = results["degradation"]["source"]
-    stage(4, f"lesion: deleting one block at a time from plain-{deep} and resnet-{deep}")
-    results["lesion"] = run_lesion(
-        checkpoints,
-        dataset=eval_source,
-        data_dir=data_dir,
-        eval_subset=budget.lesion_subset,
-        device=resolved,
-        progress=progress,
-    )
-    _save(results, out, "lesion", plotting.plot_lesion)
-
-    if budget.landscape:
-        stage(5, f"loss landscape around plain-{deep} and resnet-{deep}")
-        results["landscape"] = run_landscape(
-            checkpoints,
-            dataset=eval_source,
-            data_dir=data_dir,
-            points_1d=budget.landscape_points_1d,
-            points_2d=budget.landscape_points_2d,
-            eval_subset=budget.landscape_subset,
-            seed=seed,
-            device=resolved,
-            progress=progress,
-        )
-        _save(results, out, "landscape", plotting.plot_landscape)
+    _measure_training(results, run, train_set, test_set, budget, seed, stage, progress)
 
     wall = time.perf_counter() - started
     results["meta"] = {
         "command": command,
         "dataset": dataset,
-        "device": str(resolved),
+        "device": str(run.device),
         "seed": seed,
         "full": full,
         "wall_time": _format_wall_time(wall),
@@ -196,6 +148,56 @@ def run_demo(
     log(format_summary(results), enabled=progress)
     log(f"reports: {reports[0]}  {reports[1]}", enabled=progress)
     return results
+
+
+def _measure_training(results, run, train_set, test_set, budget, seed, stage, progress) -> None:
+    """Degradation, then lesion (and landscape) of its deepest plain and residual nets."""
+    from resnet.experiments import plotting
+    from resnet.experiments.degradation import run_degradation
+    from resnet.experiments.landscape import run_landscape
+    from resnet.experiments.lesion import run_lesion
+
+    out = run.folder()
+    depths = ", ".join(str(d) for d in budget.depths)
+    stage(3, f"degradation: training plain and residual nets of depth {depths}")
+    test_subset = test_set.subset(budget.test_subset) if budget.test_subset else test_set
+    results["degradation"] = run_degradation(
+        dataset={"train": train_set, "test": test_subset},
+        depths=budget.depths,
+        seeds=tuple(seed + s for s in budget.seeds),
+        train_subset=budget.train_subset,
+        epochs=budget.epochs,
+        batch_size=budget.batch_size,
+        lr=budget.lr,
+        warmup_epochs=budget.warmup_epochs,
+        run=run.child("degradation"),
+        progress=progress,
+    )
+    results["degradation"]["recipe"]["test_subset"] = budget.test_subset
+    _save(results, out, "degradation", plotting.plot_degradation)
+
+    deep = max(budget.depths)
+    summary = results["degradation"]["summary"]
+    checkpoints = {
+        f"{kind}-{deep}": summary[f"{kind}{deep}"]["last_checkpoints"][0]
+        for kind in ("plain", "resnet")
+    }
+    # Lesion and landscape score the same test images the degradation curves used.
+    stage(4, f"lesion: deleting one block at a time from plain-{deep} and resnet-{deep}")
+    results["lesion"] = run_lesion(
+        checkpoints, dataset=test_subset, eval_subset=budget.lesion_subset, run=run,
+        progress=progress,
+    )  # fmt: skip
+    _save(results, out, "lesion", plotting.plot_lesion)
+
+    if budget.landscape:
+        stage(5, f"loss landscape around plain-{deep} and resnet-{deep}")
+        results["landscape"] = run_landscape(
+            checkpoints, dataset=test_subset, points_1d=budget.landscape_points_1d,
+            points_2d=budget.landscape_points_2d, eval_subset=budget.landscape_subset,
+            seed=seed, run=run, progress=progress,
+        )  # fmt: skip
+        _save(results, out, "landscape", plotting.plot_landscape)
 
 
 def _save(results: dict, out: Path, name: str, plot: Any) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, Optional, Union
+from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
@@ -23,8 +23,9 @@ from resnet.experiments.common import (
     load_split,
     log,
     model_for_dataset,
-    resolve_device,
+    run_device,
 )
+from resnet.run import Run
 
 __all__ = ["weight_tensors_in_depth_order", "gradient_norms_by_depth", "run_gradflow"]
 
@@ -91,7 +92,7 @@ def run_gradflow(
     momentum: float = 0.9,
     seed: int = 0,
     data_dir: Optional[str] = None,
-    device: Union[str, torch.device] = "auto",
+    run: Optional[Run] = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Gradient norm by depth for each of ``kinds`` x ``norms`` at depth ``depth``.
@@ -106,7 +107,7 @@ def run_gradflow(
     for kind in kinds:
         if kind not in ("plain", "resnet"):
             raise ConfigError(f"network kind must be 'plain' or 'resnet', got {kind!r}")
-    device = resolve_device(device)
+    device = run_device(run)
     train = load_split(dataset, "train", data_dir=data_dir, subset=batch_size * (steps + 1))
     batches = eval_batches(train, batch_size=batch_size, device=device, shuffle=True, seed=seed)
     if len(batches) < steps + 1:

@@ -11,7 +11,7 @@ Li et al. find plain deep nets chaotic and non-convex, ResNets smooth and nearly
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Optional, Union
+from typing import Any, Optional
 
 import torch
 from torch import Tensor, nn
@@ -24,8 +24,9 @@ from resnet.experiments.common import (
     load_network,
     load_split,
     log,
-    resolve_device,
+    run_device,
 )
+from resnet.run import Run
 
 __all__ = [
     "filter_normalized_direction",
@@ -105,7 +106,7 @@ def run_landscape(
     eval_subset: Optional[int] = 500,
     batch_size: int = 500,
     seed: int = 0,
-    device: Union[str, torch.device] = "auto",
+    run: Optional[Run] = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """1D curve and (optionally) 2D grid of the test loss around each checkpoint.
@@ -118,7 +119,7 @@ def run_landscape(
         raise ConfigError("landscape needs at least one checkpoint; pass --checkpoint PATH")
     alphas_1d = _grid(points_1d, span)
     alphas_2d = _grid(points_2d, span) if two_d else []
-    device = resolve_device(device)
+    device = run_device(run)
     networks, batches, dataset_name = [], None, None
     for label, source in checkpoints.items():
         model, info = load_network(source, device)

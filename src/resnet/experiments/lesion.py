@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
-from typing import Any, Optional, Union
+from typing import Any, Optional
 
 import torch
 from torch import Tensor, nn
@@ -29,8 +29,9 @@ from resnet.experiments.common import (
     load_network,
     load_split,
     log,
-    resolve_device,
+    run_device,
 )
+from resnet.run import Run
 
 __all__ = ["list_blocks", "blocks_removed", "lesion_blocks", "run_lesion"]
 
@@ -125,7 +126,7 @@ def run_lesion(
     data_dir: Optional[str] = None,
     eval_subset: Optional[int] = 2000,
     batch_size: int = 500,
-    device: Union[str, torch.device] = "auto",
+    run: Optional[Run] = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Lesion every network in ``checkpoints`` (label -> checkpoint path, or a loaded model).
@@ -135,7 +136,7 @@ def run_lesion(
     """
     if not checkpoints:
         raise ConfigError("lesion needs at least one checkpoint; pass --checkpoint PATH")
-    device = resolve_device(device)
+    device = run_device(run)
     networks, batches, dataset_name = [], None, None
     for label, source in checkpoints.items():
         model, info = load_network(source, device)

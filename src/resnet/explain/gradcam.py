@@ -137,8 +137,8 @@ def explain_images(
     per input.
     """
     from resnet.data import DatasetMeta, preprocess_images
+    from resnet.device import resolve_device
     from resnet.engine.checkpoint import load_checkpoint
-    from resnet.engine.distributed import resolve_device
     from resnet.explain.overlay import save_explanation, to_display_image
 
     if not inputs:
