@@ -1,5 +1,7 @@
 """Image folders: class scanning, corrupt files, seeded and folder splits, the DataLoader path."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -138,3 +140,33 @@ def test_train_loader_is_deterministic_per_epoch_and_worker_independent(folder):
     assert not torch.equal(x0, x1)
     eval_view = make_loader(train, 12, train=False, num_workers=0)
     assert not torch.equal(next(iter(eval_view))[0], x0)  # train batches are augmented
+
+
+@pytest.mark.parametrize(
+    "link, target, skipped",
+    [
+        ("cat/loop", ".", True),
+        ("cat/up", "..", True),
+        ("cat/sub/back", "../..", True),
+        ("cat/other_class", "../dog", True),
+        ("cat/again.png", "00.png", False),  # a file link to an image already counted
+        ("cat/sub/alias", "..", True),
+    ],
+)
+def test_links_never_repeat_files_or_leave_their_class_folder(tmp_path, link, target, skipped):
+    root = tmp_path / "pets"
+    paths = write_images(root)  # 6 cats, 6 dogs
+    (root / "cat" / "sub").mkdir()
+    (root / link).symlink_to(target)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train = load_dataset(str(root), "train", image_size=8)
+    assert sorted(train.samples) == sorted(paths)  # 12 samples, each real file once
+    for path, label in train.samples:
+        class_dir = (root / train.meta.class_names[label]).resolve()
+        assert path.resolve().is_relative_to(class_dir)
+    messages = [str(w.message) for w in caught]
+    assert (
+        any("loop or leave their class folder" in m and str(root / link) in m for m in messages)
+        == skipped
+    )

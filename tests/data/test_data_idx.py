@@ -150,13 +150,19 @@ def test_search_order_prefers_data_dir_then_environment(tmp_path, isolated_searc
 
 def test_missing_data_error_names_both_remedies(tmp_path, isolated_search):
     with pytest.raises(DataError) as info:
-        load_dataset("fashion-mnist", data_dir=tmp_path, download=False)
+        load_dataset("fashion-mnist", download=False)
     message = str(info.value)
     assert "apt-get install dataset-fashion-mnist" in message
     assert "--data-dir" in message and "RESNET_DATA" in message
     for name in (*IDX_FILES["train"], *IDX_FILES["test"]):
         assert name in message
-    assert str(tmp_path) in message and "\n" not in message
+    assert str(tmp_path / "no-system") in message and "\n" not in message
+
+    with pytest.raises(DataError) as info:  # an explicit data_dir: only it is named
+        load_dataset("fashion-mnist", data_dir=tmp_path, download=False)
+    message = str(info.value)
+    assert f"searched {tmp_path}, {tmp_path / 'fashion-mnist'})" in message
+    assert "no-system" not in message and IDX_FILES["train"][0] in message
 
 
 def test_failed_download_is_reported(tmp_path, isolated_search, monkeypatch):

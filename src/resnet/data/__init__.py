@@ -5,22 +5,25 @@ In-memory datasets are :class:`ArrayDataset` (one uint8 tensor) and train throug
 ``(x, y)``: x normalized float (B, C, ...) on the device, y int64 (B,).
 """
 
-from resnet.data.folder import FolderLoader, ImageFolderDataset, load_image_folder
+from resnet.data.folder import ImageFolderDataset, load_image_folder
+from resnet.data.folder_loader import FolderLoader
 from resnet.data.idx import read_idx, write_idx
-from resnet.data.loader import (
-    EpochPlan,
-    TensorLoader,
-    batch_crop_flip,
-    epoch_generator,
-    make_loader,
+from resnet.data.loader import EpochPlan, TensorLoader, batch_crop_flip, make_loader
+from resnet.data.meta import (
+    DEFAULT_VAL_FRACTION,
+    ArrayDataset,
+    DatasetMeta,
+    channel_mean_std,
+    seeded_split,
 )
-from resnet.data.meta import ArrayDataset, DatasetMeta, channel_mean_std, seeded_split
-from resnet.data.preprocess import preprocess_images
+from resnet.data.preprocess import open_image, preprocess_images
 from resnet.data.registry import CLASS_NAMES, dataset_search_dirs, list_datasets, load_dataset
+from resnet.data.seeding import epoch_generator
 
 __all__ = [
     "ArrayDataset",
     "CLASS_NAMES",
+    "DEFAULT_VAL_FRACTION",
     "DatasetMeta",
     "EpochPlan",
     "FolderLoader",
@@ -34,6 +37,7 @@ __all__ = [
     "load_dataset",
     "load_image_folder",
     "make_loader",
+    "open_image",
     "preprocess_images",
     "read_idx",
     "seeded_split",

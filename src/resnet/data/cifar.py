@@ -22,6 +22,10 @@ from resnet.errors import DataError
 __all__ = ["CIFAR_VARIANTS", "CifarFiles", "find_cifar_files", "load_cifar", "safe_unpickle"]
 
 _IMAGE_BYTES = 3 * 32 * 32  # one image: three 32x32 channel planes, row-major
+# The largest official file is CIFAR-100's train set (50000 records of 3074 bytes, ~154 MB);
+# anything 4x bigger is not a CIFAR batch and is refused before it is read.
+_MAX_BATCH_BYTES = 4 * 50_000 * 3074
+_MAX_NAMES_BYTES = 1 << 20  # class-name lists are a few hundred bytes
 
 
 @dataclass(frozen=True)
@@ -177,6 +181,7 @@ def safe_unpickle(path: str | os.PathLike) -> Any:
     """
     path = Path(path)
     try:
+        _checked_size(path)
         data = path.read_bytes()
     except OSError as exc:
         raise DataError(f"cannot read {path}: {exc.strerror}; check the path") from exc
@@ -239,7 +244,17 @@ def _read_python_names(path: Path, spec: _Variant) -> list[str]:
             f"{path}: {spec.python_names_key!r} must list {spec.num_classes} class names; "
             "download the file again or delete it to use the built-in names"
         )
-    return [n.decode("utf-8") if isinstance(n, bytes) else n for n in names]
+    try:
+        return [n.decode("utf-8") if isinstance(n, bytes) else n for n in names]
+    except UnicodeDecodeError as exc:
+        raise DataError(_not_utf8(path, exc)) from exc
+
+
+def _not_utf8(path: Path, exc: UnicodeDecodeError) -> str:
+    return (
+        f"{path}: class names are not valid UTF-8 ({exc.reason} at byte {exc.start}); "
+        "download the file again or delete it to use the built-in names"
+    )
 
 
 # --- binary format ------------------------------------------------------------------------
@@ -247,12 +262,13 @@ def _read_python_names(path: Path, spec: _Variant) -> list[str]:
 
 def _read_binary_batch(path: Path, spec: _Variant) -> tuple[np.ndarray, np.ndarray]:
     record = spec.label_bytes + _IMAGE_BYTES
-    data = path.read_bytes()
-    if len(data) == 0 or len(data) % record:
+    size = _checked_size(path)
+    if size == 0 or size % record:
         raise DataError(
-            f"{path}: size {len(data)} bytes is not a positive multiple of the {record}-byte "
+            f"{path}: size {size} bytes is not a positive multiple of the {record}-byte "
             "record; the file is truncated or not a CIFAR binary batch, download it again"
         )
+    data = path.read_bytes()
     records = np.frombuffer(data, dtype=np.uint8).reshape(-1, record)
     # The fine label is the last label byte (CIFAR-100: coarse, fine; CIFAR-10: one label).
     labels = _check_labels(
@@ -263,13 +279,29 @@ def _read_binary_batch(path: Path, spec: _Variant) -> tuple[np.ndarray, np.ndarr
 
 
 def _read_text_names(path: Path, spec: _Variant) -> list[str]:
-    names = [line.strip() for line in path.read_text("utf-8").splitlines() if line.strip()]
+    try:
+        with open(path, "rb") as handle:
+            text = handle.read(_MAX_NAMES_BYTES).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(_not_utf8(path, exc)) from exc
+    names = [line.strip() for line in text.splitlines() if line.strip()]
     if len(names) != spec.num_classes:
         raise DataError(
             f"{path}: lists {len(names)} class names, expected {spec.num_classes}; "
             "download the file again or delete it to use the built-in names"
         )
     return names
+
+
+def _checked_size(path: Path) -> int:
+    """Size of ``path``, refused before reading if no official CIFAR batch could be that big."""
+    size = path.stat().st_size
+    if size > _MAX_BATCH_BYTES:
+        raise DataError(
+            f"{path}: {size} bytes is more than any CIFAR batch ({_MAX_BATCH_BYTES} bytes at "
+            "most); this is not a CIFAR file, download the dataset again"
+        )
+    return size
 
 
 def _check_labels(labels: np.ndarray, num_classes: int, path: Path) -> np.ndarray:

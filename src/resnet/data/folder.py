@@ -1,50 +1,34 @@
 """People's own images, one sub-folder per class (torchvision's ImageFolder convention).
 
 Layouts: ``root/<class>/<image>`` (val is a seeded fraction), or ``root/train/<class>``,
-``root/val/<class>`` and optionally ``root/test/<class>``. Images are decoded by DataLoader
-workers; train batches get random-resized-crop + flip, eval batches resize + centre crop.
+``root/val/<class>`` and optionally ``root/test/<class>``. This module scans and indexes; the
+DataLoader that decodes batches is :mod:`resnet.data.folder_loader`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
-import math
 import os
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.utils.data
 
-from resnet.data.loader import epoch_generator
-from resnet.data.meta import DatasetMeta, channel_mean_std, seeded_split
-from resnet.data.preprocess import (
-    IMAGE_EXTENSIONS,
-    normalization_affine,
-    open_image,
-    pil_to_tensor,
-    resize_center_crop,
-)
+from resnet.data.decode import open_image, read_image_header
+from resnet.data.meta import DEFAULT_VAL_FRACTION, DatasetMeta, channel_mean_std, seeded_split
+from resnet.data.preprocess import IMAGE_EXTENSIONS, pil_to_tensor, resize_center_crop
 from resnet.errors import ConfigError, DataError
 
-__all__ = [
-    "ImageFolderDataset",
-    "FolderLoader",
-    "load_image_folder",
-    "default_num_workers",
-    "random_resized_crop_box",
-]
+__all__ = ["ImageFolderDataset", "MAX_FOLDER_IMAGE_SIZE", "load_image_folder"]
 
 _VAL_DIRS = ("val", "valid", "validation")
 _STATS_SAMPLES = 1000  # images used for mean/std: enough for 3 decimals, seconds to decode
-_GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "F"})
-
-
-def default_num_workers() -> int:
-    return min(4, os.cpu_count() or 1)
+_GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+# Largest side a folder's images are resized to: 8192x8192x3 is 200 MB per decoded image.
+MAX_FOLDER_IMAGE_SIZE = 8192
 
 
 @dataclass
@@ -82,7 +66,7 @@ def load_image_folder(
     *,
     image_size: int | tuple[int, int] = 224,
     channels: int | None = None,
-    val_fraction: float = 0.1,
+    val_fraction: float = DEFAULT_VAL_FRACTION,
     seed: int = 0,
 ) -> ImageFolderDataset:
     """Scan an image folder and return one split with its metadata.
@@ -95,13 +79,23 @@ def load_image_folder(
     if split not in ("train", "val", "test"):
         raise ConfigError(f"unknown split {split!r}; use 'train', 'val' or 'test'")
     size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    if len(size) != 2 or not all(1 <= int(s) <= MAX_FOLDER_IMAGE_SIZE for s in size):
+        raise ConfigError(
+            f"image_size={image_size} is out of range; give one or two sides in "
+            f"1..{MAX_FOLDER_IMAGE_SIZE} (e.g. 224)"
+        )
+    size = (int(size[0]), int(size[1]))
     index = _index_folder(str(root.resolve()), _folder_signature(root), size, channels)
     if index.unreadable:
-        shown = ", ".join(str(p) for p in index.unreadable[:20])
-        more = len(index.unreadable) - 20
         warnings.warn(
-            f"skipped {len(index.unreadable)} unreadable image(s) in {root}: {shown}"
-            + (f" and {more} more" if more > 0 else ""),
+            _listing(f"skipped unreadable image(s) in {root}", index.unreadable), stacklevel=2
+        )
+    if index.skipped_links:
+        warnings.warn(
+            _listing(
+                f"did not follow directory link(s) in {root} that loop or leave their class folder",
+                index.skipped_links,
+            ),
             stacklevel=2,
         )
     if split == "test" and index.test is None:
@@ -131,7 +125,14 @@ class _FolderIndex:
     val: tuple[tuple[Path, int], ...] | None
     test: tuple[tuple[Path, int], ...] | None
     unreadable: tuple[Path, ...]
+    skipped_links: tuple[Path, ...]
     meta: DatasetMeta
+
+
+def _listing(what: str, paths: Sequence[Path]) -> str:
+    shown = ", ".join(str(p) for p in paths[:20])
+    more = f" and {len(paths) - 20} more" if len(paths) > 20 else ""
+    return f"{what} ({len(paths)}): {shown}{more}"
 
 
 def _folder_signature(root: Path) -> tuple:
@@ -164,10 +165,16 @@ def _index_folder(
     )
     if not classes:
         raise DataError(f"{train_dir} has no class sub-folders; {layout_msg}")
+    for name in classes:  # class names end up in checkpoints and logs, which are UTF-8
+        if not _printable_utf8(name):
+            raise DataError(
+                f"{train_dir}: class folder name {name!r} is not printable UTF-8; rename the folder"
+            )
     unreadable: list[Path] = []
-    train = _scan(train_dir, classes, unreadable)
-    val = _scan(val_dir, classes, unreadable) if val_dir else None
-    test = _scan(test_dir, classes, unreadable) if test_dir else None
+    skipped: list[Path] = []
+    train = _scan(train_dir, classes, unreadable, skipped)
+    val = _scan(val_dir, classes, unreadable, skipped) if val_dir else None
+    test = _scan(test_dir, classes, unreadable, skipped) if test_dir else None
     if not train:
         raise DataError(
             f"{train_dir} contains no readable images ({IMAGE_EXTENSIONS}); {layout_msg}"
@@ -187,13 +194,22 @@ def _index_folder(
         None if val is None else tuple(val),
         None if test is None else tuple(test),
         tuple(sorted(unreadable)),
+        tuple(skipped),
         meta,
     )
 
 
-def _scan(directory: Path, classes: list[str], unreadable: list[Path]) -> list[tuple[Path, int]]:
-    from PIL import Image, UnidentifiedImageError
+def _printable_utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")  # undecodable bytes in a file name come back as lone surrogates
+    except UnicodeEncodeError:
+        return False
+    return name.isprintable()
 
+
+def _scan(
+    directory: Path, classes: list[str], unreadable: list[Path], skipped: list[Path]
+) -> list[tuple[Path, int]]:
     found = sorted(p.name for p in directory.iterdir() if p.is_dir() and not p.name.startswith("."))
     unknown = sorted(set(found) - set(classes))
     if unknown:
@@ -205,37 +221,60 @@ def _scan(directory: Path, classes: list[str], unreadable: list[Path]) -> list[t
     for label, name in enumerate(classes):
         if not (directory / name).is_dir():
             continue
-        for folder, _, files in sorted(os.walk(directory / name, followlinks=True)):
-            for file in sorted(files):
-                path = Path(folder) / file
-                if not file.lower().endswith(IMAGE_EXTENSIONS):
-                    continue
-                try:  # header only: cheap, catches non-images and empty files
-                    with Image.open(path) as image:
-                        image.size  # noqa: B018
-                except (OSError, UnidentifiedImageError, ValueError, SyntaxError):
-                    unreadable.append(path)
-                    continue
-                samples.append((path, label))
+        for path in _class_files(directory / name, skipped):
+            try:  # header only: cheap, catches non-images, empty files and decompression bombs
+                read_image_header(path)
+            except DataError:
+                unreadable.append(path)
+                continue
+            samples.append((path, label))
     return samples
+
+
+def _class_files(class_dir: Path, skipped: list[Path]) -> list[Path]:
+    """Image files under ``class_dir``, each real file once, in sorted order.
+
+    A directory link is followed only into a directory inside the class folder that the walk
+    has not entered yet, so ``cls/loop -> .`` or ``cls/up -> ..`` cannot repeat files or
+    pull in another class's images; such links are appended to ``skipped``.
+    """
+    base = os.path.realpath(class_dir)
+    entered = {base}
+    candidates = []
+    for folder, dirs, files in os.walk(class_dir, followlinks=True):
+        kept = []
+        for name in sorted(dirs):
+            path = os.path.join(folder, name)
+            real = os.path.realpath(path)
+            if os.path.islink(path) and (
+                real in entered or os.path.commonpath([base, real]) != base
+            ):
+                skipped.append(Path(path))
+                continue
+            entered.add(real)
+            kept.append(name)
+        dirs[:] = kept  # os.walk descends only into these
+        candidates += [(folder, f) for f in files if f.lower().endswith(IMAGE_EXTENSIONS)]
+    paths, seen = [], set()
+    for folder, file in sorted(candidates):
+        real = os.path.realpath(os.path.join(folder, file))
+        if real not in seen:  # a file link to an image already listed is the same sample
+            seen.add(real)
+            paths.append(Path(folder) / file)
+    return paths
 
 
 def _statistics(
     samples: list[tuple[Path, int]], size: tuple[int, int], channels: int | None
 ) -> tuple[int, tuple[float, ...], tuple[float, ...], list[Path]]:
-    from PIL import Image
-
     generator = torch.Generator().manual_seed(0)
     pick = torch.randperm(len(samples), generator=generator)[:_STATS_SAMPLES].sort().values
     paths = [samples[i][0] for i in pick.tolist()]
     if channels is None:
         modes = set()
         for path in paths:
-            try:
-                with Image.open(path) as image:
-                    modes.add(image.mode)
-            except OSError:
-                pass
+            with contextlib.suppress(DataError):
+                modes.add(read_image_header(path)[0])
         channels = 1 if modes and modes <= _GRAY_MODES else 3
     tensors, bad = [], []
     for path in paths:
@@ -249,140 +288,3 @@ def _statistics(
         raise DataError(f"none of the sampled images in {paths[0].parent.parent} could be decoded")
     mean, std = channel_mean_std(torch.stack(tensors))
     return channels, mean, std, bad
-
-
-def random_resized_crop_box(
-    width: int,
-    height: int,
-    rng: np.random.Generator,
-    scale: tuple[float, float] = (0.08, 1.0),
-    ratio: tuple[float, float] = (3 / 4, 4 / 3),
-) -> tuple[int, int, int, int]:
-    """(left, top, w, h) of a crop covering ``scale`` of the area with aspect ratio in ``ratio``,
-    the Inception-style augmentation used for ImageNet in arXiv 1512.03385 (torchvision's
-    RandomResizedCrop algorithm: 10 tries, then a central crop)."""
-    area = width * height
-    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
-    for _ in range(10):
-        target_area = area * rng.uniform(*scale)
-        aspect = math.exp(rng.uniform(*log_ratio))
-        w = round(math.sqrt(target_area * aspect))
-        h = round(math.sqrt(target_area / aspect))
-        if 0 < w <= width and 0 < h <= height:
-            return int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1)), w, h
-    in_ratio = width / height
-    if in_ratio < ratio[0]:
-        w, h = width, round(width / ratio[0])
-    elif in_ratio > ratio[1]:
-        w, h = round(height * ratio[1]), height
-    else:
-        w, h = width, height
-    return (width - w) // 2, (height - h) // 2, w, h
-
-
-class _FolderView(torch.utils.data.Dataset):
-    """Decodes one sample per key (index, epoch); the augmentation RNG is seeded from
-    (seed, epoch, index), so results do not depend on which worker decodes the sample."""
-
-    def __init__(self, dataset: ImageFolderDataset, augment: bool, flip: bool, seed: int) -> None:
-        self.dataset, self.augment, self.flip, self.seed = dataset, augment, flip, seed
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int]:
-        from PIL import Image
-
-        index, epoch = key
-        if not self.augment:
-            return self.dataset[index]
-        path, label = self.dataset.samples[index]
-        image = open_image(path, self.dataset.meta.channels)
-        rng = np.random.default_rng([self.seed & 0xFFFFFFFF, epoch, index])
-        left, top, w, h = random_resized_crop_box(image.width, image.height, rng)
-        height, width = self.dataset.meta.image_size
-        image = image.resize(
-            (width, height), Image.Resampling.BILINEAR, box=(left, top, left + w, top + h)
-        )
-        if self.flip and rng.random() < 0.5:
-            image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        return pil_to_tensor(image), label
-
-
-class FolderLoader:
-    """DataLoader-backed batches with :class:`~resnet.data.loader.TensorLoader`'s contract:
-    ``set_epoch``, ``len()`` = batches, iteration yields normalized float x on ``device`` and
-    int64 y; order and augmentation are a pure function of (seed, epoch)."""
-
-    def __init__(
-        self,
-        dataset: ImageFolderDataset,
-        batch_size: int,
-        *,
-        shuffle: bool = True,
-        augment: bool = False,
-        flip: bool = True,
-        seed: int = 0,
-        drop_last: bool = False,
-        device: torch.device | str = "cpu",
-        dtype: torch.dtype = torch.float32,
-        channels_last: bool = False,
-        rank: int = 0,
-        world_size: int = 1,
-        num_workers: int | None = None,
-    ) -> None:
-        if batch_size < 1:
-            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
-        if world_size < 1 or not 0 <= rank < world_size:
-            raise ConfigError(
-                f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}"
-            )
-        self.dataset, self.meta = dataset, dataset.meta
-        self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
-        self.seed, self.rank, self.world_size = seed, rank, world_size
-        self.num_workers = default_num_workers() if num_workers is None else num_workers
-        self.view = _FolderView(dataset, augment, flip, seed)
-        self.device, self.dtype, self.channels_last = torch.device(device), dtype, channels_last
-        self.num_samples = len(dataset) // world_size
-        if self.num_samples == 0:
-            raise ConfigError(
-                f"image folder {dataset.root} split has {len(dataset)} images, fewer than "
-                f"world_size={world_size}; add images or use fewer processes"
-            )
-        self.scale, self.shift = normalization_affine(self.meta, 2, device=self.device, dtype=dtype)
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        if self.drop_last:
-            return self.num_samples // self.batch_size
-        return math.ceil(self.num_samples / self.batch_size)
-
-    def epoch_batches(self, epoch: int) -> list[list[tuple[int, int]]]:
-        """This rank's batches of (sample index, epoch) keys for ``epoch``."""
-        n = len(self.dataset)
-        order = (
-            torch.randperm(n, generator=epoch_generator(self.seed, epoch)) if self.shuffle else None
-        )
-        order = (order if order is not None else torch.arange(n)).tolist()
-        mine = order[self.rank : self.num_samples * self.world_size : self.world_size]
-        return [
-            [(i, epoch) for i in mine[start : start + self.batch_size]]
-            for start in range(0, len(self) * self.batch_size, self.batch_size)
-        ]
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        loader = torch.utils.data.DataLoader(
-            self.view,
-            batch_sampler=self.epoch_batches(self.epoch),
-            num_workers=self.num_workers,
-            pin_memory=self.device.type == "cuda",
-        )
-        for images, labels in loader:
-            x = images.to(self.device, non_blocking=True).to(self.dtype)
-            x = torch.addcmul(self.shift, x, self.scale)  # (x/255 - mean)/std
-            if self.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            yield x, labels.to(self.device, non_blocking=True)

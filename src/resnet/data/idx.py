@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import functools
 import gzip
+import math
 import os
 import struct
 import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -22,6 +24,7 @@ __all__ = [
     "IDX_IMAGES_MAGIC",
     "IDX_LABELS_MAGIC",
     "IDX_FILES",
+    "MAX_IDX_BYTES",
     "read_idx",
     "write_idx",
     "find_idx_files",
@@ -36,6 +39,10 @@ IDX_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
+
+# Largest array an IDX file may hold: 50x MNIST's train images, far below any real RAM limit.
+MAX_IDX_BYTES = 1 << 31
+_GZIP_MAX_RATIO = 1100  # deflate's best case is ~1032:1, so a gzip file never expands more
 
 _DTYPES = {
     0x08: np.dtype(np.uint8),
@@ -63,48 +70,74 @@ def read_idx(path: str | os.PathLike, *, expect_magic: int | None = None) -> np.
 
 
 @functools.lru_cache(maxsize=8)
-def _read_idx_cached(path: str, _mtime_ns: int, _size: int, expect_magic: int | None) -> np.ndarray:
+def _read_idx_cached(path: str, _mtime_ns: int, size: int, expect_magic: int | None) -> np.ndarray:
     # Keyed on (path, mtime, size): repeated loads (train then test, many tests) parse once,
     # and a rewritten file is parsed again. The array is read-only, so sharing it is safe.
-    with open(path, "rb") as handle:
-        data = handle.read()
-    if data[:2] == b"\x1f\x8b":
+    with open(path, "rb") as raw:
+        compressed = raw.read(2) == b"\x1f\x8b"
+        raw.seek(0)
+        handle = gzip.GzipFile(fileobj=raw) if compressed else raw
         try:
-            data = gzip.decompress(data)
+            return _parse_idx(handle, path, size, compressed, expect_magic)
         except (OSError, EOFError, zlib.error) as exc:
             raise DataError(
                 f"{path}: corrupt or truncated gzip data ({exc}); download the file again"
             ) from exc
-    return _parse_idx(data, path, expect_magic)
 
 
-def _parse_idx(data: bytes, path: str, expect_magic: int | None) -> np.ndarray:
+def _parse_idx(
+    handle: BinaryIO, path: str, file_size: int, compressed: bool, expect_magic: int | None
+) -> np.ndarray:
+    """Read the header, check the size it claims against what the file can hold, then read
+    exactly that many bytes: a lying header never causes a large allocation."""
     redownload = "download the file again"
-    if len(data) < 4:
-        raise DataError(f"{path}: truncated IDX file ({len(data)} bytes); {redownload}")
-    (magic,) = struct.unpack(">I", data[:4])
-    code, ndim = data[2], data[3]
-    if data[:2] != b"\x00\x00" or code not in _DTYPES or ndim == 0:
+    magic_bytes = handle.read(4)
+    if len(magic_bytes) < 4:
+        raise DataError(f"{path}: truncated IDX file ({len(magic_bytes)} bytes); {redownload}")
+    (magic,) = struct.unpack(">I", magic_bytes)
+    code, ndim = magic_bytes[2], magic_bytes[3]
+    if magic_bytes[:2] != b"\x00\x00" or code not in _DTYPES or ndim == 0:
         raise DataError(f"{path}: not an IDX file (magic 0x{magic:08x}); {redownload}")
     if expect_magic is not None and magic != expect_magic:
         raise DataError(
             f"{path}: wrong IDX magic 0x{magic:08x}, expected 0x{expect_magic:08x}; "
             f"check that images and labels files are not swapped, or {redownload}"
         )
-    header = 4 + 4 * ndim
-    if len(data) < header:
+    dims_bytes = handle.read(4 * ndim)
+    if len(dims_bytes) < 4 * ndim:
         raise DataError(f"{path}: truncated IDX header; {redownload}")
-    dims = struct.unpack(f">{ndim}I", data[4:header])
+    dims = struct.unpack(f">{ndim}I", dims_bytes)
+    header = 4 + 4 * ndim
     dtype = _DTYPES[code]
-    count = int(np.prod(dims, dtype=np.int64))
-    expected, present = count * dtype.itemsize, len(data) - header
-    if present != expected:
-        problem = "truncated" if present < expected else "has trailing bytes"
+    count = math.prod(dims)  # Python ints: no overflow for any header
+    expected = count * dtype.itemsize
+    if expected > MAX_IDX_BYTES:
         raise DataError(
-            f"{path}: IDX file {problem}: header says shape {dims} ({expected} bytes) but "
+            f"{path}: IDX header claims shape {dims} ({expected} bytes), over the "
+            f"{MAX_IDX_BYTES}-byte limit for IDX files; the header is damaged, {redownload}"
+        )
+    if compressed and expected > file_size * _GZIP_MAX_RATIO:
+        raise DataError(
+            f"{path}: IDX header claims shape {dims} ({expected} bytes), more than a "
+            f"{file_size}-byte gzip file can expand to; the header is damaged, {redownload}"
+        )
+    if compressed:
+        data = handle.read(expected)
+        present = len(data) + len(handle.read(1))  # one byte more is enough to see trailing data
+    else:  # a raw file's size is known: compare it before reading anything
+        present = file_size - header
+        data = handle.read(expected) if present == expected else b""
+    if present < expected:
+        raise DataError(
+            f"{path}: IDX file truncated: header says shape {dims} ({expected} bytes) but "
             f"{present} bytes are present; {redownload}"
         )
-    return np.frombuffer(data, dtype=dtype, count=count, offset=header).reshape(dims)
+    if present > expected:
+        raise DataError(
+            f"{path}: IDX file has trailing bytes after the {expected} bytes that its header "
+            f"(shape {dims}) announces; {redownload}"
+        )
+    return np.frombuffer(data, dtype=dtype, count=count).reshape(dims)
 
 
 def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:
@@ -153,6 +186,11 @@ def load_idx_split(
     """Read one split: uint8 images (N, 1, H, W) and int64 labels (N,), cross-checked."""
     images = read_idx(images_path, expect_magic=IDX_IMAGES_MAGIC)
     labels = read_idx(labels_path, expect_magic=IDX_LABELS_MAGIC)
+    if 0 in images.shape[1:]:
+        raise DataError(
+            f"{images_path}: images have shape {images.shape}, with an empty image side; the "
+            "file is damaged or not an image file, download it again"
+        )
     if images.shape[0] != labels.shape[0]:
         raise DataError(
             f"{images_path} holds {images.shape[0]} images but {labels_path} holds "

@@ -13,28 +13,20 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
+from resnet.data.folder import ImageFolderDataset
+from resnet.data.folder_loader import FolderLoader
 from resnet.data.meta import ArrayDataset, DatasetMeta
 from resnet.data.preprocess import normalization_affine
+from resnet.data.seeding import epoch_generator
 from resnet.errors import ConfigError
 
 __all__ = ["EpochPlan", "TensorLoader", "batch_crop_flip", "epoch_generator", "make_loader"]
 
 # Datasets whose classes are not mirror-symmetric (a flipped "2" is not a "2").
 _NO_FLIP_DATASETS = frozenset({"mnist"})
-
-
-def epoch_generator(seed: int, epoch: int) -> torch.Generator:
-    """A CPU generator that is a pure function of (seed, epoch).
-
-    SeedSequence mixes both numbers, so nearby (seed, epoch) pairs give unrelated streams; a CPU
-    generator makes the batches identical on every device.
-    """
-    state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(epoch)]).generate_state(2)
-    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
 def batch_crop_flip(
@@ -229,8 +221,6 @@ def make_loader(
             rank=rank,
             world_size=world_size,
         )
-    from resnet.data.folder import FolderLoader, ImageFolderDataset
-
     if not isinstance(dataset, ImageFolderDataset):
         raise ConfigError(
             f"make_loader got {type(dataset).__name__}; pass a dataset from load_dataset()"

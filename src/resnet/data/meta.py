@@ -11,7 +11,17 @@ import torch
 
 from resnet.errors import ConfigError, DataError
 
-__all__ = ["DatasetMeta", "ArrayDataset", "channel_mean_std", "seeded_split"]
+__all__ = [
+    "DEFAULT_VAL_FRACTION",
+    "DatasetMeta",
+    "ArrayDataset",
+    "channel_mean_std",
+    "seeded_split",
+]
+
+# Share of the train split held out as "val" when a source has none. 0: train on the whole
+# official train split and evaluate on test, as the curves of arXiv 1512.03385 do.
+DEFAULT_VAL_FRACTION = 0.0
 
 
 @dataclass

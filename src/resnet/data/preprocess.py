@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from resnet.data.decode import convert_image, open_image
 from resnet.data.meta import DatasetMeta
 from resnet.errors import DataError
 
@@ -28,40 +29,6 @@ __all__ = [
 
 # torchvision's ImageFolder extensions.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
-
-
-def open_image(
-    path: str | os.PathLike, channels: int, *, draft_size: int | None = None
-) -> Image.Image:
-    """Decode ``path`` fully as ``L`` (channels=1) or ``RGB`` (channels=3).
-
-    ``draft_size`` lets the JPEG decoder shrink by 2/4/8 while decoding (much faster when only
-    a small version is needed, e.g. for dataset statistics). Raises ``DataError`` naming the file.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            if draft_size is not None:
-                image.draft(_pil_mode(channels), (draft_size, draft_size))
-            return _convert(image, channels)
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
-        raise DataError(
-            f"{path}: not a readable image ({exc}); replace or delete the file"
-        ) from exc
-
-
-def _pil_mode(channels: int) -> str:
-    if channels not in (1, 3):
-        raise DataError(f"images must have 1 or 3 channels, got {channels}")
-    return "L" if channels == 1 else "RGB"
-
-
-def _convert(image: Image.Image, channels: int) -> Image.Image:
-    mode = _pil_mode(channels)
-    if image.mode in ("P", "PA"):
-        image = image.convert("RGBA")  # expand the palette first (PIL warns otherwise)
-    return image.convert(mode)  # always a new, fully loaded image detached from any file
 
 
 def resize_center_crop(image: Image.Image, size: Sequence[int]) -> Image.Image:
@@ -139,9 +106,9 @@ def _image_tensor(item: Any, meta: DatasetMeta) -> torch.Tensor:
     if isinstance(item, (str, os.PathLike)):
         image = open_image(Path(item), meta.channels)
     elif isinstance(item, Image.Image):
-        image = _convert(item, meta.channels)
+        image = convert_image(item, meta.channels)
     else:
-        image = _convert(Image.fromarray(_as_hwc_uint8(item)), meta.channels)
+        image = convert_image(Image.fromarray(_as_hwc_uint8(item)), meta.channels)
     return pil_to_tensor(resize_center_crop(image, meta.image_size))
 
 

@@ -1,9 +1,11 @@
 """``load_dataset``: one entry point for the built-in datasets, image folders and ``.npz`` files.
 
-Built-in datasets are searched in order: ``data_dir``, ``$RESNET_DATA``,
-``/usr/share/datasets/<name>`` (Debian's ``dataset-fashion-mnist``), ``~/.cache/resnet/<name>``;
-each directory is also tried with ``<name>/`` appended. If none holds the files and ``download``
-is set, torchvision downloads them into ``~/.cache/resnet/<name>``.
+An explicit ``data_dir`` is the only place a built-in dataset is looked for (``data_dir`` and
+``data_dir/<name>``); if it lacks the files they are downloaded into it (when ``download`` is
+set), and a ``data_dir`` that does not exist is an error, never a reason to use another copy.
+With ``data_dir=None`` the search is ``$RESNET_DATA``, ``/usr/share/datasets/<name>`` (Debian's
+``dataset-fashion-mnist``), ``~/.cache/resnet/<name>`` (``$RESNET_DATA`` also with ``<name>/``
+appended), and downloads go to ``~/.cache/resnet/<name>``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,13 @@ import torch
 
 from resnet.data.cifar import CIFAR_VARIANTS, find_cifar_files, load_cifar
 from resnet.data.idx import IDX_FILES, find_idx_files, load_idx_split
-from resnet.data.meta import ArrayDataset, DatasetMeta, channel_mean_std, seeded_split
+from resnet.data.meta import (
+    DEFAULT_VAL_FRACTION,
+    ArrayDataset,
+    DatasetMeta,
+    channel_mean_std,
+    seeded_split,
+)
 from resnet.data.npz import load_npz_arrays
 from resnet.errors import ConfigError, DataError
 
@@ -87,13 +95,15 @@ def list_datasets() -> list[str]:
 
 
 def dataset_search_dirs(name: str, data_dir: str | os.PathLike | None = None) -> list[Path]:
-    """Directories searched for built-in dataset ``name``, in order."""
-    bases = []
+    """Directories searched for built-in dataset ``name``, in order: only ``data_dir`` (and
+    ``data_dir/<name>``) when it is given, the default locations when it is None."""
     if data_dir is not None:
-        bases.append(Path(data_dir).expanduser())
+        base = Path(data_dir).expanduser()
+        return [base, base / name]
+    dirs = []
     if os.environ.get("RESNET_DATA"):
-        bases.append(Path(os.environ["RESNET_DATA"]).expanduser())
-    dirs = [d for base in bases for d in (base, base / name)]
+        base = Path(os.environ["RESNET_DATA"]).expanduser()
+        dirs += [base, base / name]
     dirs += [SYSTEM_DATA_ROOT / name, CACHE_ROOT / name]
     return list(dict.fromkeys(dirs))
 
@@ -103,7 +113,7 @@ def load_dataset(
     split: str = "train",
     *,
     data_dir: str | os.PathLike | None = None,
-    val_fraction: float = 0.1,
+    val_fraction: float = DEFAULT_VAL_FRACTION,
     seed: int = 0,
     download: bool = True,
     image_size: int | None = None,
@@ -112,8 +122,9 @@ def load_dataset(
 
     ``name`` is a built-in name (:func:`list_datasets`), a path to a MedMNIST-style ``.npz``
     (-> :class:`ArrayDataset`) or to an image folder (-> ``ImageFolderDataset``; ``image_size``
-    defaults to 224 and applies to folders only). Sources without a val split use a seeded
-    ``val_fraction`` of train as "val" and the rest as "train".
+    defaults to 224 and applies to folders only). ``data_dir`` applies to built-in names only.
+    Sources without a val split use a seeded ``val_fraction`` of train as "val" and the rest as
+    "train" (the default 0 keeps all of train and leaves "val" to ``test``).
     """
     if split not in _SPLITS:
         raise ConfigError(f"unknown split {split!r}; use one of {', '.join(_SPLITS)}")
@@ -197,15 +208,24 @@ def _load_builtin(
     name: str, data_dir: str | os.PathLike | None, download: bool
 ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], list[str], tuple]:
     """(splits, class names, cache key) of a built-in dataset, downloading it if allowed."""
+    target = CACHE_ROOT / name
+    if data_dir is not None:
+        target = Path(data_dir).expanduser()
+        if not target.is_dir():
+            problem = "is a file, not a directory" if target.exists() else "does not exist"
+            raise DataError(
+                f"data_dir {target} {problem}; pass the directory that holds "
+                f"{_expected_files(name)}, or leave data_dir unset to search the default places"
+            )
     found = _find_builtin(name, dataset_search_dirs(name, data_dir))
     failure = "download is disabled"
     if found is None and download:
         try:
-            _download(name, CACHE_ROOT / name)
-            found = _find_builtin(name, [CACHE_ROOT / name])
+            _download(name, target)
+            found = _find_builtin(name, [target, target / name])
             failure = "the download left no usable files"
         except Exception as exc:  # no network, no torchvision, disk full, ...: all explained below
-            failure = f"the download failed ({type(exc).__name__}: {exc})"
+            failure = f"the download failed ({type(exc).__name__}: {_first_line(exc)})"
     if found is None:
         raise DataError(_missing_message(name, data_dir, failure))
 
@@ -247,24 +267,34 @@ def _download(name: str, target: Path) -> None:
         dataset_class(root=str(target), train=train, download=True)
 
 
-def _missing_message(name: str, data_dir: Any, failure: str) -> str:
-    searched = ", ".join(str(d) for d in dataset_search_dirs(name, data_dir))
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else ""
+
+
+def _expected_files(name: str) -> str:
     if name in CIFAR_VARIANTS:
         spec = CIFAR_VARIANTS[name]
-        files = (
+        return (
             f"the extracted {spec.python_dir}/ folder (python version) or {spec.binary_dir}/ "
             "folder (binary version) from https://www.cs.toronto.edu/~kriz/cifar.html"
         )
-        system = ""
-    else:
-        files = "the four files " + ", ".join(
-            f"{n}.gz" for pair in IDX_FILES.values() for n in pair
+    return "the four files " + ", ".join(f"{n}.gz" for pair in IDX_FILES.values() for n in pair)
+
+
+def _missing_message(name: str, data_dir: Any, failure: str) -> str:
+    searched = ", ".join(str(d) for d in dataset_search_dirs(name, data_dir))
+    files = _expected_files(name)
+    if data_dir is not None:
+        return (
+            f"{name} not found in data_dir (searched {searched}) and {failure}; put {files} "
+            "there, or leave data_dir unset to search the default places"
         )
-        system = (
-            "install it with `apt-get install dataset-fashion-mnist`, or "
-            if name == "fashion-mnist"
-            else ""
-        )
+    system = (
+        "install it with `apt-get install dataset-fashion-mnist`, or "
+        if name == "fashion-mnist"
+        else ""
+    )
     return (
         f"{name} not found (searched {searched}) and {failure}; {system}put {files} in a "
         "directory and pass --data-dir DIR (or set RESNET_DATA=DIR), or run once with internet "

@@ -1,0 +1,125 @@
+"""Decoding image files honestly: every failure is one ``DataError`` naming the file.
+
+Bit depth is respected (16-bit scans are scaled, not clipped), decompression bombs are refused
+from the header before any pixel is decoded, and no read asks for more bytes than the file holds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import warnings
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from resnet.errors import DataError
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+__all__ = ["convert_image", "open_image", "read_image_header"]
+
+# Integer grayscale modes wider than 8 bits; "I" holds 16-bit PNG/PGM data in older PIL versions.
+_WIDE_GRAY_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I"})
+
+
+def open_image(
+    path: str | os.PathLike, channels: int, *, draft_size: int | None = None
+) -> Image.Image:
+    """Decode ``path`` fully as ``L`` (channels=1) or ``RGB`` (channels=3).
+
+    16-bit grayscale (modes ``I;16*`` and ``I``, e.g. medical PNGs) is scaled by its bit depth,
+    so it decodes like its 8-bit twin. ``draft_size`` lets the JPEG decoder shrink by 2/4/8
+    while decoding (much faster when only a small version is needed, e.g. for statistics).
+    Raises ``DataError`` naming the file for unreadable, truncated or oversized images.
+    """
+    with _opened(path) as image:
+        if draft_size is not None:
+            image.draft(_pil_mode(channels), (draft_size, draft_size))
+        return convert_image(image, channels, path)
+
+
+def read_image_header(path: str | os.PathLike) -> tuple[str, int, int]:
+    """(PIL mode, width, height) of ``path`` from its header, without decoding the pixels.
+
+    Raises ``DataError`` naming the file if it is not an image or has more pixels than
+    ``PIL.Image.MAX_IMAGE_PIXELS``.
+    """
+    with _opened(path) as image:
+        return image.mode, image.width, image.height
+
+
+def convert_image(image: Image.Image, channels: int, source: object = "image") -> Image.Image:
+    """A new, fully loaded ``L`` (channels=1) or ``RGB`` (channels=3) copy of ``image``."""
+    mode = _pil_mode(channels)
+    if image.mode in _WIDE_GRAY_MODES:
+        image = _gray16_to_8bit(image, source)
+    elif image.mode in ("P", "PA"):
+        image = image.convert("RGBA")  # expand the palette first (PIL warns otherwise)
+    return image.convert(mode)
+
+
+class _ClampedReader(io.BufferedReader):
+    """A file whose reads never ask for more than it still holds. PIL reads a PNG chunk's claimed
+    length in one call, so a 60-byte file could otherwise allocate 2 GB."""
+
+    def __init__(self, raw: io.RawIOBase, size: int) -> None:
+        super().__init__(raw)
+        self.size = size
+
+    def read(self, n: int | None = -1) -> bytes:
+        if n is not None and n > 0:
+            n = min(n, max(self.size - self.tell(), 0)) or 1  # 1 at the end: read() sees EOF
+        return super().read(n)
+
+
+@contextlib.contextmanager
+def _opened(path: str | os.PathLike) -> Iterator[Image.Image]:
+    """``Image.open`` (header only) that refuses decompression bombs before any pixel is read;
+    any error while the image is used (decoding) becomes a ``DataError`` naming the file."""
+    from PIL import Image
+
+    try:
+        with open(path, "rb", buffering=0) as raw, warnings.catch_warnings():
+            # PIL only warns between 1x and 2x the limit, then decodes anyway: make it an error.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(_ClampedReader(raw, os.fstat(raw.fileno()).st_size)) as image:
+                yield image
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise DataError(
+            f"{path}: image has more pixels than the limit of {Image.MAX_IMAGE_PIXELS} "
+            "(PIL.Image.MAX_IMAGE_PIXELS); downscale it, or raise the limit for trusted files"
+        ) from exc
+    except DataError:
+        raise
+    except Exception as exc:  # PIL's format plugins raise many exception types on bad data
+        raise _unreadable(path, exc) from exc
+
+
+def _unreadable(path: str | os.PathLike, exc: BaseException) -> DataError:
+    lines = str(exc).strip().splitlines()
+    reason = lines[0] if lines else type(exc).__name__
+    return DataError(f"{path}: not a readable image ({reason}); replace or delete the file")
+
+
+def _pil_mode(channels: int) -> str:
+    if channels not in (1, 3):
+        raise DataError(f"images must have 1 or 3 channels, got {channels}")
+    return "L" if channels == 1 else "RGB"
+
+
+def _gray16_to_8bit(image: Image.Image, source: object) -> Image.Image:
+    # PIL's own convert("L") clips 16-bit values at 255, so a 16-bit scan would come out almost
+    # white. Scale instead: v/65535 of full scale, rounded (an 8-bit twin c*257 maps back to c).
+    from PIL import Image
+
+    values = np.asarray(image)
+    if values.size and (values.min() < 0 or values.max() > 65535):
+        raise DataError(
+            f"{source}: {image.mode} pixels span {values.min()}..{values.max()}, outside the "
+            "16-bit range 0..65535; rescale the image to 8 or 16 bits"
+        )
+    return Image.fromarray(((values.astype(np.uint32) + 128) // 257).astype(np.uint8))
