@@ -25,8 +25,8 @@ __version__ = "0.1.0"
 # Public functions whose modules import heavy dependencies: resolved on first use.
 _LAZY = {
     "train": "resnet.engine.train",
-    "evaluate": "resnet.engine.evaluate",
-    "predict": "resnet.engine.predict",
+    "evaluate": "resnet.deploy.evaluate",
+    "predict": "resnet.deploy.predict",
     "create_model_from_checkpoint": "resnet.engine.checkpoint",
     "load_dataset": "resnet.data",
     "gradcam": "resnet.explain.gradcam",
@@ -37,11 +37,17 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
+# Subpackages, imported on first use as torchvision's are: `resnet.detection.fpn_backbone(...)`.
+_SUBPACKAGES = ("models", "data", "engine", "experiments", "detection", "deploy", "explain", "cli")
 
+
+def __getattr__(name: str):
+    import importlib
+
+    if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"resnet.{name}")
     raise AttributeError(f"module 'resnet' has no attribute {name!r}")
 
 

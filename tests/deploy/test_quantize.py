@@ -220,8 +220,8 @@ def test_cli_int8_reports_agreement(run, tmp_path, capsys):
 def test_evaluate_and_predict_take_exported_files(run, tmp_path, capsys):
     from PIL import Image
 
-    from resnet.engine.evaluate import evaluate
-    from resnet.engine.predict import predict
+    from resnet.deploy.evaluate import evaluate
+    from resnet.deploy.predict import predict
 
     fp32_path, int8_path = tmp_path / "m.onnx", tmp_path / "m.int8.onnx"
     export_model(run["stem"], "onnx", fp32_path)

@@ -15,7 +15,7 @@ from resnet.detection import (
     mean_average_precision,
     train_detector,
 )
-from resnet.errors import ConfigError
+from resnet.errors import ConfigError, NonFiniteLossError
 
 
 def _box(*values: float) -> torch.Tensor:
@@ -83,7 +83,9 @@ def test_tiny_training_run_saves_a_checkpoint_that_evaluates(tmp_path) -> None:
     )  # fmt: skip
     assert summary.steps == 2 and summary.epochs == 1
     assert torch.isfinite(torch.tensor(summary.final_loss)) and summary.final_loss > 0
-    assert any(line.split()[:2] == ["1", "2"] for line in lines)  # the column log row of step 2
+    rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()  # the engine's log
+    assert rows[0].startswith("epoch,step,loss,loss_classifier") and rows[1].startswith("1,2,")
+    assert any("training Faster R-CNN" in line for line in lines)
     saved = json.loads((tmp_path / "run" / "detector.json").read_text())
     assert saved["backbone"] == "resnet18" and saved["canvas_size"] == 64
     assert saved["class_names"][1] == "Trouser" and saved["training"]["steps"] == 2
@@ -100,3 +102,37 @@ def test_training_rejects_bad_options(tmp_path) -> None:
         train_detector(epochs=0, out=tmp_path)
     with pytest.raises(ConfigError):
         train_detector(lr=-1.0, out=tmp_path)
+
+
+def test_detector_resumes_bitwise_through_the_engine(tmp_path, monkeypatch) -> None:
+    """The detector trains through the one loop: stopped after its first epoch's resume point
+    (Ctrl-C while the detector file is written), it continues bitwise."""
+    from safetensors.torch import load_file
+
+    import resnet.detection.train as detection_train
+    from resnet.run import RunInterrupted
+
+    options = {"epochs": 2, "train_images": 4, "batch_size": 2, "device": "cpu", "seed": 1,
+               "log": lambda _line: None}  # fmt: skip
+    train_detector(**options, out=tmp_path / "whole")
+
+    def interrupt(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(detection_train, "save_detector", interrupt)
+    with pytest.raises(RunInterrupted, match="last checkpoint in .*half is kept"):
+        train_detector(**options, out=tmp_path / "half")
+    monkeypatch.undo()
+    summary = train_detector(**options, resume=tmp_path / "half")
+    assert summary.steps == 4 and summary.epochs == 2
+    whole = load_file(str(tmp_path / "whole" / "detector.safetensors"))
+    resumed = load_file(str(tmp_path / "half" / "detector.safetensors"))
+    assert whole.keys() == resumed.keys()
+    assert all(torch.equal(whole[k], resumed[k]) for k in whole)
+
+
+def test_detector_nan_stops_with_the_engine_error(tmp_path) -> None:
+    with pytest.raises(NonFiniteLossError, match="NaN/inf"):
+        train_detector(epochs=1, train_images=4, batch_size=2, lr=1e12, device="cpu",
+                       out=tmp_path / "nan", log=lambda _line: None)  # fmt: skip
+    assert not (tmp_path / "nan" / "detector.safetensors").exists()

@@ -12,10 +12,10 @@ from PIL import Image
 
 from resnet.cli import main
 from resnet.data import load_dataset
+from resnet.deploy.evaluate import evaluate
 from resnet.deploy.optimize import optimize_for_inference
+from resnet.deploy.predict import predict
 from resnet.engine.checkpoint import save_checkpoint
-from resnet.engine.evaluate import evaluate
-from resnet.engine.predict import predict
 from resnet.errors import ConfigError
 from resnet.models import create_model
 

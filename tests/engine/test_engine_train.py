@@ -45,7 +45,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny_npz, tmp_path
     good = (run / "last.safetensors").read_bytes()
     # Weight decay x lr = 1e4: the weights grow 10^4-fold per step until they overflow.
     with pytest.raises(NonFiniteLossError, match=r"NaN/inf at step \d+ \(epoch 2"):
-        train({"epochs": 3, "lr": 1e6, "weight_decay": 1e-2, "schedule": "constant"}, resume=run)
+        train({"epochs": 3, "lr": 1e4, "weight_decay": 1.0, "schedule": "constant"}, resume=run)
     assert (run / "last.safetensors").read_bytes() == good
     assert load_checkpoint(run)[1]["epoch"] == 1
 

@@ -7,7 +7,9 @@ in a one-line ``resnet: error: ...`` and exit code 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from typing import Optional
@@ -40,7 +42,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run the CLI with ``argv`` (default: ``sys.argv[1:]``) and return the exit code."""
+    """Run the CLI with ``argv`` (default: ``sys.argv[1:]``) and return the exit code.
+
+    Every failure ends in one ``resnet: error: ...`` line and exit code 2: the package's own
+    errors, and those of the machine (a read-only or full disk, an output path that is a
+    folder, a file that is not UTF-8). ``--debug`` (or ``RESNET_DEBUG=1``) shows the traceback.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("RESNET_DEBUG", "") not in ("", "0")
+    argv = [arg for arg in argv if arg != "--debug"]
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -51,9 +61,45 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except ResnetError as error:
-        print(f"resnet: error: {error}", file=sys.stderr)
-        return 2
+    except BrokenPipeError:
+        return _closed_pipe()
+    except Exception as error:
+        if debug:
+            raise
+        return _report(error)
     except KeyboardInterrupt:
         print("resnet: interrupted", file=sys.stderr)
         return 130
+
+
+def _report(error: Exception) -> int:
+    """One line for ``error``; exit 130 for Ctrl-C during a run, 2 for everything else."""
+    from resnet.run import RunInterrupted
+
+    if isinstance(error, RunInterrupted):
+        print(f"resnet: {error}", file=sys.stderr)
+        return 130
+    if isinstance(error, ResnetError):
+        message = str(error)
+    elif isinstance(error, OSError):
+        where = f"{error.filename}: " if error.filename else ""
+        reason = error.strerror or str(error)
+        message = (
+            f"{where}{reason}; check that the path is right and writable, and the disk has space"
+        )
+    elif isinstance(error, UnicodeError):
+        message = f"a text file is not UTF-8 ({error}); save it as UTF-8"
+    else:
+        first = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
+        message = f"{type(error).__name__}: {first} (run with --debug for the traceback)"
+    print(f"resnet: error: {' '.join(message.split())}", file=sys.stderr)
+    return 2
+
+
+def _closed_pipe() -> int:
+    # `resnet models | head`: the reader left. Exit quietly as the Unix tools do, and point
+    # stdout at /dev/null so the interpreter's final flush does not raise again.
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return 141  # 128 + SIGPIPE

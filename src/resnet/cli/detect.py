@@ -28,6 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--trainable-layers", type=int, default=5, help="backbone stages to train, 0..5"
     )
     train.add_argument("--out", default=None, help="run folder (default runs/detect-MODEL[-N])")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last epoch")
+    train.add_argument("--max-steps", type=int, default=None, help="stop after N steps")
     _add_common(train)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--threads", type=int, default=None, help="CPU threads (default torch's)")
@@ -67,23 +69,39 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 def _train(args: argparse.Namespace) -> int:
     from resnet.detection import train_detector
 
-    summary = train_detector(
-        model=args.model,
-        epochs=args.epochs,
-        train_images=args.train_images,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        canvas_size=args.canvas_size,
-        out=args.out,
-        device=args.device,
-        seed=args.seed,
-        weights=args.weights,
-        trainable_layers=args.trainable_layers,
-        data_dir=args.data_dir,
-        threads=args.threads,
-    )
+    options = {
+        "model": args.model, "epochs": args.epochs, "train_images": args.train_images,
+        "batch_size": args.batch_size, "lr": args.lr, "canvas_size": args.canvas_size,
+        "seed": args.seed, "weights": args.weights, "trainable_layers": args.trainable_layers,
+        "max_steps": args.max_steps,
+    }  # fmt: skip
+    if args.resume:
+        options = _saved_options(args.resume)
+    summary = train_detector(**options, out=args.out, device=args.device, resume=args.resume,
+                             data_dir=args.data_dir, threads=args.threads)  # fmt: skip
     print(f"trained {summary.steps} steps in {summary.seconds:.0f}s; saved {summary.out_dir}")
     return 0
+
+
+def _saved_options(run_dir: str) -> dict:
+    """The options a detection run was started with (its config.yaml)."""
+    from pathlib import Path
+
+    import yaml
+
+    from resnet.errors import ConfigError
+
+    path = Path(run_dir) / "config.yaml"
+    try:
+        saved = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise ConfigError(f"{path}: cannot read the run's settings ({error}); pass a run "
+                          "folder written by `resnet detect train`") from None  # fmt: skip
+    keys = ("model", "epochs", "train_images", "batch_size", "lr", "canvas_size", "seed",
+            "weights", "trainable_layers", "max_steps")  # fmt: skip
+    if not isinstance(saved, dict) or any(key not in saved for key in keys):
+        raise ConfigError(f"{path}: not the settings of a detection run; pass its run folder")
+    return {key: saved[key] for key in keys}
 
 
 def _eval(args: argparse.Namespace) -> int:

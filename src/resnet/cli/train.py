@@ -134,7 +134,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from resnet.engine.evaluate import evaluate
+    from resnet.deploy.evaluate import evaluate
 
     result = evaluate(
         args.checkpoint,
@@ -162,7 +162,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from resnet.engine.predict import predict
+    from resnet.deploy.predict import predict
 
     results = predict(args.checkpoint, args.inputs, topk=args.topk, device=args.device)
     if args.json:

@@ -23,7 +23,22 @@ from torch import nn
 from resnet.errors import ConfigError, ResnetError
 from resnet.io import atomic_write
 
-__all__ = ["export_model", "ExportError", "FORMATS", "META_FILE", "read_export_metadata"]
+__all__ = [
+    "export_model",
+    "ExportError",
+    "FORMATS",
+    "META_FILE",
+    "read_export_metadata",
+    "load_export_source",
+    "train_config_of",
+    "export_metadata",
+    "export_bytes",
+    "write_metadata",
+    "decode_metadata",
+    "require_onnx",
+    "quiet_export",
+    "first_line",
+]
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "pt2": ".pt2"}
 META_FILE = "resnet_meta.json"  # the extra file of TorchScript and pt2 archives
@@ -55,15 +70,15 @@ def export_model(
     """
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format {fmt!r}: choose one of {', '.join(FORMATS)}")
-    model, meta, source = _load(checkpoint_or_model, data_meta)
-    metadata = _metadata(model, meta, fmt, _train_config(source).get("dataset"))
+    model, meta, source = load_export_source(checkpoint_or_model, data_meta)
+    metadata = export_metadata(model, meta, fmt, train_config_of(source).get("dataset"))
     out = Path(out_path) if out_path is not None else _default_path(source, model, fmt)
     example = _example_input(metadata["input_shape"], batch=2, seed=0)
     check = _example_input(metadata["input_shape"], batch=3, seed=1)
     with torch.no_grad():
         expected = model(check)
 
-    data, got, checked_with = _export_bytes(
+    data, got, checked_with = export_bytes(
         model, fmt, example, check, metadata, opset, fold_bn=fold_bn
     )
     diff = (torch.as_tensor(got).float() - expected.float()).abs().max().item()
@@ -101,7 +116,9 @@ def read_export_metadata(path: Union[str, os.PathLike]) -> dict[str, Any]:
     return json.loads(extra[META_FILE])
 
 
-def _load(source: Any, data_meta: Any) -> tuple[nn.Module, Optional[dict], Optional[Path]]:
+def load_export_source(
+    source: Any, data_meta: Any
+) -> tuple[nn.Module, Optional[dict], Optional[Path]]:
     if isinstance(source, nn.Module):
         meta = data_meta.to_dict() if hasattr(data_meta, "to_dict") else data_meta
         return source.eval(), meta, None
@@ -114,7 +131,7 @@ def _load(source: Any, data_meta: Any) -> tuple[nn.Module, Optional[dict], Optio
     return model.eval(), meta, resolve_checkpoint(source)
 
 
-def _train_config(source: Optional[Path]) -> dict[str, Any]:
+def train_config_of(source: Optional[Path]) -> dict[str, Any]:
     if source is None:
         return {}
     from resnet.engine.checkpoint import read_checkpoint_info
@@ -122,7 +139,7 @@ def _train_config(source: Optional[Path]) -> dict[str, Any]:
     return read_checkpoint_info(source).get("train_config") or {}
 
 
-def _metadata(
+def export_metadata(
     model: nn.Module, meta: Optional[dict], fmt: str, dataset: Optional[str] = None
 ) -> dict[str, Any]:
     from resnet import __version__
@@ -171,7 +188,7 @@ def _example_input(shape: list[int], batch: int, seed: int) -> torch.Tensor:
     return torch.randn(batch, *shape[1:], generator=generator)
 
 
-def _export_bytes(
+def export_bytes(
     model: nn.Module,
     fmt: str,
     example: torch.Tensor,
@@ -188,14 +205,14 @@ def _export_bytes(
         from resnet.deploy.optimize import optimize_for_inference
 
         model = optimize_for_inference(model, channels_last=False)
-    with _quiet():
+    with quiet_export():
         try:
             return _EXPORTERS[fmt](model, example, check, metadata, opset)
         except ResnetError:
             raise
         except Exception as error:  # every exporter has its own exception types
             raise ExportError(
-                f"{fmt} export of {metadata['model_name']} failed: {_first_line(error)}; {hint}"
+                f"{fmt} export of {metadata['model_name']} failed: {first_line(error)}; {hint}"
             ) from None
 
 
@@ -218,7 +235,7 @@ def decode_metadata(props: dict[str, str]) -> dict[str, Any]:
 
 
 def _export_onnx(model, example, check, metadata, opset) -> tuple[bytes, Any, str]:
-    onnx, onnxruntime = _require_onnx()
+    onnx, onnxruntime = require_onnx()
     buffer = io.BytesIO()
     # The TorchScript-based exporter (dynamo=False) needs no onnxscript and handles every net.
     torch.onnx.export(
@@ -265,7 +282,7 @@ def _export_pt2(model, example, check, metadata, opset) -> tuple[bytes, Any, str
 _EXPORTERS = {"onnx": _export_onnx, "torchscript": _export_torchscript, "pt2": _export_pt2}
 
 
-def _require_onnx() -> tuple[Any, Any]:
+def require_onnx() -> tuple[Any, Any]:
     try:
         import onnx
         import onnxruntime
@@ -277,13 +294,13 @@ def _require_onnx() -> tuple[Any, Any]:
 
 
 @contextlib.contextmanager
-def _quiet() -> Iterator[None]:
+def quiet_export() -> Iterator[None]:
     # The exporters warn about deprecations and constant folding; the report says what matters.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         yield
 
 
-def _first_line(error: Exception) -> str:
+def first_line(error: Exception) -> str:
     text = str(error).strip()
     return (text.splitlines()[0] if text else type(error).__name__)[:160]

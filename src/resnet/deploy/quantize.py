@@ -25,13 +25,13 @@ from resnet.data.meta import ArrayDataset, DatasetMeta
 from resnet.deploy.export import (
     INPUT_NAME,
     ExportError,
-    _export_bytes,
-    _first_line,
-    _load,
-    _metadata,
-    _quiet,
-    _require_onnx,
-    _train_config,
+    export_bytes,
+    export_metadata,
+    first_line,
+    load_export_source,
+    quiet_export,
+    require_onnx,
+    train_config_of,
     write_metadata,
 )
 from resnet.errors import ConfigError, DataError
@@ -77,14 +77,14 @@ def quantize_int8(
     "top1_agreement", "accuracy_fp32", "accuracy_int8", "min_agreement", "metadata"}``
     (accuracies are None for unlabeled check images).
     """
-    onnx, _ = _require_onnx()
+    onnx, _ = require_onnx()
     if calibration_samples < 1 or check_samples < 0:
         raise ConfigError(
             f"need calibration_samples >= 1 and check_samples >= 0 (0: all), got "
             f"{calibration_samples} and {check_samples}"
         )
-    model, meta, source = _load(checkpoint_or_model, data_meta)
-    trained = _train_config(source)
+    model, meta, source = load_export_source(checkpoint_or_model, data_meta)
+    trained = train_config_of(source)
     if calibration is None and source is None:
         raise ConfigError(
             "a bare model has no training data to calibrate on; pass calibration= (a dataset "
@@ -95,7 +95,7 @@ def quantize_int8(
     )
     calib_images = torch.cat([x for x, _ in calib_batches])
     meta = meta or data_meta_found
-    metadata = _metadata(model, meta, "onnx-int8", trained.get("dataset"))
+    metadata = export_metadata(model, meta, "onnx-int8", trained.get("dataset"))
     if meta is None:  # nothing describes the inputs but the calibration images themselves
         metadata["image_size"] = list(calib_images.shape[2:])
         metadata["input_shape"] = [-1, metadata["channels"], *metadata["image_size"]]
@@ -113,7 +113,7 @@ def quantize_int8(
     out = Path(out_path) if out_path is not None else _default_path(source, model)
 
     example = calib_images[:2]
-    fp32_bytes, _, _ = _export_bytes(
+    fp32_bytes, _, _ = export_bytes(
         model, "onnx", example, example, metadata, opset, hint="try another opset"
     )
     int8_proto = onnx.load_from_string(_quantize(fp32_bytes, calib_images))
@@ -227,7 +227,11 @@ def _quantize(fp32: bytes, calib_images: torch.Tensor) -> bytes:
     )
 
     reader = _BatchReader(calib_images, _CALIBRATION_BATCH)
-    with tempfile.TemporaryDirectory(prefix="resnet-int8-") as tmp, _quiet(), _silent_logging():
+    with (
+        tempfile.TemporaryDirectory(prefix="resnet-int8-") as tmp,
+        quiet_export(),
+        _silent_logging(),
+    ):
         fp32_path, pre_path, int8_path = (Path(tmp) / n for n in ("fp32", "pre", "int8"))
         fp32_path.write_bytes(fp32)
         try:
@@ -245,7 +249,7 @@ def _quantize(fp32: bytes, calib_images: torch.Tensor) -> bytes:
             )
         except Exception as error:  # onnxruntime's quantizer raises many types
             raise ExportError(
-                f"int8 quantization failed: {_first_line(error)}; export fp32 ONNX instead"
+                f"int8 quantization failed: {first_line(error)}; export fp32 ONNX instead"
             ) from None
         return int8_path.read_bytes()
 

@@ -18,7 +18,7 @@ from typing import Any, Optional, Union
 import torch
 from torch import nn
 
-from resnet.deploy.export import _first_line, _require_onnx, decode_metadata
+from resnet.deploy.export import decode_metadata, first_line, require_onnx
 from resnet.errors import DataError, WeightsError
 
 __all__ = ["OnnxModule"]
@@ -36,7 +36,7 @@ class OnnxModule(nn.Module):
         self, source: Union[str, os.PathLike, bytes], *, threads: Optional[int] = None
     ) -> None:
         super().__init__()
-        _, onnxruntime = _require_onnx()
+        _, onnxruntime = require_onnx()
         if isinstance(source, (bytes, bytearray)):
             self.source, model = "<onnx bytes>", bytes(source)
         else:
@@ -56,7 +56,7 @@ class OnnxModule(nn.Module):
             )
         except Exception as error:  # onnxruntime raises its own pybind types for bad files
             raise WeightsError(
-                f"{self.source}: not a readable ONNX model ({_first_line(error)}); {_FIX}"
+                f"{self.source}: not a readable ONNX model ({first_line(error)}); {_FIX}"
             ) from None
         props = self.session.get_modelmeta().custom_metadata_map
         try:
@@ -122,3 +122,18 @@ class OnnxModule(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.source!r}, threads={self.threads}"
+
+
+def load_inference_model(
+    path: str | os.PathLike, *, device: str | torch.device = "cpu"
+) -> tuple[nn.Module, dict, torch.device]:
+    """``(model, info, device)`` for scoring or predicting: a checkpoint as ``load_checkpoint``
+    loads it, or an exported ``.onnx`` file (fp32 or int8) run by onnxruntime on the CPU, with
+    an ``info`` rebuilt from the file's metadata (its ``device`` is then always the CPU)."""
+    if Path(path).suffix.lower() == ".onnx":
+        model = OnnxModule(path)
+        return model, model.checkpoint_info(), torch.device("cpu")
+    from resnet.engine.checkpoint import load_checkpoint
+
+    model, info = load_checkpoint(path, device=device)
+    return model, info, torch.device(device)

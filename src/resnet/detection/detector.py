@@ -14,7 +14,6 @@ from typing import Any, Optional, Union
 import torch
 from torch import nn
 
-from resnet.device import resolve_device
 from resnet.errors import ConfigError, WeightsError
 from resnet.io import atomic_save_json, atomic_write
 
@@ -25,7 +24,6 @@ __all__ = [
     "default_anchor_sizes",
     "save_detector",
     "load_detector",
-    "resolve_device",
     "WEIGHTS_FILE",
     "CONFIG_FILE",
 ]

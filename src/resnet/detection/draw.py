@@ -95,7 +95,8 @@ def predict_detections(
     Returns one record per image: its source, the PNG written and the detections kept
     (``score >= score_threshold``) with box, class name and score.
     """
-    from resnet.detection.detector import load_detector, resolve_device
+    from resnet.detection.detector import load_detector
+    from resnet.device import resolve_device
 
     if not 0.0 <= score_threshold <= 1.0:
         raise ConfigError(f"score_threshold must be in [0, 1], got {score_threshold}")

@@ -99,7 +99,8 @@ def evaluate_detector(
         canvases: the evaluation set; by default ``num_images`` canvases of Fashion-MNIST test
             items, generated with the checkpoint's canvas size and ``seed``.
     """
-    from resnet.detection.detector import load_detector, resolve_device
+    from resnet.detection.detector import load_detector
+    from resnet.device import resolve_device
 
     run_device = resolve_device(device)
     if isinstance(detector, nn.Module):

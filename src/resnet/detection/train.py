@@ -1,4 +1,5 @@
-"""Train a Faster R-CNN on our FPN backbone with Fashion-MNIST canvases.
+"""Train a Faster R-CNN on our FPN backbone with Fashion-MNIST canvases, through the one training
+loop of ``resnet.engine.loop`` (schedule, NaN stop, checkpoints and bitwise resume are its).
 
 Every epoch draws fresh canvases from the Fashion-MNIST train items (seed ``(seed, epoch)``), so
 the detector rarely sees the same arrangement twice; evaluation uses the test items. SGD with
@@ -10,12 +11,13 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 import torch
+from torch import nn
 
 from resnet.detection.backbone import check_fpn_model
 from resnet.detection.canvas import build_canvases
@@ -24,12 +26,17 @@ from resnet.detection.detector import (
     build_detector,
     default_anchor_sizes,
     default_item_sizes,
-    resolve_device,
     save_detector,
 )
+from resnet.engine.distributed import DistContext
+from resnet.engine.loop import LoopSettings, fit, read_state
+from resnet.engine.optim import build_optimizer, param_groups
 from resnet.errors import ConfigError
+from resnet.run import Run
 
-__all__ = ["train_detector", "TrainSummary", "next_run_dir", "load_items"]
+__all__ = ["train_detector", "TrainSummary", "load_items", "DetectionTask"]
+
+_LOSSES = ("loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg")
 
 
 @dataclass
@@ -61,9 +68,12 @@ def train_detector(
     data_dir: Union[str, os.PathLike, None] = None,
     max_steps: Optional[int] = None,
     threads: Optional[int] = None,
+    resume: Union[str, os.PathLike, None] = None,
+    run: Optional[Run] = None,
     log: Callable[[str], None] = print,
 ) -> TrainSummary:
-    """Train a detector and save ``detector.safetensors`` + ``detector.json`` after each epoch.
+    """Train a detector; ``detector.safetensors`` + ``detector.json`` are saved after each epoch
+    and ``last.state.pt`` holds the resume point (``resume=run folder`` continues it).
 
     Args:
         model: a 4-stage backbone of the zoo (``resnet18`` is the CPU-friendly choice).
@@ -77,7 +87,8 @@ def train_detector(
         max_steps: stop after this many optimizer steps in total (for smoke tests).
         threads: CPU threads for torch (``torch.set_num_threads``); on a CPU shared with other
             jobs, 1 thread avoids the cost of oversubscribed, spinning worker threads.
-        log: receives one line per progress report.
+        run: the command's opened run (default: one opened from ``device`` and ``out``).
+        log: receives the header and the summary lines.
     """
     if epochs < 1 or train_images < 1 or batch_size < 1:
         raise ConfigError("epochs, train_images and batch_size must all be at least 1")
@@ -87,8 +98,13 @@ def train_detector(
         if threads < 1:
             raise ConfigError(f"threads must be at least 1, got {threads}")
         torch.set_num_threads(threads)
-    run_device = resolve_device(device)
     check_fpn_model(model)  # before the data is read
+    if run is None:
+        run = (
+            Run.resume(resume, device=device)
+            if resume is not None
+            else Run.open(device=device, name=f"detect-{model}", folder=out)
+        )
     items, class_names = load_items("train", data_dir)
     item_sizes = tuple(item_sizes or default_item_sizes(canvas_size))
     config = DetectorConfig(
@@ -101,71 +117,98 @@ def train_detector(
         trainable_layers=trainable_layers,
     )
     torch.manual_seed(seed)
-    detector = build_detector(config, weights=weights).to(run_device)
-    out_dir = Path(out) if out is not None else next_run_dir(f"runs/detect-{model}")
-    parameters = [p for p in detector.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(parameters, lr=lr, momentum=0.9, weight_decay=1e-4)
+    detector = build_detector(config, weights=weights).to(run.device)
     steps_per_epoch = math.ceil(train_images / batch_size)
     total_steps = min(epochs * steps_per_epoch, max_steps or epochs * steps_per_epoch)
-    schedule = _warmup_cosine(total_steps, warmup=min(100, total_steps // 5))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-
+    settings = LoopSettings(
+        epochs=epochs, lr=lr, schedule="cosine", max_steps=max_steps,
+        warmup_epochs=min(100, total_steps // 5) / steps_per_epoch,
+        # Training from scratch can spike early; clipping keeps one bad batch from diverging.
+        grad_clip=10.0, progress=False,
+    )  # fmt: skip
+    optimizer = build_optimizer(param_groups(detector, weight_decay=1e-4), "sgd", lr=lr)
+    record = {
+        "model": model, "epochs": epochs, "train_images": train_images,
+        "batch_size": batch_size, "lr": lr, "canvas_size": canvas_size, "seed": seed,
+        "item_sizes": list(item_sizes), "returned_layers": list(returned_layers),
+        "trainable_layers": trainable_layers, "max_steps": max_steps,
+        "weights": None if weights is None else str(weights), "device": str(run.device),
+    }  # fmt: skip
+    task = DetectionTask(detector, config, items, train_images, batch_size, seed, record)
+    state = read_state(run) if resume is not None else None
+    run.write_settings(record)  # `resnet detect train --resume` reads them back
     log(
         f"training Faster R-CNN on {model} FPN: {train_images} canvases x {epochs} epochs, "
-        f"batch {batch_size}, {canvas_size}px, device {run_device}, out {out_dir}"
+        f"batch {batch_size}, {canvas_size}px, device {run.device}, out {run.folder()}"
     )
-    header = f"{'epoch':>5} {'step':>6} {'loss':>7} {'cls':>6} {'box':>6} {'obj':>6} {'rpn':>6}"
-    log(f"{header} {'lr':>8} {'img/s':>6} {'time':>7}")
-    start, step, epoch_loss = time.perf_counter(), 0, float("nan")
-    completed_epochs = 0
-    for epoch in range(epochs):
+    started = time.perf_counter()
+    single = DistContext(rank=0, world_size=1, local_rank=0, device=run.device)
+    loop = fit(run, task, optimizer, settings, ctx=single, state=state)
+    final_loss = loop.history[-1]["loss"] if loop.history else float("nan")
+    return TrainSummary(run.folder(), loop.epoch, loop.step, final_loss,
+                        time.perf_counter() - started)  # fmt: skip
+
+
+class DetectionTask:
+    """Canvases and boxes: torchvision's loss dict, summed; the checkpoint is the detector's."""
+
+    columns = [
+        ("epoch", "epoch", "d"), ("step", "step", "d"), ("loss", "loss", ".4f"),
+        ("loss_classifier", "cls", ".3f"), ("loss_box_reg", "box", ".3f"),
+        ("loss_objectness", "obj", ".3f"), ("loss_rpn_box_reg", "rpn", ".3f"),
+        ("lr", "lr", ".5f"), ("images_per_s", "img/s", ".1f"), ("seconds", "seconds", ".0f"),
+    ]  # fmt: skip
+
+    def __init__(self, model: nn.Module, config: DetectorConfig, items: Any, num_images: int,
+                 batch_size: int, seed: int, record: dict) -> None:  # fmt: skip
+        self.model, self.config, self.items = model, config, items
+        self.num_images, self.batch_size, self.seed, self.record = (
+            num_images,
+            batch_size,
+            seed,
+            record,
+        )
+        self.device = next(model.parameters()).device
+
+    def steps_per_epoch(self) -> int:
+        return math.ceil(self.num_images / self.batch_size)
+
+    def batches(self, epoch: int) -> Iterator[tuple[list, list]]:
         canvases = build_canvases(
-            items.images, items.labels, train_images, class_names=class_names,
-            canvas_size=canvas_size, item_sizes=item_sizes, seed=(seed, epoch),
+            self.items.images, self.items.labels, self.num_images,
+            class_names=self.config.class_names, canvas_size=self.config.canvas_size,
+            item_sizes=self.config.item_sizes, seed=(self.seed, epoch),
         )  # fmt: skip
-        detector.train()
-        sums: dict[str, float] = {}
-        batches = 0
-        for first in range(0, len(canvases), batch_size):
-            if step >= total_steps:
-                break
-            # Canvases are drawn independently, so their order is already random.
-            indices = list(range(first, min(first + batch_size, len(canvases))))
-            images = [canvases.images[i].to(run_device).float() / 255 for i in indices]
-            losses = detector(images, canvases.targets(indices, run_device))
-            loss = sum(losses.values())
-            if not torch.isfinite(loss):
-                raise ConfigError(
-                    f"the loss became {loss.item()} at step {step}; lower --lr (now {lr})"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            # Training from scratch can spike early; clipping keeps one bad batch from diverging.
-            torch.nn.utils.clip_grad_norm_(parameters, max_norm=10.0)
-            optimizer.step()
-            scheduler.step()
-            step, batches = step + 1, batches + 1
-            for name, value in {"loss": loss, **losses}.items():
-                sums[name] = sums.get(name, 0.0) + float(value.detach())
-            if step % 25 == 0 or step == total_steps:
-                log(_row(epoch, step, {k: v / batches for k, v in sums.items()},
-                         optimizer, step * batch_size, start))  # fmt: skip
-        if batches == 0:
-            break
-        epoch_loss = sums["loss"] / batches
-        completed_epochs = epoch + 1
-        seconds = time.perf_counter() - start
-        record = {
-            "epochs": epochs, "epochs_done": completed_epochs, "steps": step,
-            "train_images": train_images, "batch_size": batch_size, "lr": lr, "seed": seed,
-            "item_sizes": list(item_sizes), "weights": None if weights is None else str(weights),
-            "mean_loss_last_epoch": round(epoch_loss, 5), "seconds": round(seconds, 1),
-            "device": str(run_device),
-        }  # fmt: skip
-        save_detector(detector, config, out_dir, extra={"training": record})
-        log(f"epoch {epoch + 1}/{epochs} done: mean loss {epoch_loss:.4f}, {seconds:.0f}s, "
-            f"saved {out_dir}")  # fmt: skip
-    return TrainSummary(out_dir, completed_epochs, step, epoch_loss, time.perf_counter() - start)
+        # Canvases are drawn independently, so their order is already random.
+        for first in range(0, len(canvases), self.batch_size):
+            indices = list(range(first, min(first + self.batch_size, len(canvases))))
+            images = [canvases.images[i].to(self.device).float() / 255 for i in indices]
+            yield images, canvases.targets(indices, self.device)
+
+    def train_mode(self) -> None:
+        self.model.train()
+
+    def loss(self, runner: nn.Module, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        images, targets = batch
+        losses = runner(images, targets)
+        loss = sum(losses.values())
+        parts = [loss.detach()] + [losses[name].detach() for name in _LOSSES]
+        count = torch.ones((), device=loss.device)
+        return loss, torch.stack([*parts, count, count * len(images)])
+
+    def epoch_row(self, sums: torch.Tensor) -> dict[str, float]:
+        *totals, batches, images = sums.tolist()
+        means = [total / max(batches, 1) for total in totals]
+        return {"loss": means[0], **dict(zip(_LOSSES, means[1:])), "images": images}
+
+    def evaluate(self, model: nn.Module, epoch: int) -> dict[str, float]:
+        return {}  # mAP is `resnet detect eval`: scoring canvases every epoch costs a training
+
+    def save(self, stem: Path, model: nn.Module, *, epoch: int, step: int, metrics: dict) -> None:
+        record = {**self.record, "epochs_done": epoch, "steps": step,
+                  "mean_loss_last_epoch": round(metrics["loss"], 5),
+                  "seconds": round(metrics["seconds"], 1)}  # fmt: skip
+        save_detector(model, self.config, stem.parent, extra={"training": record})
 
 
 def load_items(split: str, data_dir: Union[str, os.PathLike, None] = None):
@@ -174,41 +217,3 @@ def load_items(split: str, data_dir: Union[str, os.PathLike, None] = None):
 
     dataset = load_dataset("fashion-mnist", split, data_dir=data_dir)
     return dataset, list(dataset.meta.class_names)
-
-
-def next_run_dir(base: Union[str, os.PathLike]) -> Path:
-    """``base`` if it does not exist yet, else ``base-2``, ``base-3``, ..."""
-    base = Path(base)
-    if not base.exists():
-        return base
-    number = 2
-    while Path(f"{base}-{number}").exists():
-        number += 1
-    return Path(f"{base}-{number}")
-
-
-def _warmup_cosine(total_steps: int, warmup: int) -> Callable[[int], float]:
-    def factor(step: int) -> float:
-        if step < warmup:
-            return 0.001 + (1 - 0.001) * step / warmup
-        progress = (step - warmup) / max(1, total_steps - warmup)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-    return factor
-
-
-def _row(
-    epoch: int,
-    step: int,
-    means: dict[str, float],
-    optimizer: torch.optim.Optimizer,
-    images_seen: int,
-    start: float,
-) -> str:
-    elapsed = time.perf_counter() - start
-    return (
-        f"{epoch + 1:>5} {step:>6} {means['loss']:>7.4f} {means['loss_classifier']:>6.3f} "
-        f"{means['loss_box_reg']:>6.3f} {means['loss_objectness']:>6.3f} "
-        f"{means['loss_rpn_box_reg']:>6.3f} {optimizer.param_groups[0]['lr']:>8.5f} "
-        f"{images_seen / elapsed:>6.1f} {elapsed:>6.0f}s"
-    )

@@ -199,21 +199,6 @@ def load_checkpoint(
     return model.to(device), info
 
 
-def load_inference_model(
-    path: str | os.PathLike, *, device: str | torch.device = "cpu"
-) -> tuple[nn.Module, dict, torch.device]:
-    """``(model, info, device)`` for scoring or predicting: a checkpoint as ``load_checkpoint``
-    loads it, or an exported ``.onnx`` file (fp32 or int8) run by onnxruntime on the CPU, with
-    an ``info`` rebuilt from the file's metadata (its ``device`` is then always the CPU)."""
-    if Path(path).suffix.lower() == ".onnx":
-        from resnet.deploy.runtime import OnnxModule
-
-        model = OnnxModule(path)
-        return model, model.checkpoint_info(), torch.device("cpu")
-    model, info = load_checkpoint(path, device=device)
-    return model, info, torch.device(device)
-
-
 def create_model_from_checkpoint(
     path: str | os.PathLike, *, device: str | torch.device = "cpu"
 ) -> nn.Module:

@@ -15,9 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 
+from resnet.data.meta import DEFAULT_VAL_FRACTION
 from resnet.errors import ConfigError
-
-DEFAULT_VAL_FRACTION = 0.0  # resnet.data's default too: evaluate on test, as the paper's curves
 
 __all__ = ["TrainConfig"]
 
@@ -32,7 +31,7 @@ _RANGES: dict[str, tuple[Optional[float], Optional[float], bool, bool]] = {
     "epochs": (1, 100_000, True, True),
     "max_steps": (1, None, True, True),
     "batch_size": (1, 1_000_000, True, True),
-    "lr": (0, None, False, True),
+    "lr": (0, 1e4, False, True),
     "momentum": (0, 1, True, False),
     "weight_decay": (0, None, True, True),
     "grad_clip": (0, None, False, True),

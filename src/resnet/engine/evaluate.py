@@ -1,23 +1,18 @@
-"""Scoring a model: top-1/top-5 accuracy, per-class accuracy and the confusion matrix."""
+"""Scoring a model on a loader: loss, top-1/top-5 accuracy and the confusion matrix (the
+training loop's per-epoch evaluation; ``resnet eval`` is ``resnet.deploy.evaluate``)."""
 
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
-import os
-from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from resnet.errors import ConfigError, DataError
+from resnet.errors import DataError
 
-__all__ = ["evaluate", "evaluate_loader", "EVAL_DTYPES"]
-
-EVAL_DTYPES = (None, "float32", "bfloat16", "float16")  # None: the checkpoint as it is (float32)
+__all__ = ["evaluate_loader"]
 
 
 @torch.no_grad()
@@ -69,123 +64,3 @@ def evaluate_loader(
         "num_samples": seen,
         "confusion_matrix": matrix,
     }
-
-
-def evaluate(
-    checkpoint: str | os.PathLike,
-    *,
-    dataset: Optional[str] = None,
-    split: str = "test",
-    data_dir: Optional[str] = None,
-    tta_flip: bool = False,
-    device: str = "auto",
-    batch_size: int = 256,
-    out_dir: Optional[str | os.PathLike] = None,
-    dtype: Optional[str] = None,
-) -> dict[str, Any]:
-    """Score a checkpoint on a dataset split (default: the dataset it was trained on).
-
-    ``checkpoint`` may also be a file of ``resnet export --format onnx [--int8]``: it then runs
-    in onnxruntime on the CPU, with the class names, normalisation and dataset in its metadata.
-
-    ``dtype="bfloat16"`` (or ``"float16"`` on a GPU) scores the network as it would be deployed
-    at that precision: ``optimize_for_inference(model, dtype=...)``, BN folded, 16-bit weights
-    and activations. The default scores the float32 checkpoint as it is.
-
-    Returns ``top1``, ``top5``, ``loss``, ``per_class_accuracy`` ({class name: accuracy}),
-    ``confusion_matrix`` (rows: true class, columns: predicted), ``class_names``,
-    ``num_samples``, ``dataset``, ``split``. With ``out_dir``, writes ``confusion_matrix.csv``
-    and ``confusion_matrix.png`` there. Inputs are normalised with the checkpoint's statistics.
-    """
-    from resnet.data import ArrayDataset, DatasetMeta, load_dataset, make_loader
-    from resnet.device import resolve_device
-    from resnet.engine.checkpoint import load_inference_model
-
-    if dtype not in EVAL_DTYPES:
-        raise ConfigError(f"unknown dtype {dtype!r}; use one of {', '.join(EVAL_DTYPES[1:])}")
-    target = resolve_device(device)
-    model, info, target = load_inference_model(checkpoint, device=target)
-    if dtype in ("bfloat16", "float16"):
-        if not list(model.parameters()):
-            raise ConfigError(
-                f"{checkpoint}: an exported file keeps the precision it was exported with; "
-                "drop --dtype, or score the checkpoint itself"
-            )
-        from resnet.deploy.optimize import optimize_for_inference
-
-        model = optimize_for_inference(model.eval(), dtype=getattr(torch, dtype), inplace=True)
-    trained = info.get("train_config") or {}
-    meta = DatasetMeta.from_dict(info["data_meta"]) if info.get("data_meta") else None
-    if dataset is None:
-        dataset = trained.get("dataset") or (meta.name if meta else None)
-        data_dir = data_dir or trained.get("data_dir")
-    if dataset is None:
-        raise ConfigError("the checkpoint does not name its dataset; pass --dataset")
-    options = {"data_dir": data_dir}
-    if split == "val":
-        options["val_fraction"] = trained.get("val_fraction") or 0.1
-    data = load_dataset(dataset, split, **options)
-    if meta is not None:
-        if data.meta.channels != meta.channels or data.meta.num_classes != meta.num_classes:
-            raise DataError(
-                f"{dataset} has {data.meta.channels} channels and {data.meta.num_classes} classes "
-                f"but the checkpoint expects {meta.channels} and {meta.num_classes}; "
-                "evaluate on a matching dataset"
-            )
-        if isinstance(data, ArrayDataset):
-            # Same normalisation as in training, whatever the evaluated data's own statistics.
-            data = ArrayDataset(data.images, data.labels, meta)
-    meta = meta or data.meta
-    loader = make_loader(data, batch_size, train=False, device=target)
-    scores = evaluate_loader(model, loader, num_classes=meta.num_classes, tta_flip=tta_flip)
-    matrix = scores.pop("confusion_matrix")
-    totals = matrix.sum(1).clamp_min(1)
-    result = {
-        **scores,
-        "per_class_accuracy": {
-            name: float(matrix[i, i] / totals[i]) for i, name in enumerate(meta.class_names)
-        },
-        "confusion_matrix": matrix.tolist(),
-        "class_names": list(meta.class_names),
-        "dataset": str(dataset),
-        "split": split,
-        "tta_flip": tta_flip,
-        "dtype": dtype or "float32",
-    }
-    if out_dir is not None:
-        write_confusion_matrix(Path(out_dir), matrix, list(meta.class_names))
-    return result
-
-
-def write_confusion_matrix(out_dir: Path, matrix: torch.Tensor, class_names: list[str]) -> None:
-    """``confusion_matrix.csv`` (counts) and ``confusion_matrix.png`` (row-normalised heat map)."""
-    from resnet.io import atomic_write
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    buffer = io.StringIO()
-    table = csv.writer(buffer)
-    table.writerow(["true\\predicted", *class_names])
-    for name, row in zip(class_names, matrix.tolist()):
-        table.writerow([name, *row])
-    with atomic_write(out_dir / "confusion_matrix.csv", "w") as handle:
-        handle.write(buffer.getvalue())
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rates = (matrix.double() / matrix.sum(1, keepdim=True).clamp_min(1)).numpy()
-    size = max(4.0, 0.45 * len(class_names) + 2)
-    figure, axes = plt.subplots(figsize=(size, size))
-    image = axes.imshow(rates, cmap="Blues", vmin=0, vmax=1)
-    ticks = range(len(class_names))
-    axes.set_xticks(ticks, class_names, rotation=90)
-    axes.set_yticks(ticks, class_names)
-    axes.set_xlabel("predicted")
-    axes.set_ylabel("true")
-    figure.colorbar(image, fraction=0.046)
-    figure.tight_layout()
-    with atomic_write(out_dir / "confusion_matrix.png") as handle:
-        figure.savefig(handle, format="png", dpi=100)
-    plt.close(figure)

@@ -35,8 +35,8 @@ def predict(
     on stderr; the others are still predicted.
     """
     from resnet.data import DatasetMeta, preprocess_images
+    from resnet.deploy.runtime import load_inference_model
     from resnet.device import resolve_device
-    from resnet.engine.checkpoint import load_inference_model
 
     if not inputs:
         raise DataError("predict got no inputs; pass one or more image files")

@@ -1,0 +1,166 @@
+"""The CLI boundary: every bad input or failing environment ends in exactly one
+``resnet: error:`` line and exit code 2 (130 for Ctrl-C), never a traceback, and writes nothing
+outside the run folder. One test per class of failure, parametrized over its cases."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from resnet.cli import main
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
+from engine_helpers import make_npz  # noqa: E402
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("resnet: error: ") and "Traceback" not in err
+    return lines[0]
+
+
+@pytest.fixture
+def npz(tmp_path) -> Path:
+    return make_npz(tmp_path / "bands.npz", train=64, test=32, size=16)
+
+
+def _train_args(npz: Path, runs: Path, *extra: str) -> list[str]:
+    return ["train", "--dataset", str(npz), "--epochs", "1", "--batch-size", "32", "--device",
+            "cpu", "--runs-dir", str(runs), "--no-progress", "--set", "log_tensorboard=false",
+            "--set", "num_threads=1", *extra]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["seed=x"], "seed must be a whole number"),
+        (["epochs=1.5"], "epochs must be a whole number"),
+        (["num_threads=0"], r"num_threads must be in [1, 4096]"),
+        (["momentum=-1"], "momentum must be in [0, 1)"),
+        (["model={a: 1}"], "model must be a string"),
+        (["model=resnt20"], "unknown model 'resnt20': did you mean resnet20"),
+        (["name=../../x"], "is not a plain folder name"),
+        (["device=tpu"], "device must be auto, cpu, cuda, cuda:N or mps"),
+        (["lr=nan"], "lr must be a finite number"),
+    ],
+)
+def test_config_values_are_checked_before_anything_runs(tmp_path, capsys, overrides, message):
+    """A bad value is one line, before any data loads or folder is created."""
+    args = ["train", "--dataset", str(tmp_path / "missing.npz"), "--runs-dir", str(tmp_path / "r")]
+    for item in overrides:
+        args += ["--set", item]
+    assert main(args) == 2
+    assert message in _one_error_line(capsys)
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"model: [resnet20\nlr: 0.1\n", "is not valid YAML"),
+        (b"model: resnet20\n\xff\xfe lr: 0.1\n", "is not UTF-8"),
+        (b"- just\n- a list\n", "must be a mapping"),
+    ],
+)
+def test_broken_recipes_are_one_line(tmp_path, capsys, content, message):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_bytes(content)
+    assert main(["train", "--recipe", str(recipe)]) == 2
+    assert message in _one_error_line(capsys)
+
+
+def test_os_errors_on_outputs_are_one_line(tmp_path, capsys, npz):
+    """An output that lies under a file cannot be created: one line naming the path."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    assert main(_train_args(npz, blocker / "runs")) == 2
+    line = _one_error_line(capsys)
+    assert str(blocker) in line
+
+
+def test_missing_device_fails_before_any_work(tmp_path, capsys, monkeypatch):
+    """`resnet demo --device cuda:0` on a machine without that GPU: one line, no folder."""
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    monkeypatch.chdir(tmp_path)
+    assert main(["demo", "--device", "cuda:0"]) == 2
+    assert "no CUDA GPU is visible; use --device cpu" in _one_error_line(capsys)
+    assert list(tmp_path.iterdir()) == []
+    assert main(["train", "--device", "cuda:1", "--dataset", "fashion-mnist"]) == 2
+    assert "no CUDA GPU" in _one_error_line(capsys)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_broken_pipe_is_quiet(tmp_path):
+    """`resnet models | head -1`: the reader leaves early; no traceback, as Unix tools do."""
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    command = f"{sys.executable} -m resnet models | head -1"
+    done = subprocess.run(command, shell=True, env=env, capture_output=True, text=True)
+    assert done.stdout.count("\n") == 1
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
+
+
+def test_debug_shows_the_traceback(tmp_path, capsys):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_bytes(b"\xff\xfe")
+    with pytest.raises(Exception, match="not UTF-8"):
+        main(["train", "--recipe", str(recipe), "--debug"])
+
+
+@pytest.mark.parametrize("case", ["empty_state", "other_model", "other_width"])
+def test_resume_edge_cases_are_one_line(tmp_path, capsys, npz, case):
+    runs = tmp_path / "runs"
+    assert main(_train_args(npz, runs, "--name", "run")) == 0
+    capsys.readouterr()
+    args = ["train", "--resume", str(runs / "run"), "--epochs", "2"]
+    if case == "empty_state":
+        torch.save({}, runs / "run" / "last.state.pt")
+        message = "resume state lacks model"
+    elif case == "other_model":
+        args += ["--model", "resnet32"]
+        message = "the resume state does not fit this model"
+    else:
+        args += ["--set", "model_kwargs={norm_layer: group}"]
+        message = "the resume state does not fit this model"
+    assert main(args) == 2
+    assert message in _one_error_line(capsys)
+
+
+def test_weights_that_turn_nan_are_never_checkpointed(tmp_path, capsys, npz, monkeypatch):
+    """The last step of an epoch turns a weight NaN while its loss (computed before the update)
+    was finite. The run stops with one line and writes no best/last checkpoint."""
+    step = torch.optim.SGD.step
+
+    def step_then_break(self, *args, **kwargs):
+        result = step(self, *args, **kwargs)
+        self.param_groups[0]["params"][0].data.fill_(float("nan"))
+        return result
+
+    monkeypatch.setattr(torch.optim.SGD, "step", step_then_break)
+    runs = tmp_path / "runs"
+    assert main(_train_args(npz, runs, "--name", "nan", "--max-steps", "1")) == 2
+    assert "became NaN/inf; the checkpoint was not written" in _one_error_line(capsys)
+    written = {p.name for p in (runs / "nan").iterdir()}
+    assert not written & {"best.safetensors", "last.safetensors", "last.state.pt"}
+
+
+def test_resume_records_threads_and_cleans_stale_temp_files(tmp_path, capsys, npz):
+    import yaml
+
+    runs = tmp_path / "runs"
+    assert main(_train_args(npz, runs, "--name", "run")) == 0
+    config = yaml.safe_load((runs / "run" / "config.yaml").read_text())
+    assert config["num_threads"] == 1
+    stale = runs / "run" / ".last.state.pt.killed.tmp"
+    stale.write_bytes(b"x" * 1000)
+    os.utime(stale, (0, 0))  # left by a run killed long ago
+    assert main(["train", "--resume", str(runs / "run"), "--epochs", "2"]) == 0
+    assert not stale.exists()
