@@ -63,3 +63,34 @@ def test_resume_after_sigkill_is_bitwise_identical(tmp_path):
     for index in range(6):  # epoch, step, losses, accuracies, lr: not the timings
         assert column(killed_rows, index) == column(reference_rows, index)
     assert len(killed_rows) == 7
+
+
+def test_mid_epoch_resume_point_after_sigkill_is_bitwise_identical(tmp_path):
+    """``save_every_steps``: a run killed inside its first epoch resumes from the step it saved
+    (skipping the batches it had trained) and ends bitwise equal to an uninterrupted one."""
+    npz = make_npz(tmp_path / "bands.npz", train=512, size=16)
+    runs = tmp_path / "runs"
+    every = ["--epochs", "2", "--set", "save_every_steps=3"]
+    reference = _run([*_command(npz, runs, "reference"), *every])
+    killed = _run([*_command(npz, runs, "killed"), *every])
+    state = runs / "killed" / "last.state.pt"
+    deadline = time.monotonic() + 120
+    while not state.exists():
+        assert killed.poll() is None, killed.stdout.read()
+        assert time.monotonic() < deadline, "no resume point after 120 s"
+        time.sleep(0.01)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert not (runs / "killed" / "last.json").exists(), "killed too late: an epoch ended"
+
+    resumed = _run([sys.executable, "-m", "resnet", "train", "--resume", str(runs / "killed")])
+    out, _ = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, out
+    out, _ = reference.communicate(timeout=300)
+    assert reference.returncode == 0, out
+    for name in ("last.safetensors", "best.safetensors"):
+        assert (runs / "killed" / name).read_bytes() == (runs / "reference" / name).read_bytes()
+    killed_rows = (runs / "killed" / "metrics.csv").read_text().splitlines()
+    reference_rows = (runs / "reference" / "metrics.csv").read_text().splitlines()
+    strip = lambda rows: [",".join(r.split(",")[:6]) for r in rows]  # noqa: E731
+    assert strip(killed_rows) == strip(reference_rows) and len(killed_rows) == 3

@@ -114,18 +114,22 @@ class _SyncBatchNormFunction(torch.autograd.Function):
         dims = [d for d in range(x.dim()) if d != 1]
         shape = [1, -1] + [1] * (x.dim() - 2)
         xf = x.float()
-        count = torch.tensor([x.numel() / x.shape[1]], dtype=torch.float32, device=x.device)
-        stats = torch.cat([xf.sum(dims), (xf * xf).sum(dims), count])
+        # Sums in float64: E[x^2] - E[x]^2 in float32 loses digits when the mean is large.
+        wide = xf.double()
+        count = torch.tensor([x.numel() / x.shape[1]], dtype=torch.float64, device=x.device)
+        stats = torch.cat([wide.sum(dims), (wide * wide).sum(dims), count])
         dist.all_reduce(stats, op=dist.ReduceOp.SUM)
         channels = x.shape[1]
         total = stats[-1]
-        mean = stats[:channels] / total
-        var = (stats[channels : 2 * channels] / total - mean * mean).clamp_min(0)
+        mean64 = stats[:channels] / total
+        var64 = (stats[channels : 2 * channels] / total - mean64 * mean64).clamp_min(0)
+        mean, var = mean64.float(), var64.float()
         invstd = torch.rsqrt(var + eps)
         xhat = (xf - mean.view(shape)) * invstd.view(shape)
-        ctx.save_for_backward(xhat, weight, invstd, total)
+        ctx.save_for_backward(xhat, weight, invstd, total.float())
         out = xhat * weight.view(shape) + bias.view(shape)
-        return out.to(x.dtype), mean, var * total / (total - 1).clamp_min(1)
+        unbiased = (var64 * total / (total - 1).clamp_min(1)).float()
+        return out.to(x.dtype), mean, unbiased
 
     @staticmethod
     def backward(ctx, grad_out, _grad_mean, _grad_var):
