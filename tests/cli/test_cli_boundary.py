@@ -164,3 +164,58 @@ def test_resume_records_threads_and_cleans_stale_temp_files(tmp_path, capsys, np
     os.utime(stale, (0, 0))  # left by a run killed long ago
     assert main(["train", "--resume", str(runs / "run"), "--epochs", "2"]) == 0
     assert not stale.exists()
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("epoch", "three", "epoch must be int"),
+        ("model_kwargs", [1, 2], "model_kwargs must be dict"),
+        ("model_name", 20, "model_name must be str"),
+        ("data_meta.class_names", ["a", "b"], "2 class names for a network with 4 outputs"),
+        ("data_meta.class_names", "abcd", "class_names must be a list of strings"),
+        ("data_meta.std", [0.0], "std must be positive"),
+        ("data_meta.mean", [1.0, 2.0], "mean must hold 1 finite numbers"),
+        ("data_meta.image_size", [16, -1], "image_size must be 1-3 sides"),
+    ],
+)
+def test_edited_checkpoint_descriptions_are_one_line(tmp_path, capsys, npz, field, value, message):
+    """One reader checks every value of a checkpoint's .json (anyone can edit it)."""
+    import json
+
+    runs = tmp_path / "runs"
+    assert main(_train_args(npz, runs, "--name", "run")) == 0
+    capsys.readouterr()
+    path = runs / "run" / "best.json"
+    info = json.loads(path.read_text())
+    target, key = (info["data_meta"], field.split(".")[1]) if "." in field else (info, field)
+    target[key] = value
+    path.write_text(json.dumps(info))
+    assert main(["eval", "--checkpoint", str(path), "--device", "cpu"]) == 2
+    assert message in _one_error_line(capsys)
+
+
+def test_a_2d_model_given_volumes_is_one_line(tmp_path, capsys):
+    import numpy as np
+
+    volumes = np.random.default_rng(0).integers(0, 255, (8, 8, 8, 8)).astype(np.uint8)
+    labels = np.arange(8) % 2
+    np.savez(tmp_path / "vol.npz", train_images=volumes, train_labels=labels,
+             test_images=volumes, test_labels=labels)  # fmt: skip
+    args = _train_args(tmp_path / "vol.npz", tmp_path / "runs", "--model", "resnet20")
+    assert main(args) == 2
+    line = _one_error_line(capsys)
+    assert "resnet20 is a 2D network but" in line and "pick a 3D model" in line
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["summary", "resnet18", "--input-size", "100000"], "--input-size 100000 is out of range"),
+        (["summary", "resnet18", "--in-chans", "0"], "--in-chans 0 is out of range"),
+        (["summary", "resnet18", "--num-classes", "1000000000"], "out of range"),
+    ],
+)
+def test_sizes_are_bounded_before_any_allocation(capsys, args, message):
+    assert main(args) == 2
+    assert message in _one_error_line(capsys)

@@ -100,7 +100,10 @@ def test_pt2_round_trip(checkpoint, tmp_path):
 
 def test_volume_model_exports_to_onnx(tmp_path):
     pytest.importorskip("onnxruntime")
-    model = create_model("resnet10_3d", in_chans=1, widen_factor=0.125, conv1_t_size=3)
+    classes = len(META.class_names)
+    model = create_model(
+        "resnet10_3d", num_classes=classes, in_chans=1, widen_factor=0.125, conv1_t_size=3
+    )
     volume_meta = {**META.to_dict(), "image_size": [16, 16, 16]}
     report = export_model(model, "onnx", tmp_path / "vol.onnx", data_meta=volume_meta)
     assert report["max_abs_diff"] < 1e-4
@@ -152,3 +155,13 @@ def test_export_of_unknown_format_raises(tmp_path):
     with pytest.raises(ConfigError, match="onnx, torchscript, pt2"):
         export_model(create_model("resnet20"), "coreml", tmp_path / "model.mlmodel")
     assert not (tmp_path / "model.mlmodel").exists()
+
+
+def test_class_names_must_name_every_output(tmp_path):
+    """An export whose class names do not match the network's outputs is refused (it used to
+    be written with exit 0); so is an exported file whose metadata was edited to mismatch."""
+    pytest.importorskip("onnxruntime")
+    model = create_model("resnet20", num_classes=len(META.class_names) + 1, in_chans=1)
+    with pytest.raises(ConfigError, match=r"names \d+ classes but resnet20 has \d+ outputs"):
+        export_model(model, "onnx", tmp_path / "x.onnx", data_meta=META)
+    assert not (tmp_path / "x.onnx").exists()

@@ -69,8 +69,12 @@ def _summary(args: argparse.Namespace) -> int:
 
     entry = model_entry(args.name)
     size = args.input_size or entry.default_input_size
-    if size < 8:
-        raise ConfigError(f"--input-size {size} is too small; use at least 8 pixels")
+    if not 8 <= size <= 4096:
+        raise ConfigError(f"--input-size {size} is out of range; use 8 to 4096 pixels")
+    if not 1 <= args.in_chans <= 4096:
+        raise ConfigError(f"--in-chans {args.in_chans} is out of range; use 1 to 4096")
+    if args.num_classes is not None and not 1 <= args.num_classes <= 100_000:
+        raise ConfigError(f"--num-classes {args.num_classes} is out of range; use 1 to 100000")
     kwargs = {"in_chans": args.in_chans}
     if args.num_classes is not None:
         kwargs["num_classes"] = args.num_classes

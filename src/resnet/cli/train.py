@@ -173,8 +173,7 @@ def _predict(args: argparse.Namespace) -> int:
                 continue
             ranked = ", ".join(f"{r['label']} {r['prob']:.3f}" for r in row["topk"])
             print(f"{row['path']}: {ranked}")
-    failed = sum("error" in row for row in results)
-    if failed:
-        print(f"resnet: error: {failed} of {len(results)} inputs failed", file=sys.stderr)
-        return 2
-    return 0
+    failed = [row for row in results if "error" in row]
+    for row in failed:  # one line per bad input, naming it; the good ones were printed above
+        print(f"resnet: error: {row['error']}", file=sys.stderr)
+    return 2 if failed else 0

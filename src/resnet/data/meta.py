@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -61,21 +62,56 @@ class DatasetMeta:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DatasetMeta:
-        """Inverse of :meth:`to_dict`; unknown keys are ignored so older readers keep working."""
-        try:
-            return cls(
-                name=d["name"],
-                class_names=list(d["class_names"]),
-                channels=int(d["channels"]),
-                image_size=tuple(d["image_size"]),
-                mean=tuple(d["mean"]),
-                std=tuple(d["std"]),
+        """Inverse of :meth:`to_dict`, every value checked (it is read back from checkpoint JSON
+        and ONNX metadata that anyone can edit); unknown keys are ignored so older readers keep
+        working. A missing or malformed value is one ``DataError`` naming it."""
+        if not isinstance(d, dict):
+            raise DataError(f"dataset metadata must be a mapping, got {type(d).__name__}")
+        missing = [k for k in ("name", "class_names", "channels", "image_size", "mean", "std")
+                   if k not in d]  # fmt: skip
+        if missing:
+            raise DataError(f"dataset metadata lacks {', '.join(missing)}; re-save the file")
+        names, channels, size = d["class_names"], d["channels"], d["image_size"]
+        _require(isinstance(d["name"], str), "name must be a string", d["name"])
+        _require(isinstance(names, (list, tuple)) and len(names) >= 1
+                 and all(isinstance(n, str) for n in names), "class_names must be a list of "
+                 "strings", names)  # fmt: skip
+        _require(_is_int(channels) and 1 <= channels <= 4096, "channels must be 1..4096", channels)
+        _require(isinstance(size, (list, tuple)) and 1 <= len(size) <= 3
+                 and all(_is_int(s) and 1 <= s <= 8192 for s in size),
+                 "image_size must be 1-3 sides of 1..8192 pixels", size)  # fmt: skip
+        for key in ("mean", "std"):
+            values = d[key]
+            ok = (
+                isinstance(values, list)
+                and len(values) == channels
+                and all(_is_number(v) and math.isfinite(v) for v in values)
             )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise DataError(
-                f"dataset metadata is incomplete or malformed ({exc!r}); it needs name, "
-                "class_names, channels, image_size, mean and std"
-            ) from exc
+            _require(ok, f"{key} must hold {channels} finite numbers (one per channel)", values)
+        _require(all(v > 0 for v in d["std"]), "std must be positive", d["std"])
+        return cls(
+            name=d["name"],
+            class_names=list(names),
+            channels=int(channels),
+            image_size=tuple(size),
+            mean=tuple(float(v) for v in d["mean"]),
+            std=tuple(float(v) for v in d["std"]),
+        )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _require(condition: bool, what: str, value: Any) -> None:
+    if not condition:
+        shown = repr(value)
+        shown = shown if len(shown) <= 80 else shown[:77] + "..."
+        raise DataError(f"dataset metadata: {what}, got {shown}; re-save the file")
 
 
 @dataclass

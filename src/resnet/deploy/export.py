@@ -155,6 +155,13 @@ def export_metadata(
                 f"data_meta describes {meta['channels']}-channel {tuple(image_size)} inputs but "
                 f"{name} takes {channels} channels in {spatial_dims} dims; pass matching data_meta"
             )
+        head = getattr(model, "fc", None)
+        classes = len(meta["class_names"])
+        if isinstance(head, nn.Linear) and classes != head.out_features:
+            raise ConfigError(
+                f"data_meta names {classes} classes but {name} has {head.out_features} outputs; "
+                "pass the data_meta of the dataset the model was trained on"
+            )
     else:
         from resnet.models import model_entry
 

@@ -7,7 +7,6 @@ so inputs go through ``resnet.data.preprocess_images`` exactly as the model expe
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,8 +30,8 @@ def predict(
     "prob"}, ...]}``.
 
     ``checkpoint`` may also be an exported ``.onnx`` file (fp32 or int8, run by onnxruntime).
-    An input that cannot be read as an image gets ``{"path", "error"}`` and a one-line message
-    on stderr; the others are still predicted.
+    An input that cannot be read as an image gets ``{"path", "error"}`` (one line naming the
+    file); the others are still predicted.
     """
     from resnet.data import DatasetMeta, preprocess_images
     from resnet.deploy.runtime import load_inference_model
@@ -58,7 +57,6 @@ def predict(
             tensor = preprocess_images([path], meta, device=target)[0]
         except (ResnetError, OSError) as error:
             message = str(error).splitlines()[0] if str(error) else type(error).__name__
-            print(f"resnet: error: {message}", file=sys.stderr)
             results.append({"path": str(path), "error": message})
             continue
         results.append({"path": str(path)})

@@ -113,6 +113,18 @@ class OnnxModule(nn.Module):
             "mean": meta["mean"],
             "std": meta["std"],
         }
+        from resnet.data import DatasetMeta
+
+        try:
+            DatasetMeta.from_dict(data_meta)  # the metadata is editable: check every value
+        except DataError as error:
+            raise WeightsError(f"{self.source}: {error}") from None
+        outputs = self.session.get_outputs()[0].shape[-1]
+        if isinstance(outputs, int) and outputs != len(data_meta["class_names"]):
+            raise WeightsError(
+                f"{self.source}: {len(data_meta['class_names'])} class names for a network "
+                f"with {outputs} outputs; {_FIX}"
+            )
         dataset = meta.get("dataset")
         return {
             "model_name": meta.get("model_name"),

@@ -16,7 +16,7 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from resnet.errors import ConfigError, WeightsError
+from resnet.errors import ConfigError, DataError, WeightsError
 from resnet.io import atomic_save_json, atomic_write
 
 __all__ = [
@@ -148,12 +148,43 @@ def read_checkpoint_info(path: str | os.PathLike) -> dict:
             f"{json_path}: checkpoint description lacks {', '.join(missing)}; "
             "it was not written by resnet's save_checkpoint"
         )
+    _check_info_types(info, json_path)
     if info["format_version"] > FORMAT_VERSION:
         raise WeightsError(
             f"{json_path}: checkpoint format {info['format_version']} is newer than this "
             f"package reads ({FORMAT_VERSION}); upgrade resnet"
         )
     return info
+
+
+_INFO_TYPES = {
+    "format_version": int,
+    "model_name": str,
+    "model_kwargs": dict,
+    "epoch": int,
+    "step": int,
+    "metrics": dict,
+}
+
+
+def _check_info_types(info: dict, json_path: Path) -> None:
+    """Every field of an (editable) checkpoint description has the type a rebuild needs."""
+    for key, kind in _INFO_TYPES.items():
+        value = info[key]
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise WeightsError(
+                f"{json_path}: {key} must be {kind.__name__}, got {value!r:.60}; the file was "
+                "edited or damaged, re-save the checkpoint"
+            )
+    if info.get("data_meta") is not None:
+        from resnet.data import DatasetMeta
+
+        try:
+            DatasetMeta.from_dict(info["data_meta"])
+        except DataError as error:
+            raise WeightsError(f"{json_path}: {error}") from None
+    if info.get("train_config") is not None and not isinstance(info["train_config"], dict):
+        raise WeightsError(f"{json_path}: train_config must be a mapping; re-save the checkpoint")
 
 
 def load_checkpoint(
@@ -196,7 +227,19 @@ def load_checkpoint(
             f"({' '.join(first[1:2]).strip()[:160]}); the .json and .safetensors are from "
             "different models"
         ) from None
+    _check_class_count(model, info, stem)
     return model.to(device), info
+
+
+def _check_class_count(model: nn.Module, info: dict, stem: Path) -> None:
+    """The class names must name every output of the network, no more, no fewer."""
+    head = getattr(model, "fc", None)
+    names = (info.get("data_meta") or {}).get("class_names")
+    if isinstance(head, nn.Linear) and names is not None and len(names) != head.out_features:
+        raise WeightsError(
+            f"{stem}.json: {len(names)} class names for a network with {head.out_features} "
+            "outputs; the description does not belong to these weights"
+        )
 
 
 def create_model_from_checkpoint(

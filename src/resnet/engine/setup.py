@@ -137,6 +137,15 @@ def build_model(
     model = create_model(
         cfg.model, num_classes=meta.num_classes, in_chans=meta.channels, **cfg.model_kwargs
     )
+    conv1 = getattr(model, "conv1", None)
+    dims = conv1.weight.dim() - 2 if isinstance(conv1, nn.modules.conv._ConvNd) else None
+    if dims is not None and dims != len(meta.image_size):
+        kinds = {1: "signals", 2: "images", 3: "volumes"}
+        raise ConfigError(
+            f"{cfg.model} is a {dims}D network but {meta.name} holds "
+            f"{kinds.get(len(meta.image_size), 'data')} of shape {tuple(meta.image_size)}; "
+            f"pick a {len(meta.image_size)}D model from `resnet models`"
+        )
     if cfg.pretrained is not None:
         load_weights(model, _weight_file(cfg.pretrained))
     frozen = freeze_backbone(model, cfg.freeze_stages)
