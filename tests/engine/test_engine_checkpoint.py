@@ -46,7 +46,9 @@ def test_round_trip(tmp_path):
         for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
             assert torch.equal(a, b), name
         assert info["model_name"] == "resnet20" and info["epoch"] == 3 and info["step"] == 30
-        assert info["model_kwargs"] == {"num_classes": 3, "in_chans": 1, "norm_layer": "group"}
+        assert info["model_kwargs"] == {
+            "num_classes": 3, "in_chans": 1, "norm_layer": "group", "shortcut_pad": "both"
+        }  # fmt: skip
         assert DatasetMeta.from_dict(info["data_meta"]) == META
         assert info["metrics"] == {"acc": 0.5} and info["format_version"] == 1
     rebuilt = create_model_from_checkpoint(tmp_path)

@@ -61,12 +61,22 @@ def test_plain_block_builds_no_projection_shortcut():
     assert BasicBlock(16, 32, 2, projection, residual=False).downsample is None
 
 
-def test_zero_pad_shortcut_subsamples_and_pads_channels():
-    x = torch.arange(2 * 4 * 4 * 4, dtype=torch.float32).reshape(2, 4, 4, 4)
+def test_zero_pad_shortcut_subsamples_and_pads_channels_on_both_sides():
+    x = torch.arange(1, 1 + 2 * 4 * 4 * 4, dtype=torch.float32).reshape(2, 4, 4, 4)
     out = ZeroPadShortcut(stride=2, extra_channels=4)(x)
     assert out.shape == (2, 8, 2, 2)
-    torch.testing.assert_close(out[:, :4], x[:, :, ::2, ::2])
+    # akamaster/pytorch_resnet_cifar10: F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, 2, 2))
+    torch.testing.assert_close(out[:, 2:6], x[:, :, ::2, ::2], rtol=0, atol=0)
+    assert torch.count_nonzero(out[:, :2]) == 0 and torch.count_nonzero(out[:, 6:]) == 0
+
+
+def test_zero_pad_shortcut_after_appends_the_zero_channels():
+    x = torch.arange(1, 1 + 2 * 4 * 4 * 4, dtype=torch.float32).reshape(2, 4, 4, 4)
+    out = ZeroPadShortcut(stride=2, extra_channels=4, pad="after")(x)
+    torch.testing.assert_close(out[:, :4], x[:, :, ::2, ::2], rtol=0, atol=0)
     assert torch.count_nonzero(out[:, 4:]) == 0
+    with pytest.raises(ConfigError, match="shortcut_pad"):
+        ZeroPadShortcut(2, 4, pad="before")
 
 
 def test_zero_init_residual_makes_every_residual_block_start_as_identity():

@@ -122,3 +122,73 @@ def test_a_weight_file_that_runs_code_is_refused_and_never_runs(tmp_path, monkey
     with pytest.raises(WeightsError, match="evil.pth"):
         load_weights(create_model("resnet20"), path)
     assert not (tmp_path / "PWNED").exists()
+
+
+def test_a_state_dict_mapping_loads_like_a_file():
+    source = create_model("resnet20")
+    target = create_model("resnet20")
+    nested = {
+        "state_dict_ema": {f"_orig_mod.module.{k}": v for k, v in source.state_dict().items()}
+    }
+    load_weights(target, nested)
+    torch.testing.assert_close(target.layer3[2].conv2.weight, source.layer3[2].conv2.weight)
+
+
+@pytest.mark.parametrize("name", ["linear", "head.fc", "classifier"])
+def test_other_classifier_names_map_onto_fc(name):
+    source = create_model("resnet20")
+    state = {
+        k.replace("fc.", f"{name}.", 1) if k.startswith("fc.") else k: v
+        for k, v in source.state_dict().items()
+    }
+    target = create_model("resnet20")
+    report = load_weights(target, state)
+    assert report.renamed_classifier == name and not report.backbone_only
+    torch.testing.assert_close(target.fc.weight, source.fc.weight, rtol=0, atol=0)
+
+
+def test_missing_batch_counters_are_tolerated():
+    source = create_model("resnet20")
+    source.layer1[0].bn1.num_batches_tracked.fill_(7)
+    state = {k: v for k, v in source.state_dict().items() if "num_batches_tracked" not in k}
+    target = create_model("resnet20")
+    load_weights(target, state)
+    torch.testing.assert_close(target.layer1[0].bn1.running_var, source.layer1[0].bn1.running_var)
+    assert int(target.layer1[0].bn1.num_batches_tracked) == 0  # its own counter, kept
+
+
+def test_a_backbone_file_keeps_the_fresh_classifier_and_says_so(tmp_path):
+    source = create_model("resnet18")
+    path = tmp_path / "backbone.pth"
+    torch.save({k: v for k, v in source.state_dict().items() if not k.startswith("fc.")}, path)
+    target = create_model("resnet18", num_classes=5)
+    fresh = target.fc.weight.clone()
+    report = load_weights(target, path)
+    assert report.backbone_only and not report.dropped_classifier
+    torch.testing.assert_close(target.fc.weight, fresh, rtol=0, atol=0)
+    torch.testing.assert_close(target.layer4[1].bn2.bias, source.layer4[1].bn2.bias)
+
+
+def test_a_file_missing_more_than_the_classifier_lists_the_keys():
+    state = {k: v for k, v in create_model("resnet20").state_dict().items() if "layer3.2" not in k}
+    with pytest.raises(WeightsError, match=r"missing: layer3\.2\.conv1\.weight"):
+        load_weights(create_model("resnet20"), state)
+
+
+def test_wrong_rank_tensors_raise_a_one_line_weights_error(torchvision_resnet18_file):
+    # 2-d weights for a 3-d net: every conv has another rank, conv1 included.
+    with pytest.raises(WeightsError, match="ranks differ") as error:
+        load_weights(create_model("resnet18_3d", in_chans=3), torchvision_resnet18_file)
+    assert "\n" not in str(error.value) and "resnet18.pth" in str(error.value)
+    state = dict(create_model("resnet20").state_dict())
+    state["conv1.weight"] = torch.zeros(16)
+    with pytest.raises(WeightsError, match=r"conv1\.weight \(16,\) vs \(16, 3, 3, 3\)"):
+        load_weights(create_model("resnet20"), state)
+    state["conv1.weight"] = torch.zeros(16, 1, 3, 3, 3)  # another rank and channel count
+    with pytest.raises(WeightsError, match="ranks differ"):
+        load_weights(create_model("resnet20"), state)
+
+
+def test_a_mapping_of_non_tensors_is_refused():
+    with pytest.raises(WeightsError, match="no state_dict of tensors"):
+        load_weights(create_model("resnet20"), {"conv1.weight": [1.0, 2.0]})

@@ -58,7 +58,9 @@ def test_2d_instance_equals_torchvision(block):
         "bottleneck": (tv.Bottleneck, Bottleneck),
     }[block]
     theirs = tv.ResNet(tv_block, [1, 2, 1, 1], num_classes=7).eval()
-    ours = ResNetNd(our_block, [1, 2, 1, 1], 7, 3, spatial_dims=2, conv1_t_stride=2).eval()
+    ours = ResNetNd(
+        our_block, [1, 2, 1, 1], 7, 3, spatial_dims=2, conv1_t_stride=2, bias_downsample=False
+    ).eval()
     ours.load_state_dict(theirs.state_dict())  # same names and shapes, strict
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
@@ -103,7 +105,8 @@ def test_shortcut_a_has_no_parameters_and_matches_plain_count():
     assert all(block.downsample is None for stage in plain.stages() for block in stage)
     x = torch.randn(2, 1, 16, 16, 16)
     assert model_a(x).shape == (2, 2)
-    shortcut = ZeroPadShortcut(2, 4, spatial_dims=3)
+    assert model_a.layer2[0].downsample.pad == "after"  # MONAI appends the zero channels
+    shortcut = ZeroPadShortcut(2, 4, spatial_dims=3, pad="after")
     out = shortcut(torch.ones(1, 2, 4, 4, 4))
     assert out.shape == (1, 6, 2, 2, 2) and out[:, 2:].abs().sum() == 0
 

@@ -199,7 +199,7 @@ def load_checkpoint(
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from resnet.models import create_model
+    from resnet.models import create_model, legacy_model_kwargs
 
     stem = resolve_checkpoint(path)
     info = read_checkpoint_info(stem)
@@ -212,7 +212,10 @@ def load_checkpoint(
             "use the other checkpoint of the run (best/last) or retrain"
         ) from None
     try:
-        model = create_model(info["model_name"], **info["model_kwargs"])
+        kwargs = legacy_model_kwargs(
+            info["model_name"], info["model_kwargs"], info["format_version"]
+        )
+        model = create_model(info["model_name"], **kwargs)
     except ConfigError as error:
         raise WeightsError(
             f"{stem}.json: cannot rebuild model {info['model_name']!r} ({error}); "

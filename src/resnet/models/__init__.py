@@ -1,5 +1,10 @@
-"""The model zoo: blocks, networks, the registry and weight loading."""
+"""The model zoo: blocks, networks, the registry and weight loading.
 
+Importing this package imports every builder module, which fills the registry.
+"""
+
+# The builder modules register their models on import (the registry imports none of them).
+from resnet.models import cifar, imagenet, resnet3d, resnet_d, senet  # noqa: F401
 from resnet.models.blocks import (
     BasicBlock,
     Bottleneck,
@@ -7,6 +12,7 @@ from resnet.models.blocks import (
     PreActBottleneck,
     ResidualBlock,
 )
+from resnet.models.compat import legacy_model_kwargs
 from resnet.models.pretrained import LoadReport, load_weights, read_state_dict
 from resnet.models.registry import create_model, list_models, model_entry, register_model
 from resnet.models.resnet import ResNet
@@ -25,4 +31,5 @@ __all__ = [
     "load_weights",
     "read_state_dict",
     "LoadReport",
+    "legacy_model_kwargs",
 ]

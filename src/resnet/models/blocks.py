@@ -14,10 +14,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Optional
 
-import torch
 from torch import Tensor, nn
 
 from resnet.errors import ConfigError
+from resnet.models.layers import (
+    SHORTCUT_PADS,
+    DropPath,
+    NormLayer,
+    batch_norm_nd,
+    conv1x1,
+    conv3x3,
+    conv_nd,
+)
+from resnet.models.norm import NormOption, resolve_norm_layer
 
 __all__ = [
     "ResidualBlock",
@@ -31,39 +40,10 @@ __all__ = [
     "conv1x1",
     "conv_nd",
     "batch_norm_nd",
+    "NormLayer",
 ]
 
-NormLayer = Callable[[int], nn.Module]
-ConvNd = nn.modules.conv._ConvNd
-
-_CONV: dict[int, type[ConvNd]] = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
-_BATCH_NORM: dict[int, NormLayer] = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
-
-
-def conv_nd(spatial_dims: int) -> type[ConvNd]:
-    """``nn.Conv1d``, ``nn.Conv2d`` or ``nn.Conv3d`` for 1, 2 or 3 spatial dims."""
-    if spatial_dims not in _CONV:
-        raise ConfigError(f"spatial_dims must be 1, 2 or 3, got {spatial_dims!r}")
-    return _CONV[spatial_dims]
-
-
-def batch_norm_nd(spatial_dims: int) -> NormLayer:
-    """``nn.BatchNorm1d``, ``nn.BatchNorm2d`` or ``nn.BatchNorm3d``: the blocks' default norm."""
-    conv_nd(spatial_dims)  # the same check and message
-    return _BATCH_NORM[spatial_dims]
-
-
-def conv3x3(
-    in_planes: int, out_planes: int, stride: int = 1, groups: int = 1, *, spatial_dims: int = 2
-) -> ConvNd:
-    """3x3 (3^d) convolution with padding 1; no bias because a norm layer follows."""
-    conv = conv_nd(spatial_dims)
-    return conv(in_planes, out_planes, 3, stride=stride, padding=1, groups=groups, bias=False)
-
-
-def conv1x1(in_planes: int, out_planes: int, stride: int = 1, *, spatial_dims: int = 2) -> ConvNd:
-    """1x1 (1^d) convolution, used to change width and for projection shortcuts (option B)."""
-    return conv_nd(spatial_dims)(in_planes, out_planes, 1, stride=stride, bias=False)
+AttentionLayer = Callable[[int], nn.Module]  # channels -> SE/ECA module, see attention.py
 
 
 class ResidualBlock(nn.Module):
@@ -87,28 +67,6 @@ class ResidualBlock(nn.Module):
         return self.relu(self.residual_branch(x) + x)  # F(X) + X, the skip connection
 
 
-class DropPath(nn.Module):
-    """Stochastic depth (Huang et al. 2016): drop a sample's residual branch with probability p.
-
-    Surviving branches are scaled by 1/(1-p) so the expected output is unchanged at test time.
-    """
-
-    def __init__(self, drop_prob: float = 0.0) -> None:
-        super().__init__()
-        self.drop_prob = drop_prob
-
-    def forward(self, x: Tensor) -> Tensor:
-        if self.drop_prob == 0.0 or not self.training:
-            return x
-        keep = 1.0 - self.drop_prob
-        mask_shape = [x.shape[0]] + [1] * (x.dim() - 1)
-        mask = torch.empty(mask_shape, dtype=x.dtype, device=x.device).bernoulli_(keep)
-        return x * mask / keep
-
-    def extra_repr(self) -> str:
-        return f"drop_prob={self.drop_prob}"
-
-
 def _check_plain_options(residual: bool, drop_path_rate: float) -> None:
     if not residual and drop_path_rate > 0:
         raise ConfigError(
@@ -130,11 +88,12 @@ class BasicBlock(nn.Module):
         groups: int = 1,
         base_width: int = 64,
         dilation: int = 1,
-        norm_layer: Optional[NormLayer] = None,
+        norm_layer: NormOption = None,
         residual: bool = True,
         drop_path_rate: float = 0.0,
         *,
         spatial_dims: int = 2,
+        attn_layer: Optional[AttentionLayer] = None,
     ) -> None:
         super().__init__()
         if groups != 1 or base_width != 64:
@@ -142,12 +101,14 @@ class BasicBlock(nn.Module):
         if dilation > 1:
             raise ConfigError("BasicBlock does not support dilation > 1")
         _check_plain_options(residual, drop_path_rate)
-        norm_layer = norm_layer or batch_norm_nd(spatial_dims)
+        norm_layer = resolve_norm_layer(norm_layer, spatial_dims)
         self.conv1 = conv3x3(inplanes, planes, stride, spatial_dims=spatial_dims)
         self.bn1 = norm_layer(planes)
         self.relu = nn.ReLU(inplace=True)
         self.conv2 = conv3x3(planes, planes, spatial_dims=spatial_dims)
         self.bn2 = norm_layer(planes)
+        # Channel attention (SE, ECA) rescales the branch before the addition, as in timm.
+        self.se = attn_layer(planes) if attn_layer is not None else nn.Identity()
         self.downsample = downsample if residual else None
         self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
         self.residual = residual
@@ -162,6 +123,7 @@ class BasicBlock(nn.Module):
 
         out = self.conv2(out)
         out = self.bn2(out)
+        out = self.se(out)
 
         if self.residual:
             if self.downsample is not None:
@@ -192,15 +154,16 @@ class Bottleneck(nn.Module):
         groups: int = 1,
         base_width: int = 64,
         dilation: int = 1,
-        norm_layer: Optional[NormLayer] = None,
+        norm_layer: NormOption = None,
         residual: bool = True,
         drop_path_rate: float = 0.0,
         *,
         spatial_dims: int = 2,
+        attn_layer: Optional[AttentionLayer] = None,
     ) -> None:
         super().__init__()
         _check_plain_options(residual, drop_path_rate)
-        norm_layer = norm_layer or batch_norm_nd(spatial_dims)
+        norm_layer = resolve_norm_layer(norm_layer, spatial_dims)
         width = int(planes * (base_width / 64.0)) * groups
         self.conv1 = conv1x1(inplanes, width, spatial_dims=spatial_dims)
         self.bn1 = norm_layer(width)
@@ -210,6 +173,7 @@ class Bottleneck(nn.Module):
         self.bn2 = norm_layer(width)
         self.conv3 = conv1x1(width, planes * self.expansion, spatial_dims=spatial_dims)
         self.bn3 = norm_layer(planes * self.expansion)
+        self.se = attn_layer(planes * self.expansion) if attn_layer is not None else nn.Identity()
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample if residual else None
         self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
@@ -221,7 +185,7 @@ class Bottleneck(nn.Module):
 
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
+        out = self.se(self.bn3(self.conv3(out)))
 
         if self.residual:
             if self.downsample is not None:
@@ -251,7 +215,7 @@ class PreActBasicBlock(nn.Module):
         groups: int = 1,
         base_width: int = 64,
         dilation: int = 1,
-        norm_layer: Optional[NormLayer] = None,
+        norm_layer: NormOption = None,
         residual: bool = True,
         drop_path_rate: float = 0.0,
         *,
@@ -261,7 +225,7 @@ class PreActBasicBlock(nn.Module):
         if groups != 1 or base_width != 64 or dilation != 1:
             raise ConfigError("PreActBasicBlock only supports groups=1, base_width=64, dilation=1")
         _check_plain_options(residual, drop_path_rate)
-        norm_layer = norm_layer or batch_norm_nd(spatial_dims)
+        norm_layer = resolve_norm_layer(norm_layer, spatial_dims)
         self.bn1 = norm_layer(inplanes)
         self.relu = nn.ReLU(inplace=False)  # the pre-activation of x must not overwrite x
         self.conv1 = conv3x3(inplanes, planes, stride, spatial_dims=spatial_dims)
@@ -302,7 +266,7 @@ class PreActBottleneck(nn.Module):
         groups: int = 1,
         base_width: int = 64,
         dilation: int = 1,
-        norm_layer: Optional[NormLayer] = None,
+        norm_layer: NormOption = None,
         residual: bool = True,
         drop_path_rate: float = 0.0,
         *,
@@ -310,7 +274,7 @@ class PreActBottleneck(nn.Module):
     ) -> None:
         super().__init__()
         _check_plain_options(residual, drop_path_rate)
-        norm_layer = norm_layer or batch_norm_nd(spatial_dims)
+        norm_layer = resolve_norm_layer(norm_layer, spatial_dims)
         width = int(planes * (base_width / 64.0)) * groups
         self.bn1 = norm_layer(inplanes)
         self.relu = nn.ReLU(inplace=False)
@@ -347,17 +311,25 @@ class ZeroPadShortcut(nn.Module):
 
     It has no parameters, so a residual net with option A has exactly as many parameters as its
     plain counterpart, which is what makes the paper's plain-vs-residual comparison fair.
+    ``pad="both"`` puts half of the zero channels before the old ones and half after, as the
+    public CIFAR reproduction does (so its checkpoints load unchanged); ``"after"`` appends them.
     """
 
-    def __init__(self, stride: int, extra_channels: int, *, spatial_dims: int = 2) -> None:
+    def __init__(
+        self, stride: int, extra_channels: int, *, spatial_dims: int = 2, pad: str = "both"
+    ) -> None:
         super().__init__()
         conv_nd(spatial_dims)  # checks spatial_dims
+        if pad not in SHORTCUT_PADS:
+            raise ConfigError(f"shortcut_pad must be 'both' or 'after', got {pad!r}")
         self.spatial_dims = spatial_dims
         self.stride = stride
         self.extra_channels = extra_channels
+        self.pad = pad
+        before = extra_channels // 2 if pad == "both" else 0
         # F.pad lists (left, right) pairs from the last dim backwards; channels come last here.
         # A list of ints built once keeps forward scriptable for every spatial_dims.
-        self.padding = [0, 0] * spatial_dims + [0, extra_channels]
+        self.padding = [0, 0] * spatial_dims + [before, extra_channels - before]
 
     def forward(self, x: Tensor) -> Tensor:
         s = self.stride
@@ -370,4 +342,4 @@ class ZeroPadShortcut(nn.Module):
         return nn.functional.pad(x, self.padding)  # (B, C+extra, ...)
 
     def extra_repr(self) -> str:
-        return f"stride={self.stride}, extra_channels={self.extra_channels}"
+        return f"stride={self.stride}, extra_channels={self.extra_channels}, pad={self.pad!r}"

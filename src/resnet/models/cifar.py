@@ -3,7 +3,10 @@
 A 6n+2 layer net: a 3x3 conv, then three stages of n basic blocks on 32x32, 16x16 and 8x8 maps
 with 16, 32 and 64 filters, global average pooling and a 10-way classifier. Residual nets use
 shortcut option A (zero padding) by default, as in the paper, so ``resnetN`` and ``plainN`` have
-exactly the same parameters: the only difference is the addition.
+exactly the same parameters: the only difference is the addition. Option A pads the new zero
+channels on both sides of the old ones, as the public reproduction (akamaster/
+pytorch_resnet_cifar10) does, so its checkpoints (``linear`` classifier, ``module.`` prefix) load
+through ``load_weights`` and give its outputs.
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ from typing import Any
 
 from resnet.errors import ConfigError
 from resnet.models.blocks import BasicBlock, PreActBasicBlock
-from resnet.models.norm import resolve_norm_layer
 from resnet.models.registry import register_model
 from resnet.models.resnet import ResNet
 
@@ -35,9 +37,6 @@ def cifar_resnet(
     if depth < 8 or (depth - 2) % 6 != 0:
         raise ConfigError(f"a CIFAR ResNet has 6n+2 layers (20, 32, 44, ...), got depth {depth}")
     n = (depth - 2) // 6
-    kwargs["norm_layer"] = resolve_norm_layer(
-        kwargs.get("norm_layer"), kwargs.get("spatial_dims", 2)
-    )
     return ResNet(
         BasicBlock,
         [n, n, n],
@@ -57,9 +56,6 @@ def wide_resnet(depth: int, widen_factor: int, *, num_classes: int = 10, **kwarg
     if depth < 10 or (depth - 4) % 6 != 0:
         raise ConfigError(f"a Wide ResNet has 6n+4 layers (16, 22, 28, ...), got depth {depth}")
     n = (depth - 4) // 6
-    kwargs["norm_layer"] = resolve_norm_layer(
-        kwargs.get("norm_layer"), kwargs.get("spatial_dims", 2)
-    )
     k = widen_factor
     return ResNet(
         PreActBasicBlock,

@@ -1,7 +1,9 @@
 """ImageNet ResNets (arXiv 1512.03385 Table 1), ResNeXt, Wide ResNet and pre-activation ResNets.
 
-The first ten builders match torchvision's module names and shapes, so torchvision weight files
-load into them with ``strict=True``.
+The first ten builders match torchvision's module names and shapes (and timm's, for the same
+names), so torchvision and timm weight files load into them with ``strict=True``. The
+pre-activation nets (arXiv 1603.05027) have a bare 7x7 conv and max-pool as their stem: the first
+block normalises its input itself, and a final BN-ReLU precedes the pooling.
 """
 
 from __future__ import annotations
@@ -9,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 from resnet.models.blocks import BasicBlock, Bottleneck, PreActBasicBlock, PreActBottleneck
-from resnet.models.norm import resolve_norm_layer
 from resnet.models.registry import register_model
 from resnet.models.resnet import BlockType, ResNet
 
@@ -37,9 +38,6 @@ TORCHVISION_NAMES = tuple(__all__[:10])
 
 
 def _resnet(block: BlockType, layers: list[int], **kwargs: Any) -> ResNet:
-    kwargs["norm_layer"] = resolve_norm_layer(
-        kwargs.get("norm_layer"), kwargs.get("spatial_dims", 2)
-    )
     return ResNet(block, layers, **kwargs)
 
 

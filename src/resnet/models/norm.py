@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 from resnet.errors import ConfigError
-from resnet.models.blocks import batch_norm_nd
+from resnet.models.layers import batch_norm_nd
 
-__all__ = ["resolve_norm_layer", "NORM_LAYERS", "FrozenBatchNorm2d"]
+__all__ = ["resolve_norm_layer", "NORM_LAYERS", "FrozenBatchNorm2d", "NormOption"]
 
 
 class FrozenBatchNorm2d(nn.Module):
@@ -51,8 +51,12 @@ NORM_LAYERS: dict[str, Callable[[int], nn.Module]] = {
 }
 
 
+# A norm layer as the options take it: a name of NORM_LAYERS, a constructor, or None (BatchNorm).
+NormOption = Union[str, Callable[[int], nn.Module], None]
+
+
 def resolve_norm_layer(
-    norm_layer: Union[str, Callable[[int], nn.Module], None],
+    norm_layer: NormOption,
     spatial_dims: int = 2,
 ) -> Callable[[int], nn.Module]:
     """A norm constructor from a name in ``NORM_LAYERS``, a constructor, or None (BatchNorm).

@@ -1,24 +1,33 @@
-"""Load weight files saved by torchvision, timm or this package into a model of the zoo.
+"""Load weight files saved by torchvision, timm, MONAI, MedicalNet, the public CIFAR reproduction
+or this package into a model of the zoo.
 
-No download happens here: the user points at a file (``.pth``/``.pt``/``.bin`` or
-``.safetensors``).
+No download happens here: the user points at a file (``.pth``/``.pt``/``.th``/``.bin`` or
+``.safetensors``) or passes a state_dict. Files are read with ``weights_only=True`` (or as
+safetensors), so a weight file can never run code.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Union
 
 import torch
 from torch import Tensor, nn
 
 from resnet.errors import WeightsError
 
-__all__ = ["load_weights", "read_state_dict", "LoadReport"]
+__all__ = ["load_weights", "read_state_dict", "LoadReport", "CLASSIFIER_NAMES"]
 
 _WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "state_dict_ema")
 _PREFIXES = ("module.", "_orig_mod.")  # DistributedDataParallel, torch.compile
+# Other projects' names for the classifier, mapped onto ours (``fc``): the CIFAR reproduction's
+# ``linear``, timm's ``head.fc`` and the ``classifier`` of many others.
+CLASSIFIER_NAMES = ("fc", "linear", "head.fc", "classifier")
+_STEM_KEYS = ("conv1.weight", "conv1.0.weight", "stem.conv.weight")
+Source = Union[str, os.PathLike, Mapping[str, Any]]
 
 
 @dataclass
@@ -27,12 +36,39 @@ class LoadReport:
 
     adapted_conv1: bool = False  # the stem was converted to the model's input channels
     dropped_classifier: bool = False  # the file's classifier had another number of classes
+    backbone_only: bool = False  # the file has no classifier: the model keeps its fresh one
+    renamed_classifier: str = ""  # the file's name for the classifier, when not ``fc``
     skipped: list[str] = field(default_factory=list)
 
 
-def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
-    """Read a flat ``{name: tensor}`` mapping from a weight file; unwrap training checkpoints."""
-    path = Path(path)
+def read_state_dict(source: Source) -> dict[str, Tensor]:
+    """A flat ``{name: tensor}`` mapping from a weight file or a loaded mapping.
+
+    Unwraps training checkpoints (``state_dict``, ``model``, ``model_state_dict``,
+    ``state_dict_ema``) and the ``module.``/``_orig_mod.`` prefixes of DDP and torch.compile.
+    """
+    label = _label(source)
+    state = source if isinstance(source, Mapping) else _read_file(Path(source))
+    for key in _WRAPPER_KEYS:
+        if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
+            state = state[key]
+            break
+    if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise WeightsError(
+            f"{label}: holds no state_dict of tensors; save model.state_dict() instead"
+        )
+    state = dict(state)
+    for prefix in _PREFIXES * 2:  # either wrapper may wrap the other
+        if state and all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix) :]: v for k, v in state.items()}
+    return state
+
+
+def _label(source: Source) -> str:
+    return "the given state_dict" if isinstance(source, Mapping) else str(source)
+
+
+def _read_file(path: Path) -> Any:
     if not path.is_file():
         raise WeightsError(
             f"{path}: weight file not found; pass the path of a .pth or .safetensors file"
@@ -41,10 +77,9 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
 
-            state = load_file(str(path), device="cpu")
-        else:
-            # weights_only: a weight file must never be able to run code on load.
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            return load_file(str(path), device="cpu")
+        # weights_only: a weight file must never be able to run code on load.
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # every reader has its own exception types
         first_line = (
             str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
@@ -53,37 +88,31 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
             f"{path}: not a readable weight file ({first_line[:160]}); "
             "expected a state_dict saved with torch.save or safetensors"
         ) from None
-    for key in _WRAPPER_KEYS:
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-            break
-    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise WeightsError(
-            f"{path}: holds no state_dict of tensors; save model.state_dict() instead"
-        )
-    for prefix in _PREFIXES:
-        if state and all(k.startswith(prefix) for k in state):
-            state = {k[len(prefix) :]: v for k, v in state.items()}
-    return state
 
 
-def load_weights(model: nn.Module, path: str | os.PathLike) -> LoadReport:
-    """Load ``path`` into ``model``, adapting the stem and the classifier where they differ.
+def load_weights(model: nn.Module, source: Source) -> LoadReport:
+    """Load a weight file (or a state_dict) into ``model``, adapting what can be adapted.
 
+    - training checkpoints and DDP/compile prefixes are unwrapped (``read_state_dict``);
+    - the classifier may be named ``linear``, ``head.fc`` or ``classifier`` in the file;
+    - BatchNorm's ``num_batches_tracked`` counters may be missing (older PyTorch files);
     - ``conv1`` with another number of input channels: for 1 channel the RGB filters are summed
       (a grey image is R = G = B); otherwise they are repeated and rescaled by ``3 / in_chans`` so
-      the response to a uniform input keeps its size.
-    - a classifier (``fc``) of another size is dropped and the model keeps its own, fresh one.
-    - anything else that does not match raises ``WeightsError`` listing the keys.
+      the response to a uniform input keeps its size;
+    - a classifier of another size is dropped, and a file without one (a backbone, e.g.
+      MedicalNet) loads too: the model keeps its own, fresh classifier either way;
+    - anything else that does not fit raises ``WeightsError`` listing the keys.
     """
     target = model.model if hasattr(model, "out_indices") and hasattr(model, "model") else model
-    state = dict(read_state_dict(path))
+    label = _label(source)
+    state = read_state_dict(source)
     own = target.state_dict()
     report = LoadReport()
+    state = _rename_classifier(state, own, report)
 
-    stem_key = _find_stem_key(own)
-    if stem_key and stem_key in state and state[stem_key].shape != own[stem_key].shape:
-        state[stem_key] = _adapt_stem(state[stem_key], own[stem_key].shape[1], path)
+    stem_key = next((k for k in _STEM_KEYS if k in own), None)
+    if stem_key in state and _is_other_channel_count(state[stem_key], own[stem_key]):
+        state[stem_key] = _adapt_stem(state[stem_key], own[stem_key].shape[1], label)
         report.adapted_conv1 = True
 
     # BatchNorm's step counter means nothing to a frozen or absent BN: drop it where unused.
@@ -95,47 +124,86 @@ def load_weights(model: nn.Module, path: str | os.PathLike) -> LoadReport:
     elif any(k in state and state[k].shape != own[k].shape for k in classifier_keys):
         state = {k: v for k, v in state.items() if k not in classifier_keys}
         report.dropped_classifier = True
+    elif classifier_keys and not any(k in state for k in classifier_keys):
+        report.backbone_only = True
 
+    _check_fit(state, own, label, target, ignore_missing=classifier_keys)
+    # Every key is checked above; only counters (and the kept classifier) may be missing here.
+    target.load_state_dict(state, strict=False)
+    return report
+
+
+def _rename_classifier(
+    state: dict[str, Tensor], own: dict[str, Tensor], report: LoadReport
+) -> dict[str, Tensor]:
+    if "fc.weight" not in own or "fc.weight" in state:
+        return state
+    for name in CLASSIFIER_NAMES[1:]:
+        if f"{name}.weight" in state:
+            report.renamed_classifier = name
+            prefix = f"{name}."
+            return {
+                f"fc.{k[len(prefix) :]}" if k.startswith(prefix) else k: v for k, v in state.items()
+            }
+    return state
+
+
+def _check_fit(
+    state: dict[str, Tensor],
+    own: dict[str, Tensor],
+    label: str,
+    target: nn.Module,
+    ignore_missing: list[str],
+) -> None:
+    """Raise one ``WeightsError`` naming every key that does not fit, if any."""
     mismatched = [
         f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}"
         for k, v in state.items()
         if k in own and v.shape != own[k].shape
     ]
-    missing = [k for k in own if k not in state]
-    if report.dropped_classifier or target is not model:
-        missing = [k for k in missing if k not in classifier_keys]
+    missing = [
+        k
+        for k in own
+        if k not in state and k not in ignore_missing and not k.endswith("num_batches_tracked")
+    ]
     unexpected = [k for k in state if k not in own]
-    if mismatched or missing or unexpected:
-        parts = []
-        for label, keys in (
-            ("shape mismatch", mismatched),
-            ("missing", missing),
-            ("unexpected", unexpected),
-        ):
-            if keys:
-                shown = ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
-                parts.append(f"{label}: {shown}")
-        name = getattr(target, "model_name", type(target).__name__)
-        raise WeightsError(
-            f"{path} does not fit model {name}: {'; '.join(parts)}; "
-            "check that the file was saved from the same architecture"
-        )
-    target.load_state_dict(state, strict=False)
-    return report
+    if not (mismatched or missing or unexpected):
+        return
+    parts = []
+    for name, keys in (
+        ("shape mismatch", mismatched),
+        ("missing", missing),
+        ("unexpected", unexpected),
+    ):
+        if keys:
+            shown = ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
+            parts.append(f"{name}: {shown}")
+    if any(state[k].dim() != own[k].dim() for k in state if k in own):
+        parts.append("tensor ranks differ (weights of another spatial_dims?)")
+    name = getattr(target, "model_name", type(target).__name__)
+    raise WeightsError(
+        f"{label} does not fit model {name}: {'; '.join(parts)}; "
+        "check that the file was saved from the same architecture"
+    )
 
 
-def _find_stem_key(state: dict[str, Tensor]) -> str | None:
-    for key in ("conv1.weight", "stem.conv.weight"):
-        if key in state:
-            return key
-    return None
+def _is_other_channel_count(weight: Tensor, own: Tensor) -> bool:
+    # Only a conv weight of the same rank and kernel, with other input channels, is adapted.
+    same_rank = weight.dim() == own.dim() >= 3
+    return (
+        same_rank
+        and weight.shape[0] == own.shape[0]
+        and weight.shape[2:] == own.shape[2:]
+        and (weight.shape[1] != own.shape[1])
+    )
 
 
-def _adapt_stem(weight: Tensor, in_chans: int, path: str | os.PathLike) -> Tensor:
+def _adapt_stem(weight: Tensor, in_chans: int, label: str) -> Tensor:
     out_channels, file_chans = weight.shape[:2]
     if file_chans != 3:
         raise WeightsError(
-            f"{path}: conv1 has {file_chans} input channels; only 3-channel (RGB) stems are adapted"
+            f"{label}: conv1 has {file_chans} input channels; only 3-channel (RGB) stems are "
+            "adapted"
         )
     if in_chans == 1:
         return weight.sum(dim=1, keepdim=True)

@@ -46,7 +46,7 @@ def stage_summary(model: nn.Module, input_shape: tuple[int, ...]) -> list[dict[s
         for info, stage in zip(model.feature_info, model.stages()):
             x = stage(x)
             rows.append(_row(info["module"], x, count_parameters(stage)))
-        logits = model.forward_head(model.relu(model.norm(x)) if model.preact else x)
+        logits = model.forward_head(model.final_relu(model.norm(x)))
         head_params = count_parameters(model.fc) + count_parameters(model.norm)
         rows.append(_row("head", logits, head_params))
     model.train(was_training)

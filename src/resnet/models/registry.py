@@ -1,4 +1,8 @@
-"""A registry of model builders: ``create_model(name)``, ``list_models(pattern)``, as in timm."""
+"""A registry of model builders: ``create_model(name)``, ``list_models(pattern)``, as in timm.
+
+The builder modules register themselves when imported; ``resnet.models`` imports them all (as
+timm's package does), so this module imports none of them.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from typing import Any, Optional, TypeVar
 from torch import nn
 
 from resnet.errors import ConfigError, UnknownModelError
+from resnet.models.compat import recorded_kwargs
 
 __all__ = ["register_model", "create_model", "list_models", "model_entry", "ModelEntry"]
 
@@ -47,14 +52,12 @@ def register_model(
 
 def list_models(pattern: str = "*") -> list[str]:
     """Registered model names matching a shell-style ``pattern``, in a natural order."""
-    _load_builders()
     names = [name for name in _REGISTRY if fnmatch.fnmatch(name, pattern)]
     return sorted(names, key=_natural_key)
 
 
 def model_entry(name: str) -> ModelEntry:
     """The registry entry of ``name``; an unknown name suggests the closest ones."""
-    _load_builders()
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
         hint = f"did you mean {', '.join(close)}?" if close else "see `resnet models` for the list"
@@ -73,15 +76,17 @@ def create_model(
 
     With ``features_only=True`` the result returns the feature maps of the stages selected by
     ``out_indices`` (0-based stage indices, all stages by default) instead of logits.
-    The model remembers ``model_name`` and ``model_kwargs`` so a checkpoint can rebuild it.
+    The model remembers ``model_name`` and ``model_kwargs`` so a checkpoint can rebuild it; a
+    kwarg a checkpoint cannot record (not JSON, e.g. a norm constructor) raises ``ConfigError``.
     """
     entry = model_entry(name)
+    _check_recordable(name, kwargs)
     try:
         model = entry.builder(**kwargs)
     except TypeError as error:
         raise ConfigError(f"bad argument for model {name!r}: {error}") from None
     model.model_name = name
-    model.model_kwargs = {k: v for k, v in kwargs.items() if _is_json(v)}
+    model.model_kwargs = {**kwargs, **recorded_kwargs(name, kwargs, model)}
     if features_only:
         from resnet.models.features import FeatureExtractor
 
@@ -91,20 +96,19 @@ def create_model(
     return model
 
 
-def _is_json(value: Any) -> bool:
-    try:
-        json.dumps(value)
-    except TypeError:
-        return False
-    return True
+def _check_recordable(name: str, kwargs: dict[str, Any]) -> None:
+    for key, value in kwargs.items():
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError):
+            hint = ' (e.g. norm_layer="group")' if key == "norm_layer" else ""
+            raise ConfigError(
+                f"create_model({name!r}, {key}={value!r}): a checkpoint could not record this "
+                f"value, so the model could not be rebuilt; pass its string form{hint}"
+            ) from None
 
 
 def _natural_key(name: str) -> list[Any]:
     import re
 
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
-
-
-def _load_builders() -> None:
-    # Importing the builder modules fills the registry.
-    from resnet.models import cifar, imagenet, resnet3d  # noqa: F401

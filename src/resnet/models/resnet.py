@@ -2,10 +2,12 @@
 
 One class serves the ImageNet family (He et al. 2015, arXiv 1512.03385, Table 1; torchvision's
 module names so its weights load unchanged), the CIFAR family (§4.2: a 3x3 stem and three stages
-of 16/32/64 channels) and the pre-activation family (arXiv 1603.05027). With ``spatial_dims`` 1
-or 3 the same network runs over signals or volumes, its stem set by MONAI's options
-(``conv1_t_size``, ``conv1_t_stride``, ``no_max_pool``). The builders live in ``imagenet.py``,
-``cifar.py`` and ``resnet3d.py``.
+of 16/32/64 channels), the pre-activation family (arXiv 1603.05027), and timm's variants as
+options rather than copies: deep stems and average-pool shortcuts (ResNet-C/D, arXiv 1812.01187),
+channel attention (SE, arXiv 1709.01507; ECA, arXiv 1910.03151) and ResNet-RS's conv stem pool.
+With ``spatial_dims`` 1 or 3 the same network runs over signals or volumes, its stem set by MONAI's
+options (``conv1_t_size``, ``conv1_t_stride``, ``no_max_pool``). The builders live in
+``imagenet.py``, ``cifar.py``, ``resnet3d.py``, ``resnet_d.py`` and ``senet.py``.
 """
 
 from __future__ import annotations
@@ -17,28 +19,31 @@ import torch
 from torch import Tensor, nn
 
 from resnet.errors import ConfigError
+from resnet.models.attention import attention_layer
 from resnet.models.blocks import (
     BasicBlock,
     Bottleneck,
-    NormLayer,
     PreActBasicBlock,
     PreActBottleneck,
     ZeroPadShortcut,
-    batch_norm_nd,
-    conv1x1,
-    conv_nd,
 )
+from resnet.models.layers import SHORTCUT_PADS, avg_pool_nd, conv1x1
+from resnet.models.norm import NormOption, resolve_norm_layer
+from resnet.models.stems import STEM_POOLS, make_stem_conv, make_stem_pool, stem_preset
 
-__all__ = ["ResNet", "BlockType"]
+__all__ = ["ResNet", "BlockType", "STEM_OUTS", "DOWNSAMPLES"]
 
 BlockType = Union[
     type[BasicBlock], type[Bottleneck], type[PreActBasicBlock], type[PreActBottleneck]
 ]
 PREACT_BLOCKS = (PreActBasicBlock, PreActBottleneck)
-# Stem convolution kernel, its stride and whether a 3x3/2 max-pool follows: Table 1's 7x7/2 conv
-# and pool, or the single 3x3 conv of the CIFAR nets (§4.2).
-STEMS = {"imagenet": (7, 2, True), "cifar": (3, 1, False)}
-_MAX_POOL = {1: nn.MaxPool1d, 2: nn.MaxPool2d, 3: nn.MaxPool3d}
+# What follows the stem convolution: BN-ReLU (post-activation nets), nothing (pre-activation nets:
+# their first block normalises its input itself), or a bare ReLU (this package's pre-activation
+# CIFAR nets before they followed the paper; kept so their checkpoints rebuild).
+STEM_OUTS = ("norm_relu", "none", "relu")
+# The projection shortcut (option B): a strided 1x1 conv (ResNet-B), or a 2x2 average pool then a
+# 1x1 conv (ResNet-D, arXiv 1812.01187), which sees every input pixel instead of one in four.
+DOWNSAMPLES = ("conv", "avg")
 _AVG_POOL = {1: nn.AdaptiveAvgPool1d, 2: nn.AdaptiveAvgPool2d, 3: nn.AdaptiveAvgPool3d}
 _NORMS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm)
 
@@ -52,19 +57,29 @@ class ResNet(nn.Module):
         num_classes: size of the classifier output.
         in_chans: input channels (1 for grayscale and many medical images).
         spatial_dims: 1 (signals), 2 (images) or 3 (volumes): picks ConvNd, BatchNormNd, pooling.
-        stem: ``"imagenet"`` (7x7/2 conv + 3x3/2 max-pool) or ``"cifar"`` (one 3x3 conv).
+        stem: ``"imagenet"`` (7x7/2 conv), ``"cifar"`` (one 3x3 conv), ``"deep"`` or
+            ``"deep_tiered"`` (three 3x3 convs), see ``stems.py``.
+        stem_pool: ``"max"``, ``"conv"`` (ResNet-RS) or ``"none"``; None keeps ``stem``'s.
+        stem_out: what follows the stem conv, one of ``STEM_OUTS``; None: ``"none"`` for
+            pre-activation blocks, ``"norm_relu"`` otherwise.
         conv1_t_size, conv1_t_stride, no_max_pool: override the stem's kernel and stride (an int or
             one per spatial dim) and drop its max-pool (MONAI's names; None keeps ``stem``'s).
         stem_width: channels out of the stem.
         planes: base width of each stage (a bottleneck outputs ``4 * planes``).
         strides: stride of the first block of each stage.
-        shortcut: ``"A"`` zero-padding or ``"B"`` 1x1 projection, where shapes change.
+        shortcut: ``"A"`` zero-padding or ``"B"`` projection, where shapes change.
+        shortcut_pad: where option A puts its zero channels, ``"both"`` sides or ``"after"``.
+        downsample: option B's projection, ``"conv"`` (strided 1x1) or ``"avg"`` (pool, 1x1).
+        bias_downsample: give the projection conv a bias (MONAI's default for its 3D nets).
+        attn_layer, attn_ratio: channel attention in every block, ``"se"`` or ``"eca"`` (None:
+            none), and SE's squeeze ratio (1/16 by default).
         residual: add the shortcut (a ResNet) or not (the plain network of the same depth).
         zero_init_residual: start each residual branch's last BN at zero, so every block starts
             as the identity (Goyal et al. 2017). Plain nets ignore it: it would cut their only path.
         groups, width_per_group: ResNeXt cardinality and bottleneck width.
         drop_path_rate: stochastic depth rate of the last block, rising linearly from 0.
-        norm_layer: normalisation constructor taking the channel count (default BatchNormNd).
+        norm_layer: ``"batch"`` (default), ``"group"``, ``"frozen_batch"``, ``"none"`` or a
+            constructor taking the channel count; resolved here, once, for every layer.
     """
 
     def __init__(
@@ -76,6 +91,8 @@ class ResNet(nn.Module):
         *,
         spatial_dims: int = 2,
         stem: str = "imagenet",
+        stem_pool: Optional[str] = None,
+        stem_out: Optional[str] = None,
         conv1_t_size: Union[int, Sequence[int], None] = None,
         conv1_t_stride: Union[int, Sequence[int], None] = None,
         no_max_pool: Optional[bool] = None,
@@ -83,47 +100,53 @@ class ResNet(nn.Module):
         planes: Sequence[int] = (64, 128, 256, 512),
         strides: Sequence[int] = (1, 2, 2, 2),
         shortcut: str = "B",
+        shortcut_pad: str = "both",
+        downsample: str = "conv",
+        bias_downsample: bool = False,
+        attn_layer: Optional[str] = None,
+        attn_ratio: Optional[float] = None,
         residual: bool = True,
         zero_init_residual: bool = False,
         groups: int = 1,
         width_per_group: int = 64,
         drop_path_rate: float = 0.0,
-        norm_layer: Optional[NormLayer] = None,
+        norm_layer: NormOption = None,
     ) -> None:
         super().__init__()
-        _check_options(layers, planes, strides, stem, shortcut, num_classes, in_chans)
+        _check_options(layers, planes, strides, shortcut, num_classes, in_chans)
+        _check_choice("shortcut_pad", shortcut_pad, SHORTCUT_PADS)
+        _check_choice("downsample", downsample, DOWNSAMPLES)
         if not 0.0 <= drop_path_rate < 1.0:
             raise ConfigError(f"drop_path_rate must be in [0, 1), got {drop_path_rate}")
-        norm_layer = norm_layer or batch_norm_nd(spatial_dims)
+        norm_layer = resolve_norm_layer(norm_layer, spatial_dims)
         self._norm_layer = norm_layer
+        self._attn_layer = attention_layer(attn_layer, attn_ratio, spatial_dims)
         self.spatial_dims = spatial_dims
         self.in_chans = in_chans
         self.preact = block in PREACT_BLOCKS
         self.residual = residual
         self.shortcut = shortcut
+        self.downsample_type = downsample
         self.groups = groups
         self.base_width = width_per_group
         self.inplanes = stem_width
         self.dilation = 1
+        # The options a checkpoint must record to rebuild this net (None: no effect on it).
+        has_a = residual and shortcut == "A"
+        self.shortcut_pad = shortcut_pad if has_a else None
+        self.bias_downsample = bool(bias_downsample) if residual and shortcut == "B" else None
+        self.stem_out = stem_out or ("none" if self.preact else "norm_relu")
+        _check_choice("stem_out", self.stem_out, STEM_OUTS)
 
-        preset_kernel, preset_stride, max_pool = STEMS[stem]
-        kernel = _per_dim(conv1_t_size, preset_kernel, spatial_dims, "conv1_t_size")
-        stem_stride = _per_dim(conv1_t_stride, preset_stride, spatial_dims, "conv1_t_stride")
-        max_pool = max_pool if no_max_pool is None else not no_max_pool
-        padding = tuple(k // 2 for k in kernel)
-        self.conv1 = conv_nd(spatial_dims)(
-            in_chans, stem_width, kernel, stride=stem_stride, padding=padding, bias=False
+        stem_stride = self._make_stem(
+            stem, stem_pool, conv1_t_size, conv1_t_stride, no_max_pool, in_chans, stem_width
         )
-        # A pre-activation net's first block normalises its input itself (Wide ResNet).
-        self.bn1 = nn.Identity() if self.preact and stem == "cifar" else norm_layer(stem_width)
-        self.relu = nn.ReLU(inplace=True)
-        self.maxpool = _MAX_POOL[spatial_dims](3, 2, 1) if max_pool else nn.Identity()
 
         total_blocks = sum(layers)
         drop_rates = [drop_path_rate * i / max(total_blocks - 1, 1) for i in range(total_blocks)]
         self.num_stages = len(layers)
         self.feature_info: list[dict[str, Any]] = []
-        reduction = max(stem_stride) * (2 if max_pool else 1)
+        reduction = stem_stride
         for index, (depth, width, stride) in enumerate(zip(layers, planes, strides)):
             rates = drop_rates[sum(layers[:index]) : sum(layers[: index + 1])]
             stage = self._make_layer(block, width, depth, stride, rates)
@@ -139,26 +162,68 @@ class ResNet(nn.Module):
         self.num_features = self.inplanes
         # Pre-activation nets end with BN-ReLU, since their blocks end with a bare addition.
         self.norm = norm_layer(self.num_features) if self.preact else nn.Identity()
+        self.final_relu = nn.ReLU(inplace=True) if self.preact else nn.Identity()
         self.avgpool = _AVG_POOL[spatial_dims]((1,) * spatial_dims)
         self.fc = nn.Linear(self.num_features, num_classes)
 
         self._init_weights(zero_init_residual and residual)
 
+    def _make_stem(
+        self,
+        stem: str,
+        stem_pool: Optional[str],
+        conv1_t_size: Union[int, Sequence[int], None],
+        conv1_t_stride: Union[int, Sequence[int], None],
+        no_max_pool: Optional[bool],
+        in_chans: int,
+        width: int,
+    ) -> int:
+        """Build ``conv1``, ``bn1``, ``relu``, ``maxpool``; return the stem's total stride."""
+        dims = self.spatial_dims
+        preset_kernel, preset_stride, preset_pool = stem_preset(stem)
+        if conv1_t_size is not None and stem.startswith("deep"):
+            raise ConfigError(f"conv1_t_size does not apply to the {stem!r} stem (3x3 convs)")
+        kernel = _per_dim(conv1_t_size, preset_kernel, dims, "conv1_t_size")
+        stride = _per_dim(conv1_t_stride, preset_stride, dims, "conv1_t_stride")
+        if no_max_pool is not None:
+            if stem_pool is not None and (stem_pool == "none") != bool(no_max_pool):
+                raise ConfigError(f"no_max_pool={no_max_pool} contradicts stem_pool={stem_pool!r}")
+            stem_pool = "none" if no_max_pool else "max"
+        pool = stem_pool or preset_pool
+        _check_choice("stem_pool", pool, STEM_POOLS)
+        self.conv1 = make_stem_conv(stem, in_chans, width, kernel, stride, self._norm_layer, dims)
+        has_norm = self.stem_out == "norm_relu"
+        self.bn1 = self._norm_layer(width) if has_norm else nn.Identity()
+        self.relu = nn.ReLU(inplace=True) if self.stem_out != "none" else nn.Identity()
+        self.maxpool = make_stem_pool(pool, width, self._norm_layer, dims)
+        return max(stride) * (1 if pool == "none" else 2)
+
+    def _make_shortcut(self, out_channels: int, stride: int) -> Optional[nn.Module]:
+        """Option A or B where a stage changes the shape; None where the identity fits."""
+        dims = self.spatial_dims
+        if not self.residual or (stride == 1 and self.inplanes == out_channels):
+            return None
+        if self.shortcut == "A":
+            extra = out_channels - self.inplanes
+            return ZeroPadShortcut(stride, extra, spatial_dims=dims, pad=self.shortcut_pad)
+        layers: list[nn.Module] = []
+        if self.downsample_type == "avg":
+            pool = avg_pool_nd(dims)(2, stride, ceil_mode=True, count_include_pad=False)
+            layers.append(pool if stride > 1 else nn.Identity())
+            stride = 1
+        bias = bool(self.bias_downsample)
+        layers.append(conv1x1(self.inplanes, out_channels, stride, spatial_dims=dims, bias=bias))
+        # A pre-activation block feeds the projection its normalised input: no norm after it.
+        if not self.preact:
+            layers.append(self._norm_layer(out_channels))
+        return nn.Sequential(*layers)
+
     def _make_layer(
         self, block: BlockType, planes: int, blocks: int, stride: int, drop_rates: list[float]
     ) -> nn.Sequential:
-        downsample = None
-        dims = self.spatial_dims
         out_channels = planes * block.expansion
-        if self.residual and (stride != 1 or self.inplanes != out_channels):
-            if self.shortcut == "A":
-                extra = out_channels - self.inplanes
-                downsample = ZeroPadShortcut(stride, extra, spatial_dims=dims)
-            else:
-                projection = conv1x1(self.inplanes, out_channels, stride, spatial_dims=dims)
-                # A pre-activation block feeds the projection its normalised input: no norm here.
-                norm = [] if self.preact else [self._norm_layer(out_channels)]
-                downsample = nn.Sequential(projection, *norm)
+        downsample = self._make_shortcut(out_channels, stride)
+        attention = {} if self._attn_layer is None else {"attn_layer": self._attn_layer}
         layers = []
         for index in range(blocks):
             layers.append(
@@ -173,7 +238,8 @@ class ResNet(nn.Module):
                     self._norm_layer,
                     residual=self.residual,
                     drop_path_rate=drop_rates[index],
-                    spatial_dims=dims,
+                    spatial_dims=self.spatial_dims,
+                    **attention,
                 )
             )
             self.inplanes = out_channels
@@ -206,9 +272,7 @@ class ResNet(nn.Module):
         x = self.layer2(x)
         x = self.layer3(x)
         x = self.layer4(x)
-        if self.preact:
-            x = self.relu(self.norm(x))
-        return x
+        return self.final_relu(self.norm(x))  # identities unless pre-activation
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
         """(B, C, *s) -> pooled (B, C) when ``pre_logits``, else logits (B, num_classes)."""
@@ -233,15 +297,12 @@ def _check_options(
     layers: Sequence[int],
     planes: Sequence[int],
     strides: Sequence[int],
-    stem: str,
     shortcut: str,
     num_classes: int,
     in_chans: int,
 ) -> None:
     if not len(layers) == len(planes) == len(strides) or len(layers) not in (3, 4):
         raise ConfigError("layers, planes and strides must all have 3 or 4 entries, one per stage")
-    if stem not in STEMS:
-        raise ConfigError(f"stem must be 'imagenet' or 'cifar', got {stem!r}")
     if shortcut not in ("A", "B"):
         raise ConfigError(
             f"shortcut must be 'A' (zero padding) or 'B' (projection), got {shortcut!r}"
@@ -250,6 +311,12 @@ def _check_options(
         raise ConfigError(f"num_classes must be at least 1, got {num_classes}")
     if in_chans < 1:
         raise ConfigError(f"in_chans must be at least 1, got {in_chans}")
+
+
+def _check_choice(name: str, value: Any, choices: Sequence[Any]) -> None:
+    if value not in choices:
+        shown = ", ".join(repr(c) for c in choices)
+        raise ConfigError(f"{name} must be one of {shown}, got {value!r}")
 
 
 def _per_dim(

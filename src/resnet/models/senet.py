@@ -1,0 +1,55 @@
+"""ResNets with channel attention: SE-ResNet/ResNeXt, ECA-ResNet and ResNet-RS.
+
+- SE (Hu et al. 2017, arXiv 1709.01507): each block gates its channels by a squeeze (global
+  pool) and an excitation (a bottleneck MLP, 1/16 as wide);
+- ECA (Wang et al. 2019, arXiv 1910.03151): the same gate from a small 1-d conv, no bottleneck;
+- ResNet-RS (Bello et al. 2021, arXiv 2103.07579): ResNet-D with SE at 1/4 and a strided conv
+  in place of the stem's max-pool.
+
+Each is ``ResNet`` with ``attn_layer`` set; names, module names and shapes are timm's, so
+``timm.create_model(name).state_dict()`` loads strictly and gives the same outputs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from resnet.models.blocks import BasicBlock, Bottleneck
+from resnet.models.resnet import BlockType
+from resnet.models.resnet_d import variant_builder
+
+__all__ = ["ATTENTION_VARIANTS"]
+
+_SE = {"attn_layer": "se"}
+_ECA = {"attn_layer": "eca"}
+_D = {"stem": "deep", "downsample": "avg"}
+_T = {"stem": "deep_tiered", "downsample": "avg"}
+_X32x4 = {"groups": 32, "width_per_group": 4}
+_RS = {**_D, "stem_pool": "conv", "attn_layer": "se", "attn_ratio": 0.25}
+_B, _BN = BasicBlock, Bottleneck
+
+# name: (block, blocks per stage, options, one-line description)
+ATTENTION_VARIANTS: dict[str, tuple[BlockType, tuple[int, ...], dict[str, Any], str]] = {
+    "seresnet18": (_B, (2, 2, 2, 2), _SE, "SE-ResNet-18"),
+    "seresnet34": (_B, (3, 4, 6, 3), _SE, "SE-ResNet-34"),
+    "seresnet50": (_BN, (3, 4, 6, 3), _SE, "SE-ResNet-50"),
+    "seresnet101": (_BN, (3, 4, 23, 3), _SE, "SE-ResNet-101"),
+    "seresnet152": (_BN, (3, 8, 36, 3), _SE, "SE-ResNet-152"),
+    "seresnext26d_32x4d": (_BN, (2, 2, 2, 2), {**_SE, **_D, **_X32x4}, "SE-ResNeXt-26-D 32x4d"),
+    "seresnext50_32x4d": (_BN, (3, 4, 6, 3), {**_SE, **_X32x4}, "SE-ResNeXt-50 32x4d"),
+    "seresnext101_32x4d": (_BN, (3, 4, 23, 3), {**_SE, **_X32x4}, "SE-ResNeXt-101 32x4d"),
+    "ecaresnet26t": (_BN, (2, 2, 2, 2), {**_ECA, **_T}, "ECA-ResNet-26-T"),
+    "ecaresnet50d": (_BN, (3, 4, 6, 3), {**_ECA, **_D}, "ECA-ResNet-50-D"),
+    "ecaresnet50t": (_BN, (3, 4, 6, 3), {**_ECA, **_T}, "ECA-ResNet-50-T"),
+    "ecaresnet101d": (_BN, (3, 4, 23, 3), {**_ECA, **_D}, "ECA-ResNet-101-D"),
+    "resnetrs50": (_BN, (3, 4, 6, 3), _RS, "ResNet-RS-50"),
+    "resnetrs101": (_BN, (3, 4, 23, 3), _RS, "ResNet-RS-101"),
+    "resnetrs152": (_BN, (3, 8, 36, 3), _RS, "ResNet-RS-152"),
+    "resnetrs200": (_BN, (3, 24, 36, 3), _RS, "ResNet-RS-200"),
+    "resnetrs270": (_BN, (4, 29, 53, 4), _RS, "ResNet-RS-270"),
+    "resnetrs350": (_BN, (4, 36, 72, 4), _RS, "ResNet-RS-350"),
+    "resnetrs420": (_BN, (4, 44, 87, 4), _RS, "ResNet-RS-420"),
+}
+
+for _name, (_block, _layers, _options, _doc) in ATTENTION_VARIANTS.items():
+    variant_builder(_name, _block, _layers, _options, _doc)
