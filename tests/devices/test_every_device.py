@@ -34,15 +34,15 @@ def test_run_resolves_the_device_once(device):
 def test_engine_trains_and_resumes_on_the_device(device, tmp_path):
     from resnet.engine.train import train
 
-    npz = make_npz(tmp_path / "bands.npz", train=128, test=32)
-    config = tiny_config(npz, tmp_path / "runs", device=device, epochs=2)
+    npz = make_npz(tmp_path / "bands.npz", train=256, test=64)
+    config = tiny_config(npz, tmp_path / "runs", device=device, epochs=3)
     result = train(config)
-    assert result.run_dir.name == "tiny" and len(result.history) == 2
+    assert result.run_dir.name == "tiny" and len(result.history) == 3
     assert result.history[-1]["test_acc"] > 0.5  # 4 classes: chance is 0.25
     text = (result.run_dir / "config.yaml").read_text()
     assert f"device: {device}" in text
-    resumed = train({"epochs": 3}, resume=result.run_dir)
-    assert len(resumed.history) == 3
+    resumed = train({"epochs": 4}, resume=result.run_dir)
+    assert len(resumed.history) == 4
 
 
 def test_detector_trains_on_the_device(device, tmp_path):

@@ -41,7 +41,12 @@ _FLAGS = (
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     train = subparsers.add_parser("train", help="train a model (a recipe plus overrides)")
-    train.add_argument("--recipe", help="YAML recipe, e.g. recipes/fashion-mnist.yaml")
+    train.add_argument(
+        "--recipe", help="packaged recipe name (see --list-recipes) or a YAML file of your own"
+    )
+    train.add_argument(
+        "--list-recipes", action="store_true", help="list the packaged recipes and exit"
+    )
     train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last epoch")
     for flag, dest, kind, text in _FLAGS:
         train.add_argument(
@@ -110,8 +115,15 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from resnet.engine.config import TrainConfig
+    from resnet.engine.config import TrainConfig, list_recipes
     from resnet.engine.train import train
+
+    if args.list_recipes:
+        recipes = list_recipes()
+        width = max(map(len, recipes))
+        for name, line in recipes.items():
+            print(f"{name:<{width}}  {line}")
+        return 0
 
     overrides = parse_overrides(args.overrides)
     for _, dest, _, _ in _FLAGS:

@@ -64,12 +64,16 @@ def load_image_folder(
     root: str | os.PathLike,
     split: str = "train",
     *,
-    image_size: int | tuple[int, int] = 224,
+    image_size: int | tuple[int, int] | None = None,
     channels: int | None = None,
     val_fraction: float = DEFAULT_VAL_FRACTION,
     seed: int = 0,
 ) -> ImageFolderDataset:
     """Scan an image folder and return one split with its metadata.
+
+    ``image_size`` None trains at the images' own size: the median shorter side of (up to 256
+    of) the train images, capped at ``DEFAULT_MAX_SIDE`` (224). Resizing 96x96 photos to 224
+    would cost 5.4x the compute for no information.
 
     ``channels`` None detects grayscale (every sampled image is single-channel) vs RGB. Mean/std
     come from up to 1000 images of the train pool at ``image_size``. Unreadable files are left
@@ -78,6 +82,8 @@ def load_image_folder(
     root = Path(root).expanduser()
     if split not in ("train", "val", "test"):
         raise ConfigError(f"unknown split {split!r}; use 'train', 'val' or 'test'")
+    if image_size is None:
+        image_size = median_image_side(root)
     size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     if len(size) != 2 or not all(1 <= int(s) <= MAX_FOLDER_IMAGE_SIZE for s in size):
         raise ConfigError(
@@ -127,6 +133,33 @@ class _FolderIndex:
     unreadable: tuple[Path, ...]
     skipped_links: tuple[Path, ...]
     meta: DatasetMeta
+
+
+DEFAULT_MAX_SIDE = 224  # the ImageNet training size: larger images are scaled down to it
+
+
+def median_image_side(root: str | os.PathLike, sample: int = 256) -> int:
+    """The median shorter side of up to ``sample`` train images (read from their headers, no
+    decoding), capped at ``DEFAULT_MAX_SIDE``."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DataError(f"{root}: image folder not found; pass a folder of <class>/<image> files")
+    train_dir = root / "train" if (root / "train").is_dir() else root
+    classes = sorted(p for p in train_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    files = [f for c in classes for f in _class_files(c, [])]
+    if not files:
+        return DEFAULT_MAX_SIDE  # the scan that follows says what is wrong with the folder
+    step = max(1, len(files) // sample)
+    sides = []
+    for path in files[::step][:sample]:
+        try:
+            _, width, height = read_image_header(path)
+        except DataError:
+            continue  # listed as unreadable by the scan
+        sides.append(min(width, height))
+    if not sides:
+        return DEFAULT_MAX_SIDE
+    return int(min(sorted(sides)[len(sides) // 2], DEFAULT_MAX_SIDE))
 
 
 def _listing(what: str, paths: Sequence[Path]) -> str:

@@ -134,7 +134,7 @@ def load_dataset(
         from resnet.data.folder import load_image_folder
 
         return load_image_folder(
-            path, split, image_size=image_size or 224, val_fraction=val_fraction, seed=seed
+            path, split, image_size=image_size, val_fraction=val_fraction, seed=seed
         )
     if canonical is not None:
         splits, class_names, key = _load_builtin(canonical, data_dir, download)

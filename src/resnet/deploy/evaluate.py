@@ -92,7 +92,10 @@ def evaluate(
             data = ArrayDataset(data.images, data.labels, meta)
     meta = meta or data.meta
     loader = make_loader(data, batch_size, train=False, device=target)
-    scores = evaluate_loader(model, loader, num_classes=meta.num_classes, tta_flip=tta_flip)
+    precision, autocast = _training_precision(model, trained, dtype, target)
+    scores = evaluate_loader(
+        model, loader, num_classes=meta.num_classes, tta_flip=tta_flip, autocast=autocast
+    )
     matrix = scores.pop("confusion_matrix")
     totals = matrix.sum(1).clamp_min(1)
     result = {
@@ -105,11 +108,25 @@ def evaluate(
         "dataset": str(dataset),
         "split": split,
         "tta_flip": tta_flip,
-        "dtype": dtype or "float32",
+        "dtype": precision,
     }
     if out_dir is not None:
         write_confusion_matrix(Path(out_dir), matrix, list(meta.class_names))
     return result
+
+
+def _training_precision(model, trained: dict, dtype: Optional[str], device) -> tuple[str, Any]:
+    """(name, autocast context): a checkpoint trained under bf16 autocast is scored under it
+    too, unless ``dtype`` says otherwise (an exported file keeps its own precision)."""
+    from resnet.engine.setup import autocast_context
+
+    if dtype is not None or not list(model.parameters()):
+        return dtype or "float32", None
+    amp = trained.get("amp") if trained.get("amp") in ("auto", "bf16", "off") else "off"
+    context = autocast_context(amp, device)
+    if isinstance(context, torch.autocast):
+        return "bfloat16 autocast (as trained)", context
+    return "float32", None
 
 
 def write_confusion_matrix(out_dir: Path, matrix: torch.Tensor, class_names: list[str]) -> None:

@@ -6,6 +6,7 @@ so inputs go through ``resnet.data.preprocess_images`` exactly as the model expe
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -50,6 +51,13 @@ def predict(
     meta = DatasetMeta.from_dict(info["data_meta"])
     k = max(1, min(topk, meta.num_classes))
 
+    # The training precision, as `evaluate` scores it: bf16 autocast if the run trained so.
+    trained_amp = (info.get("train_config") or {}).get("amp")
+    autocast = contextlib.nullcontext()
+    if list(model.parameters()) and trained_amp in ("auto", "bf16"):
+        from resnet.engine.setup import autocast_context
+
+        autocast = autocast_context(trained_amp, target)
     results: list[dict[str, Any]] = []
     pending: list[tuple[int, torch.Tensor]] = []  # (index in results, (C, ...) input)
     for path in inputs:
@@ -65,7 +73,8 @@ def predict(
     for start in range(0, len(pending), batch_size):
         chunk = pending[start : start + batch_size]
         batch = torch.stack([tensor for _, tensor in chunk])  # (B, C, H, W)
-        probs = model(batch).float().softmax(1)
+        with autocast:
+            probs = model(batch).float().softmax(1)
         values, indices = probs.topk(k, dim=1)
         for (slot, _), row_values, row_indices in zip(chunk, values.tolist(), indices.tolist()):
             ranked = [

@@ -18,7 +18,7 @@ from typing import Any, Optional, Union
 from resnet.data.meta import DEFAULT_VAL_FRACTION
 from resnet.errors import ConfigError
 
-__all__ = ["TrainConfig"]
+__all__ = ["TrainConfig", "list_recipes", "recipe_path"]
 
 _CHOICES = {
     "optimizer": ("sgd", "adamw"),
@@ -43,6 +43,7 @@ _RANGES: dict[str, tuple[Optional[float], Optional[float], bool, bool]] = {
     "train_subset": (1, None, True, True),
     "eval_subset": (1, None, True, True),
     "pad": (0, 1024, True, True),
+    "image_size": (8, 4096, True, True),
     "num_workers": (0, 256, True, True),
     "num_threads": (1, 4096, True, True),
     "seed": (0, 2**63 - 1, True, True),
@@ -68,6 +69,9 @@ class TrainConfig:
     # validation: each epoch is scored on the test split, as the paper's curves are (Fig. 4).
     val_fraction: float = DEFAULT_VAL_FRACTION
     eval_subset: Optional[int] = None  # score only the first N val/test images each epoch
+    # Image folders only: the side images are resized to (None: their own median size, at
+    # most 224, so 96x96 photos are not trained at 5.4x the compute of their own size).
+    image_size: Optional[int] = None
     augment: bool = True  # random crop after zero padding + horizontal flip (paper, sec. 4.2)
     pad: int = 4  # pixels of zero padding before the random crop
     num_workers: int = 2  # only image-folder datasets use worker processes
@@ -185,11 +189,42 @@ class TrainConfig:
         return cls.from_dict(values)
 
 
+def list_recipes() -> dict[str, str]:
+    """The recipes shipped inside the package: ``{name: first comment line}``."""
+    from importlib import resources
+
+    found = {}
+    for entry in sorted(resources.files("resnet.recipes").iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".yaml"):
+            first = entry.read_text(encoding="utf-8").splitlines()[:1] or [""]
+            found[entry.name[: -len(".yaml")]] = first[0].lstrip("# ").strip()
+    return found
+
+
+def recipe_path(recipe: Union[str, os.PathLike]) -> Path:
+    """A recipe file: an existing path as given, else the packaged recipe of that name
+    (``fashion-mnist`` or ``fashion-mnist.yaml``), as ultralytics resolves its cfg files."""
+    path = Path(recipe)
+    if path.exists():
+        return path
+    name = path.name[: -len(".yaml")] if path.name.endswith(".yaml") else path.name
+    packaged = list_recipes()
+    if name in packaged and (path.parent == Path(".") or path.parent.name == "recipes"):
+        from importlib import resources
+
+        return Path(str(resources.files("resnet.recipes") / f"{name}.yaml"))
+    raise ConfigError(
+        f"recipe {recipe} not found; pass a YAML file or a packaged recipe name "
+        f"({', '.join(packaged)}; `resnet train --list-recipes`)"
+    )
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     import yaml
 
+    path = recipe_path(path)
     if not path.is_file():
-        raise ConfigError(f"recipe {path} not found; pass a YAML file such as recipes/*.yaml")
+        raise ConfigError(f"recipe {path} is not a file; pass a YAML file or a recipe name")
     try:
         values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except UnicodeDecodeError:

@@ -16,6 +16,7 @@ from typing import Any, Optional, Union
 import torch
 from torch import nn
 
+from resnet.device import resolve_precision
 from resnet.engine.checkpoint import save_checkpoint
 from resnet.engine.config import TrainConfig
 from resnet.engine.distributed import DistContext, broadcast, check_batch_split, init_distributed
@@ -109,6 +110,7 @@ def _train(
 ) -> TrainResult:
     if cfg.num_threads is None:  # recorded: a bitwise resume needs the same thread count
         cfg.num_threads = torch.get_num_threads()
+    cfg.amp = resolve_precision(cfg.amp, run.device)  # recorded: "auto" differs by machine
     seed_everything(cfg.seed, cfg.deterministic, cfg.num_threads)
     data = load_data(cfg, ctx, check_batch_split(cfg.batch_size, ctx), datasets)
     model, frozen = build_model(cfg, data.meta, run.device, sync_bn=ctx.distributed)

@@ -1,0 +1,122 @@
+"""Know the machine: its measured float32/bfloat16 peak, and what fraction of it a training step
+of each model reaches.
+
+    python bench/peak.py                                  # resnet20, resnet9_slim, resnet9
+    python bench/peak.py --models resnet9_slim --compile  # also torch.compile'd steps
+
+Peak: the best of a large matrix product and of channels_last 3x3 convolutions (batch 256, the
+shapes of the small-image nets), in float32 and in bfloat16. Training step: forward, loss,
+backward and SGD update on Fashion-MNIST-sized inputs (1x28x28, batch 256), counted as 3x the
+forward FLOPs (2 FLOPs per multiply-add). Every figure is measured in this run, on this CPU,
+whose name and bfloat16 units are printed first. A benchmark, not a test: it never fails on
+time. Run it on an idle machine: two busy cores make oneDNN several times slower.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import time
+
+import torch
+import torch.nn.functional as F
+
+from resnet.device import cpu_capabilities
+from resnet.models import create_model
+from resnet.models.profile import count_gflops
+
+CONV_SHAPES = ((16, 28), (32, 28), (64, 14), (128, 14), (256, 7))  # (channels, side)
+
+
+def timed(fn, *, warmup: int = 3, repeat: int = 10) -> float:
+    """Median seconds of ``fn()`` over ``repeat`` calls after ``warmup``."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def matmul_gflops(dtype: torch.dtype, n: int = 2048) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    return 2 * n**3 / timed(lambda: a @ b) / 1e9
+
+
+def conv_gflops(dtype: torch.dtype, channels: int, side: int, batch: int = 256) -> float:
+    x = torch.randn(batch, channels, side, side, dtype=dtype).to(memory_format=torch.channels_last)
+    w = torch.randn(channels, channels, 3, 3, dtype=dtype).to(memory_format=torch.channels_last)
+    flops = 2 * batch * channels * channels * 9 * side * side
+    return flops / timed(lambda: F.conv2d(x, w, padding=1), repeat=6) / 1e9
+
+
+def step_gflops(name: str, precision: str, *, compile_: bool, batch: int = 256) -> float:
+    """Achieved GFLOP/s of a training step of ``name`` at ``precision`` ("fp32" or "bf16")."""
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=10, in_chans=1).to(memory_format=torch.channels_last)
+    flops = 3 * 2 * count_gflops(model, (1, 28, 28)) * 1e9 * batch
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, foreach=True)
+    x = torch.randn(batch, 1, 28, 28).to(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (batch,))
+    autocast = (
+        torch.autocast("cpu", dtype=torch.bfloat16)
+        if precision == "bf16"
+        else contextlib.nullcontext()
+    )
+
+    def step() -> None:
+        with autocast:
+            loss = F.cross_entropy(model(x).float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    run = torch.compile(step) if compile_ else step
+    seconds = timed(run, warmup=5 if compile_ else 2, repeat=8)
+    return flops / seconds / 1e9
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["resnet20", "resnet9_slim", "resnet9"])
+    parser.add_argument("--compile", action="store_true", help="also torch.compile the steps")
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    caps = cpu_capabilities()
+    print(
+        f"CPU: {caps['name']} | ISA {caps['isa']} | AVX512-BF16 {caps['avx512_bf16']} | "
+        f"AMX {caps['amx']} | {torch.get_num_threads()} threads | torch {torch.__version__}"
+    )
+    peaks = {}
+    for label, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        mm = matmul_gflops(dtype)
+        convs = {f"{c}ch@{s}": conv_gflops(dtype, c, s) for c, s in CONV_SHAPES}
+        peaks[label] = max(mm, *convs.values())
+        cells = "  ".join(f"{k} {v:,.0f}" for k, v in convs.items())
+        print(f"{label}: matmul 2048^2 {mm:,.0f} GFLOP/s | conv3x3 b256 channels_last: {cells}")
+    print(
+        f"peak: fp32 {peaks['fp32']:,.0f} GFLOP/s, bf16 {peaks['bf16']:,.0f} GFLOP/s "
+        f"({peaks['bf16'] / peaks['fp32']:.1f}x)"
+    )
+    print(
+        f"\n{'model':<14} {'precision':<10} {'mode':<8} {'GFLOP/s':>9} "
+        f"{'img/s':>8} {'of bf16 peak':>13}"
+    )
+    for name in args.models:
+        per_image = 3 * 2 * count_gflops(create_model(name, in_chans=1), (1, 28, 28))
+        modes = ["eager", "compiled"] if args.compile else ["eager"]
+        for precision in ("fp32", "bf16"):
+            for mode in modes:
+                rate = step_gflops(name, precision, compile_=mode == "compiled")
+                print(
+                    f"{name:<14} {precision:<10} {mode:<8} {rate:>9,.0f} "
+                    f"{rate / per_image:>8,.0f} {rate / peaks['bf16']:>12.1%}"
+                )
+
+
+if __name__ == "__main__":
+    main()

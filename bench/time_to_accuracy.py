@@ -1,0 +1,164 @@
+"""Time to accuracy: run a recipe with N seeds and report test accuracy against wall time.
+
+    python bench/time_to_accuracy.py --recipe fashion-mnist-fast --seeds 3
+    python bench/time_to_accuracy.py --recipe fashion-mnist-fast --seeds 1 --baseline
+
+One line per seed (test accuracy, wall and CPU seconds from process start of the run to its
+final number, including data loading, compilation and test-time augmentation, images/s of the
+training steps, achieved training GFLOP/s and its fraction of the bf16 peak measured here),
+then the mean ± std. ``--baseline`` trains the same network for the same epochs through the
+plain PyTorch pipeline people start from (a PIL dataset with torchvision transforms in a
+DataLoader, float32, eager, SGD + OneCycleLR) and prints the ratio of wall times, measured in
+the same run. A benchmark, not a test: run it on an idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peak import conv_gflops  # noqa: E402
+
+from resnet.device import cpu_capabilities  # noqa: E402
+from resnet.engine.config import TrainConfig  # noqa: E402
+from resnet.engine.train import train  # noqa: E402
+from resnet.models import create_model  # noqa: E402
+from resnet.models.profile import count_gflops  # noqa: E402
+
+
+def run_recipe(recipe: str, seed: int, runs: Path, overrides: dict) -> dict:
+    cfg = TrainConfig.from_yaml(
+        recipe,
+        {
+            **overrides,
+            "seed": seed,
+            "runs_dir": str(runs),
+            "name": f"seed{seed}",
+            "progress": False,
+            "log_tensorboard": False,
+        },
+    )
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = train(cfg)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    history = result.history
+    images = [r["images_per_s"] for r in history]
+    return {
+        "seed": seed,
+        "test_acc": result.metrics["test_acc"],
+        "wall": wall,
+        "cpu": cpu,
+        "images_per_s": statistics.fmean(images[1:] or images),  # epoch 1 holds compilation
+        "model": cfg.model,
+        "model_kwargs": cfg.model_kwargs,
+        "epochs": len(history),
+        "amp": cfg.amp,
+    }
+
+
+def baseline(recipe: str, seed: int) -> dict:
+    """The same network and epochs through torchvision's pipeline, float32, eager."""
+    from train_throughput import baseline_loader
+
+    from resnet.data import load_dataset
+
+    cfg = TrainConfig.from_yaml(recipe)
+    torch.manual_seed(seed)
+    wall = time.perf_counter()
+    data = load_dataset(cfg.dataset, "train")
+    test = load_dataset(cfg.dataset, "test")
+    model = create_model(cfg.model, num_classes=10, in_chans=1, **cfg.model_kwargs)
+    loader = baseline_loader(data, cfg.batch_size, cfg.pad, workers=2)
+    optimizer = torch.optim.SGD(
+        model.parameters(),
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+        nesterov=cfg.nesterov,
+        weight_decay=cfg.weight_decay,
+    )
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, cfg.lr, epochs=cfg.epochs, steps_per_epoch=len(loader)
+    )
+    criterion = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    for _ in range(cfg.epochs):
+        model.train()
+        for x, y in loader:
+            loss = criterion(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+    model.eval()
+    mean, std = data.meta.mean[0], data.meta.std[0]
+    with torch.no_grad():
+        x = (test.images.float() / 255 - mean) / std
+        correct = sum(
+            int((model(x[i : i + 1000]).argmax(1) == test.labels[i : i + 1000]).sum())
+            for i in range(0, len(x), 1000)
+        )
+    return {"test_acc": correct / len(x), "wall": time.perf_counter() - wall}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipe", default="fashion-mnist-fast")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument("--baseline", action="store_true", help="also the torchvision pipeline")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args()
+    import yaml
+
+    overrides = {k: yaml.safe_load(v) for k, _, v in (item.partition("=") for item in args.set)}
+    caps = cpu_capabilities()
+    peak = max(conv_gflops(torch.bfloat16, c, s) for c, s in ((64, 14), (128, 14), (256, 7)))
+    print(
+        f"CPU: {caps['name']} | AMX {caps['amx']} | AVX512-BF16 {caps['avx512_bf16']} | "
+        f"{torch.get_num_threads()} threads | bf16 conv peak {peak:,.0f} GFLOP/s | "
+        f"recipe {args.recipe} {overrides or ''}",
+        flush=True,
+    )
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="tta-") as tmp:
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
+            row = run_recipe(args.recipe, seed, Path(tmp), overrides)
+            model = create_model(row["model"], in_chans=1, **row["model_kwargs"])
+            flops = 3 * 2 * count_gflops(model, (1, 28, 28)) * row["images_per_s"]
+            row["fraction"] = flops / peak
+            rows.append(row)
+            print(
+                f"seed {seed}: test acc {100 * row['test_acc']:.2f}%  wall {row['wall']:.1f} s  "
+                f"cpu {row['cpu']:.1f} s  {row['images_per_s']:,.0f} img/s  "
+                f"{flops:,.0f} GFLOP/s = {row['fraction']:.1%} of bf16 peak  "
+                f"({row['model']}, {row['epochs']} epochs, amp {row['amp']})",
+                flush=True,
+            )
+    accs = [100 * r["test_acc"] for r in rows]
+    walls = [r["wall"] for r in rows]
+    spread = statistics.pstdev(accs) if len(accs) > 1 else 0.0
+    print(
+        f"mean: test acc {statistics.fmean(accs):.2f} ± {spread:.2f}%  wall "
+        f"{statistics.fmean(walls):.1f} s (max {max(walls):.1f} s)  "
+        f"{statistics.fmean(r['images_per_s'] for r in rows):,.0f} img/s  "
+        f"{statistics.fmean(r['fraction'] for r in rows):.1%} of bf16 peak",
+        flush=True,
+    )
+    if args.baseline:
+        base = baseline(args.recipe, args.first_seed)
+        print(
+            f"baseline (torchvision pipeline, float32 eager): test acc "
+            f"{100 * base['test_acc']:.2f}%  wall {base['wall']:.1f} s  -> ours is "
+            f"{base['wall'] / statistics.fmean(walls):.2f}x faster",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()

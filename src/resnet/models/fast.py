@@ -1,0 +1,131 @@
+"""ResNet-9: the residual network of the CIFAR-10 training speed-runs, shaped for the hardware.
+
+David Page's DAWNBench entry ("How to train your ResNet", 2018; 94% on CIFAR-10 in 26 s on one
+V100), the starting point of Keller Jordan's airbench: a 3x3 stem, then three stages that each
+open with a conv + 2x2 max-pool transition, the first and last followed by a residual block
+with an identity shortcut. Few, wide layers (64-512 channels) keep the convolutions large and
+dense, which is what matrix units (AMX, tensor cores) run fastest; the depth is in the
+shortcut-free transitions, the skip connections carry the rest, as He et al. (arXiv 1512.03385)
+teach. Global max pooling and a linear classifier close it, as in Page's network.
+
+``width`` scales every stage (``resnet9_slim`` is 0.5x: 32-256 channels), ``blocks`` the
+residual blocks per stage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from torch import Tensor, nn
+
+from resnet.errors import ConfigError
+from resnet.models.blocks import BasicBlock
+from resnet.models.layers import conv3x3
+from resnet.models.registry import register_model
+
+__all__ = ["ResNet9"]
+
+
+def _transition(inplanes: int, planes: int) -> nn.Sequential:
+    """conv3x3 -> BN -> ReLU -> 2x2 max-pool: more channels, half the resolution."""
+    return nn.Sequential(
+        conv3x3(inplanes, planes),
+        nn.BatchNorm2d(planes),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+    )
+
+
+class ResNet9(nn.Module):
+    """Stem, three (transition + residual blocks) stages, global max pool, linear classifier.
+
+    Args:
+        num_classes: size of the classifier output.
+        in_chans: input channels (1 for Fashion-MNIST).
+        width: multiplier of the channel widths 64 (stem), 128, 256, 512 (stages).
+        blocks: residual blocks after each stage's transition; Page's net has (1, 0, 1).
+        zero_init_residual: start each block's last BN at zero, so every block starts as the
+            identity (Goyal et al. 2017).
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 10,
+        in_chans: int = 3,
+        *,
+        width: float = 1.0,
+        blocks: Sequence[int] = (1, 0, 1),
+        zero_init_residual: bool = False,
+    ) -> None:
+        super().__init__()
+        if not 0.0 < width <= 8.0 or len(blocks) != 3 or any(b < 0 for b in blocks):
+            raise ConfigError(
+                f"ResNet9 needs 0 < width <= 8 and three block counts >= 0, got {width}, {blocks}"
+            )
+        stem, *widths = (max(8, round(c * width)) for c in (64, 128, 256, 512))
+        self.in_chans, self.spatial_dims, self.num_stages = in_chans, 2, 3
+        self.conv1 = conv3x3(in_chans, stem)  # (B, C, H, W) -> (B, stem, H, W)
+        self.bn1 = nn.BatchNorm2d(stem)
+        self.relu = nn.ReLU(inplace=True)
+        self.feature_info: list[dict[str, Any]] = []
+        inplanes = stem
+        for index, (planes, count) in enumerate(zip(widths, blocks)):
+            # Each stage halves the resolution: 32 -> 16 -> 8 -> 4 (28 -> 14 -> 7 -> 3).
+            layers = [_transition(inplanes, planes)]
+            layers += [BasicBlock(planes, planes) for _ in range(count)]
+            setattr(self, f"layer{index + 1}", nn.Sequential(*layers))
+            self.feature_info.append(
+                {"module": f"layer{index + 1}", "num_chs": planes, "reduction": 2 ** (index + 1)}
+            )
+            inplanes = planes
+        self.num_features = inplanes
+        self.pool = nn.AdaptiveMaxPool2d(1)
+        self.fc = nn.Linear(self.num_features, num_classes)
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        if zero_init_residual:
+            for module in self.modules():
+                if isinstance(module, BasicBlock):
+                    nn.init.zeros_(module.bn2.weight)
+
+    def stages(self) -> list[nn.Sequential]:
+        return [self.layer1, self.layer2, self.layer3]
+
+    def forward_stem(self, x: Tensor) -> Tensor:
+        return self.relu(self.bn1(self.conv1(x)))
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """(B, in_chans, H, W) -> (B, num_features, H/8, W/8)."""
+        x = self.forward_stem(x)
+        x = self.layer1(x)
+        x = self.layer2(x)
+        return self.layer3(x)
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        x = self.pool(x).flatten(1)  # (B, num_features)
+        return x if pre_logits else self.fc(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def get_classifier(self) -> nn.Module:
+        return self.fc
+
+    def reset_classifier(self, num_classes: int) -> None:
+        if num_classes < 1:
+            raise ConfigError(f"num_classes must be at least 1, got {num_classes}")
+        self.fc = nn.Linear(self.num_features, num_classes, device=self.fc.weight.device)
+
+
+@register_model(family="cifar", default_input_size=32)
+def resnet9(**kwargs: Any) -> ResNet9:
+    """Page's ResNet-9 (64-128-256-512 channels, 6.6M parameters at 10 classes)."""
+    return ResNet9(**kwargs)
+
+
+@register_model(family="cifar", default_input_size=32)
+def resnet9_slim(**kwargs: Any) -> ResNet9:
+    """ResNet-9 at half width (32-64-128-256): a quarter of the FLOPs, for 2-core CPUs."""
+    return ResNet9(**{"width": 0.5, **kwargs})

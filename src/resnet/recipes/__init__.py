@@ -1,0 +1,1 @@
+"""Training recipes shipped with the package; `resnet train --list-recipes` lists them."""
