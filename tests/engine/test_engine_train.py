@@ -95,3 +95,18 @@ def test_real_fashion_mnist_short_run(tmp_path):
     )  # fmt: skip
     assert result.history[-1]["test_acc"] > 0.7
     assert result.metrics["test_acc"] > 0.7  # the full 10k test split
+
+
+def test_per_iteration_curve_adds_up_to_the_epoch_rows(tiny_npz, tmp_path):
+    """``curve_every``: the training rows of every N steps (the paper's Fig. 6 x-axis). With N
+    steps per window, the windows of an epoch average to that epoch's row."""
+    result = train(tiny_config(tiny_npz, tmp_path, epochs=2, curve_every=2))
+    steps_per_epoch = result.history[0]["step"]
+    assert [r["step"] for r in result.curve] == list(range(2, 2 * steps_per_epoch + 1, 2))
+    for epoch, row in enumerate(result.history):
+        windows = result.curve[epoch * steps_per_epoch // 2 : (epoch + 1) * steps_per_epoch // 2]
+        seen = sum(w["images"] for w in windows)
+        mean_loss = sum(w["train_loss"] * w["images"] for w in windows) / seen
+        assert mean_loss == pytest.approx(row["train_loss"], rel=1e-9)
+    lines = (result.run_dir / "curve.csv").read_text().splitlines()
+    assert lines[0].startswith("step,train_loss,train_acc") and len(lines) == len(result.curve) + 1

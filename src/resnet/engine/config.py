@@ -50,6 +50,7 @@ _RANGES: dict[str, tuple[Optional[float], Optional[float], bool, bool]] = {
     "freeze_stages": (0, 16, True, True),
     "backbone_lr_scale": (0, None, True, True),
     "save_every_steps": (1, None, True, True),
+    "curve_every": (1, None, True, True),
 }
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
@@ -108,6 +109,9 @@ class TrainConfig:
     num_threads: Optional[int] = None
     sync_bn: bool = False  # under torchrun: BatchNorm statistics of the global batch
     save_every_steps: Optional[int] = None  # also write the resume point every N steps
+    # Record the training loss and accuracy every N steps too (curve.csv): the per-iteration
+    # training curves of the paper's Figures 1 and 6.
+    curve_every: Optional[int] = None
     # --- reproducibility
     seed: int = 0
     deterministic: bool = True  # deterministic kernels (bitwise-repeatable runs on the CPU)

@@ -62,6 +62,7 @@ class LoopSettings:
     grad_clip: Optional[float] = None
     save_every_steps: Optional[int] = None  # also write the resume point inside epochs
     best_metric: Optional[str] = None  # row key to keep best.* by (higher is better); None: no best
+    curve_every: Optional[int] = None  # also record the training row every N steps (curve.csv)
     progress: bool = True
     tensorboard: bool = False
 
@@ -75,6 +76,7 @@ class LoopState:
     batches_done: int = 0  # batches of ``epoch`` already trained (mid-epoch resume)
     sums: Optional[torch.Tensor] = None  # the epoch's partial sums at a mid-epoch resume point
     history: list = field(default_factory=list)
+    curve: list = field(default_factory=list)  # training rows every curve_every steps
     best: float = float("-inf")
 
 
@@ -153,6 +155,7 @@ def _train_epoch(run, task, optimizer, settings, schedule, loop, ctx, runner, em
     """One pass over the epoch's batches (skipping those a mid-epoch resume point has done)."""
     task.train_mode()
     sums = loop.sums
+    window, windows = None, []  # the per-iteration curve: sums over each curve_every steps
     bad_step = torch.full((), -1, dtype=torch.int64, device=run.device)
     total = min(task.steps_per_epoch(), schedule["total_steps"] - loop.step + loop.batches_done)
     bar = _progress_bar(settings, run, loop.epoch, total)
@@ -176,7 +179,12 @@ def _train_epoch(run, task, optimizer, settings, schedule, loop, ctx, runner, em
             bad_step.masked_fill_(first_bad, loop.step)
             step_sums = step_sums.detach().double()
             sums = step_sums.clone() if sums is None else sums + step_sums
+            if settings.curve_every:
+                window = step_sums.clone() if window is None else window + step_sums
         loop.step, loop.batches_done = loop.step + 1, index + 1
+        if settings.curve_every and loop.step % settings.curve_every == 0:
+            windows.append((loop.step, window))  # converted at the epoch end: no sync here
+            window = None
         if loop.batches_done % CHECK_EVERY == 0 or loop.step >= schedule["total_steps"]:
             _check_finite(bad_step, ctx, loop.epoch, lr)
             if bar is not None:
@@ -184,15 +192,24 @@ def _train_epoch(run, task, optimizer, settings, schedule, loop, ctx, runner, em
         if settings.save_every_steps and loop.step % settings.save_every_steps == 0:
             _check_finite(bad_step, ctx, loop.epoch, lr)
             loop.sums = sums
+            _flush_curve(task, loop, windows, ctx)
             if run.is_main:
                 check_finite_weights(task.model)
                 _write_state(run, task.model, optimizer, ema, loop)
     if bar is not None:
         bar.close()
     _check_finite(bad_step, ctx, loop.epoch, settings.lr)
+    _flush_curve(task, loop, windows, ctx)
     if sums is None:
         raise NonFiniteLossError("an epoch had no batches; check the dataset and batch size")
     return sums
+
+
+def _flush_curve(task, loop: LoopState, windows: list, ctx: DistContext) -> None:
+    """Move the finished windows of the curve into ``loop.curve`` (one host sync)."""
+    for step, window_sums in windows:
+        loop.curve.append({"step": step, **task.epoch_row(all_reduce_sum(window_sums, ctx))})
+    windows.clear()
 
 
 def _checkpoint(run, task, optimizer, settings, loop, ema, row) -> None:
@@ -212,6 +229,23 @@ def _checkpoint(run, task, optimizer, settings, loop, ema, row) -> None:
         task.save(folder / "best", eval_model, epoch=loop.epoch, step=loop.step, metrics=metrics)
     _write_state(run, task.model, optimizer, ema, loop)
     task.save(folder / "last", eval_model, epoch=loop.epoch, step=loop.step, metrics=metrics)
+    if loop.curve:
+        _write_curve(folder / "curve.csv", loop.curve)
+
+
+def _write_curve(path, curve: list[dict]) -> None:
+    """The per-iteration training curve (the paper's Fig. 1 and 6 x-axis) as CSV."""
+    import csv
+    import io
+
+    from resnet.io import atomic_write
+
+    buffer = io.StringIO()
+    table = csv.DictWriter(buffer, fieldnames=list(curve[0]), extrasaction="ignore")
+    table.writeheader()
+    table.writerows(curve)
+    with atomic_write(path, "w") as handle:
+        handle.write(buffer.getvalue())
 
 
 def _write_state(run, model, optimizer, ema, loop: LoopState) -> None:
@@ -231,6 +265,7 @@ def _write_state(run, model, optimizer, ema, loop: LoopState) -> None:
         "batches_done": loop.batches_done,
         "sums": loop.sums.cpu() if loop.sums is not None else None,
         "history": loop.history,
+        "curve": loop.curve,
         "best": loop.best,
         "num_threads": torch.get_num_threads(),
     }
@@ -295,6 +330,7 @@ def restore_state(state: dict, model, optimizer, ema, device: torch.device) -> L
         batches_done=int(state.get("batches_done", 0)),
         sums=state["sums"].to(device) if state.get("sums") is not None else None,
         history=list(state["history"]),
+        curve=list(state.get("curve", [])),
         best=float(state.get("best", state.get("best_acc", float("-inf")))),
     )
 

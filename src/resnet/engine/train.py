@@ -38,6 +38,7 @@ class TrainResult:
     best_checkpoint: Optional[Path]  # run_dir/best.safetensors
     last_checkpoint: Optional[Path]  # run_dir/last.safetensors
     history: list[dict] = field(default_factory=list)  # one row per epoch, as in metrics.csv
+    curve: list[dict] = field(default_factory=list)  # every curve_every steps, as in curve.csv
     metrics: dict = field(default_factory=dict)  # final numbers, incl. test_acc
     config: Optional[TrainConfig] = None
 
@@ -101,6 +102,7 @@ def loop_settings(cfg: TrainConfig, *, best_metric: Optional[str]) -> LoopSettin
         warmup_epochs=cfg.warmup_epochs, milestones=cfg.milestones,
         milestones_unit=cfg.milestones_unit, gamma=cfg.gamma, grad_clip=cfg.grad_clip,
         save_every_steps=cfg.save_every_steps, best_metric=best_metric, progress=cfg.progress,
+        curve_every=cfg.curve_every,
         tensorboard=cfg.log_tensorboard,
     )  # fmt: skip
 
@@ -146,6 +148,7 @@ def _train(
         best_checkpoint=run.dir / "best.safetensors" if run.dir else None,
         last_checkpoint=run.dir / "last.safetensors" if run.dir else None,
         history=loop.history,
+        curve=loop.curve,
         metrics=final,
         config=cfg,
     )
