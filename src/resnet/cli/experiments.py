@@ -72,6 +72,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     degr.add_argument("--schedule", default="cosine", choices=("cosine", "onecycle", "constant"))
     degr.add_argument("--warmup-epochs", type=float, default=0.0, help="linear lr warmup")
     degr.add_argument("--no-augment", action="store_true", help="no crop/flip augmentation")
+    degr.add_argument("--amp", default="off", choices=("auto", "bf16", "off"),
+                      help="one precision for every net (auto: bf16 where native)")  # fmt: skip
+    degr.add_argument("--curve-every", type=int, default=None,
+                      help="training error every N iterations (per-iteration curves)")  # fmt: skip
     degr.add_argument(
         "--tolerance", type=float, default=0.01, help="'matches' margin (0.01 = 1 point)"
     )
@@ -163,6 +167,7 @@ def _degradation(args: argparse.Namespace) -> int:
         train_subset=args.train_subset, test_subset=args.test_subset, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, schedule=args.schedule,
         warmup_epochs=args.warmup_epochs, augment=not args.no_augment, tolerance=args.tolerance,
+        amp=args.amp, curve_every=args.curve_every,
         run=run, progress=not args.quiet,
     )  # fmt: skip
     print(degradation_table(result))

@@ -41,6 +41,14 @@ def _summarize(runs: list[dict]) -> dict[str, Any]:
         summary[f"{key}_mean"] = [m for m, _ in per_epoch]
         summary[f"{key}_std"] = [s for _, s in per_epoch]
         summary[f"final_{key}"], summary[f"final_{key}_std"] = per_epoch[-1]
+    curves = [run.get("iteration_curve") or [] for run in runs]
+    if all(curves):
+        points = min(len(c) for c in curves)
+        summary["iteration_steps"] = [c["step"] for c in curves[0][:points]]
+        summary["iteration_train_error"] = [
+            statistics.fmean(c[i]["train_error"] for c in curves) for i in range(points)
+        ]
+        summary["steps_per_epoch"] = runs[0]["steps_per_epoch"]
     summary["parameters"] = runs[0]["parameters"]
     summary["last_checkpoints"] = [run["last_checkpoint"] for run in runs]
     return summary
@@ -53,9 +61,27 @@ def _verdict(summary: dict, depths: Sequence[int], tolerance: float) -> dict[str
     plain_gap = plain_d["final_train_error"] - plain_s["final_train_error"]
     res_gap = res_d["final_train_error"] - res_s["final_train_error"]
     res_test_gap = res_d["final_test_error"] - res_s["final_test_error"]
+    # The seed-to-seed spread of the two nets compared: a gap counts only beyond it.
+    plain_spread = max(plain_s["final_train_error_std"], plain_d["final_train_error_std"])
+    res_spread = max(res_s["final_train_error_std"], res_d["final_train_error_std"])
+    seeds = len(plain_s["seeds"])
     return {
         "shallow": shallow,
         "deep": deep,
+        "seeds": seeds,
+        "plain_spread": plain_spread,
+        "resnet_spread": res_spread,
+        # With one seed there is no spread to beat: the claims then rest on the gap alone.
+        "plain_gap_beyond_spread": plain_gap > 2 * plain_spread if seeds > 1 else None,
+        "resnet_gap_beyond_spread": -res_gap > 2 * res_spread if seeds > 1 else None,
+        "middle_depths": {
+            kind: {
+                str(d): summary[f"{kind}{d}"]["final_train_error"]
+                for d in sorted(depths)
+                if d not in (shallow, deep)
+            }
+            for kind in ("plain", "resnet")
+        },
         "tolerance": tolerance,
         "plain_train_gap": plain_gap,
         "plain_deeper_has_higher_train_error": plain_gap > 0,
@@ -84,6 +110,8 @@ def run_degradation(
     weight_decay: float = 1e-4,
     augment: bool = True,
     tolerance: float = 0.01,
+    amp: str = "off",
+    curve_every: Optional[int] = None,
     run: Optional[Run] = None,
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -122,10 +150,9 @@ def run_degradation(
                     lr=lr, schedule=schedule, warmup_epochs=warmup_epochs,
                     weight_decay=weight_decay, augment=augment, seed=seed,
                     device=str(run.device),
-                    # float32 everywhere: precision must not be one more difference between
-                    # the nets compared, nor between machines with and without bf16 units.
-                    amp="off", name=f"{name}-seed{seed}", progress=progress,
-                    log_tensorboard=False,
+                    # One precision for every net compared ("auto": bf16 where native).
+                    amp=amp, curve_every=curve_every, name=f"{name}-seed{seed}",
+                    progress=progress, log_tensorboard=False,
                 )  # fmt: skip
                 result = train(config, run=run.child(config.name), datasets=data)
                 runs.append(_run_record(name, kind, depth, seed, result))
@@ -154,6 +181,7 @@ def run_degradation(
             "warmup_epochs": warmup_epochs,
             "weight_decay": weight_decay,
             "augment": augment,
+            "amp": amp,
         },
         "runs": runs,
         "summary": summary,
@@ -170,6 +198,10 @@ def _run_record(name: str, kind: str, depth: int, seed: int, result: Any) -> dic
         "seed": seed,
         "train_error": train_error,
         "test_error": test_error,
+        "iteration_curve": [
+            {"step": row["step"], "train_error": 1.0 - row["train_acc"]} for row in result.curve
+        ],
+        "steps_per_epoch": result.history[0]["step"] if result.history else 0,
         "history": result.history,
         "run_dir": str(result.run_dir),
         "last_checkpoint": str(result.last_checkpoint),

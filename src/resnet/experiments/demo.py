@@ -36,6 +36,8 @@ class DemoBudget:
     # Linear warmup, for every network alike: without it resnet56 blew up in its first epoch
     # at lr 0.1 in our short runs (the paper warms up ResNet-110 the same way, §4.2).
     warmup_epochs: float = 1.0
+    amp: str = "auto"  # one precision for every net: bf16 where the CPU has it natively
+    curve_every: Optional[int] = 10  # training error every N iterations (the paper's x-axis)
     lesion_subset: int = 500  # test images per lesion evaluation (one per deleted block)
     landscape: bool = False
     landscape_points_1d: int = 21
@@ -170,6 +172,8 @@ def _measure_training(results, run, train_set, test_set, budget, seed, stage, pr
         batch_size=budget.batch_size,
         lr=budget.lr,
         warmup_epochs=budget.warmup_epochs,
+        amp=budget.amp,
+        curve_every=budget.curve_every,
         run=run.child("degradation"),
         progress=progress,
     )

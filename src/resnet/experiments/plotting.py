@@ -86,43 +86,63 @@ def plot_gradflow(result: dict, path: PathLike) -> Path:
 
 
 def plot_degradation(result: dict, path: PathLike) -> Path:
-    """Figure 6 of arXiv 1512.03385: plain nets left, residual right; dashed = training error,
-    bold = test error, one colour per depth; a shaded band is the spread over seeds."""
+    """Figure 6 of arXiv 1512.03385: plain nets left, residual right, one colour per depth.
+    Thin lines: training error per iteration (smoothed over a few windows); bold lines with
+    dots: test error at each epoch end (grey dotted lines mark the epochs); a shaded band is
+    the spread of the test error over seeds. Runs without per-iteration curves are drawn per
+    epoch (dashed: training error)."""
     plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
+    per_iteration = False
     for ax, kind, title in zip(axes, ("plain", "resnet"), ("plain networks", "ResNets")):
         for i, depth in enumerate(result["depths"]):
             net = result["summary"].get(f"{kind}{depth}")
             if net is None:
                 continue
             color = COLORS[i % len(COLORS)]
-            epochs = list(range(1, len(net["train_error_mean"]) + 1))
-            for key, style, width, what in (
-                ("train_error", "--", 1.2, "train"),
-                ("test_error", "-", 2.4, "test"),
-            ):
-                mean = [100 * v for v in net[f"{key}_mean"]]
-                spread = [100 * v for v in net[f"{key}_std"]]
-                ax.plot(
-                    epochs,
-                    mean,
-                    style,
-                    color=color,
-                    linewidth=width,
-                    label=f"{kind}-{depth} {what}",
-                )
-                if any(spread):
-                    low = [m - s for m, s in zip(mean, spread)]
-                    high = [m + s for m, s in zip(mean, spread)]
-                    ax.fill_between(epochs, low, high, color=color, alpha=0.15)
+            per_iteration = bool(net.get("iteration_steps"))
+            _degradation_lines(ax, net, color, f"{kind}-{depth}")
+        if per_iteration:
+            net = next(iter(result["summary"].values()))
+            for epoch in range(1, len(net["test_error_mean"])):
+                ax.axvline(epoch * net["steps_per_epoch"], color="grey", linestyle=":", alpha=0.5)
         ax.set_title(title)
-        ax.set_xlabel("epoch")
-        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.set_xlabel("iteration" if per_iteration else "epoch")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
     axes[0].set_ylabel("error (%)")
-    fig.suptitle(f"{result['dataset']}: dashed = training error, bold = test error")
+    style = "thin = training error per iteration" if per_iteration else "dashed = training error"
+    fig.suptitle(f"{result['dataset']}: {style}, bold = test error")
     return _save(fig, path)
+
+
+def _degradation_lines(ax, net: dict, color: str, label: str) -> None:
+    epochs = list(range(1, len(net["test_error_mean"]) + 1))
+    if net.get("iteration_steps"):
+        train = [100 * v for v in net["iteration_train_error"]]
+        ax.plot(net["iteration_steps"], _smooth(train, 5), "-", color=color, linewidth=1.0,
+                alpha=0.8, label=f"{label} train")  # fmt: skip
+        xs = [e * net["steps_per_epoch"] for e in epochs]
+    else:
+        xs = epochs
+        ax.plot(xs, [100 * v for v in net["train_error_mean"]], "--", color=color,
+                linewidth=1.2, label=f"{label} train")  # fmt: skip
+    mean = [100 * v for v in net["test_error_mean"]]
+    ax.plot(xs, mean, "o-", color=color, linewidth=2.4, markersize=4, label=f"{label} test")
+    spread = [100 * v for v in net["test_error_std"]]
+    if any(spread):
+        low = [m - s for m, s in zip(mean, spread)]
+        high = [m + s for m, s in zip(mean, spread)]
+        ax.fill_between(xs, low, high, color=color, alpha=0.15)
+
+
+def _smooth(values: list[float], width: int) -> list[float]:
+    """A trailing moving average (the first points average what exists so far)."""
+    out, total = [], 0.0
+    for index, value in enumerate(values):
+        total += value - (values[index - width] if index >= width else 0.0)
+        out.append(total / min(index + 1, width))
+    return out
 
 
 def plot_lesion(result: dict, path: PathLike) -> Path:

@@ -145,17 +145,37 @@ def _degradation_section(t: dict, results: dict) -> str:
     setup = t["degr_setup"].format(
         dataset=d["dataset"], seeds=len(d["seeds"]), **{k: recipe[k] for k in recipe}
     )
-    return "\n\n".join(
-        [
-            t["degr_title"],
-            t["degr_text"],
-            _figure(t, results, "degradation"),
-            setup,
-            degradation_table(d),
-            t[plain_key].format(**fmt),
-            t[res_key].format(**fmt),
-            t["degr_same_depth"].format(**fmt),
-        ]
+    parts = [
+        t["degr_title"],
+        t["degr_text"],
+        _figure(t, results, "degradation"),
+        setup,
+        degradation_table(d),
+        t[plain_key].format(**fmt),
+        t[res_key].format(**fmt),
+        _spread_sentence(t, v, fmt),
+    ]
+    middle = v.get("middle_depths") or {}
+    if middle.get("plain"):
+        fmt["plain_mid"] = ", ".join(f"{k}: {_pct(e)}" for k, e in middle["plain"].items())
+        fmt["res_mid"] = ", ".join(f"{k}: {_pct(e)}" for k, e in middle["resnet"].items())
+        parts.append(t["degr_middle"].format(**fmt))
+    parts.append(t["degr_same_depth"].format(**fmt))
+    return "\n\n".join(parts)
+
+
+def _spread_sentence(t: dict, v: dict, fmt: dict) -> str:
+    """Whether each gap is beyond twice the seed-to-seed spread, from the verdict."""
+    if v.get("plain_gap_beyond_spread") is None:
+        return t["degr_one_seed"]
+    return t["degr_spread"].format(
+        **fmt,
+        seeds=v["seeds"],
+        plain_spread=100 * v["plain_spread"],
+        res_spread=100 * v["resnet_spread"],
+        res_gain=-fmt["res_gap"],
+        plain_beyond=t["beyond" if v["plain_gap_beyond_spread"] else "within"],
+        res_beyond=t["beyond" if v["resnet_gap_beyond_spread"] else "within"],
     )
 
 

@@ -114,6 +114,22 @@ _EN = {
         "({plain_gap:+.2f} points). A short budget can hide or show it by chance; run "
         "`resnet demo --full` for the longer version."
     ),
+    "degr_spread": (
+        "**Beyond the noise?** Over {seeds} seeds the spread (standard deviation) of the final "
+        "training error is {plain_spread:.2f} points for plain-{shallow}/{deep} and "
+        "{res_spread:.2f} for resnet-{shallow}/{deep}. The plain gap ({plain_gap:+.2f} points) "
+        "is {plain_beyond} twice its spread; the ResNet gain ({res_gain:+.2f} points) is "
+        "{res_beyond} twice its spread."
+    ),
+    "degr_one_seed": (
+        "One seed: there is no seed-to-seed spread to compare the gaps with; `resnet demo "
+        "--full` runs two."
+    ),
+    "beyond": "beyond",
+    "within": "within",
+    "degr_middle": (
+        "**The middle depths** (final training error): plain {plain_mid}; ResNets {res_mid}."
+    ),
     "degr_same_depth": (
         "**Same depth, with and without shortcuts:** at depth {deep} the ResNet ends at {res_d} "
         "training error, the plain net with the same layers and parameters at {plain_d} "
@@ -281,6 +297,19 @@ _KO = {
         "오차는 {plain_d}, plain-{shallow}는 {plain_s}입니다({plain_gap:+.2f}%p). 짧은 예산에서는 "
         "우연히 드러나거나 가려질 수 있으니 더 긴 `resnet demo --full`을 실행해 보세요."
     ),
+    "degr_spread": (
+        "**잡음보다 큰 차이인가?** 시드 {seeds}개에서 최종 학습 오차의 퍼짐(표준편차)은 "
+        "plain-{shallow}/{deep} 쌍이 {plain_spread:.2f}%p, resnet-{shallow}/{deep} 쌍이 "
+        "{res_spread:.2f}%p입니다. 평범한 망의 차이({plain_gap:+.2f}%p)는 퍼짐의 두 배 "
+        "{plain_beyond}, ResNet의 이득({res_gain:+.2f}%p)은 퍼짐의 두 배 {res_beyond}."
+    ),
+    "degr_one_seed": (
+        "시드가 하나라 시드 간 퍼짐과 비교할 수 없습니다. `resnet demo --full`은 시드 두 개로 "
+        "실행합니다."
+    ),
+    "beyond": "보다 큽니다",
+    "within": "이내입니다",
+    "degr_middle": "**중간 깊이**(최종 학습 오차): 평범한 망 {plain_mid}; ResNet {res_mid}.",
     "degr_same_depth": (
         "**같은 깊이, 지름길이 있을 때와 없을 때:** 깊이 {deep}에서 ResNet의 학습 오차는 {res_d}, "
         "층과 매개변수가 같은 평범한 망은 {plain_d}입니다({same_gap:+.2f}%p)."
