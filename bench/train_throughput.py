@@ -9,6 +9,7 @@ lacks). Both run the full step: load, forward, loss, backward, SGD update.
 
     python bench/train_throughput.py            # both cases, prints images/s and the ratio
     python bench/train_throughput.py --warmup 30 --steps 50
+    python bench/train_throughput.py --only folder     # 3,000 JPEGs in class folders
 
 A benchmark, not a test: it prints numbers and never fails on time.
 """
@@ -71,15 +72,24 @@ def baseline_loader(dataset: ArrayDataset, batch_size: int, pad: int, workers: i
     )
 
 
-def time_steps(model: nn.Module, batches, warmup: int, steps: int) -> float:
-    """Images per second of ``steps`` full training steps after ``warmup`` untimed ones."""
+def time_steps(model: nn.Module, batches, warmup: int, steps: int, precision: str = "off") -> float:
+    """Images per second of ``steps`` full training steps after ``warmup`` untimed ones, in
+    float32 (``precision="off"``) or under bf16 autocast (``"bf16"``)."""
+    import contextlib
+
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    autocast = (
+        torch.autocast("cpu", dtype=torch.bfloat16)
+        if precision == "bf16"
+        else contextlib.nullcontext()
+    )
     model.train()
     seen, started = 0, 0.0
     for index, (x, y) in enumerate(itertools.islice(batches, warmup + steps)):
         if index == warmup:
             started = time.perf_counter()
-        loss = F.cross_entropy(model(x), y)
+        with autocast:
+            loss = F.cross_entropy(model(x).float(), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -137,18 +147,79 @@ def run_case(name, dataset, ours_model, baseline_model, batch, pad, args) -> flo
         )
     if args.steps == 0:
         return 0.0
-    ours_model = ours_model.to(memory_format=torch.channels_last)
-    ours = make_loader(dataset, batch, train=True, pad=pad, drop_last=True, channels_last=True)
-    ours_rate = time_steps(ours_model, forever(ours), args.warmup, args.steps)
-    baseline = baseline_loader(dataset, batch, pad, args.workers)
-    baseline_rate = time_steps(baseline_model, forever(baseline), args.warmup, args.steps)
-    ratio = ours_rate / baseline_rate
-    print(
-        f"{name + ' (full step)':<44} ours {ours_rate:9.1f} img/s   torchvision "
-        f"{baseline_rate:9.1f} img/s   ratio {ratio:6.2f}x",
-        flush=True,
+    return compare_steps(
+        name,
+        ours_model,
+        baseline_model,
+        forever(
+            make_loader(dataset, batch, train=True, pad=pad, drop_last=True, channels_last=True)
+        ),
+        forever(baseline_loader(dataset, batch, pad, args.workers)),
+        args,
     )
-    return ratio
+
+
+def compare_steps(name, ours_model, baseline_model, ours_batches, baseline_batches, args):
+    """Full training steps: ours in the default precision (bf16 where the CPU has it) and in
+    float32, against the torchvision pipeline in float32; one line each, same run."""
+    import copy
+
+    from resnet.device import resolve_precision
+
+    default = resolve_precision("auto", torch.device("cpu"))
+    fp32_model = copy.deepcopy(ours_model).to(memory_format=torch.channels_last)
+    ours_model = ours_model.to(memory_format=torch.channels_last)
+    baseline_rate = time_steps(baseline_model, baseline_batches, args.warmup, args.steps)
+    ours_rate = time_steps(ours_model, ours_batches, args.warmup, args.steps, default)
+    fp32_rate = time_steps(fp32_model, ours_batches, args.warmup, args.steps, "off")
+    label = "bf16" if default == "bf16" else "fp32"
+    for what, rate in ((f"ours {label} (default)", ours_rate), ("ours fp32", fp32_rate)):
+        print(
+            f"{name + ' (full step)':<40} {what:<20} {rate:8.1f} img/s   torchvision fp32 "
+            f"{baseline_rate:8.1f} img/s   ratio {rate / baseline_rate:6.2f}x",
+            flush=True,
+        )
+    return ours_rate / baseline_rate
+
+
+def folder_case(args) -> float:
+    """People's own images: 3,000 96x96 JPEGs in class folders, resnet18, batch 32. Ours:
+    ``load_dataset(folder)`` (it trains at the images' own median size, 96) with its loader and
+    the default precision; baseline: torchvision's ImageFolder + transforms + DataLoader at the
+    same size, float32."""
+    import tempfile
+
+    import torchvision
+    from PIL import Image
+    from torchvision import transforms
+
+    train = load_dataset("fashion-mnist", "train", data_dir=args.data_dir)
+    rgb = upsampled(train, 96, 3000)
+    with tempfile.TemporaryDirectory(prefix="folder-bench-") as tmp:
+        for index in range(len(rgb.labels)):
+            folder = Path(tmp) / rgb.meta.class_names[int(rgb.labels[index])]
+            folder.mkdir(exist_ok=True)
+            array = rgb.images[index].permute(1, 2, 0).numpy()
+            Image.fromarray(array).save(folder / f"{index}.jpg", quality=90)
+        ours_data = load_dataset(tmp, "train")
+        print(f"folder: {len(ours_data)} JPEGs, trained at {ours_data.meta.image_size}", flush=True)
+        ours = make_loader(ours_data, 32, train=True, pad=4, drop_last=True,
+                           channels_last=True, num_workers=args.workers)  # fmt: skip
+        meta = ours_data.meta
+        transform = transforms.Compose([
+            transforms.RandomCrop(96, padding=4), transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(), transforms.Normalize(meta.mean, meta.std),
+        ])  # fmt: skip
+        baseline = torch.utils.data.DataLoader(
+            torchvision.datasets.ImageFolder(tmp, transform=transform), batch_size=32,
+            shuffle=True, num_workers=args.workers, drop_last=True,
+            persistent_workers=args.workers > 0,
+        )  # fmt: skip
+        torch.manual_seed(0)
+        ours_model = create_model("resnet18", num_classes=10, in_chans=3)
+        base_model = torchvision.models.resnet18(num_classes=10)
+        return compare_steps("resnet18, 3000 JPEGs 96x96, batch 32", ours_model, base_model,
+                             forever(ours), forever(baseline), args)  # fmt: skip
 
 
 def main() -> None:
@@ -160,7 +231,9 @@ def main() -> None:
     parser.add_argument(
         "--loader-steps", type=int, default=20, help="batches for the loader-only line (0: skip)"
     )
-    parser.add_argument("--only", choices=("resnet20", "resnet18"), help="run one case only")
+    parser.add_argument(
+        "--only", choices=("resnet20", "resnet18", "folder"), help="run one case only"
+    )
     args = parser.parse_args()
     import torchvision
 
@@ -175,7 +248,10 @@ def main() -> None:
     ours20 = create_model("resnet20", num_classes=10, in_chans=1)
     torch.manual_seed(0)
     base20 = create_model("resnet20", num_classes=10, in_chans=1)
-    if args.only != "resnet18":
+    if args.only == "folder":
+        folder_case(args)
+        return
+    if args.only in (None, "resnet20"):
         run_case("resnet20, 28x28x1, batch 256", train, ours20, base20, 256, 2, args)
     if args.only == "resnet20":
         return
@@ -185,6 +261,8 @@ def main() -> None:
     ours18 = create_model("resnet18", num_classes=10, in_chans=3)
     base18 = torchvision.models.resnet18(num_classes=10)
     run_case("resnet18, 64x64x3, batch 64", rgb64, ours18, base18, 64, 4, args)
+    if args.only is None:
+        folder_case(args)
 
 
 if __name__ == "__main__":

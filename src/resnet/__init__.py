@@ -34,6 +34,7 @@ _LAZY = {
     "export_model": "resnet.deploy.export",
     "quantize_int8": "resnet.deploy.quantize",
     "OnnxModule": "resnet.deploy.runtime",
+    "Run": "resnet.run",
 }
 
 

@@ -2,10 +2,10 @@
 
 David Page's DAWNBench entry ("How to train your ResNet", 2018; 94% on CIFAR-10 in 26 s on one
 V100), the starting point of Keller Jordan's airbench: a 3x3 stem, then three stages that each
-open with a conv + 2x2 max-pool transition, the first and last followed by a residual block
-with an identity shortcut. Few, wide layers (64-512 channels) keep the convolutions large and
-dense, which is what matrix units (AMX, tensor cores) run fastest; the depth is in the
-shortcut-free transitions, the skip connections carry the rest, as He et al. (arXiv 1512.03385)
+open with a conv + 2x2 max-pool transition (pooled before BN-ReLU, as in airbench), the first
+and last followed by a residual block with an identity shortcut. Few, wide layers (64-512
+channels) keep the convolutions large and dense, which is what matrix units (AMX, tensor
+cores) run fastest; the skip connections carry the rest, as He et al. (arXiv 1512.03385)
 teach. Global max pooling and a linear classifier close it, as in Page's network.
 
 ``width`` scales every stage (``resnet9_slim`` is 0.5x: 32-256 channels), ``blocks`` the
@@ -28,12 +28,17 @@ __all__ = ["ResNet9"]
 
 
 def _transition(inplanes: int, planes: int) -> nn.Sequential:
-    """conv3x3 -> BN -> ReLU -> 2x2 max-pool: more channels, half the resolution."""
+    """conv3x3 -> 2x2 max-pool -> BN -> ReLU: more channels, half the resolution.
+
+    Pooling before the normalisation (as airbench does; Page's net pools last) runs BN and ReLU
+    on a quarter of the values: on a CPU those memory-bound passes, not the convolutions, are
+    most of a training step.
+    """
     return nn.Sequential(
         conv3x3(inplanes, planes),
+        nn.MaxPool2d(2),
         nn.BatchNorm2d(planes),
         nn.ReLU(inplace=True),
-        nn.MaxPool2d(2),
     )
 
 
