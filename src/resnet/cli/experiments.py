@@ -74,6 +74,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     degr.add_argument("--no-augment", action="store_true", help="no crop/flip augmentation")
     degr.add_argument("--amp", default="off", choices=("auto", "bf16", "off"),
                       help="one precision for every net (auto: bf16 where native)")  # fmt: skip
+    degr.add_argument("--zero-init-residual", action="store_true",
+                      help="start each residual block as the identity (Goyal 2017)")  # fmt: skip
     degr.add_argument("--curve-every", type=int, default=None,
                       help="training error every N iterations (per-iteration curves)")  # fmt: skip
     degr.add_argument(
@@ -167,7 +169,7 @@ def _degradation(args: argparse.Namespace) -> int:
         train_subset=args.train_subset, test_subset=args.test_subset, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, schedule=args.schedule,
         warmup_epochs=args.warmup_epochs, augment=not args.no_augment, tolerance=args.tolerance,
-        amp=args.amp, curve_every=args.curve_every,
+        amp=args.amp, curve_every=args.curve_every, zero_init_residual=args.zero_init_residual,
         run=run, progress=not args.quiet,
     )  # fmt: skip
     print(degradation_table(result))

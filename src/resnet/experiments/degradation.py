@@ -112,6 +112,7 @@ def run_degradation(
     tolerance: float = 0.01,
     amp: str = "off",
     curve_every: Optional[int] = None,
+    zero_init_residual: bool = False,
     run: Optional[Run] = None,
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -152,6 +153,8 @@ def run_degradation(
                     device=str(run.device),
                     # One precision for every net compared ("auto": bf16 where native).
                     amp=amp, curve_every=curve_every, name=f"{name}-seed{seed}",
+                    # Plain nets ignore it: zeroing a block's last BN would cut their only path.
+                    model_kwargs={"zero_init_residual": True} if zero_init_residual else {},
                     progress=progress, log_tensorboard=False,
                 )  # fmt: skip
                 result = train(config, run=run.child(config.name), datasets=data)
@@ -182,6 +185,7 @@ def run_degradation(
             "weight_decay": weight_decay,
             "augment": augment,
             "amp": amp,
+            "zero_init_residual": zero_init_residual,
         },
         "runs": runs,
         "summary": summary,
