@@ -92,8 +92,9 @@ _EN = {
         "We train a shallow and a deep network of each kind with exactly the same recipe and "
         "budget. The plain and the residual network of one depth have the *same layers and "
         "the same number of parameters*; the only difference is the `+ X`. Left: plain "
-        "networks; right: ResNets. **Dashed lines are training error, bold lines test error** "
-        "(the layout of Figure 6 of the paper). If the deeper plain network has the higher "
+        "networks; right: ResNets. **Thin lines are the training error per iteration, bold lines "
+        "with dots the test error after each epoch** (the layout of Figure 6 of the paper; "
+        "dotted lines mark the epochs). If the deeper plain network has the higher "
         "*training* error, the problem is not overfitting: the deeper net is simply harder to "
         "optimise."
     ),
@@ -278,8 +279,9 @@ _KO = {
     "degr_text": (
         "종류마다 얕은 망과 깊은 망을 똑같은 방법과 예산으로 학습시킵니다. 같은 깊이의 평범한 "
         "망과 잔차 망은 *층도 같고 매개변수 수도 같습니다*. 유일한 차이는 `+ X`입니다. 왼쪽은 "
-        "평범한 망, 오른쪽은 ResNet입니다. **점선은 학습 오차, 굵은 선은 테스트 오차**입니다(논문 "
-        "그림 6의 배치). 깊은 평범한 망의 *학습* 오차가 더 높다면 문제는 과적합이 아닙니다. 깊은 "
+        "평범한 망, 오른쪽은 ResNet입니다. **가는 선은 반복(iteration)마다의 학습 오차, 점이 찍힌 "
+        "굵은 선은 에폭마다의 테스트 오차**입니다(논문 그림 6의 배치; 점선은 에폭 경계). "
+        "깊은 평범한 망의 *학습* 오차가 더 높다면 문제는 과적합이 아닙니다. 깊은 "
         "망은 그저 최적화하기가 더 어려운 것입니다."
     ),
     "degr_setup": (
