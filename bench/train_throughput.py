@@ -197,7 +197,7 @@ def folder_case(args) -> float:
     rgb = upsampled(train, 96, 3000)
     with tempfile.TemporaryDirectory(prefix="folder-bench-") as tmp:
         for index in range(len(rgb.labels)):
-            folder = Path(tmp) / rgb.meta.class_names[int(rgb.labels[index])]
+            folder = Path(tmp) / rgb.meta.class_names[int(rgb.labels[index])].replace("/", "-")
             folder.mkdir(exist_ok=True)
             array = rgb.images[index].permute(1, 2, 0).numpy()
             Image.fromarray(array).save(folder / f"{index}.jpg", quality=90)
