@@ -124,3 +124,29 @@ def test_evaluate_in_bfloat16_scores_the_16_bit_network(checkpoint, tiny_npz):
     assert result["top1"] == pytest.approx((predicted == test.labels).float().mean().item())
     with pytest.raises(ConfigError, match="bfloat16"):
         evaluate(path, device="cpu", dtype="int8")
+
+
+def test_one_evaluation_loop_is_exact_for_huge_logits_and_averages_flips():
+    """The loop the engine, eval and the experiments share: cross-entropy of float64
+    log-softmax (a loss-landscape point with logits of 1000 has loss 1000, not a clamped 27.6),
+    and with TTA the loss of the averaged probabilities of an image and its mirror image."""
+    from torch import nn
+
+    from resnet.engine.evaluate import evaluate_loader
+
+    class Fixed(nn.Module):
+        def forward(self, x):  # (B, 1, 1, 2) -> logits (B, 2): the last pixel row as logits
+            return x[:, 0, 0, :] * 1.0
+
+    x = torch.tensor([[[[1000.0, 0.0]]], [[[0.0, 3.0]]]])
+    y = torch.tensor([1, 1])
+    scores = evaluate_loader(Fixed(), [(x, y)])
+    assert scores["loss"] == pytest.approx(
+        (1000.0 + float(torch.log1p(torch.exp(torch.tensor(-3.0))))) / 2
+    )
+    assert scores["top1"] == 0.5 and scores["confusion_matrix"].tolist() == [[0, 0], [1, 1]]
+    flipped = evaluate_loader(Fixed(), [(x, y)], tta_flip=True)
+    logits = x[:, 0, 0].double()
+    probs = 0.5 * (torch.softmax(logits, 1) + torch.softmax(logits.flip(-1), 1))
+    expected = float(-probs[torch.arange(2), y].log().mean())
+    assert flipped["loss"] == pytest.approx(expected, rel=1e-9)

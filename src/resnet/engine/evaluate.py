@@ -4,7 +4,8 @@ training loop's per-epoch evaluation; ``resnet eval`` is ``resnet.deploy.evaluat
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+import math
+from typing import Any, Optional
 
 import torch
 from torch import nn
@@ -20,14 +21,17 @@ def evaluate_loader(
     model: nn.Module,
     loader: Any,
     *,
-    num_classes: int,
+    num_classes: Optional[int] = None,
     autocast: Any = None,
     tta_flip: bool = False,
 ) -> dict[str, Any]:
-    """Loss, top-1, top-5 and the (true x predicted) confusion matrix of ``model`` on ``loader``.
+    """Loss, top-1, top-5 and the (true x predicted) confusion matrix of ``model`` on ``loader``
+    (any iterable of (x, y) batches), in eval mode; the one evaluation loop of the package.
 
-    ``tta_flip`` averages the softmax of each image and its mirror image (flip along the last
-    axis, i.e. width).
+    The loss is the cross-entropy of float64 log-softmax, exact even for the huge logits of a
+    loss-landscape point far from the trained weights. ``tta_flip`` averages the softmax of
+    each image and its mirror image (flip along the last axis, i.e. width); the loss is then
+    that of the averaged probabilities. ``num_classes`` None: the logits' width.
     """
     was_training = model.training
     model.eval()
@@ -37,18 +41,21 @@ def evaluate_loader(
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     top1 = torch.zeros((), dtype=torch.int64, device=device)
     top5 = torch.zeros((), dtype=torch.int64, device=device)
-    confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=device)
+    confusion = None
     seen = 0
-    k = min(5, num_classes)
     for x, y in loader:
         with autocast:
             logits = model(x).float()
-            probs = logits.softmax(1)
-            if tta_flip:
-                probs = 0.5 * (probs + model(x.flip(-1)).float().softmax(1))
-        # With TTA the loss is that of the averaged probabilities.
-        loss_sum += F.nll_loss(probs.clamp_min(1e-12).log(), y, reduction="sum").double()
-        ranked = probs.topk(k, dim=1).indices  # (B, k)
+            flipped = model(x.flip(-1)).float() if tta_flip else None
+        log_probs = logits.double().log_softmax(1)  # (B, classes)
+        if flipped is not None:
+            mirrored = flipped.double().log_softmax(1)
+            log_probs = torch.logaddexp(log_probs, mirrored) - math.log(2.0)
+        if confusion is None:
+            num_classes = num_classes or log_probs.shape[1]
+            confusion = torch.zeros(num_classes**2, dtype=torch.int64, device=device)
+        loss_sum += F.nll_loss(log_probs, y, reduction="sum")
+        ranked = log_probs.topk(min(5, num_classes), dim=1).indices  # (B, k)
         top1 += (ranked[:, 0] == y).sum()
         top5 += (ranked == y[:, None]).any(1).sum()
         confusion += torch.bincount(y * num_classes + ranked[:, 0], minlength=num_classes**2)

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from resnet.errors import ConfigError
@@ -107,26 +106,14 @@ def eval_batches(
     return [(x, y) for x, y in loader]
 
 
-@torch.no_grad()
 def evaluate_loss_accuracy(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]]) -> dict:
-    """Mean cross-entropy and accuracy of ``model`` in eval mode (BN running statistics).
+    """Mean cross-entropy and accuracy of ``model`` in eval mode (BN running statistics), from
+    the package's one evaluation loop (``resnet.engine.evaluate.evaluate_loader``: float64
+    sums, so two evaluations of the same weights agree to rounding)."""
+    from resnet.engine.evaluate import evaluate_loader
 
-    The sum is taken in float64 so that two evaluations of the same weights agree to rounding.
-    """
-    was_training = model.training
-    model.eval()
-    total_loss, correct, count = 0.0, 0, 0
-    try:
-        for x, y in batches:
-            logits = model(x).double()
-            total_loss += float(F.cross_entropy(logits, y, reduction="sum"))
-            correct += int((logits.argmax(1) == y).sum())
-            count += int(y.numel())
-    finally:
-        model.train(was_training)
-    if count == 0:
-        raise ConfigError("evaluation got no samples; use a non-empty dataset or subset")
-    return {"loss": total_loss / count, "accuracy": correct / count, "samples": count}
+    scores = evaluate_loader(model, batches)
+    return {"loss": scores["loss"], "accuracy": scores["top1"], "samples": scores["num_samples"]}
 
 
 def model_for_dataset(name: str, meta: Any, **kwargs: Any) -> nn.Module:
