@@ -46,7 +46,7 @@ def evaluate(
     and ``confusion_matrix.png`` there. Inputs are normalised with the checkpoint's statistics.
     """
     from resnet.data import ArrayDataset, DatasetMeta, load_dataset, make_loader
-    from resnet.deploy.runtime import load_inference_model
+    from resnet.deploy.runtime import load_inference_model, training_precision
     from resnet.device import resolve_device
 
     if dtype not in EVAL_DTYPES:
@@ -92,7 +92,7 @@ def evaluate(
             data = ArrayDataset(data.images, data.labels, meta)
     meta = meta or data.meta
     loader = make_loader(data, batch_size, train=False, device=target)
-    precision, autocast = _training_precision(model, trained, dtype, target)
+    precision, autocast = training_precision(model, info, dtype, target)
     scores = evaluate_loader(
         model, loader, num_classes=meta.num_classes, tta_flip=tta_flip, autocast=autocast
     )
@@ -113,20 +113,6 @@ def evaluate(
     if out_dir is not None:
         write_confusion_matrix(Path(out_dir), matrix, list(meta.class_names))
     return result
-
-
-def _training_precision(model, trained: dict, dtype: Optional[str], device) -> tuple[str, Any]:
-    """(name, autocast context): a checkpoint trained under bf16 autocast is scored under it
-    too, unless ``dtype`` says otherwise (an exported file keeps its own precision)."""
-    from resnet.engine.setup import autocast_context
-
-    if dtype is not None or not list(model.parameters()):
-        return dtype or "float32", None
-    amp = trained.get("amp") if trained.get("amp") in ("auto", "bf16", "off") else "off"
-    context = autocast_context(amp, device)
-    if isinstance(context, torch.autocast):
-        return "bfloat16 autocast (as trained)", context
-    return "float32", None
 
 
 def write_confusion_matrix(out_dir: Path, matrix: torch.Tensor, class_names: list[str]) -> None:

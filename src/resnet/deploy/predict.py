@@ -35,7 +35,7 @@ def predict(
     file); the others are still predicted.
     """
     from resnet.data import DatasetMeta, preprocess_images
-    from resnet.deploy.runtime import load_inference_model
+    from resnet.deploy.runtime import load_inference_model, training_precision
     from resnet.device import resolve_device
 
     if not inputs:
@@ -52,12 +52,8 @@ def predict(
     k = max(1, min(topk, meta.num_classes))
 
     # The training precision, as `evaluate` scores it: bf16 autocast if the run trained so.
-    trained_amp = (info.get("train_config") or {}).get("amp")
-    autocast = contextlib.nullcontext()
-    if list(model.parameters()) and trained_amp in ("auto", "bf16"):
-        from resnet.engine.setup import autocast_context
-
-        autocast = autocast_context(trained_amp, target)
+    _, autocast = training_precision(model, info, device=target)
+    autocast = autocast if autocast is not None else contextlib.nullcontext()
     results: list[dict[str, Any]] = []
     pending: list[tuple[int, torch.Tensor]] = []  # (index in results, (C, ...) input)
     for path in inputs:

@@ -21,7 +21,7 @@ from torch import nn
 from resnet.deploy.export import decode_metadata, first_line, require_onnx
 from resnet.errors import DataError, WeightsError
 
-__all__ = ["OnnxModule"]
+__all__ = ["OnnxModule", "load_inference_model", "training_precision"]
 
 _FIX = "re-export it with `resnet export --format onnx`"
 
@@ -149,3 +149,22 @@ def load_inference_model(
 
     model, info = load_checkpoint(path, device=device)
     return model, info, torch.device(device)
+
+
+def training_precision(
+    model: nn.Module, info: dict, dtype: Optional[str] = None, device: Any = "cpu"
+) -> tuple[str, Any]:
+    """(name, autocast context or None) to score ``model`` in: a checkpoint trained under bf16
+    autocast is run under it too, unless ``dtype`` says otherwise; an exported file (no
+    parameters) keeps the precision it was exported with."""
+    from resnet.engine.setup import autocast_context
+
+    if dtype is not None or not list(model.parameters()):
+        return dtype or "float32", None
+    amp = (info.get("train_config") or {}).get("amp")
+    context = autocast_context(
+        amp if amp in ("auto", "bf16", "off") else "off", torch.device(device)
+    )
+    if isinstance(context, torch.autocast):
+        return "bfloat16 autocast (as trained)", context
+    return "float32", None
