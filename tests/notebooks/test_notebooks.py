@@ -26,7 +26,7 @@ TINY = {
     "02_gradient_flow": "DEPTH = 20\nSTEPS = 1\nBATCH_SIZE = 16",
     "03_degradation": (
         "DEPTHS = (20, 32)\nTRAIN_SUBSET = 64\nTEST_SUBSET = 32\nEPOCHS = 1\nBATCH_SIZE = 32\n"
-        "WARMUP_EPOCHS = 0\nSEEDS = (0,)"
+        "LR = 0.025\nAUGMENT = False\nWARMUP_EPOCHS = 0\nSEEDS = (0,)"
     ),
     "04_loss_landscape": (
         "DEPTH = 20\nTRAIN_SUBSET = 64\nTEST_SUBSET = 32\nEPOCHS = 1\nWARMUP_EPOCHS = 0\n"

@@ -111,6 +111,12 @@ def plot_degradation(result: dict, path: PathLike) -> Path:
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
     axes[0].set_ylabel("error (%)")
+    # Like the paper's 0-20% axis: the first iterations (near chance) would squeeze the end,
+    # where the nets part, into a sliver.
+    finals = [100 * net[f"final_{key}"] for net in result["summary"].values()
+              for key in ("train_error", "test_error")]  # fmt: skip
+    if finals:
+        axes[0].set_ylim(0, min(100.0, 2.5 * max(finals)))
     style = "thin = training error per iteration" if per_iteration else "dashed = training error"
     fig.suptitle(f"{result['dataset']}: {style}, bold = test error")
     return _save(fig, path)

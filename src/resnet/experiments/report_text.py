@@ -102,7 +102,8 @@ _EN = {
         "Recipe: {dataset}, train subset {train_subset}, test subset {test_subset}, {epochs} "
         "epochs, batch {batch_size}, SGD lr {lr} ({schedule}, {warmup_epochs} warmup epochs), "
         "weight decay {weight_decay}, "
-        "augmentation {augment}, {seeds} seed(s) (± is the spread over seeds)."
+        "augmentation {augment}, {seeds} seed(s) (± is the spread over seeds). Training error "
+        "is counted on the images each net trains on, as it trains (the thin lines)."
     ),
     "degr_plain_yes": (
         "**Plain networks: yes, the degradation appears.** plain-{deep} ends with a higher "
@@ -288,7 +289,8 @@ _KO = {
         "학습 방법: {dataset}, 학습 부분집합 {train_subset}, 테스트 부분집합 {test_subset}, "
         "{epochs} 에폭, 배치 {batch_size}, SGD lr {lr} ({schedule}, 워밍업 {warmup_epochs} 에폭), "
         "가중치 감쇠 "
-        "{weight_decay}, 데이터 증강 {augment}, 시드 {seeds}개(± 는 시드 간 퍼짐)."
+        "{weight_decay}, 데이터 증강 {augment}, 시드 {seeds}개(± 는 시드 간 퍼짐). 학습 오차는 "
+        "각 망이 학습하는 이미지에서, 학습하는 동안 잰 값입니다(가는 선)."
     ),
     "degr_plain_yes": (
         "**평범한 망: 예, 성능 저하가 나타났습니다.** plain-{deep}의 최종 학습 오차가 "
