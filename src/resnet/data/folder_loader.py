@@ -18,7 +18,7 @@ import torch.utils.data
 from resnet.data.decode import open_image
 from resnet.data.folder import ImageFolderDataset
 from resnet.data.preprocess import normalization_affine, pil_to_tensor
-from resnet.data.seeding import epoch_generator
+from resnet.data.seeding import EpochLoader, epoch_generator
 from resnet.errors import ConfigError, DataError
 
 __all__ = ["FolderLoader", "default_num_workers", "random_resized_crop_box"]
@@ -86,7 +86,7 @@ class _FolderView(torch.utils.data.Dataset):
         return pil_to_tensor(image), label
 
 
-class FolderLoader:
+class FolderLoader(EpochLoader):
     """DataLoader-backed batches with :class:`~resnet.data.loader.TensorLoader`'s contract:
     ``set_epoch``, ``len()`` = batches, iteration yields normalized float x on ``device`` and
     int64 y; order and augmentation are a pure function of (seed, epoch)."""
@@ -108,34 +108,18 @@ class FolderLoader:
         world_size: int = 1,
         num_workers: int | None = None,
     ) -> None:
-        if batch_size < 1:
-            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
-        if world_size < 1 or not 0 <= rank < world_size:
-            raise ConfigError(
-                f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}"
-            )
+        self._init_epochs(len(dataset), batch_size, rank, world_size, drop_last)
         self.dataset, self.meta = dataset, dataset.meta
-        self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
-        self.seed, self.rank, self.world_size = seed, rank, world_size
+        self.shuffle, self.seed = shuffle, seed
         self.num_workers = default_num_workers() if num_workers is None else num_workers
         self.view = _FolderView(dataset, augment, flip, seed)
         self.device, self.dtype, self.channels_last = torch.device(device), dtype, channels_last
-        self.num_samples = len(dataset) // world_size
         if self.num_samples == 0:
             raise ConfigError(
                 f"image folder {dataset.root} split has {len(dataset)} images, fewer than "
                 f"world_size={world_size}; add images or use fewer processes"
             )
         self.scale, self.shift = normalization_affine(self.meta, 2, device=self.device, dtype=dtype)
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        if self.drop_last:
-            return self.num_samples // self.batch_size
-        return math.ceil(self.num_samples / self.batch_size)
 
     def epoch_batches(self, epoch: int) -> list[list[tuple[int, int]]]:
         """This rank's batches of (sample index, epoch) keys for ``epoch``."""

@@ -8,7 +8,6 @@ from an epoch-end checkpoint sees bitwise the same batches as an uninterrupted o
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +19,7 @@ from resnet.data.folder import ImageFolderDataset
 from resnet.data.folder_loader import FolderLoader
 from resnet.data.meta import ArrayDataset, DatasetMeta
 from resnet.data.preprocess import normalization_affine
-from resnet.data.seeding import epoch_generator
+from resnet.data.seeding import EpochLoader, epoch_generator
 from resnet.errors import ConfigError
 
 __all__ = ["EpochPlan", "TensorLoader", "batch_crop_flip", "epoch_generator", "make_loader"]
@@ -71,7 +70,7 @@ class EpochPlan:
     flips: torch.Tensor | None  # (n,) bool, or None
 
 
-class TensorLoader:
+class TensorLoader(EpochLoader):
     """Batches of (normalized float x on ``device``, int64 y) from an :class:`ArrayDataset`.
 
     Call :meth:`set_epoch` before iterating each epoch. ``crop`` defaults to on for 2D images and
@@ -101,22 +100,16 @@ class TensorLoader:
                 f"TensorLoader needs an ArrayDataset, got {type(dataset).__name__}; use "
                 "make_loader() for image-folder datasets"
             )
-        if batch_size < 1 or pad < 0:
-            raise ConfigError(f"batch_size must be >= 1 and pad >= 0, got {batch_size}, {pad}")
-        if world_size < 1 or not 0 <= rank < world_size:
-            raise ConfigError(
-                f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}"
-            )
+        if pad < 0:
+            raise ConfigError(f"pad must be >= 0, got {pad}")
+        self._init_epochs(len(dataset), batch_size, rank, world_size, drop_last)
         self.dataset, self.meta = dataset, dataset.meta
-        self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
-        self.seed, self.rank, self.world_size = seed, rank, world_size
+        self.shuffle, self.seed = shuffle, seed
         self.spatial_dims = dataset.images.dim() - 2
         self.pad = pad
         self.crop = augment and (self.spatial_dims == 2 if crop is None else crop)
         self.flip = augment and flip
         self.device, self.dtype, self.channels_last = torch.device(device), dtype, channels_last
-        # Sharding drops the remainder so every rank runs the same number of steps.
-        self.num_samples = len(dataset) // world_size
         if self.num_samples == 0:
             raise ConfigError(
                 f"dataset {self.meta.name!r} has {len(dataset)} samples, fewer than "
@@ -127,16 +120,6 @@ class TensorLoader:
         self.scale, self.shift = normalization_affine(
             self.meta, self.spatial_dims, device=self.device, dtype=dtype
         )
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose (seed, epoch)-determined batches the next iteration yields."""
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        if self.drop_last:
-            return self.num_samples // self.batch_size
-        return math.ceil(self.num_samples / self.batch_size)
 
     def epoch_plan(self, epoch: int) -> EpochPlan:
         """Order and augmentation of ``epoch`` on this rank; a pure function of (seed, epoch)."""
