@@ -83,7 +83,7 @@ def _fit_to_machine(budget: DemoBudget, run: Run) -> DemoBudget:
     from resnet.device import resolve_precision
 
     if budget == SHORT_BUDGET and resolve_precision(budget.amp, run.device) == "off":
-        return replace(budget, train_subset=(budget.train_subset or 4000) // 2)
+        return replace(budget, train_subset=SHORT_BUDGET.train_subset // 2)
     return budget
 
 
