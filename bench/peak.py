@@ -7,7 +7,9 @@ of each model reaches.
 Peak: the best of a large matrix product and of channels_last 3x3 convolutions (batch 256, the
 shapes of the small-image nets), in float32 and in bfloat16. Training step: forward, loss,
 backward and SGD update on Fashion-MNIST-sized inputs (1x28x28, batch 256), counted as 3x the
-forward FLOPs (2 FLOPs per multiply-add). Every figure is measured in this run, on this CPU,
+forward FLOPs (2 FLOPs per multiply-add). Each step runs "native" (PyTorch's kernels) and
+"engine" (what ``resnet train`` runs: plus the small-map convolution kernels of
+``resnet.engine.kernels``). Every figure is measured in this run, on this CPU,
 whose name and bfloat16 units are printed first. A benchmark, not a test: it never fails on
 time. Run it on an idle machine: two busy cores make oneDNN several times slower.
 """
@@ -15,13 +17,13 @@ time. Run it on an idle machine: two busy cores make oneDNN several times slower
 from __future__ import annotations
 
 import argparse
-import contextlib
 import time
 
 import torch
 import torch.nn.functional as F
 
 from resnet.device import cpu_capabilities
+from resnet.engine.setup import StepContext
 from resnet.models import create_model
 from resnet.models.profile import count_gflops
 
@@ -52,29 +54,30 @@ def conv_gflops(dtype: torch.dtype, channels: int, side: int, batch: int = 256) 
     return flops / timed(lambda: F.conv2d(x, w, padding=1), repeat=6) / 1e9
 
 
-def step_gflops(name: str, precision: str, *, compile_: bool, batch: int = 256) -> float:
-    """Achieved GFLOP/s of a training step of ``name`` at ``precision`` ("fp32" or "bf16")."""
+def step_gflops(name: str, precision: str, mode: str, batch: int = 256) -> float:
+    """Achieved GFLOP/s of a training step of ``name`` at ``precision`` ("fp32" or "bf16"):
+    ``mode`` "native" (PyTorch's kernels), "engine" (the engine's StepContext: native plus the
+    small-map convolution kernels, what ``resnet train`` runs) or "compiled" (torch.compile)."""
     torch.manual_seed(0)
     model = create_model(name, num_classes=10, in_chans=1).to(memory_format=torch.channels_last)
     flops = 3 * 2 * count_gflops(model, (1, 28, 28)) * 1e9 * batch
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, foreach=True)
     x = torch.randn(batch, 1, 28, 28).to(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch,))
-    autocast = (
-        torch.autocast("cpu", dtype=torch.bfloat16)
-        if precision == "bf16"
-        else contextlib.nullcontext()
-    )
+    amp = "bf16" if precision == "bf16" else "off"
+    kernels = "auto" if mode == "engine" else "native"
+    context = StepContext(amp, kernels, torch.device("cpu"))
 
     def step() -> None:
-        with autocast:
+        with context:
             loss = F.cross_entropy(model(x).float(), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
 
-    run = torch.compile(step) if compile_ else step
-    seconds = timed(run, warmup=5 if compile_ else 2, repeat=8)
+    compiled = mode == "compiled"
+    run = torch.compile(step) if compiled else step
+    seconds = timed(run, warmup=5 if compiled else 2, repeat=8)
     return flops / seconds / 1e9
 
 
@@ -108,10 +111,10 @@ def main() -> None:
     )
     for name in args.models:
         per_image = 3 * 2 * count_gflops(create_model(name, in_chans=1), (1, 28, 28))
-        modes = ["eager", "compiled"] if args.compile else ["eager"]
+        modes = ["native", "engine"] + (["compiled"] if args.compile else [])
         for precision in ("fp32", "bf16"):
             for mode in modes:
-                rate = step_gflops(name, precision, compile_=mode == "compiled")
+                rate = step_gflops(name, precision, mode)
                 print(
                     f"{name:<14} {precision:<10} {mode:<8} {rate:>9,.0f} "
                     f"{rate / per_image:>8,.0f} {rate / peaks['bf16']:>12.1%}"

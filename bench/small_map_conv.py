@@ -1,14 +1,14 @@
-"""3x3 convolutions on tiny feature maps: oneDNN against unfold + one matrix multiply.
+"""Convolutions on tiny feature maps: oneDNN against the engine's im2col + matmul kernel.
 
-    python bench/small_map_conv.py [--batch 64] [--dtype bf16|fp32]
+    python bench/small_map_conv.py [--dtype bf16|fp32] [--repeats 10]
 
-ResNet-18 at 64x64 runs its last stage on 2x2 maps. There oneDNN's convolution (forward +
-backward for input and weight, channels_last) reaches a small fraction of the matrix units'
-speed, and it is most of the training step (torch.profiler, bf16, batch 64). The same
-convolution written as unfold (im2col) + one matmul keeps the matrix units busy. This prints,
-for the 3x3 shapes of ResNet-18's stages at 64x64, the time of both and the ratio, measured in
-the same run: where the ratio is above 1 a shape-picked kernel would pay. A benchmark, not a
-test: run it on an idle machine.
+ResNet-18 at 64x64 runs its last stage on 2x2 maps, ResNet-9 at 28x28 on 3x3. There oneDNN's
+convolution (forward + backward for input and weight, channels_last) keeps the matrix units
+mostly idle. ``resnet.engine.kernels.small_map_conv2d`` computes the same convolution as one
+strided im2col view and matrix products. This prints, for the convolutions of those networks'
+last stages (and a few larger maps, where oneDNN wins), the time of both and the ratio,
+measured in the same run, and whether the engine's rule (output of at most 4x4) picks the
+kernel. A benchmark, not a test: run it on an idle machine.
 """
 
 from __future__ import annotations
@@ -20,6 +20,19 @@ import torch
 import torch.nn.functional as F
 
 from resnet.device import cpu_capabilities
+from resnet.engine.kernels import small_map_conv2d, takes_small_map
+
+# (network, batch, in channels, out channels, input side, stride)
+SHAPES = (
+    ("resnet18@64 layer4", 64, 512, 512, 2, 1),
+    ("resnet18@64 layer4.0", 64, 256, 512, 4, 2),
+    ("resnet18@64 layer3", 64, 256, 256, 4, 1),
+    ("resnet18@64 layer3.0", 64, 128, 256, 8, 2),
+    ("resnet18@64 layer2", 64, 128, 128, 8, 1),
+    ("resnet9_slim@28 layer3", 256, 256, 256, 3, 1),
+    ("resnet9_slim@28 layer3.0", 256, 128, 256, 7, 1),
+    ("resnet20@28 layer3", 256, 64, 64, 7, 1),
+)
 
 
 def _time_ms(fn, repeats: int) -> float:
@@ -31,37 +44,30 @@ def _time_ms(fn, repeats: int) -> float:
     return (time.perf_counter() - start) / repeats * 1e3
 
 
-def _compare(batch: int, channels: int, side: int, dtype: torch.dtype, repeats: int) -> None:
-    x = torch.randn(batch, channels, side, side, dtype=dtype)
+def _compare(label, batch, c_in, c_out, side, stride, dtype, repeats) -> None:
+    x = torch.randn(batch, c_in, side, side, dtype=dtype)
     x = x.contiguous(memory_format=torch.channels_last).requires_grad_()
-    w = torch.randn(channels, channels, 3, 3, dtype=dtype).requires_grad_()
-    grad = torch.randn_like(x)
+    w = torch.randn(c_out, c_in, 3, 3, dtype=dtype).requires_grad_()
+    out_side = (side - 1) // stride + 1
+    grad = torch.randn(batch, c_out, out_side, out_side, dtype=dtype)
 
     def onednn() -> None:
-        torch.autograd.grad(F.conv2d(x, w, padding=1), (x, w), grad)
+        torch.autograd.grad(F.conv2d(x, w, None, stride, 1), (x, w), grad)
 
-    def unfold_matmul() -> None:
-        cols = F.unfold(x, 3, padding=1).transpose(1, 2).reshape(-1, channels * 9)
-        y = (cols @ w.reshape(channels, -1).t()).reshape(batch, side * side, channels)
-        y = y.permute(0, 2, 1).reshape(batch, channels, side, side)
-        torch.autograd.grad(y, (x, w), grad)
+    def kernel() -> None:
+        torch.autograd.grad(small_map_conv2d(x, w, None, stride, 1), (x, w), grad)
 
-    with torch.no_grad():  # the two are the same convolution
-        cols = F.unfold(x, 3, padding=1).transpose(1, 2).reshape(-1, channels * 9).float()
-        ref = F.conv2d(x.float(), w.float(), padding=1)
-        mine = (cols @ w.float().reshape(channels, -1).t()).reshape(batch, side * side, channels)
-        err = (mine.permute(0, 2, 1).reshape_as(ref) - ref).abs().max().item()
-    base, ours = _time_ms(onednn, repeats), _time_ms(unfold_matmul, repeats)
+    base, ours = _time_ms(onednn, repeats), _time_ms(kernel, repeats)
+    picked = "kernel" if takes_small_map(x, w, stride, 1) else "oneDNN"
     print(
-        f"{batch}x{channels}x{side}x{side}: oneDNN fwd+bwd {base:7.1f} ms   unfold+matmul "
-        f"{ours:7.1f} ms   ratio {base / ours:5.2f}x   (max diff {err:.1e})",
+        f"{label:<26} {batch}x{c_in}->{c_out} {side}x{side}/s{stride}: oneDNN fwd+bwd "
+        f"{base:7.1f} ms   kernel {ours:7.1f} ms   ratio {base / ours:5.2f}x   engine: {picked}",
         flush=True,
     )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--dtype", choices=("bf16", "fp32"), default="bf16")
     parser.add_argument("--repeats", type=int, default=10)
     args = parser.parse_args()
@@ -71,8 +77,8 @@ def main() -> None:
         f"torch {torch.__version__}, {torch.get_num_threads()} threads | {args.dtype}"
     )
     dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
-    for channels, side in ((512, 2), (256, 4), (128, 8), (64, 16)):
-        _compare(args.batch, channels, side, dtype, args.repeats)
+    for shape in SHAPES:
+        _compare(*shape, dtype, args.repeats)
 
 
 if __name__ == "__main__":

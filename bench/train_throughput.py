@@ -72,17 +72,14 @@ def baseline_loader(dataset: ArrayDataset, batch_size: int, pad: int, workers: i
     )
 
 
-def time_steps(model: nn.Module, batches, warmup: int, steps: int, precision: str = "off") -> float:
+def time_steps(model: nn.Module, batches, warmup: int, steps: int, context=None) -> float:
     """Images per second of ``steps`` full training steps after ``warmup`` untimed ones, in
-    float32 (``precision="off"``) or under bf16 autocast (``"bf16"``)."""
+    float32 eager (``context`` None: the torchvision-standard step) or in ``context`` (the
+    engine's ``StepContext``: its precision and kernels)."""
     import contextlib
 
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-    autocast = (
-        torch.autocast("cpu", dtype=torch.bfloat16)
-        if precision == "bf16"
-        else contextlib.nullcontext()
-    )
+    autocast = context if context is not None else contextlib.nullcontext()
     model.train()
     seen, started = 0, 0.0
     for index, (x, y) in enumerate(itertools.islice(batches, warmup + steps)):
@@ -160,26 +157,34 @@ def run_case(name, dataset, ours_model, baseline_model, batch, pad, args) -> flo
 
 
 def compare_steps(name, ours_model, baseline_model, ours_batches, baseline_batches, args):
-    """Full training steps: ours in the default precision (bf16 where the CPU has it) and in
+    """Full training steps: ours as ``resnet train`` runs them (the default precision, bf16
+    where the CPU has it, and kernels), the same with PyTorch's own convolutions only, and in
     float32, against the torchvision pipeline in float32; one line each, same run."""
     import copy
 
-    from resnet.device import resolve_precision
+    from resnet.engine.setup import StepContext
 
-    default = resolve_precision("auto", torch.device("cpu"))
-    fp32_model = copy.deepcopy(ours_model).to(memory_format=torch.channels_last)
+    cpu = torch.device("cpu")
+    default = StepContext("auto", "auto", cpu)
+    label = "bf16" if default.precision == "bf16" else "fp32"
+    cases = (
+        (f"ours {label} (default)", default),
+        (f"ours {label}, native convs", StepContext("auto", "native", cpu)),
+        ("ours fp32", StepContext("off", "auto", cpu)),
+    )
     ours_model = ours_model.to(memory_format=torch.channels_last)
     baseline_rate = time_steps(baseline_model, baseline_batches, args.warmup, args.steps)
-    ours_rate = time_steps(ours_model, ours_batches, args.warmup, args.steps, default)
-    fp32_rate = time_steps(fp32_model, ours_batches, args.warmup, args.steps, "off")
-    label = "bf16" if default == "bf16" else "fp32"
-    for what, rate in ((f"ours {label} (default)", ours_rate), ("ours fp32", fp32_rate)):
+    rates = [
+        time_steps(copy.deepcopy(ours_model), ours_batches, args.warmup, args.steps, context)
+        for _, context in cases
+    ]
+    for (what, _), rate in zip(cases, rates):
         print(
-            f"{name + ' (full step)':<40} {what:<20} {rate:8.1f} img/s   torchvision fp32 "
+            f"{name + ' (full step)':<40} {what:<26} {rate:8.1f} img/s   torchvision fp32 "
             f"{baseline_rate:8.1f} img/s   ratio {rate / baseline_rate:6.2f}x",
             flush=True,
         )
-    return ours_rate / baseline_rate
+    return rates[0] / baseline_rate
 
 
 def folder_case(args) -> float:

@@ -35,7 +35,7 @@ def _free_port() -> int:
 def test_two_processes_match_one(tmp_path):
     npz = make_npz(tmp_path / "bands.npz", train=256, size=16)
     train_args = [
-        "-m", "resnet", "train", "--dataset", str(npz), "--model", "resnet20", "--epochs", "2",
+        "-m", "resnet", "train", "--dataset", str(npz), "--model", "resnet20", "--epochs", "1",
         "--batch-size", "32", "--lr", "0.01", "--device", "cpu", "--runs-dir", str(tmp_path),
         "--no-progress", "--set", "model_kwargs={norm_layer: none}",
         "--set", "log_tensorboard=false", "--set", "num_threads=1",
@@ -62,6 +62,9 @@ def test_two_processes_match_one(tmp_path):
     ddp_weights = load_file(str(tmp_path / "ddp" / "last.safetensors"))
     single_weights = load_file(str(tmp_path / "single" / "last.safetensors"))
     assert ddp_weights.keys() == single_weights.keys()
+    # One epoch (8 steps): the two differ only by the order of float32 sums (the batch split,
+    # ~1e-7). This net without BatchNorm amplifies such rounding chaotically: by the 12th step
+    # it was 1.5e-5 with PyTorch's own kernels (measured), which says nothing about DDP.
     for name, value in single_weights.items():
         torch.testing.assert_close(ddp_weights[name], value, rtol=0, atol=1e-5, msg=name)
     # Training moved the weights far more than that tolerance: train() seeds, then builds.

@@ -94,7 +94,7 @@ def evaluate(
     loader = make_loader(data, batch_size, train=False, device=target)
     precision, autocast = training_precision(model, info, dtype, target)
     scores = evaluate_loader(
-        model, loader, num_classes=meta.num_classes, tta_flip=tta_flip, autocast=autocast
+        model, loader, num_classes=meta.num_classes, tta_flip=tta_flip, context=autocast
     )
     matrix = scores.pop("confusion_matrix")
     totals = matrix.sum(1).clamp_min(1)

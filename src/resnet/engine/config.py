@@ -25,6 +25,7 @@ _CHOICES = {
     "schedule": ("step", "cosine", "onecycle", "constant"),
     "milestones_unit": ("epochs", "steps"),
     "amp": ("auto", "bf16", "off"),
+    "conv_kernels": ("auto", "native"),
 }
 # Ranges, checked after the types: (low, high, low included, high included); None: unbounded.
 _RANGES: dict[str, tuple[Optional[float], Optional[float], bool, bool]] = {
@@ -100,7 +101,10 @@ class TrainConfig:
     label_smoothing: float = 0.0
     ema: Optional[float] = None  # decay of an exponential moving average of the weights
     # --- speed
-    amp: str = "auto"  # "auto": bf16 autocast on a CUDA GPU that supports it, off on the CPU
+    amp: str = "auto"  # "auto": bf16 autocast where the device has native bf16 (AMX, CUDA, ...)
+    # "auto": CPU convolutions with outputs of at most 4x4 run as im2col + matmul (2-9x faster
+    # there, resnet.engine.kernels); "native": every convolution through PyTorch/oneDNN.
+    conv_kernels: str = "auto"
     channels_last: bool = False  # NHWC memory layout for 4D inputs (faster on GPUs)
     compile: bool = False  # torch.compile the model
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps ("auto" picks the GPU if any)

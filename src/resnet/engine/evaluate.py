@@ -22,7 +22,7 @@ def evaluate_loader(
     loader: Any,
     *,
     num_classes: Optional[int] = None,
-    autocast: Any = None,
+    context: Any = None,
     tta_flip: bool = False,
 ) -> dict[str, Any]:
     """Loss, top-1, top-5 and the (true x predicted) confusion matrix of ``model`` on ``loader``
@@ -35,7 +35,7 @@ def evaluate_loader(
     """
     was_training = model.training
     model.eval()
-    autocast = autocast if autocast is not None else contextlib.nullcontext()
+    context = context if context is not None else contextlib.nullcontext()
     # An OnnxModule has no parameters and runs on the CPU.
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
@@ -44,7 +44,7 @@ def evaluate_loader(
     confusion = None
     seen = 0
     for x, y in loader:
-        with autocast:
+        with context:
             logits = model(x).float()
             flipped = model(x.flip(-1)).float() if tta_flip else None
         log_probs = logits.double().log_softmax(1)  # (B, classes)

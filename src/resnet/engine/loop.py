@@ -100,13 +100,13 @@ def fit(
     ctx: DistContext,
     runner: Optional[nn.Module] = None,
     ema: Optional[ModelEma] = None,
-    autocast: Any = None,
+    context: Any = None,
     state: Optional[dict] = None,
 ) -> LoopState:
     """Train ``task.model`` for ``settings.epochs`` (or ``max_steps``); ``state`` is a resume
     point read by ``read_state``. Returns where the run ended (its history, step, best)."""
     runner = runner if runner is not None else task.model
-    autocast = autocast if autocast is not None else contextlib.nullcontext()
+    context = context if context is not None else contextlib.nullcontext()
     loop = LoopState()
     if state is not None:
         loop = restore_state(state, task.model, optimizer, ema, run.device)
@@ -118,7 +118,7 @@ def fit(
         while loop.epoch < settings.epochs and loop.step < schedule["total_steps"]:
             started = time.perf_counter()
             sums = _train_epoch(run, task, optimizer, settings, schedule, loop, ctx, runner, ema,
-                                autocast)  # fmt: skip
+                                context)  # fmt: skip
             all_reduce_sum(sums, ctx)
             row = {"epoch": loop.epoch + 1, "step": loop.step, **task.epoch_row(sums)}
             row["images_per_s"] = row.pop("images", 0.0) / max(time.perf_counter() - started, 1e-9)
@@ -151,7 +151,7 @@ def _schedule(settings: LoopSettings, steps_per_epoch: int) -> dict[str, Any]:
     }
 
 
-def _train_epoch(run, task, optimizer, settings, schedule, loop, ctx, runner, ema, autocast):
+def _train_epoch(run, task, optimizer, settings, schedule, loop, ctx, runner, ema, context):
     """One pass over the epoch's batches (skipping those a mid-epoch resume point has done)."""
     task.train_mode()
     sums = loop.sums
@@ -165,7 +165,7 @@ def _train_epoch(run, task, optimizer, settings, schedule, loop, ctx, runner, em
         if loop.step >= schedule["total_steps"]:
             break
         lr = set_lr(optimizer, settings.lr, lr_factor(loop.step, **schedule))
-        with autocast:
+        with context:
             loss, step_sums = task.loss(runner, batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

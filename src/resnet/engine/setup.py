@@ -1,4 +1,5 @@
-"""The pieces a run assembles before its first step: seeds, data loaders, the model, autocast."""
+"""The pieces a run assembles before its first step: seeds, data loaders, the model, and the
+context its steps run in (autocast, kernels)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,13 @@ from torch import nn
 from resnet.device import resolve_precision
 from resnet.engine.config import TrainConfig
 from resnet.engine.distributed import DistContext
+from resnet.engine.kernels import SmallMapConvolutions
 from resnet.engine.optim import freeze_backbone
 from resnet.errors import ConfigError, DataError
 
-__all__ = ["RunData", "seed_everything", "load_data", "build_model", "autocast_context"]
+__all__ = [
+    "RunData", "StepContext", "seed_everything", "load_data", "build_model", "autocast_context",
+]  # fmt: skip
 
 
 def seed_everything(seed: int, deterministic: bool, num_threads: Optional[int] = None) -> None:
@@ -184,3 +188,32 @@ def autocast_context(amp: str, device: torch.device) -> Any:
     if resolve_precision(amp, device) != "bf16":
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+class StepContext:
+    """What every training step and evaluation of a run runs in, entered as ``with context:``.
+
+    - bf16 autocast where ``amp`` resolves to bf16 (``autocast_context``);
+    - the small-map convolution kernels (``resnet.engine.kernels``) where ``conv_kernels`` is
+      ``auto`` on the CPU, unless the model is compiled (the compiler picks its own kernels).
+
+    ``precision`` (``"bf16"`` or ``"off"``) says which precision runs. Reusable: each ``with``
+    enters and leaves both.
+    """
+
+    def __init__(self, amp: str, conv_kernels: str, device: torch.device, *, compiled=False):
+        self.precision = resolve_precision(amp, device)
+        self.autocast = autocast_context(amp, device)
+        use_kernels = conv_kernels == "auto" and device.type == "cpu" and not compiled
+        self.kernels = SmallMapConvolutions() if use_kernels else None
+
+    def __enter__(self) -> StepContext:
+        self.autocast.__enter__()
+        if self.kernels is not None:
+            self.kernels.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.kernels is not None:
+            self.kernels.__exit__(*exc)
+        self.autocast.__exit__(*exc)

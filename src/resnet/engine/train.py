@@ -23,7 +23,7 @@ from resnet.engine.distributed import DistContext, broadcast, check_batch_split,
 from resnet.engine.evaluate import evaluate_loader
 from resnet.engine.loop import LoopSettings, fit, read_state
 from resnet.engine.optim import ModelEma, build_optimizer, param_groups, set_bn_eval
-from resnet.engine.setup import RunData, autocast_context, build_model, load_data, seed_everything
+from resnet.engine.setup import RunData, StepContext, build_model, load_data, seed_everything
 from resnet.errors import ConfigError, NonFiniteLossError
 from resnet.run import Run
 
@@ -130,14 +130,14 @@ def _train(
     run.write_settings(cfg.to_dict())  # creates the run folder on the main process
     run.dir = broadcast(run.dir, ctx)
     runner = _runner(model, cfg, ctx, run.device)
-    autocast = autocast_context(cfg.amp, run.device)
-    task = ClassificationTask(model, data, cfg, frozen, autocast)
-    _print_header(cfg, data, run, ctx, autocast)
+    context = StepContext(cfg.amp, cfg.conv_kernels, run.device, compiled=cfg.compile)
+    task = ClassificationTask(model, data, cfg, frozen, context)
+    _print_header(cfg, data, run, ctx, context)
     settings = loop_settings(cfg, best_metric=f"{data.eval_split}_acc")
     loop = fit(run, task, optimizer, settings, ctx=ctx, runner=runner, ema=ema,
-               autocast=autocast, state=state)  # fmt: skip
+               context=context, state=state)  # fmt: skip
     eval_model = ema.module if ema is not None else model
-    final = _final_metrics(cfg, data, eval_model, loop.history, autocast)
+    final = _final_metrics(cfg, data, eval_model, loop.history, context)
     if run.is_main:
         from resnet.io import atomic_save_json
 
@@ -166,13 +166,13 @@ def _runner(model: nn.Module, cfg: TrainConfig, ctx: DistContext, device) -> nn.
     return runner
 
 
-def _print_header(cfg: TrainConfig, data: RunData, run: Run, ctx: DistContext, autocast) -> None:
+def _print_header(cfg: TrainConfig, data: RunData, run: Run, ctx: DistContext, context) -> None:
     if not run.is_main:
         return
     steps = len(data.train_loader) * cfg.epochs
     if cfg.max_steps is not None:
         steps = min(steps, cfg.max_steps)
-    precision = "bfloat16 autocast" if isinstance(autocast, torch.autocast) else "float32"
+    precision = "bfloat16 autocast" if context.precision == "bf16" else "float32"
     processes = f" x {ctx.world_size} processes" if ctx.distributed else ""
     print(
         f"{cfg.model} on {data.meta.name}: {data.num_train} train images, "
@@ -185,9 +185,9 @@ def _print_header(cfg: TrainConfig, data: RunData, run: Run, ctx: DistContext, a
 class ClassificationTask:
     """Images and labels: cross-entropy (with label smoothing), top-1 on the eval split."""
 
-    def __init__(self, model: nn.Module, data: RunData, cfg: TrainConfig, frozen, autocast):
+    def __init__(self, model: nn.Module, data: RunData, cfg: TrainConfig, frozen, context):
         self.model, self.data, self.cfg, self.frozen = model, data, cfg, frozen
-        self.autocast = autocast
+        self.context = context  # autocast and kernels, see StepContext
         self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
         split = data.eval_split
         self.columns = [
@@ -229,7 +229,7 @@ class ClassificationTask:
 
     def evaluate(self, model: nn.Module, epoch: int) -> dict[str, float]:
         loader, classes = self.data.eval_loader, self.data.meta.num_classes
-        scores = evaluate_loader(model, loader, num_classes=classes, autocast=self.autocast)
+        scores = evaluate_loader(model, loader, num_classes=classes, context=self.context)
         split = self.data.eval_split
         return {f"{split}_loss": scores["loss"], f"{split}_acc": scores["top1"]}
 
@@ -238,7 +238,7 @@ class ClassificationTask:
                         metrics=metrics, config=self.cfg.to_dict())  # fmt: skip
 
 
-def _final_metrics(cfg: TrainConfig, data: RunData, eval_model: nn.Module, history, autocast):
+def _final_metrics(cfg: TrainConfig, data: RunData, eval_model: nn.Module, history, context):
     """Test numbers of the final model (the last epoch's if they were computed on test already)."""
     final: dict[str, float] = {}
     if history:
@@ -254,7 +254,7 @@ def _final_metrics(cfg: TrainConfig, data: RunData, eval_model: nn.Module, histo
         eval_model,
         data.test_loader,
         num_classes=data.meta.num_classes,
-        autocast=autocast,
+        context=context,
         tta_flip=cfg.eval_tta,
     )
     final.update(test_loss=scores["loss"], test_acc=scores["top1"], test_top5=scores["top5"])
