@@ -76,9 +76,9 @@ def test_under_bf16_autocast_it_computes_in_bf16_like_conv2d():
     ("shape", "weight", "options", "expected"),
     [
         ((2, 8, 2, 2), (8, 8, 3, 3), {"padding": 1}, True),
-        ((2, 8, 4, 4), (8, 8, 3, 3), {"padding": 1}, True),  # 16 outputs: the limit
-        ((2, 8, 5, 4), (8, 8, 3, 3), {"padding": 1}, False),  # 20 outputs
-        ((2, 8, 8, 8), (8, 8, 3, 3), {"padding": 1, "stride": 2}, True),  # 4x4 out
+        ((2, 8, 3, 3), (8, 8, 3, 3), {"padding": 1}, True),  # 9 outputs: float32's limit
+        ((2, 8, 4, 4), (8, 8, 3, 3), {"padding": 1}, False),
+        ((2, 8, 6, 6), (8, 8, 3, 3), {"padding": 1, "stride": 2}, True),  # 3x3 out
         ((2, 8, 8, 8), (8, 8, 3, 3), {"padding": 1}, False),
         ((2, 8, 2, 2), (8, 4, 3, 3), {"padding": 1, "groups": 2}, False),
         ((2, 8, 2, 2), (8, 8, 3, 3), {"padding": 2, "dilation": 2}, False),
@@ -89,6 +89,16 @@ def test_under_bf16_autocast_it_computes_in_bf16_like_conv2d():
 )
 def test_the_kernel_is_picked_by_output_size_and_geometry(shape, weight, options, expected):
     assert takes_small_map(torch.zeros(shape), torch.zeros(weight), **options) is expected
+
+
+@pytest.mark.parametrize(("side", "expected"), [(4, True), (5, False)])
+def test_in_bfloat16_the_limit_is_4x4(side, expected):
+    """bf16 (under autocast, as the engine runs it) takes the kernel up to 16 outputs."""
+    x, weight = torch.zeros(2, 8, side, 4), torch.zeros(8, 8, 3, 3)
+    assert takes_small_map(x, weight, padding=1) is False
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert takes_small_map(x, weight, padding=1) is expected
+    assert takes_small_map(x.bfloat16(), weight.bfloat16(), padding=1) is expected
 
 
 def test_the_mode_reroutes_only_small_maps_and_changes_no_result(monkeypatch):
@@ -118,8 +128,9 @@ def test_the_mode_reroutes_only_small_maps_and_changes_no_result(monkeypatch):
                 logits = model(x)
         logits.square().sum().backward()
         runs.append([logits] + [p.grad.clone() for p in model.parameters()])
-    # layer3 (4x4 out) and layer4 (2x2 out): four 3x3 convs and a 1x1 shortcut each
-    assert sorted(sides) == [2] * 5 + [4] * 5
+    # layer4 (2x2 out): four 3x3 convs and a 1x1 shortcut; layer3's 4x4 stays native in
+    # float32 and float64 (in bf16 it takes the kernel too)
+    assert sides == [2] * 5
     for ours, reference in zip(runs[1], runs[0]):
         torch.testing.assert_close(ours, reference, rtol=1e-9, atol=1e-9)
 

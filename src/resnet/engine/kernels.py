@@ -6,7 +6,8 @@ The last stages of a ResNet run on tiny maps: ResNet-18 at 64x64 ends on 2x2, Re
 ResNet-18's 512-channel 3x3 convolution on 2x2 maps take 37.6 ms in bfloat16 (49.6 ms in
 float32), and the same convolution written as im2col + one matmul 4.3 ms (16.3 ms). From 7x7
 maps up oneDNN wins again. So ``SmallMapConvolutions`` sends every CPU ``conv2d`` whose output
-has at most ``MAX_OUTPUT_PIXELS`` positions to ``small_map_conv2d`` and leaves the rest alone.
+has at most ``MAX_OUTPUT_PIXELS`` positions (for the dtype it computes in) to
+``small_map_conv2d`` and leaves the rest alone.
 
 im2col here reads the zero-padded NHWC input through one strided view, (B, Ho, Wo, kh, kw, C),
 so the columns are a single copy and the output (B*Ho*Wo, O) is already channels_last. The
@@ -25,10 +26,11 @@ from torch.overrides import TorchFunctionMode
 
 __all__ = ["MAX_OUTPUT_PIXELS", "SmallMapConvolutions", "small_map_conv2d", "takes_small_map"]
 
-# Output positions (Ho * Wo) up to which the matmul kernel runs: 4x4. Measured in bfloat16 it
-# is 1.6x (4x4, stride 1) to 8.7x (2x2) faster than oneDNN; in float32 equal at 4x4, 3.0-3.5x
-# at 2x2. At 7x7 it is 1.5-3x slower in both.
-MAX_OUTPUT_PIXELS = 16
+# Output positions (Ho * Wo) up to which the matmul kernel runs, by the dtype it computes in.
+# Forward + backward against oneDNN (bench/small_map_conv.py, 2-core Xeon with AMX): bfloat16
+# 5.8x at 2x2, 1.4x at 3x3, 1.25-3.8x at 4x4; float32 2.4-2.8x at 2x2, 1.05x at 3x3, 0.88x at
+# 4x4. At 7x7 and up oneDNN is faster in both (0.4-0.6x).
+MAX_OUTPUT_PIXELS = {torch.bfloat16: 16, torch.float16: 16, torch.float32: 9, torch.float64: 9}
 
 
 def _pair(value: Any) -> tuple[int, int]:
@@ -108,10 +110,17 @@ class _SmallMapConv2d(torch.autograd.Function):
         return grad_x, grad_w, grad_b, None, None
 
 
+def _compute_dtype(x: Tensor) -> torch.dtype:
+    """The dtype ``F.conv2d`` would compute ``x`` in: CPU autocast's where it is on."""
+    if torch.is_autocast_enabled("cpu"):
+        return torch.get_autocast_dtype("cpu")
+    return x.dtype
+
+
 def takes_small_map(x: Tensor, weight: Tensor, stride=1, padding=0, dilation=1, groups=1) -> bool:
     """Whether ``small_map_conv2d`` runs this ``conv2d``: a CPU tensor, a dense (groups 1,
     dilation 1) convolution with numeric padding, and an output of at most
-    ``MAX_OUTPUT_PIXELS`` positions."""
+    ``MAX_OUTPUT_PIXELS`` positions for the dtype it computes in."""
     if x.device.type != "cpu" or x.dim() != 4 or weight.dim() != 4 or groups != 1:
         return False
     if isinstance(padding, str) or _pair(dilation) != (1, 1) or not x.is_floating_point():
@@ -119,7 +128,8 @@ def takes_small_map(x: Tensor, weight: Tensor, stride=1, padding=0, dilation=1, 
     (kh, kw), (sh, sw), (ph, pw) = weight.shape[2:], _pair(stride), _pair(padding)
     out_h = (x.shape[2] + 2 * ph - kh) // sh + 1
     out_w = (x.shape[3] + 2 * pw - kw) // sw + 1
-    return out_h * out_w <= MAX_OUTPUT_PIXELS and x.shape[1] == weight.shape[1]
+    limit = MAX_OUTPUT_PIXELS.get(_compute_dtype(x), 0)
+    return out_h * out_w <= limit and x.shape[1] == weight.shape[1]
 
 
 def small_map_conv2d(
@@ -129,9 +139,7 @@ def small_map_conv2d(
 
     Under CPU autocast it computes in the autocast dtype, as ``F.conv2d`` would.
     """
-    dtype = x.dtype
-    if torch.is_autocast_enabled("cpu"):
-        dtype = torch.get_autocast_dtype("cpu")
+    dtype = _compute_dtype(x)
     with torch.autocast("cpu", enabled=False):
         bias = None if bias is None else bias.to(dtype)
         return _SmallMapConv2d.apply(
