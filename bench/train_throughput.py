@@ -242,7 +242,11 @@ def main() -> None:
     args = parser.parse_args()
     import torchvision
 
+    from resnet.device import cpu_capabilities
+
+    caps = cpu_capabilities()
     print(
+        f"CPU: {caps['name']} | AMX {caps['amx']} | AVX512-BF16 {caps['avx512_bf16']} | "
         f"torch {torch.__version__}, torchvision {torchvision.__version__}, "
         f"{torch.get_num_threads()} threads; {args.warmup} warm-up + {args.steps} timed steps"
     )
