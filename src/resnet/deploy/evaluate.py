@@ -92,9 +92,9 @@ def evaluate(
             data = ArrayDataset(data.images, data.labels, meta)
     meta = meta or data.meta
     loader = make_loader(data, batch_size, train=False, device=target)
-    precision, autocast = training_precision(model, info, dtype, target)
+    precision, context = training_precision(model, info, dtype, target)
     scores = evaluate_loader(
-        model, loader, num_classes=meta.num_classes, tta_flip=tta_flip, context=autocast
+        model, loader, num_classes=meta.num_classes, tta_flip=tta_flip, context=context
     )
     matrix = scores.pop("confusion_matrix")
     totals = matrix.sum(1).clamp_min(1)

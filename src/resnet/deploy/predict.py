@@ -51,9 +51,10 @@ def predict(
     meta = DatasetMeta.from_dict(info["data_meta"])
     k = max(1, min(topk, meta.num_classes))
 
-    # The training precision, as `evaluate` scores it: bf16 autocast if the run trained so.
-    _, autocast = training_precision(model, info, device=target)
-    autocast = autocast if autocast is not None else contextlib.nullcontext()
+    # The training precision and kernels, as `evaluate` scores it: bf16 autocast if the run
+    # trained so.
+    _, context = training_precision(model, info, device=target)
+    context = context if context is not None else contextlib.nullcontext()
     results: list[dict[str, Any]] = []
     pending: list[tuple[int, torch.Tensor]] = []  # (index in results, (C, ...) input)
     for path in inputs:
@@ -69,7 +70,7 @@ def predict(
     for start in range(0, len(pending), batch_size):
         chunk = pending[start : start + batch_size]
         batch = torch.stack([tensor for _, tensor in chunk])  # (B, C, H, W)
-        with autocast:
+        with context:
             probs = model(batch).float().softmax(1)
         values, indices = probs.topk(k, dim=1)
         for (slot, _), row_values, row_indices in zip(chunk, values.tolist(), indices.tolist()):

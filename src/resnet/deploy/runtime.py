@@ -154,17 +154,24 @@ def load_inference_model(
 def training_precision(
     model: nn.Module, info: dict, dtype: Optional[str] = None, device: Any = "cpu"
 ) -> tuple[str, Any]:
-    """(name, autocast context or None) to score ``model`` in: a checkpoint trained under bf16
-    autocast is run under it too, unless ``dtype`` says otherwise; an exported file (no
+    """(name, context or None) to score ``model`` in: the ``StepContext`` its training evaluated
+    in, so a checkpoint trained under bf16 autocast is run under it too, unless ``dtype`` says
+    otherwise, and with the same convolution kernels (``conv_kernels``); an exported file (no
     parameters) keeps the precision it was exported with."""
-    from resnet.engine.setup import autocast_context
+    from resnet.engine.setup import StepContext
 
-    if dtype is not None or not list(model.parameters()):
+    if not list(model.parameters()):
         return dtype or "float32", None
-    amp = (info.get("train_config") or {}).get("amp")
-    context = autocast_context(
-        amp if amp in ("auto", "bf16", "off") else "off", torch.device(device)
+    config = info.get("train_config") or {}
+    amp = config.get("amp") if dtype is None else "off"
+    kernels = config.get("conv_kernels", "auto")
+    context = StepContext(
+        amp if amp in ("auto", "bf16", "off") else "off",
+        kernels if kernels in ("auto", "native") else "auto",
+        torch.device(device),
     )
-    if isinstance(context, torch.autocast):
+    if dtype is not None:
+        return dtype, context
+    if context.precision == "bf16":
         return "bfloat16 autocast (as trained)", context
-    return "float32", None
+    return "float32", context
