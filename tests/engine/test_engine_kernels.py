@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from resnet.engine import kernels
 from resnet.engine.config import TrainConfig
-from resnet.engine.kernels import SmallMapConvolutions, small_map_conv2d, takes_small_map
+from resnet.engine.kernels import SmallMapConvolutions, small_map_conv, takes_small_map
 from resnet.engine.setup import StepContext
 from resnet.errors import ConfigError
 
@@ -40,7 +42,7 @@ def test_matches_conv2d_forward_and_gradients_in_float64(geometry):
     torch.manual_seed(0)
     x, weight, b = _inputs(batch, c_in, c_out, height, width, kernel, bias, channels_last,
                            torch.float64)  # fmt: skip
-    ours = small_map_conv2d(x, weight, b, stride, padding)
+    ours = small_map_conv(x, weight, b, stride, padding)
     reference = F.conv2d(x, weight, b, stride, padding)
     assert ours.shape == reference.shape
     torch.testing.assert_close(ours, reference, rtol=1e-12, atol=1e-12)
@@ -51,7 +53,7 @@ def test_matches_conv2d_forward_and_gradients_in_float64(geometry):
                             torch.autograd.grad(reference, inputs, grad)):  # fmt: skip
         torch.testing.assert_close(mine, theirs, rtol=1e-12, atol=1e-12)
     assert torch.autograd.gradcheck(
-        lambda x, w, b: small_map_conv2d(x, w, b, stride, padding), (x, weight, b)
+        lambda x, w, b: small_map_conv(x, w, b, stride, padding), (x, weight, b)
     )
 
 
@@ -60,7 +62,7 @@ def test_under_bf16_autocast_it_computes_in_bf16_like_conv2d():
     x, weight, _ = _inputs(8, 64, 64, 2, 2, 3, False, True, torch.float32)
     grad = torch.randn(8, 64, 2, 2)
     results = []
-    for conv in (F.conv2d, small_map_conv2d):
+    for conv in (F.conv2d, small_map_conv):
         with torch.autocast("cpu", dtype=torch.bfloat16):
             out = conv(x, weight, None, 1, 1)
         assert out.dtype == torch.bfloat16
@@ -76,6 +78,9 @@ def test_under_bf16_autocast_it_computes_in_bf16_like_conv2d():
     ("shape", "weight", "options", "expected"),
     [
         ((2, 8, 2, 2), (8, 8, 3, 3), {"padding": 1}, True),
+        ((2, 8, 2, 2, 2), (8, 8, 3, 3, 3), {"padding": 1}, True),  # conv3d, 8 outputs
+        ((2, 8, 3, 3, 3), (8, 8, 3, 3, 3), {"padding": 1}, False),  # 27 outputs
+        ((2, 8, 2, 2), (8, 8, 3, 3, 3), {"padding": 1}, False),  # 4D input, 3D weight
         ((2, 8, 3, 3), (8, 8, 3, 3), {"padding": 1}, True),  # 9 outputs: float32's limit
         ((2, 8, 4, 4), (8, 8, 3, 3), {"padding": 1}, False),
         ((2, 8, 6, 6), (8, 8, 3, 3), {"padding": 1, "stride": 2}, True),  # 3x3 out
@@ -113,8 +118,8 @@ def test_the_mode_reroutes_only_small_maps_and_changes_no_result(monkeypatch):
         sides.append(out.shape[-1])
         return out
 
-    original = kernels.small_map_conv2d
-    monkeypatch.setattr(kernels, "small_map_conv2d", recording)
+    original = kernels.small_map_conv
+    monkeypatch.setattr(kernels, "small_map_conv", recording)
     torch.manual_seed(0)
     model = create_model("resnet18", num_classes=10).double()
     x = torch.randn(2, 3, 64, 64, dtype=torch.float64)
@@ -153,3 +158,63 @@ def test_conv_kernels_is_checked_and_recorded():
     assert TrainConfig.from_dict({"conv_kernels": "native"}).to_dict()["conv_kernels"] == "native"
     with pytest.raises(ConfigError, match="conv_kernels must be one of auto, native"):
         TrainConfig.from_dict({"conv_kernels": "fast"})
+
+
+# (batch, in, out, depth/height/width, kernel, stride, padding, bias, channels_last)
+VOLUME_GEOMETRIES = [
+    (2, 3, 4, (2, 2, 2), 3, 1, 1, False, True),  # a 3D ResNet's last stage at 32^3
+    (2, 3, 4, (4, 4, 3), 3, 2, 1, True, False),  # the stride-2 conv into it, uneven sides
+    (1, 2, 3, (1, 1, 1), 3, 1, 1, True, True),  # one voxel: only the centre tap counts
+]
+
+
+@pytest.mark.parametrize("geometry", VOLUME_GEOMETRIES, ids=lambda g: str(g[3]))
+def test_volumes_match_conv3d_forward_and_gradients_in_float64(geometry):
+    batch, c_in, c_out, size, kernel, stride, padding, bias, channels_last = geometry
+    torch.manual_seed(0)
+    x = torch.randn(batch, c_in, *size, dtype=torch.float64)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last_3d)
+    weight = torch.randn(c_out, c_in, kernel, kernel, kernel, dtype=torch.float64)
+    b = torch.randn(c_out, dtype=torch.float64) if bias else None
+    inputs = [t.requires_grad_() for t in (x, weight, b) if t is not None]
+    ours = small_map_conv(x, weight, b, stride, padding)
+    reference = F.conv3d(x, weight, b, stride, padding)
+    torch.testing.assert_close(ours, reference, rtol=1e-12, atol=1e-12)
+    grad = torch.randn_like(reference)
+    for mine, theirs in zip(torch.autograd.grad(ours, inputs, grad),
+                            torch.autograd.grad(reference, inputs, grad)):  # fmt: skip
+        torch.testing.assert_close(mine, theirs, rtol=1e-12, atol=1e-12)
+    assert torch.autograd.gradcheck(
+        lambda x, w, b: small_map_conv(x, w, b, stride, padding), (x, weight, b)
+    )
+
+
+def test_a_3d_resnet_gives_the_same_numbers_inside_the_mode(monkeypatch):
+    """A MONAI-style 3D ResNet on 16^3 volumes: its stages on 2^3 and 1^3 maps take the
+    kernel, and logits and gradients match the native run."""
+    from resnet.models import create_model
+
+    sides = []
+    original = kernels.small_map_conv
+
+    def recording(*args):
+        out = original(*args)
+        sides.append(tuple(out.shape[2:]))
+        return out
+
+    monkeypatch.setattr(kernels, "small_map_conv", recording)
+    torch.manual_seed(0)
+    model = create_model("resnet10_3d", num_classes=3, in_chans=1, widen_factor=0.25).double()
+    x = torch.randn(2, 1, 16, 16, 16, dtype=torch.float64)
+    runs = []
+    for mode in (None, SmallMapConvolutions()):
+        model.zero_grad()
+        with mode if mode is not None else torch.enable_grad():
+            logits = model(x)
+        logits.square().sum().backward()
+        runs.append([logits] + [p.grad.clone() for p in model.parameters()])
+    assert sides and all(math.prod(side) <= 8 for side in sides)
+    assert (2, 2, 2) in sides and (1, 1, 1) in sides
+    for ours, reference in zip(runs[1], runs[0]):
+        torch.testing.assert_close(ours, reference, rtol=1e-9, atol=1e-9)
