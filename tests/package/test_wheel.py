@@ -47,7 +47,7 @@ def test_wheel_ships_the_recipes_and_trains_by_name(tmp_path):
                           capture_output=True, text=True)  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert done.stdout.splitlines()[0].startswith(str(site))  # the wheel's copy ran
-    assert (elsewhere / "runs" / "resnet20-bands" / "config.yaml").is_file()
+    assert (elsewhere / "runs" / "resnet9_slim-bands" / "config.yaml").is_file()
     listed = subprocess.run([sys.executable, "-c", code, "train", "--list-recipes"],
                             cwd=elsewhere, env=env, capture_output=True, text=True)  # fmt: skip
     assert "fashion-mnist" in listed.stdout and "cifar10-paper" in listed.stdout
