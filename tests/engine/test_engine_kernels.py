@@ -146,11 +146,14 @@ def test_the_mode_reroutes_only_small_maps_and_changes_no_result(monkeypatch):
      ("auto", "cpu", True, False), ("auto", "meta", False, False)],
 )  # fmt: skip
 def test_step_context_uses_the_kernels_where_the_config_says(setting, device, compiled, expected):
-    context = StepContext("off", setting, torch.device(device), compiled=compiled)
+    amp = "bf16" if device == "cpu" else "off"
+    context = StepContext(amp, setting, torch.device(device), compiled=compiled)
     assert (context.kernels is not None) is expected
-    assert context.precision == "off"
-    with context, context:  # reusable and re-entrant, like the autocast it wraps
-        pass
+    assert context.precision == amp
+    for _ in range(2):  # reusable: every step enters and leaves the same context
+        with context:
+            assert torch.is_autocast_enabled("cpu") is (amp == "bf16")
+        assert not torch.is_autocast_enabled("cpu")
 
 
 def test_conv_kernels_is_checked_and_recorded():

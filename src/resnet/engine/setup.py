@@ -197,8 +197,8 @@ class StepContext:
     - the small-map convolution kernels (``resnet.engine.kernels``) where ``conv_kernels`` is
       ``auto`` on the CPU, unless the model is compiled (the compiler picks its own kernels).
 
-    ``precision`` (``"bf16"`` or ``"off"``) says which precision runs. Reusable: each ``with``
-    enters and leaves both.
+    ``precision`` (``"bf16"`` or ``"off"``) says which precision runs. Reusable, not
+    re-entrant: each ``with`` enters and leaves both.
     """
 
     def __init__(self, amp: str, conv_kernels: str, device: torch.device, *, compiled=False):
