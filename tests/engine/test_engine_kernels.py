@@ -90,6 +90,7 @@ def test_under_bf16_autocast_it_computes_in_bf16_like_conv2d():
         ((2, 8, 2, 2), (8, 8, 3, 3), {"padding": "same"}, False),
         ((8, 2, 2), (8, 8, 3, 3), {"padding": 1}, False),  # unbatched
         ((2, 4, 2, 2), (8, 8, 3, 3), {"padding": 1}, False),  # wrong channels: conv2d's error
+        ((2, 8, 2, 2), (8, 8, 3, 3), {}, False),  # kernel larger than the map: conv2d's error
     ],
 )
 def test_the_kernel_is_picked_by_output_size_and_geometry(shape, weight, options, expected):

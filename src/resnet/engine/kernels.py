@@ -142,6 +142,8 @@ def takes_small_map(x: Tensor, weight: Tensor, stride=1, padding=0, dilation=1, 
     if not x.is_floating_point() or x.shape[1] != weight.shape[1]:
         return False
     out = _out_size(x.shape[2:], weight.shape[2:], _tuple(stride, dims), _tuple(padding, dims))
+    if min(out) < 1:  # a kernel larger than the padded input: conv's own error says so
+        return False
     return math.prod(out) <= MAX_OUTPUT_PIXELS.get(_compute_dtype(x), 0)
 
 
