@@ -110,3 +110,25 @@ def test_per_iteration_curve_adds_up_to_the_epoch_rows(tiny_npz, tmp_path):
         assert mean_loss == pytest.approx(row["train_loss"], rel=1e-9)
     lines = (result.run_dir / "curve.csv").read_text().splitlines()
     assert lines[0].startswith("step,train_loss,train_acc") and len(lines) == len(result.curve) + 1
+
+
+def test_deterministic_runs_skip_the_nan_filling_and_train_restores_the_flags(tiny_npz, tmp_path):
+    """``deterministic`` turns torch's deterministic kernels on for the run, without its
+    NaN-filling of fresh memory (a debugging aid that only costs time), and ``train`` puts
+    both flags back as it found them."""
+    import torch.utils.deterministic as determinism
+
+    from resnet.engine.setup import seed_everything
+
+    def flags():
+        return torch.are_deterministic_algorithms_enabled(), determinism.fill_uninitialized_memory
+
+    before = flags()
+    try:
+        seed_everything(0, deterministic=True)
+        assert flags() == (True, False)
+    finally:
+        torch.use_deterministic_algorithms(before[0])
+        determinism.fill_uninitialized_memory = before[1]
+    train(tiny_config(tiny_npz, tmp_path, epochs=1, max_steps=2))
+    assert flags() == before

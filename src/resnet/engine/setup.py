@@ -33,6 +33,10 @@ def seed_everything(seed: int, deterministic: bool, num_threads: Optional[int] =
     if deterministic:
         # warn_only: a kernel without a deterministic version warns instead of failing the run.
         torch.use_deterministic_algorithms(True, warn_only=True)
+        # Deterministic mode also fills every fresh tensor with NaN, a debugging aid that cost
+        # 6-13% of a training step on a 2-core CPU (measured: resnet20 1,129-1,158 vs
+        # 1,235-1,307 img/s) and changes no result: runs stay bitwise repeatable without it.
+        torch.utils.deterministic.fill_uninitialized_memory = False
     torch.backends.cudnn.benchmark = not deterministic
 
 

@@ -69,10 +69,12 @@ def train(
         )
     context = init_distributed(run.device)
     previous_determinism = torch.are_deterministic_algorithms_enabled()
+    previous_fill = torch.utils.deterministic.fill_uninitialized_memory
     try:
         return _train(cfg, run, context, resumed=resume is not None, datasets=datasets)
     finally:
         torch.use_deterministic_algorithms(previous_determinism)
+        torch.utils.deterministic.fill_uninitialized_memory = previous_fill
         context.close()
 
 
