@@ -54,19 +54,11 @@ def conv_gflops(dtype: torch.dtype, channels: int, side: int, batch: int = 256) 
     return flops / timed(lambda: F.conv2d(x, w, padding=1), repeat=6) / 1e9
 
 
-def step_gflops(name: str, precision: str, mode: str, batch: int = 256) -> float:
-    """Achieved GFLOP/s of a training step of ``name`` at ``precision`` ("fp32" or "bf16"):
-    ``mode`` "native" (PyTorch's kernels), "engine" (the engine's StepContext: native plus the
-    small-map convolution kernels, what ``resnet train`` runs) or "compiled" (torch.compile)."""
-    torch.manual_seed(0)
-    model = create_model(name, num_classes=10, in_chans=1).to(memory_format=torch.channels_last)
-    flops = 3 * 2 * count_gflops(model, (1, 28, 28)) * 1e9 * batch
+def training_step(model: torch.nn.Module, x: torch.Tensor, context: StepContext):
+    """A full training step of ``model`` on the batch ``x`` with random labels of 10 classes,
+    in the engine's ``context``: forward, loss, backward, SGD update."""
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, foreach=True)
-    x = torch.randn(batch, 1, 28, 28).to(memory_format=torch.channels_last)
-    y = torch.randint(0, 10, (batch,))
-    amp = "bf16" if precision == "bf16" else "off"
-    kernels = "auto" if mode == "engine" else "native"
-    context = StepContext(amp, kernels, torch.device("cpu"))
+    y = torch.randint(0, 10, (x.shape[0],))
 
     def step() -> None:
         with context:
@@ -75,6 +67,20 @@ def step_gflops(name: str, precision: str, mode: str, batch: int = 256) -> float
         loss.backward()
         optimizer.step()
 
+    return step
+
+
+def step_gflops(name: str, precision: str, mode: str, batch: int = 256) -> float:
+    """Achieved GFLOP/s of a training step of ``name`` at ``precision`` ("fp32" or "bf16"):
+    ``mode`` "native" (PyTorch's kernels), "engine" (the engine's StepContext: native plus the
+    small-map convolution kernels, what ``resnet train`` runs) or "compiled" (torch.compile)."""
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=10, in_chans=1).to(memory_format=torch.channels_last)
+    flops = 3 * 2 * count_gflops(model, (1, 28, 28)) * 1e9 * batch
+    x = torch.randn(batch, 1, 28, 28).to(memory_format=torch.channels_last)
+    amp = "bf16" if precision == "bf16" else "off"
+    kernels = "auto" if mode == "engine" else "native"
+    step = training_step(model, x, StepContext(amp, kernels, torch.device("cpu")))
     compiled = mode == "compiled"
     run = torch.compile(step) if compiled else step
     seconds = timed(run, warmup=5 if compiled else 2, repeat=8)

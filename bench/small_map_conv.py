@@ -15,13 +15,17 @@ an idle machine.
 from __future__ import annotations
 
 import argparse
-import time
+import sys
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from resnet.device import cpu_capabilities
 from resnet.engine.kernels import small_map_conv, takes_small_map
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peak import timed, training_step  # noqa: E402
 
 # (network, batch, in channels, out channels, input size, stride)
 SHAPES = (
@@ -39,15 +43,6 @@ SHAPES = (
 )
 
 
-def _time_ms(fn, repeats: int) -> float:
-    for _ in range(2):
-        fn()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    return (time.perf_counter() - start) / repeats * 1e3
-
-
 def _compare(label, batch, c_in, c_out, size, stride, dtype, repeats) -> None:
     layout = torch.channels_last if len(size) == 2 else torch.channels_last_3d
     x = torch.randn(batch, c_in, *size, dtype=dtype)
@@ -62,7 +57,7 @@ def _compare(label, batch, c_in, c_out, size, stride, dtype, repeats) -> None:
     def kernel() -> None:
         torch.autograd.grad(small_map_conv(x, w, None, stride, 1), (x, w), grad)
 
-    base, ours = _time_ms(onednn, repeats), _time_ms(kernel, repeats)
+    base, ours = (timed(fn, warmup=2, repeat=repeats) * 1e3 for fn in (onednn, kernel))
     picked = "kernel" if takes_small_map(x, w, stride, 1) else "oneDNN"
     print(
         f"{label:<26} {batch}x{c_in}->{c_out} {'x'.join(map(str, size))}/s{stride}: oneDNN fwd+bwd "
@@ -80,19 +75,9 @@ def _step_rate(name: str, size: tuple[int, ...], batch: int, amp: str, kernels: 
     torch.manual_seed(0)
     layout = torch.channels_last if len(size) == 2 else torch.channels_last_3d
     model = create_model(name, num_classes=10, in_chans=1).to(memory_format=layout)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, foreach=True)
     x = torch.randn(batch, 1, *size).contiguous(memory_format=layout)
-    y = torch.randint(0, 10, (batch,))
-    context = StepContext(amp, kernels, torch.device("cpu"))
-
-    def step() -> None:
-        with context:
-            loss = F.cross_entropy(model(x).float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    return batch / (_time_ms(step, 5) / 1e3)
+    step = training_step(model, x, StepContext(amp, kernels, torch.device("cpu")))
+    return batch / timed(step, warmup=2, repeat=5)
 
 
 def _steps(dtype: str) -> None:

@@ -34,19 +34,13 @@ def _inputs(batch, c_in, c_out, height, width, kernel, bias, channels_last, dtyp
     return [t.requires_grad_() if t is not None else None for t in (x, weight, b)]
 
 
-@pytest.mark.parametrize("geometry", GEOMETRIES, ids=lambda g: "x".join(map(str, g[:8])))
-def test_matches_conv2d_forward_and_gradients_in_float64(geometry):
-    """Forward equals ``F.conv2d``; gradcheck proves the hand-written backward (col2im, the
-    weight product, the bias sum) against finite differences."""
-    batch, c_in, c_out, height, width, kernel, stride, padding, bias, channels_last = geometry
-    torch.manual_seed(0)
-    x, weight, b = _inputs(batch, c_in, c_out, height, width, kernel, bias, channels_last,
-                           torch.float64)  # fmt: skip
+def _assert_same_as(conv, x, weight, b, stride, padding):
+    """``small_map_conv`` equals ``conv`` (F.conv2d or F.conv3d) in float64: output, every
+    gradient, and gradcheck of the hand-written backward against finite differences."""
     ours = small_map_conv(x, weight, b, stride, padding)
-    reference = F.conv2d(x, weight, b, stride, padding)
+    reference = conv(x, weight, b, stride, padding)
     assert ours.shape == reference.shape
     torch.testing.assert_close(ours, reference, rtol=1e-12, atol=1e-12)
-    assert ours.is_contiguous(memory_format=torch.channels_last) == channels_last or height == 1
     inputs = [t for t in (x, weight, b) if t is not None]
     grad = torch.randn_like(reference)
     for mine, theirs in zip(torch.autograd.grad(ours, inputs, grad),
@@ -55,6 +49,19 @@ def test_matches_conv2d_forward_and_gradients_in_float64(geometry):
     assert torch.autograd.gradcheck(
         lambda x, w, b: small_map_conv(x, w, b, stride, padding), (x, weight, b)
     )
+    return ours
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES, ids=lambda g: "x".join(map(str, g[:8])))
+def test_matches_conv2d_forward_and_gradients_in_float64(geometry):
+    """Forward equals ``F.conv2d``; gradcheck proves the hand-written backward (col2im, the
+    weight product, the bias sum) against finite differences."""
+    batch, c_in, c_out, height, width, kernel, stride, padding, bias, channels_last = geometry
+    torch.manual_seed(0)
+    x, weight, b = _inputs(batch, c_in, c_out, height, width, kernel, bias, channels_last,
+                           torch.float64)  # fmt: skip
+    ours = _assert_same_as(F.conv2d, x, weight, b, stride, padding)
+    assert ours.is_contiguous(memory_format=torch.channels_last) == channels_last or height == 1
 
 
 def test_under_bf16_autocast_it_computes_in_bf16_like_conv2d():
@@ -181,17 +188,10 @@ def test_volumes_match_conv3d_forward_and_gradients_in_float64(geometry):
         x = x.contiguous(memory_format=torch.channels_last_3d)
     weight = torch.randn(c_out, c_in, kernel, kernel, kernel, dtype=torch.float64)
     b = torch.randn(c_out, dtype=torch.float64) if bias else None
-    inputs = [t.requires_grad_() for t in (x, weight, b) if t is not None]
-    ours = small_map_conv(x, weight, b, stride, padding)
-    reference = F.conv3d(x, weight, b, stride, padding)
-    torch.testing.assert_close(ours, reference, rtol=1e-12, atol=1e-12)
-    grad = torch.randn_like(reference)
-    for mine, theirs in zip(torch.autograd.grad(ours, inputs, grad),
-                            torch.autograd.grad(reference, inputs, grad)):  # fmt: skip
-        torch.testing.assert_close(mine, theirs, rtol=1e-12, atol=1e-12)
-    assert torch.autograd.gradcheck(
-        lambda x, w, b: small_map_conv(x, w, b, stride, padding), (x, weight, b)
-    )
+    for t in (x, weight, b):
+        if t is not None:
+            t.requires_grad_()
+    _assert_same_as(F.conv3d, x, weight, b, stride, padding)
 
 
 def test_a_3d_resnet_gives_the_same_numbers_inside_the_mode(monkeypatch):

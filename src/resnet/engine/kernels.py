@@ -95,7 +95,7 @@ class _SmallMapConv(torch.autograd.Function):
         if bias is not None:
             y += bias
         ctx.save_for_backward(columns, flat_weight)
-        ctx.geometry = (x.shape, x.dtype, tuple(kernel), stride, padding, out)
+        ctx.geometry = (x.shape, tuple(kernel), stride, padding, out)
         ctx.has_bias = bias is not None
         # The weight's gradient comes back in the weight's own layout (DDP's gradient buckets
         # and the optimizers' foreach kernels expect the parameter's strides).
@@ -108,9 +108,9 @@ class _SmallMapConv(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):  # type: ignore[override]
         columns, flat_weight = ctx.saved_tensors
-        shape, dtype, kernel, stride, padding, out = ctx.geometry
-        out_c = flat_weight.shape[0]
-        grad = grad_out.to(columns.dtype).movedim(1, -1).reshape(-1, out_c)
+        shape, kernel, stride, padding, out = ctx.geometry
+        out_c, dtype = flat_weight.shape[0], columns.dtype  # x, weight and output share it
+        grad = grad_out.movedim(1, -1).reshape(-1, out_c)
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
             grad_columns = grad @ flat_weight
