@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import math
+import os
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional, Union
 
 import torch
 
 from resnet.errors import ConfigError
 
-__all__ = ["resolve_device", "has_fast_bfloat16", "cpu_capabilities", "resolve_precision"]
+__all__ = [
+    "resolve_device", "has_fast_bfloat16", "cpu_capabilities", "resolve_precision", "free_cpus",
+    "resolve_threads",
+]  # fmt: skip
+
+# torch's own thread count before any run changed it: the most that ``threads="free"`` takes.
+_DEFAULT_THREADS = torch.get_num_threads()
 
 
 def resolve_device(name: str | torch.device = "auto", local_rank: int = 0) -> torch.device:
@@ -77,6 +86,68 @@ def resolve_precision(amp: str, device: torch.device) -> str:
     if amp not in ("bf16", "off"):
         raise ConfigError(f"amp must be auto, bf16 or off, got {amp!r}")
     return amp
+
+
+def free_cpus(sample_seconds: float = 0.5) -> int:
+    """How many of the CPUs this process may run on are idle now (at least 1).
+
+    Idle time is sampled from ``/proc/stat`` over ``sample_seconds``; a CPU counts as free
+    when the idle shares add up to it, less a fifth of a CPU of slack (so one core spinning at
+    100% on a 2-core machine leaves 1, and stray 5% blips still leave 2). Where there is no
+    ``/proc/stat`` (macOS, Windows), the 1-minute load average stands in, or all CPUs.
+
+    Why: oneDNN and OpenMP threads wait for each other at every operation, so one thread on a
+    busy core stalls them all. On 2 cores with one spinning at 100%, a bf16 resnet9_slim step
+    took 886-967 ms with 2 threads and 299-309 ms with 1 (167-175 ms idle; Xeon with AMX,
+    2026-12-02, ``python bench/shared_cpu.py``).
+    """
+    allowed = _allowed_cpus()
+    first = _cpu_times()
+    if first is None:
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+        return max(1, min(len(allowed), math.floor(len(allowed) - load + 0.2)))
+    time.sleep(sample_seconds)
+    second = _cpu_times() or {}
+    idle = 0.0
+    for cpu in allowed:
+        (idle0, total0), (idle1, total1) = first.get(cpu, (0, 0)), second.get(cpu, (0, 0))
+        elapsed = total1 - total0
+        idle += (idle1 - idle0) / elapsed if elapsed > 0 else 1.0
+    return max(1, min(len(allowed), math.floor(idle + 0.2)))
+
+
+def resolve_threads(threads: Union[int, str, None], processes: int = 1) -> int:
+    """A config's ``num_threads`` as this process's thread count: a number stays, ``None`` is
+    torch's current count, ``"free"`` the CPUs idle now (``free_cpus``) shared among the
+    ``processes`` of a job on this machine, at most torch's default count."""
+    if threads == "free":
+        return max(1, min(free_cpus() // max(1, processes), _DEFAULT_THREADS))
+    if threads is None:
+        return torch.get_num_threads()
+    if isinstance(threads, int) and not isinstance(threads, bool) and threads >= 1:
+        return threads
+    raise ConfigError(f"threads must be a whole number >= 1 or 'free', got {threads!r}")
+
+
+def _allowed_cpus() -> list[int]:
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
+
+def _cpu_times() -> Optional[dict[int, tuple[int, int]]]:
+    """{cpu index: (idle ticks, total ticks)} from /proc/stat; None where it cannot be read."""
+    try:
+        lines = Path("/proc/stat").read_text(encoding="ascii", errors="replace").splitlines()
+    except OSError:
+        return None
+    times = {}
+    for line in lines:
+        name, *fields = line.split()
+        if name.startswith("cpu") and name[3:].isdigit() and len(fields) >= 4:
+            ticks = [int(value) for value in fields[:8]]  # user nice system idle iowait irq ...
+            times[int(name[3:])] = (ticks[3] + (ticks[4] if len(ticks) > 4 else 0), sum(ticks))
+    return times or None
 
 
 def _cpuinfo() -> str:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from resnet.cli.train import thread_count
+
 __all__ = ["register"]
 
 
@@ -32,7 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--max-steps", type=int, default=None, help="stop after N steps")
     _add_common(train)
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--threads", type=int, default=None, help="CPU threads (default torch's)")
+    train.add_argument(
+        "--threads", type=thread_count, help="CPU threads, or free: the CPUs idle at start"
+    )
     train.set_defaults(func=_train)
 
     evaluate = actions.add_parser("eval", help="mAP@0.5 and mAP@[.5:.95] on held-out canvases")

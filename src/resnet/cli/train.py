@@ -17,7 +17,20 @@ from typing import Any
 
 from resnet.errors import ConfigError
 
-__all__ = ["register", "parse_overrides"]
+__all__ = ["register", "parse_overrides", "thread_count"]
+
+
+def thread_count(text: str) -> Any:
+    """``--threads``: a whole number, or ``free`` (the CPUs idle when the run starts)."""
+    if text == "free":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number or 'free', got {text!r}"
+        ) from None
+
 
 # Common flags: (flag, config field, type, help).
 _FLAGS = (
@@ -29,6 +42,7 @@ _FLAGS = (
     ("--batch-size", "batch_size", int, "global batch size"),
     ("--lr", "lr", float, "peak learning rate"),
     ("--device", "device", str, "auto | cpu | cuda | mps"),
+    ("--threads", "num_threads", thread_count, "CPU threads, or free: the CPUs idle at start"),
     ("--seed", "seed", int, "random seed"),
     ("--name", "name", str, "run folder name under runs_dir"),
     ("--runs-dir", "runs_dir", str, "where run folders go"),

@@ -28,6 +28,7 @@ from resnet.detection.detector import (
     default_item_sizes,
     save_detector,
 )
+from resnet.device import resolve_threads
 from resnet.engine.distributed import DistContext
 from resnet.engine.loop import LoopSettings, fit, read_state
 from resnet.engine.optim import build_optimizer, param_groups
@@ -67,7 +68,7 @@ def train_detector(
     trainable_layers: int = 5,
     data_dir: Union[str, os.PathLike, None] = None,
     max_steps: Optional[int] = None,
-    threads: Optional[int] = None,
+    threads: Union[int, str, None] = None,
     resume: Union[str, os.PathLike, None] = None,
     run: Optional[Run] = None,
     log: Callable[[str], None] = print,
@@ -85,8 +86,9 @@ def train_detector(
         out: run folder; default ``runs/detect-<model>``, numbered if it exists.
         weights: optional weight file for the backbone network; without it every stage trains.
         max_steps: stop after this many optimizer steps in total (for smoke tests).
-        threads: CPU threads for torch (``torch.set_num_threads``); on a CPU shared with other
-            jobs, 1 thread avoids the cost of oversubscribed, spinning worker threads.
+        threads: CPU threads for torch (``torch.set_num_threads``), or ``"free"``: the CPUs
+            idle now; on a CPU shared with other jobs, fewer threads avoid the cost of
+            oversubscribed, spinning worker threads.
         run: the command's opened run (default: one opened from ``device`` and ``out``).
         log: receives the header and the summary lines.
     """
@@ -95,9 +97,7 @@ def train_detector(
     if not lr > 0:
         raise ConfigError(f"lr must be positive, got {lr}")
     if threads is not None:
-        if threads < 1:
-            raise ConfigError(f"threads must be at least 1, got {threads}")
-        torch.set_num_threads(threads)
+        torch.set_num_threads(resolve_threads(threads))
     check_fpn_model(model)  # before the data is read
     if run is None:
         run = (

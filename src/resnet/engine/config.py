@@ -53,6 +53,8 @@ _RANGES: dict[str, tuple[Optional[float], Optional[float], bool, bool]] = {
     "save_every_steps": (1, None, True, True),
     "curve_every": (1, None, True, True),
 }
+# Fields that also take these words in place of a number (resolved when a run starts).
+_WORDS = {"num_threads": ("free",)}
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
@@ -109,9 +111,10 @@ class TrainConfig:
     channels_last: bool = False  # NHWC memory layout for 4D inputs (faster on GPUs)
     compile: bool = False  # torch.compile the model
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps ("auto" picks the GPU if any)
-    # CPU threads for torch (None: torch's default, then recorded: a resume is bitwise only
-    # with the same thread count, since reductions are split by thread).
-    num_threads: Optional[int] = None
+    # CPU threads for torch (None: torch's default; "free": the CPUs idle when the run starts,
+    # for a machine shared with other jobs). The count used is recorded: a resume is bitwise
+    # only with the same thread count, since reductions are split by thread.
+    num_threads: Union[int, str, None] = None
     sync_bn: bool = False  # under torchrun: BatchNorm statistics of the global batch
     save_every_steps: Optional[int] = None  # also write the resume point every N steps
     # Record the training loss and accuracy every N steps too (curve.csv): the per-iteration
@@ -142,14 +145,23 @@ class TrainConfig:
         if self.amp is False:  # YAML 1.1 reads a bare `amp: off` (or --set amp=off) as false
             self.amp = "off"
         for spec in dataclasses.fields(self):
-            setattr(self, spec.name, _typed(spec.name, str(spec.type), getattr(self, spec.name)))
+            value, words = getattr(self, spec.name), _WORDS.get(spec.name, ())
+            if value in words:
+                continue
+            try:
+                setattr(self, spec.name, _typed(spec.name, str(spec.type), value))
+            except ConfigError as error:
+                if not words:
+                    raise
+                raise ConfigError(f"{error}; or one of: {', '.join(words)}") from None
         for key, choices in _CHOICES.items():
             if getattr(self, key) not in choices:
                 raise ConfigError(
                     f"{key} must be one of {', '.join(choices)}, got {getattr(self, key)!r}"
                 )
         for key, bounds in _RANGES.items():
-            _check_range(key, getattr(self, key), *bounds)
+            if getattr(self, key) not in _WORDS.get(key, ()):
+                _check_range(key, getattr(self, key), *bounds)
         if not _DEVICE.match(self.device):
             raise ConfigError(f"device must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
         if self.schedule == "step" and not self.milestones:
@@ -251,6 +263,9 @@ def _typed(key: str, type_name: str, value: Any) -> Any:
     ints pass as floats, and YAML's "1e-4" (a string in YAML 1.1) as a float."""
     optional = type_name.startswith("Optional[")
     base = type_name[len("Optional[") : -1] if optional else type_name
+    if type_name.startswith("Union["):  # Union[int, str, None]: a number, or one of _WORDS
+        members = [name.strip() for name in type_name[len("Union[") : -1].split(",")]
+        optional, base = "None" in members, members[0]
     if value is None:
         if optional:
             return None

@@ -16,7 +16,7 @@ from typing import Any, Optional, Union
 import torch
 from torch import nn
 
-from resnet.device import resolve_precision
+from resnet.device import resolve_precision, resolve_threads
 from resnet.engine.checkpoint import save_checkpoint
 from resnet.engine.config import TrainConfig
 from resnet.engine.distributed import DistContext, broadcast, check_batch_split, init_distributed
@@ -112,8 +112,9 @@ def loop_settings(cfg: TrainConfig, *, best_metric: Optional[str]) -> LoopSettin
 def _train(
     cfg: TrainConfig, run: Run, ctx: DistContext, *, resumed: bool, datasets: Optional[dict]
 ) -> TrainResult:
-    if cfg.num_threads is None:  # recorded: a bitwise resume needs the same thread count
-        cfg.num_threads = torch.get_num_threads()
+    # Recorded as a number: a bitwise resume needs the same thread count.
+    processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if ctx.distributed else 1
+    cfg.num_threads = resolve_threads(cfg.num_threads, processes)
     cfg.amp = resolve_precision(cfg.amp, run.device)  # recorded: "auto" differs by machine
     seed_everything(cfg.seed, cfg.deterministic, cfg.num_threads)
     data = load_data(cfg, ctx, check_batch_split(cfg.batch_size, ctx), datasets)
@@ -176,9 +177,10 @@ def _print_header(cfg: TrainConfig, data: RunData, run: Run, ctx: DistContext, c
         steps = min(steps, cfg.max_steps)
     precision = "bfloat16 autocast" if context.precision == "bf16" else "float32"
     processes = f" x {ctx.world_size} processes" if ctx.distributed else ""
+    threads = f" ({cfg.num_threads} threads)" if run.device.type == "cpu" else ""
     print(
         f"{cfg.model} on {data.meta.name}: {data.num_train} train images, "
-        f"{len(data.train_loader)} steps/epoch, {steps} steps, device {run.device}, "
+        f"{len(data.train_loader)} steps/epoch, {steps} steps, device {run.device}{threads}, "
         f"{precision}{processes} -> {run.dir}",
         flush=True,
     )

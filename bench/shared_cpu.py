@@ -1,0 +1,81 @@
+"""Training on a shared CPU: torch's default thread count against ``num_threads: free``.
+
+    python bench/shared_cpu.py              # half the CPUs kept busy (1 of 2 on a 2-core machine)
+    python bench/shared_cpu.py --busy 3 --model resnet20
+
+oneDNN and OpenMP threads wait for each other at every operation, so one thread on a core that
+another job holds stalls them all: the step slows down far more than the load suggests. This
+runs the default recipe's training step (bf16 where the CPU has it, batch 256, 28x28) three
+times: on the idle machine with torch's default threads, then with ``--busy`` other processes
+spinning, once with the default threads and once with the count ``resnet train --threads free``
+picks (``resnet.device.free_cpus``, sampled while they spin). It prints the CPU's name and the
+ratio of the two loaded steps. A benchmark, not a test: it never fails on time. Run it on an
+otherwise idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+
+import torch
+from peak import timed, training_step
+
+from resnet.device import cpu_capabilities, free_cpus, resolve_precision
+from resnet.engine.setup import StepContext
+from resnet.models import create_model
+
+
+def _spin(cpu: int) -> None:
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {cpu})
+    while True:
+        pass
+
+
+def step_ms(model_name: str, threads: int) -> float:
+    """Median milliseconds of one training step of ``model_name`` with ``threads`` threads."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = create_model(model_name, num_classes=10, in_chans=1)
+    model = model.to(memory_format=torch.channels_last)
+    x = torch.randn(256, 1, 28, 28).to(memory_format=torch.channels_last)
+    device = torch.device("cpu")
+    context = StepContext(resolve_precision("auto", device), "auto", device)
+    return timed(training_step(model, x, context), warmup=3, repeat=8) * 1e3
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="resnet9_slim")
+    parser.add_argument("--busy", type=int, default=None, help="CPUs to keep busy (half)")
+    args = parser.parse_args()
+    allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    allowed = allowed or list(range(os.cpu_count() or 1))
+    busy = args.busy if args.busy is not None else max(1, len(allowed) // 2)
+    default = torch.get_num_threads()
+    caps = cpu_capabilities()
+    print(f"CPU: {caps['name']} | {len(allowed)} CPUs | torch default {default} threads | "
+          f"{args.model}, batch 256, bf16 {caps['native_bfloat16']}")  # fmt: skip
+    idle = step_ms(args.model, default)
+    print(f"idle machine, {default} threads: {idle:7.1f} ms/step", flush=True)
+    spinners = [
+        multiprocessing.Process(target=_spin, args=(cpu,), daemon=True) for cpu in allowed[-busy:]
+    ]
+    for process in spinners:
+        process.start()
+    try:
+        free = min(free_cpus(), default)
+        loaded = step_ms(args.model, default)
+        print(f"busy CPUs {busy}, {default} threads: {loaded:7.1f} ms/step", flush=True)
+        chosen = step_ms(args.model, free)
+        print(f"busy CPUs {busy}, {free} threads (free): {chosen:7.1f} ms/step")
+    finally:
+        for process in spinners:
+            process.terminate()
+    print(f"threads free vs default on the shared machine: {loaded / chosen:.2f}x faster")
+
+
+if __name__ == "__main__":
+    main()
