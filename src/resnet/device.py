@@ -143,7 +143,7 @@ def _cpu_times() -> Optional[dict[int, tuple[int, int]]]:
         return None
     times = {}
     for line in lines:
-        name, *fields = line.split()
+        name, *fields = line.split() or [""]
         if name.startswith("cpu") and name[3:].isdigit() and len(fields) >= 4:
             ticks = [int(value) for value in fields[:8]]  # user nice system idle iowait irq ...
             times[int(name[3:])] = (ticks[3] + (ticks[4] if len(ticks) > 4 else 0), sum(ticks))
