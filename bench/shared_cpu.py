@@ -20,11 +20,9 @@ import multiprocessing
 import os
 
 import torch
-from peak import timed, training_step
+from peak import step_seconds
 
-from resnet.device import cpu_capabilities, free_cpus, resolve_precision
-from resnet.engine.setup import StepContext
-from resnet.models import create_model
+from resnet.device import allowed_cpus, cpu_capabilities, free_cpus
 
 
 def _spin(cpu: int) -> None:
@@ -35,15 +33,11 @@ def _spin(cpu: int) -> None:
 
 
 def step_ms(model_name: str, threads: int) -> float:
-    """Median milliseconds of one training step of ``model_name`` with ``threads`` threads."""
+    """Median milliseconds of one training step of ``model_name`` with ``threads`` threads, in
+    the precision ``amp: auto`` picks on this CPU."""
     torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    model = create_model(model_name, num_classes=10, in_chans=1)
-    model = model.to(memory_format=torch.channels_last)
-    x = torch.randn(256, 1, 28, 28).to(memory_format=torch.channels_last)
-    device = torch.device("cpu")
-    context = StepContext(resolve_precision("auto", device), "auto", device)
-    return timed(training_step(model, x, context), warmup=3, repeat=8) * 1e3
+    precision = "bf16" if cpu_capabilities()["native_bfloat16"] else "fp32"
+    return step_seconds(model_name, precision, "engine") * 1e3
 
 
 def main() -> None:
@@ -51,8 +45,7 @@ def main() -> None:
     parser.add_argument("--model", default="resnet9_slim")
     parser.add_argument("--busy", type=int, default=None, help="CPUs to keep busy (half)")
     args = parser.parse_args()
-    allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    allowed = allowed or list(range(os.cpu_count() or 1))
+    allowed = allowed_cpus()
     busy = args.busy if args.busy is not None else max(1, len(allowed) // 2)
     default = torch.get_num_threads()
     caps = cpu_capabilities()

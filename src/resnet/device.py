@@ -14,7 +14,7 @@ from resnet.errors import ConfigError
 
 __all__ = [
     "resolve_device", "has_fast_bfloat16", "cpu_capabilities", "resolve_precision", "free_cpus",
-    "resolve_threads",
+    "resolve_threads", "allowed_cpus",
 ]  # fmt: skip
 
 # torch's own thread count before any run changed it: the most that ``threads="free"`` takes.
@@ -98,10 +98,10 @@ def free_cpus(sample_seconds: float = 0.5) -> int:
 
     Why: oneDNN and OpenMP threads wait for each other at every operation, so one thread on a
     busy core stalls them all. On 2 cores with one spinning at 100%, a bf16 resnet9_slim step
-    took 886-967 ms with 2 threads and 299-309 ms with 1 (167-175 ms idle; Xeon with AMX,
+    took 775-967 ms with 2 threads and 289-309 ms with 1 (163-175 ms idle; Xeon with AMX,
     2026-12-02, ``python bench/shared_cpu.py``).
     """
-    allowed = _allowed_cpus()
+    allowed = allowed_cpus()
     first = _cpu_times()
     if first is None:
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
@@ -129,7 +129,8 @@ def resolve_threads(threads: Union[int, str, None], processes: int = 1) -> int:
     raise ConfigError(f"threads must be a whole number >= 1 or 'free', got {threads!r}")
 
 
-def _allowed_cpus() -> list[int]:
+def allowed_cpus() -> list[int]:
+    """The indices of the CPUs this process may run on (its affinity set where the OS has one)."""
     if hasattr(os, "sched_getaffinity"):
         return sorted(os.sched_getaffinity(0))
     return list(range(os.cpu_count() or 1))

@@ -17,7 +17,7 @@ def _fake_stat(monkeypatch, samples, cpus=(0, 1)):
     """/proc/stat reads ``samples`` in turn: each {cpu: (idle ticks, total ticks)}."""
     reads = iter(samples)
     monkeypatch.setattr(device_module, "_cpu_times", lambda: next(reads))
-    monkeypatch.setattr(device_module, "_allowed_cpus", lambda: list(cpus))
+    monkeypatch.setattr(device_module, "allowed_cpus", lambda: list(cpus))
     monkeypatch.setattr(device_module.time, "sleep", lambda seconds: None)
 
 
@@ -48,7 +48,7 @@ def test_free_cpus_only_counts_the_cpus_this_process_may_use(monkeypatch):
 @pytest.mark.parametrize("load, expected", [(0.0, 4), (1.0, 3), (2.9, 1), (9.0, 1)])
 def test_without_proc_stat_the_load_average_stands_in(monkeypatch, load, expected):
     monkeypatch.setattr(device_module, "_cpu_times", lambda: None)
-    monkeypatch.setattr(device_module, "_allowed_cpus", lambda: [0, 1, 2, 3])
+    monkeypatch.setattr(device_module, "allowed_cpus", lambda: [0, 1, 2, 3])
     monkeypatch.setattr(device_module.os, "getloadavg", lambda: (load, load, load), raising=False)
     assert free_cpus() == expected
 
