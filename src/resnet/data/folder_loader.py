@@ -16,6 +16,7 @@ import torch
 import torch.utils.data
 
 from resnet.data.decode import open_image
+from resnet.data.erasing import erase, erasing_boxes
 from resnet.data.folder import ImageFolderDataset
 from resnet.data.preprocess import normalization_affine, pil_to_tensor
 from resnet.data.seeding import EpochLoader, epoch_generator
@@ -99,6 +100,7 @@ class FolderLoader(EpochLoader):
         shuffle: bool = True,
         augment: bool = False,
         flip: bool = True,
+        erasing: float = 0.0,
         seed: int = 0,
         drop_last: bool = False,
         device: torch.device | str = "cpu",
@@ -113,6 +115,7 @@ class FolderLoader(EpochLoader):
         self.shuffle, self.seed = shuffle, seed
         self.num_workers = default_num_workers() if num_workers is None else num_workers
         self.view = _FolderView(dataset, augment, flip, seed)
+        self.erasing = erasing if augment else 0.0
         self.device, self.dtype, self.channels_last = torch.device(device), dtype, channels_last
         if self.num_samples == 0:
             raise ConfigError(
@@ -123,27 +126,43 @@ class FolderLoader(EpochLoader):
 
     def epoch_batches(self, epoch: int) -> list[list[tuple[int, int]]]:
         """This rank's batches of (sample index, epoch) keys for ``epoch``."""
+        return self._epoch_plan(epoch)[0]
+
+    def epoch_erase_boxes(self, epoch: int) -> torch.Tensor | None:
+        """This rank's random-erasing boxes for ``epoch``, in batch order (None: no erasing)."""
+        return self._epoch_plan(epoch)[1]
+
+    def _epoch_plan(self, epoch: int) -> tuple[list[list[tuple[int, int]]], torch.Tensor | None]:
+        """This rank's batches of keys, and its random-erasing boxes in the same order."""
         n = len(self.dataset)
-        order = (
-            torch.randperm(n, generator=epoch_generator(self.seed, epoch)) if self.shuffle else None
-        )
-        order = (order if order is not None else torch.arange(n)).tolist()
-        mine = order[self.rank : self.num_samples * self.world_size : self.world_size]
-        return [
+        generator = epoch_generator(self.seed, epoch)
+        order = torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)
+        shard = slice(self.rank, self.num_samples * self.world_size, self.world_size)
+        boxes = None
+        if self.erasing:
+            boxes = erasing_boxes(generator, n, *self.meta.image_size, self.erasing)[shard]
+        mine = order[shard].tolist()
+        batches = [
             [(i, epoch) for i in mine[start : start + self.batch_size]]
             for start in range(0, len(self) * self.batch_size, self.batch_size)
         ]
+        return batches, boxes
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        batches, boxes = self._epoch_plan(self.epoch)
         loader = torch.utils.data.DataLoader(
             self.view,
-            batch_sampler=self.epoch_batches(self.epoch),
+            batch_sampler=batches,
             num_workers=self.num_workers,
             pin_memory=self.device.type == "cuda",
         )
+        start = 0
         for images, labels in _one_line_errors(loader):
             x = images.to(self.device, non_blocking=True).to(self.dtype)
             x = torch.addcmul(self.shift, x, self.scale)  # (x/255 - mean)/std
+            if boxes is not None:
+                x = erase(x, boxes[start : start + len(x)])
+            start += len(x)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             yield x, labels.to(self.device, non_blocking=True)

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from resnet.data.erasing import erase, erasing_boxes
 from resnet.data.folder import ImageFolderDataset
 from resnet.data.folder_loader import FolderLoader
 from resnet.data.meta import ArrayDataset, DatasetMeta
@@ -68,13 +69,15 @@ class EpochPlan:
     order: torch.Tensor  # (n,) sample indices, in the order they are batched
     offsets: torch.Tensor | None  # (n, spatial dims) crop offsets in [0, 2*pad], or None
     flips: torch.Tensor | None  # (n,) bool, or None
+    erase_boxes: torch.Tensor | None = None  # (n, 4) random-erasing boxes, or None
 
 
 class TensorLoader(EpochLoader):
     """Batches of (normalized float x on ``device``, int64 y) from an :class:`ArrayDataset`.
 
     Call :meth:`set_epoch` before iterating each epoch. ``crop`` defaults to on for 2D images and
-    off for volumes (N, C, D, H, W), which are only mirrored along the last axis.
+    off for volumes (N, C, D, H, W), which are only mirrored along the last axis. ``erasing`` is
+    the probability of random erasing (:mod:`resnet.data.erasing`, 2D only) when augmenting.
     """
 
     def __init__(
@@ -87,6 +90,7 @@ class TensorLoader(EpochLoader):
         pad: int = 4,
         flip: bool = True,
         crop: bool | None = None,
+        erasing: float = 0.0,
         seed: int = 0,
         drop_last: bool = False,
         device: torch.device | str = "cpu",
@@ -109,6 +113,12 @@ class TensorLoader(EpochLoader):
         self.pad = pad
         self.crop = augment and (self.spatial_dims == 2 if crop is None else crop)
         self.flip = augment and flip
+        self.erasing = erasing if augment else 0.0
+        if self.erasing and self.spatial_dims != 2:
+            raise ConfigError(
+                f"random_erasing works on 2D images, not {self.spatial_dims}D volumes; "
+                "set random_erasing: 0"
+            )
         self.device, self.dtype, self.channels_last = torch.device(device), dtype, channels_last
         if self.num_samples == 0:
             raise ConfigError(
@@ -134,11 +144,15 @@ class TensorLoader(EpochLoader):
             offsets = torch.randint(
                 0, 2 * self.pad + 1, (n, self.spatial_dims), generator=generator
             )
+        boxes = None
+        if self.erasing:
+            boxes = erasing_boxes(generator, n, *self.dataset.images.shape[-2:], self.erasing)
         shard = slice(self.rank, self.num_samples * self.world_size, self.world_size)
         return EpochPlan(
             order=order[shard],
             offsets=None if offsets is None else offsets[shard],
             flips=None if flips is None else flips[shard],
+            erase_boxes=None if boxes is None else boxes[shard],
         )
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -146,6 +160,7 @@ class TensorLoader(EpochLoader):
         order = plan.order.to(self.device)
         offsets = None if plan.offsets is None else plan.offsets.to(self.device)
         flips = None if plan.flips is None else plan.flips.to(self.device)
+        boxes = None if plan.erase_boxes is None else plan.erase_boxes.to(self.device)
         memory_format = torch.channels_last if self.spatial_dims == 2 else torch.channels_last_3d
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             window = slice(start, start + self.batch_size)
@@ -157,6 +172,8 @@ class TensorLoader(EpochLoader):
                 self.pad,
             )
             x = torch.addcmul(self.shift, x.to(self.dtype), self.scale)  # (x/255 - mean)/std
+            if boxes is not None:
+                x = erase(x, boxes[window])
             if self.channels_last:
                 x = x.contiguous(memory_format=memory_format)
             yield x, self.labels[index]
@@ -173,6 +190,7 @@ def make_loader(
     augment: bool | None = None,
     flip: bool | None = None,
     pad: int = 4,
+    erasing: float = 0.0,
     drop_last: bool = False,
     channels_last: bool = False,
     rank: int = 0,
@@ -196,6 +214,7 @@ def make_loader(
             augment=augment,
             pad=pad,
             flip=flip,
+            erasing=erasing,
             seed=seed,
             drop_last=drop_last,
             device=device,
@@ -214,6 +233,7 @@ def make_loader(
         shuffle=train,
         augment=augment,
         flip=flip,
+        erasing=erasing,
         seed=seed,
         drop_last=drop_last,
         device=device,

@@ -39,6 +39,7 @@ _RANGES: dict[str, tuple[Optional[float], Optional[float], bool, bool]] = {
     "gamma": (0, None, False, True),
     "warmup_epochs": (0, None, True, True),
     "label_smoothing": (0, 1, True, False),
+    "random_erasing": (0, 1, True, True),
     "ema": (0, 1, False, False),
     "val_fraction": (0, 1, True, False),
     "train_subset": (1, None, True, True),
@@ -78,6 +79,9 @@ class TrainConfig:
     image_size: Optional[int] = None
     augment: bool = True  # random crop after zero padding + horizontal flip (paper, sec. 4.2)
     pad: int = 4  # pixels of zero padding before the random crop
+    # Probability of erasing a random rectangle of each training image (arXiv 1708.04896;
+    # resnet.data.erasing), applied with the other augmentation.
+    random_erasing: float = 0.0
     num_workers: int = 2  # only image-folder datasets use worker processes
     # --- length
     epochs: int = 10
@@ -164,6 +168,8 @@ class TrainConfig:
                 _check_range(key, getattr(self, key), *bounds)
         if not _DEVICE.match(self.device):
             raise ConfigError(f"device must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
+        if self.random_erasing and not self.augment:
+            raise ConfigError("random_erasing needs augment: true; set one of them")
         if self.schedule == "step" and not self.milestones:
             raise ConfigError("schedule 'step' needs milestones, e.g. milestones: [32000, 48000]")
         if self.name is not None:

@@ -106,6 +106,7 @@ def _loaders(cfg, ctx, per_rank_batch, train_set, eval_set, test_set, eval_split
         "train": True,
         "augment": cfg.augment,
         "pad": cfg.pad,
+        "erasing": cfg.random_erasing,
         "rank": ctx.rank,
         "world_size": ctx.world_size,
         "num_workers": cfg.num_workers,

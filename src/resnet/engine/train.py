@@ -177,7 +177,8 @@ def _print_header(cfg: TrainConfig, data: RunData, run: Run, ctx: DistContext, c
         steps = min(steps, cfg.max_steps)
     precision = "bfloat16 autocast" if context.precision == "bf16" else "float32"
     processes = f" x {ctx.world_size} processes" if ctx.distributed else ""
-    threads = f" ({cfg.num_threads} threads)" if run.device.type == "cpu" else ""
+    plural = "" if cfg.num_threads == 1 else "s"
+    threads = f" ({cfg.num_threads} thread{plural})" if run.device.type == "cpu" else ""
     print(
         f"{cfg.model} on {data.meta.name}: {data.num_train} train images, "
         f"{len(data.train_loader)} steps/epoch, {steps} steps, device {run.device}{threads}, "
