@@ -22,12 +22,32 @@ import time
 import torch
 import torch.nn.functional as F
 
-from resnet.device import cpu_capabilities
+from resnet.device import allowed_cpus, cpu_capabilities, free_cpus
 from resnet.engine.setup import StepContext
 from resnet.models import create_model
 from resnet.models.profile import count_gflops
 
 CONV_SHAPES = ((16, 28), (32, 28), (64, 14), (128, 14), (256, 7))  # (channels, side)
+
+
+def machine_header(details: str = "") -> str:
+    """The line every benchmark prints first: the CPU's name, its bfloat16 units, torch and the
+    thread count, then ``details``; and a warning line when some CPUs are busy at the start,
+    since figures measured beside another job are not comparable (oneDNN's threads wait for
+    the slowest one)."""
+    caps = cpu_capabilities()
+    line = (
+        f"CPU: {caps['name']} | ISA {caps['isa']} | AMX {caps['amx']} | "
+        f"AVX512-BF16 {caps['avx512_bf16']} | torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads" + (f" | {details}" if details else "")
+    )
+    free, cpus = free_cpus(), len(allowed_cpus())
+    if free < cpus:
+        line += (
+            f"\nWARNING: only {free} of {cpus} CPUs were idle at the start: another job is "
+            "running, so this run's figures are not comparable; rerun it alone"
+        )
+    return line
 
 
 def timed(fn, *, warmup: int = 3, repeat: int = 10) -> float:
@@ -101,11 +121,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    caps = cpu_capabilities()
-    print(
-        f"CPU: {caps['name']} | ISA {caps['isa']} | AVX512-BF16 {caps['avx512_bf16']} | "
-        f"AMX {caps['amx']} | {torch.get_num_threads()} threads | torch {torch.__version__}"
-    )
+    print(machine_header(), flush=True)
     peaks = {}
     for label, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
         mm = matmul_gflops(dtype)

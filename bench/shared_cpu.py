@@ -20,7 +20,7 @@ import multiprocessing
 import os
 
 import torch
-from peak import step_seconds
+from peak import machine_header, step_seconds
 
 from resnet.device import allowed_cpus, cpu_capabilities, free_cpus
 
@@ -32,12 +32,14 @@ def _spin(cpu: int) -> None:
         pass
 
 
+# The precision ``amp: auto`` picks on this CPU.
+PRECISION = "bf16" if cpu_capabilities()["native_bfloat16"] else "fp32"
+
+
 def step_ms(model_name: str, threads: int) -> float:
-    """Median milliseconds of one training step of ``model_name`` with ``threads`` threads, in
-    the precision ``amp: auto`` picks on this CPU."""
+    """Median milliseconds of one training step of ``model_name`` with ``threads`` threads."""
     torch.set_num_threads(threads)
-    precision = "bf16" if cpu_capabilities()["native_bfloat16"] else "fp32"
-    return step_seconds(model_name, precision, "engine") * 1e3
+    return step_seconds(model_name, PRECISION, "engine") * 1e3
 
 
 def main() -> None:
@@ -48,9 +50,7 @@ def main() -> None:
     allowed = allowed_cpus()
     busy = args.busy if args.busy is not None else max(1, len(allowed) // 2)
     default = torch.get_num_threads()
-    caps = cpu_capabilities()
-    print(f"CPU: {caps['name']} | {len(allowed)} CPUs | torch default {default} threads | "
-          f"{args.model}, batch 256, bf16 {caps['native_bfloat16']}")  # fmt: skip
+    print(machine_header(f"{len(allowed)} CPUs | {args.model}, batch 256, {PRECISION}"))
     idle = step_ms(args.model, default)
     print(f"idle machine, {default} threads: {idle:7.1f} ms/step", flush=True)
     spinners = [

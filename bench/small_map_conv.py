@@ -21,11 +21,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from resnet.device import cpu_capabilities
 from resnet.engine.kernels import small_map_conv, takes_small_map
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from peak import timed, training_step  # noqa: E402
+from peak import machine_header, timed, training_step  # noqa: E402
 
 # (network, batch, in channels, out channels, input size, stride)
 SHAPES = (
@@ -99,11 +98,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--steps", action="store_true", help="also whole training steps")
     args = parser.parse_args()
-    caps = cpu_capabilities()
-    print(
-        f"CPU: {caps['name']} | AMX {caps['amx']} | AVX512-BF16 {caps['avx512_bf16']} | "
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads | {args.dtype}"
-    )
+    print(machine_header(args.dtype), flush=True)
     dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
     for shape in SHAPES:
         _compare(*shape, dtype, args.repeats)

@@ -24,9 +24,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from peak import conv_gflops  # noqa: E402
+from peak import conv_gflops, machine_header  # noqa: E402
 
-from resnet.device import cpu_capabilities  # noqa: E402
 from resnet.engine.config import TrainConfig  # noqa: E402
 from resnet.engine.train import train  # noqa: E402
 from resnet.models import create_model  # noqa: E402
@@ -117,14 +116,9 @@ def main() -> None:
     import yaml
 
     overrides = {k: yaml.safe_load(v) for k, _, v in (item.partition("=") for item in args.set)}
-    caps = cpu_capabilities()
     peak = max(conv_gflops(torch.bfloat16, c, s) for c, s in ((64, 14), (128, 14), (256, 7)))
-    print(
-        f"CPU: {caps['name']} | AMX {caps['amx']} | AVX512-BF16 {caps['avx512_bf16']} | "
-        f"{torch.get_num_threads()} threads | bf16 conv peak {peak:,.0f} GFLOP/s | "
-        f"recipe {args.recipe} {overrides or ''}",
-        flush=True,
-    )
+    details = f"bf16 conv peak {peak:,.0f} GFLOP/s | recipe {args.recipe} {overrides or ''}"
+    print(machine_header(details), flush=True)
     rows = []
     with tempfile.TemporaryDirectory(prefix="tta-") as tmp:
         for seed in range(args.first_seed, args.first_seed + args.seeds):

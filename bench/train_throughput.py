@@ -241,15 +241,10 @@ def main() -> None:
     )
     args = parser.parse_args()
     import torchvision
+    from peak import machine_header
 
-    from resnet.device import cpu_capabilities
-
-    caps = cpu_capabilities()
-    print(
-        f"CPU: {caps['name']} | AMX {caps['amx']} | AVX512-BF16 {caps['avx512_bf16']} | "
-        f"torch {torch.__version__}, torchvision {torchvision.__version__}, "
-        f"{torch.get_num_threads()} threads; {args.warmup} warm-up + {args.steps} timed steps"
-    )
+    details = f"torchvision {torchvision.__version__}; {args.warmup} warm-up + {args.steps} steps"
+    print(machine_header(details), flush=True)
     train = load_dataset("fashion-mnist", "train", data_dir=args.data_dir, val_fraction=0.0)
 
     # resnet20 on 28x28 Fashion-MNIST, 2-pixel padded crop + flip, batch 256.
