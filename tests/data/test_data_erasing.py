@@ -135,3 +135,15 @@ def test_folder_loader_erases_the_same_way(tmp_path):
 def test_config_errors(values, message):
     with pytest.raises(ConfigError, match=message):
         TrainConfig(**values)
+
+
+def test_the_config_reaches_the_training_loader_and_only_it():
+    from resnet.engine.distributed import DistContext
+    from resnet.engine.setup import load_data
+
+    images = make_dataset(n=32, shape=(1, 8, 8))
+    cfg = TrainConfig(random_erasing=0.5, val_fraction=0.0, batch_size=8)
+    ctx = DistContext(0, 1, 0, torch.device("cpu"))
+    data = load_data(cfg, ctx, 8, datasets={"train": images, "test": images})
+    assert data.train_loader.erasing == 0.5 and data.eval_loader.erasing == 0.0
+    assert data.train_loader.epoch_plan(0).erase_boxes is not None
