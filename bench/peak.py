@@ -22,7 +22,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from resnet.device import allowed_cpus, cpu_capabilities, free_cpus
+from resnet.device import allowed_cpus, busy_cpu_seconds, cpu_capabilities, free_cpus
 from resnet.engine.setup import StepContext
 from resnet.models import create_model
 from resnet.models.profile import count_gflops
@@ -48,6 +48,35 @@ def machine_header(details: str = "") -> str:
             "running, so this run's figures are not comparable; rerun it alone"
         )
     return line
+
+
+class OtherLoad:
+    """What other processes ran beside this benchmark, from its creation to ``warning()``: the
+    machine's busy CPU seconds less this process's own. It catches a job that starts after the
+    benchmark does, which the check at the start cannot. This process's worker processes
+    (DataLoader, compile workers) count as other load."""
+
+    def __init__(self) -> None:
+        self.start = (time.perf_counter(), busy_cpu_seconds(), time.process_time())
+
+    def cpus(self) -> float | None:
+        """Average CPUs other processes kept busy so far (None: no /proc/stat)."""
+        wall, busy, own = self.start
+        now = busy_cpu_seconds()
+        if busy is None or now is None:
+            return None
+        others = (now - busy) - (time.process_time() - own)
+        return max(0.0, others / max(time.perf_counter() - wall, 1e-9))
+
+    def warning(self, threshold: float = 0.2) -> str:
+        """'' when the machine stayed to this benchmark; else a line saying it did not."""
+        cpus = self.cpus()
+        if cpus is None or cpus < threshold:
+            return ""
+        return (
+            f"WARNING: other processes kept {cpus:.1f} CPUs busy on average during this run, "
+            "so its figures are not comparable; rerun it alone"
+        )
 
 
 def timed(fn, *, warmup: int = 3, repeat: int = 10) -> float:
@@ -122,6 +151,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     print(machine_header(), flush=True)
+    others = OtherLoad()
     peaks = {}
     for label, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
         mm = matmul_gflops(dtype)
@@ -147,6 +177,7 @@ def main() -> None:
                     f"{name:<14} {precision:<10} {mode:<8} {rate:>9,.0f} "
                     f"{rate / per_image:>8,.0f} {rate / peaks['bf16']:>12.1%}"
                 )
+    print(others.warning() or "no other load during the run", flush=True)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from peak import conv_gflops, machine_header  # noqa: E402
+from peak import OtherLoad, conv_gflops, machine_header  # noqa: E402
 
 from resnet.engine.config import TrainConfig  # noqa: E402
 from resnet.engine.train import train  # noqa: E402
@@ -116,6 +116,7 @@ def main() -> None:
     import yaml
 
     overrides = {k: yaml.safe_load(v) for k, _, v in (item.partition("=") for item in args.set)}
+    others = OtherLoad()
     peak = max(conv_gflops(torch.bfloat16, c, s) for c, s in ((64, 14), (128, 14), (256, 7)))
     details = f"bf16 conv peak {peak:,.0f} GFLOP/s | recipe {args.recipe} {overrides or ''}"
     print(machine_header(details), flush=True)
@@ -144,6 +145,8 @@ def main() -> None:
         f"{statistics.fmean(r['fraction'] for r in rows):.1%} of bf16 peak",
         flush=True,
     )
+    # Before the baseline, whose DataLoader worker processes would count as other load.
+    print(others.warning() or "no other load during the runs", flush=True)
     if args.baseline:
         base = baseline(args.recipe, args.first_seed)
         print(

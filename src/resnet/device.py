@@ -14,7 +14,7 @@ from resnet.errors import ConfigError
 
 __all__ = [
     "resolve_device", "has_fast_bfloat16", "cpu_capabilities", "resolve_precision", "free_cpus",
-    "resolve_threads", "allowed_cpus",
+    "resolve_threads", "allowed_cpus", "busy_cpu_seconds",
 ]  # fmt: skip
 
 # torch's own thread count before any run changed it: the most that ``threads="free"`` takes.
@@ -127,6 +127,18 @@ def resolve_threads(threads: Union[int, str, None], processes: int = 1) -> int:
     if isinstance(threads, int) and not isinstance(threads, bool) and threads >= 1:
         return threads
     raise ConfigError(f"threads must be a whole number >= 1 or 'free', got {threads!r}")
+
+
+def busy_cpu_seconds() -> Optional[float]:
+    """Seconds the CPUs this process may run on have spent busy (not idle) since boot, from
+    ``/proc/stat``; None where it cannot be read. Two readings, less this process's own
+    ``time.process_time()`` between them, give what other jobs used in that time."""
+    times = _cpu_times()
+    if times is None:
+        return None
+    allowed = set(allowed_cpus())
+    busy = sum(total - idle for cpu, (idle, total) in times.items() if cpu in allowed)
+    return busy / os.sysconf("SC_CLK_TCK")
 
 
 def allowed_cpus() -> list[int]:

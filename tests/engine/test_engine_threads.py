@@ -8,7 +8,7 @@ import torch
 import yaml
 
 import resnet.device as device_module
-from resnet.device import free_cpus, resolve_threads
+from resnet.device import busy_cpu_seconds, free_cpus, resolve_threads
 from resnet.engine.config import TrainConfig
 from resnet.errors import ConfigError
 
@@ -51,6 +51,24 @@ def test_without_proc_stat_the_load_average_stands_in(monkeypatch, load, expecte
     monkeypatch.setattr(device_module, "allowed_cpus", lambda: [0, 1, 2, 3])
     monkeypatch.setattr(device_module.os, "getloadavg", lambda: (load, load, load), raising=False)
     assert free_cpus() == expected
+
+
+def test_busy_cpu_seconds_sums_the_busy_ticks_of_the_allowed_cpus(monkeypatch):
+    stat = {0: (700, 1000), 1: (100, 1000), 2: (0, 1000)}  # busy 300, 900, 1000 ticks
+    _fake_stat(monkeypatch, [stat, None], cpus=(0, 1))
+    monkeypatch.setattr(device_module.os, "sysconf", lambda name: 100)
+    assert busy_cpu_seconds() == pytest.approx(12.0)  # (300 + 900) / 100 Hz
+    assert busy_cpu_seconds() is None  # no /proc/stat
+
+
+def test_busy_cpu_seconds_follows_this_process_spinning():
+    import time
+
+    before, start = busy_cpu_seconds(), time.process_time()
+    while time.process_time() - start < 0.3:
+        pass
+    if before is not None:  # Linux: the spin shows in the machine's busy time
+        assert busy_cpu_seconds() - before >= 0.2
 
 
 def test_free_cpus_reads_this_machine():
