@@ -125,15 +125,12 @@ def test_corrupt_image_is_one_line_data_error_naming_the_file(tmp_path, payload)
 
 
 @pytest.mark.parametrize("num_workers", [0, 1])
-def test_image_corrupted_after_indexing_fails_loader_with_one_line(tmp_path, num_workers):
-    rng = np.random.default_rng(0)
-    for label in ("a", "b"):
-        (tmp_path / label).mkdir()
-        for i in range(3):
-            pixels = rng.integers(0, 256, (10, 10, 3), dtype=np.uint8)
-            Image.fromarray(pixels).save(tmp_path / label / f"{i}.png")
+def test_image_corrupted_after_indexing_fails_loader_with_one_line(
+    tmp_path, write_images, num_workers
+):
+    write_images(tmp_path, ("a", "b"), per_class=3, size=(10, 10))
     dataset = load_dataset(str(tmp_path), "train", image_size=8)
-    victim = tmp_path / "b" / "1.png"
+    victim = tmp_path / "b" / "01.png"
     victim.write_bytes(victim.read_bytes()[:-60])  # truncated after the scan
     with pytest.raises(DataError, match="not a readable image"):
         dataset[4]

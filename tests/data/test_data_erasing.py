@@ -2,10 +2,8 @@
 against a per-sample loop, and the loaders' contract (a pure function of (seed, epoch), the
 other augmentation unchanged, rank shards, folders, volumes, config errors)."""
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from resnet.data import ArrayDataset, DatasetMeta, TensorLoader, load_dataset, make_loader
 from resnet.data.erasing import RATIO, SCALE, erase, erasing_boxes
@@ -105,13 +103,8 @@ def test_volumes_are_a_config_error():
         TensorLoader(volumes, 4, augment=True, erasing=0.5)
 
 
-def test_folder_loader_erases_the_same_way(tmp_path):
-    rng = np.random.default_rng(0)
-    for name in ("a", "b"):
-        (tmp_path / name).mkdir()
-        for i in range(5):
-            pixels = rng.integers(1, 256, (12, 12, 3), dtype=np.uint8)
-            Image.fromarray(pixels).save(tmp_path / name / f"{i}.png")
+def test_folder_loader_erases_the_same_way(tmp_path, write_images):
+    write_images(tmp_path, ("a", "b"), per_class=5, size=(12, 12))
     train = load_dataset(str(tmp_path), "train", image_size=12, val_fraction=0.0)
 
     def epoch(erasing):

@@ -11,23 +11,8 @@ from resnet.data import ImageFolderDataset, load_dataset, make_loader, preproces
 from resnet.errors import ConfigError, DataError
 
 
-def write_images(directory, classes=("cat", "dog"), per_class=6, size=(20, 14), seed=0):
-    """Noise PNGs (RGB, different sizes so resizing matters); returns the written paths."""
-    rng = np.random.default_rng(seed)
-    paths = []
-    for label, name in enumerate(classes):
-        (directory / name).mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            pixels = rng.integers(0, 256, (size[1] + i, size[0], 3), dtype=np.uint8)
-            pixels[..., label] //= 4  # make classes differ in colour
-            path = directory / name / f"{i:02d}.png"
-            Image.fromarray(pixels).save(path)
-            paths.append((path, label))
-    return paths
-
-
 @pytest.fixture
-def folder(tmp_path):
+def folder(tmp_path, write_images):
     root = tmp_path / "pets"
     paths = write_images(root)
     corrupt = root / "cat" / "broken.png"
@@ -153,7 +138,9 @@ def test_train_loader_is_deterministic_per_epoch_and_worker_independent(folder):
         ("cat/sub/alias", "..", True),
     ],
 )
-def test_links_never_repeat_files_or_leave_their_class_folder(tmp_path, link, target, skipped):
+def test_links_never_repeat_files_or_leave_their_class_folder(
+    tmp_path, write_images, link, target, skipped
+):
     root = tmp_path / "pets"
     paths = write_images(root)  # 6 cats, 6 dogs
     (root / "cat" / "sub").mkdir()
