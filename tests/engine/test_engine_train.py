@@ -132,3 +132,40 @@ def test_deterministic_runs_skip_the_nan_filling_and_train_restores_the_flags(ti
         determinism.fill_uninitialized_memory = before[1]
     train(tiny_config(tiny_npz, tmp_path, epochs=1, max_steps=2))
     assert flags() == before
+
+
+def test_whitened_stem_comes_from_the_first_training_images(tiny_npz, tmp_path, monkeypatch):
+    from resnet.models.fast import ResNet9
+    from resnet.models.whitening import patch_whitening_filters
+
+    seen: dict[str, list] = {"whitened": [], "trained": []}
+    whiten, stem = ResNet9.whiten_stem, ResNet9.forward_stem
+
+    def spy_whiten(model, images, **kwargs):
+        seen["whitened"].append(images.clone())
+        whiten(model, images, **kwargs)
+
+    def spy_stem(model, x):
+        if model.training:
+            seen["trained"].append(x.clone())
+        return stem(model, x)
+
+    monkeypatch.setattr(ResNet9, "whiten_stem", spy_whiten)
+    monkeypatch.setattr(ResNet9, "forward_stem", spy_stem)
+    options = {"model": "resnet9_slim", "model_kwargs": {"whitened_stem": True}, "epochs": 1}
+    first = train(tiny_config(tiny_npz, tmp_path, name="first", **options))
+    (images,) = seen["whitened"]
+    assert len(images) == 256  # the whole tiny train split: fewer than WHITENING_IMAGES
+    # The images of epoch 0, as the first step sees them (augmented, normalised).
+    torch.testing.assert_close(images[:32], seen["trained"][0])
+    weights = load_file(str(first.last_checkpoint))
+    torch.testing.assert_close(weights["conv1.weight"], patch_whitening_filters(images))
+    assert weights["conv1.bias"].abs().sum() > 0  # the bias learns; the filters stay fixed
+
+    # A pretrained (or resumed) model keeps the stem it was trained with.
+    seen["whitened"].clear()
+    tuned = train(tiny_config(tiny_npz, tmp_path, name="tuned", pretrained=str(first.run_dir),
+                              **options))  # fmt: skip
+    assert seen["whitened"] == []
+    tuned_weights = load_file(str(tuned.last_checkpoint))
+    assert torch.equal(tuned_weights["conv1.weight"], weights["conv1.weight"])

@@ -21,7 +21,10 @@ from resnet.errors import ConfigError, DataError
 
 __all__ = [
     "RunData", "StepContext", "seed_everything", "load_data", "build_model", "autocast_context",
+    "init_from_data", "WHITENING_IMAGES",
 ]  # fmt: skip
+
+WHITENING_IMAGES = 512  # training images a whitened stem is computed from
 
 
 def seed_everything(seed: int, deterministic: bool, num_threads: Optional[int] = None) -> None:
@@ -168,6 +171,25 @@ def build_model(
     if cfg.channels_last and len(meta.image_size) == 2:
         model = model.to(memory_format=torch.channels_last)
     return model, frozen
+
+
+def init_from_data(model: nn.Module, train_loader: Any, images: int = WHITENING_IMAGES) -> None:
+    """Initialisation that needs data, run once before a fresh run's first step.
+
+    A model with a whitened stem (``ResNet9(whitened_stem=True)``, ``resnet.models.whitening``)
+    gets its filters from the first ``images`` images of training epoch 0, augmented and
+    normalised as the first steps will see them. Other models are left alone. A resumed or
+    pretrained model already holds its stem, so callers skip this for them.
+    """
+    if not getattr(model, "whitened_stem", False):
+        return
+    batches, count = [], 0
+    for x, _ in train_loader:
+        batches.append(x)
+        count += len(x)
+        if count >= images:
+            break
+    model.whiten_stem(torch.cat(batches)[:images])
 
 
 def _weight_file(path: str) -> Path:

@@ -23,7 +23,14 @@ from resnet.engine.distributed import DistContext, broadcast, check_batch_split,
 from resnet.engine.evaluate import evaluate_loader
 from resnet.engine.loop import LoopSettings, fit, read_state
 from resnet.engine.optim import ModelEma, build_optimizer, param_groups, set_bn_eval
-from resnet.engine.setup import RunData, StepContext, build_model, load_data, seed_everything
+from resnet.engine.setup import (
+    RunData,
+    StepContext,
+    build_model,
+    init_from_data,
+    load_data,
+    seed_everything,
+)
 from resnet.errors import ConfigError, NonFiniteLossError
 from resnet.run import Run
 
@@ -119,6 +126,8 @@ def _train(
     seed_everything(cfg.seed, cfg.deterministic, cfg.num_threads)
     data = load_data(cfg, ctx, check_batch_split(cfg.batch_size, ctx), datasets)
     model, frozen = build_model(cfg, data.meta, run.device, sync_bn=ctx.distributed)
+    if not resumed and cfg.pretrained is None:
+        init_from_data(model, data.train_loader)  # before EMA and DDP copy the weights
     groups = param_groups(
         model,
         weight_decay=cfg.weight_decay,

@@ -9,7 +9,9 @@ cores) run fastest; the skip connections carry the rest, as He et al. (arXiv 151
 teach. Global max pooling and a linear classifier close it, as in Page's network.
 
 ``width`` scales every stage (``resnet9_slim`` is 0.5x: 32-256 channels), ``blocks`` the
-residual blocks per stage.
+residual blocks per stage. ``whitened_stem`` replaces the stem's learned conv + BN by airbench's
+patch-whitening conv (``resnet.models.whitening``): its filters come from the training images
+through :meth:`ResNet9.whiten_stem`, which ``resnet train`` calls before the first step.
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from resnet.errors import ConfigError
 from resnet.models.blocks import BasicBlock
 from resnet.models.layers import conv3x3
 from resnet.models.registry import register_model
+from resnet.models.whitening import patch_whitening_filters
 
 __all__ = ["ResNet9"]
 
@@ -52,6 +56,9 @@ class ResNet9(nn.Module):
         blocks: residual blocks after each stage's transition; Page's net has (1, 0, 1).
         zero_init_residual: start each block's last BN at zero, so every block starts as the
             identity (Goyal et al. 2017).
+        whitened_stem: a fixed patch-whitening 3x3 conv with a learned bias and no BN as the
+            stem (2*9*in_chans channels; 18 for Fashion-MNIST, whatever ``width``). Call
+            :meth:`whiten_stem` on training images before training.
     """
 
     def __init__(
@@ -62,6 +69,7 @@ class ResNet9(nn.Module):
         width: float = 1.0,
         blocks: Sequence[int] = (1, 0, 1),
         zero_init_residual: bool = False,
+        whitened_stem: bool = False,
     ) -> None:
         super().__init__()
         if not 0.0 < width <= 8.0 or len(blocks) != 3 or any(b < 0 for b in blocks):
@@ -70,8 +78,15 @@ class ResNet9(nn.Module):
             )
         stem, *widths = (max(8, round(c * width)) for c in (64, 128, 256, 512))
         self.in_chans, self.spatial_dims, self.num_stages = in_chans, 2, 3
-        self.conv1 = conv3x3(in_chans, stem)  # (B, C, H, W) -> (B, stem, H, W)
-        self.bn1 = nn.BatchNorm2d(stem)
+        self.whitened_stem, self.stem_whitened = whitened_stem, False
+        if whitened_stem:
+            stem = 2 * 9 * in_chans  # each whitening filter and its negative
+            self.conv1 = nn.Conv2d(in_chans, stem, 3, padding=1, bias=True)
+            self.conv1.weight.requires_grad_(False)  # fixed; only the bias learns
+            self.bn1: nn.Module = nn.Identity()
+        else:
+            self.conv1 = conv3x3(in_chans, stem)  # (B, C, H, W) -> (B, stem, H, W)
+            self.bn1 = nn.BatchNorm2d(stem)
         self.relu = nn.ReLU(inplace=True)
         self.feature_info: list[dict[str, Any]] = []
         inplanes = stem
@@ -90,15 +105,41 @@ class ResNet9(nn.Module):
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        if whitened_stem:
+            nn.init.zeros_(self.conv1.bias)
         if zero_init_residual:
             for module in self.modules():
                 if isinstance(module, BasicBlock):
                     nn.init.zeros_(module.bn2.weight)
 
+    @torch.no_grad()
+    def whiten_stem(self, images: Tensor, eps: float = 5e-4) -> None:
+        """Set the whitened stem's filters from the 3x3 patches of ``images`` (B, in_chans,
+        H, W), normalised as the training loader yields them."""
+        if not self.whitened_stem:
+            raise ConfigError("whiten_stem needs a ResNet9 built with whitened_stem=True")
+        if images.dim() != 4 or images.shape[1] != self.in_chans:
+            raise ConfigError(
+                f"whiten_stem needs images (B, {self.in_chans}, H, W), got {tuple(images.shape)}"
+            )
+        filters = patch_whitening_filters(images, kernel_size=3, eps=eps)
+        self.conv1.weight.copy_(filters.to(self.conv1.weight))
+        self.stem_whitened = True
+
+    def _load_from_state_dict(self, state_dict, prefix, *args) -> None:
+        super()._load_from_state_dict(state_dict, prefix, *args)
+        if prefix + "conv1.weight" in state_dict:  # trained or whitened weights, loaded
+            self.stem_whitened = True
+
     def stages(self) -> list[nn.Sequential]:
         return [self.layer1, self.layer2, self.layer3]
 
     def forward_stem(self, x: Tensor) -> Tensor:
+        if self.training and self.whitened_stem and not self.stem_whitened:
+            raise ConfigError(
+                "this ResNet9's whitened stem was never whitened: call "
+                "model.whiten_stem(training_images) before training (resnet train does)"
+            )
         return self.relu(self.bn1(self.conv1(x)))
 
     def forward_features(self, x: Tensor) -> Tensor:
