@@ -169,3 +169,20 @@ def test_whitened_stem_comes_from_the_first_training_images(tiny_npz, tmp_path, 
     assert seen["whitened"] == []
     tuned_weights = load_file(str(tuned.last_checkpoint))
     assert torch.equal(tuned_weights["conv1.weight"], weights["conv1.weight"])
+
+
+@pytest.mark.filterwarnings("ignore:.*has no test/ folder")
+def test_whitened_stem_on_an_image_folder(tmp_path, write_images):
+    """RGB images decoded by worker processes: 54 filters from the folder's first images, and
+    leaving the loader after a few batches leaves no worker behind."""
+    write_images(tmp_path / "shapes", ("a", "b"), per_class=12, size=(16, 16))
+    config = tiny_config(
+        tmp_path / "shapes", tmp_path, model="resnet9_slim", model_kwargs={"whitened_stem": True},
+        epochs=1, batch_size=8, image_size=16, num_workers=1, max_steps=2, val_fraction=0.25,
+    )  # fmt: skip
+    result = train(config)
+    weights = load_file(str(result.last_checkpoint))
+    assert weights["conv1.weight"].shape == (54, 3, 3, 3)
+    flat = weights["conv1.weight"][:27].flatten(1).double()
+    assert torch.linalg.matrix_rank(flat) == 27  # a whitening basis, not a random init's copy
+    assert torch.equal(weights["conv1.weight"][27:], -weights["conv1.weight"][:27])
