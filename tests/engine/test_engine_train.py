@@ -186,3 +186,15 @@ def test_whitened_stem_on_an_image_folder(tmp_path, write_images):
     flat = weights["conv1.weight"][:27].flatten(1).double()
     assert torch.linalg.matrix_rank(flat) == 27  # a whitening basis, not a random init's copy
     assert torch.equal(weights["conv1.weight"][27:], -weights["conv1.weight"][:27])
+
+
+def test_engine_whitening_needs_a_training_batch():
+    from resnet.engine.setup import init_from_data
+    from resnet.errors import DataError
+    from resnet.models import create_model
+
+    model = create_model("resnet9_slim", num_classes=10, in_chans=1, whitened_stem=True)
+    with pytest.raises(DataError, match="no batch to whiten the stem from"):
+        init_from_data(model, [])
+    plain = create_model("resnet9_slim", num_classes=10, in_chans=1)
+    init_from_data(plain, [])  # nothing to whiten: a no-op, whatever the loader

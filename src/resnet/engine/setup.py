@@ -189,6 +189,11 @@ def init_from_data(model: nn.Module, train_loader: Any, images: int = WHITENING_
         count += len(x)
         if count >= images:
             break
+    if not batches:
+        raise DataError(
+            "the training loader yields no batch to whiten the stem from; use more training "
+            "images than batch_size, or whitened_stem: false"
+        )
     model.whiten_stem(torch.cat(batches)[:images])
 
 
