@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peak import OtherLoad, conv_gflops, machine_header  # noqa: E402
 
 from resnet.engine.config import TrainConfig  # noqa: E402
+from resnet.engine.setup import init_from_data  # noqa: E402
 from resnet.engine.train import train  # noqa: E402
 from resnet.models import create_model  # noqa: E402
 from resnet.models.profile import count_gflops  # noqa: E402
@@ -75,6 +76,7 @@ def baseline(recipe: str, seed: int) -> dict:
     test = load_dataset(cfg.dataset, "test")
     model = create_model(cfg.model, num_classes=10, in_chans=1, **cfg.model_kwargs)
     loader = baseline_loader(data, cfg.batch_size, cfg.pad, workers=2)
+    init_from_data(model, loader)  # a whitened stem, as resnet train computes it
     optimizer = torch.optim.SGD(
         model.parameters(),
         lr=cfg.lr,
