@@ -22,7 +22,7 @@ import os
 import torch
 from peak import machine_header, step_seconds
 
-from resnet.device import allowed_cpus, cpu_capabilities, free_cpus
+from resnet.device import allowed_cpus, free_cpus, resolve_precision
 
 
 def _spin(cpu: int) -> None:
@@ -32,8 +32,8 @@ def _spin(cpu: int) -> None:
         pass
 
 
-# The precision ``amp: auto`` picks on this CPU.
-PRECISION = "bf16" if cpu_capabilities()["native_bfloat16"] else "fp32"
+# The precision ``amp: auto`` picks on this CPU, in step_seconds' names.
+PRECISION = "bf16" if resolve_precision("auto", torch.device("cpu")) == "bf16" else "fp32"
 
 
 def step_ms(model_name: str, threads: int) -> float:
