@@ -8,7 +8,7 @@ channels last) keeps the matrix units mostly idle. ``resnet.engine.kernels.small
 computes the same convolution as one strided im2col view and matrix products. This prints, for
 the convolutions of those networks' last stages (and a few larger maps, where oneDNN wins), the
 time of both and the ratio, measured in the same run, and whether the engine's rule (outputs of
-at most 16 positions in bf16, 9 in float32) picks the kernel. A benchmark, not a test: run it on
+at most 16 positions in bf16, 8 in float32) picks the kernel. A benchmark, not a test: run it on
 an idle machine.
 """
 

@@ -30,11 +30,13 @@ from torch.overrides import TorchFunctionMode
 __all__ = ["MAX_OUTPUT_PIXELS", "SmallMapConvolutions", "small_map_conv", "takes_small_map"]
 
 # Output positions (product of the output sizes) up to which the matmul kernel runs, by the
-# dtype it computes in. Forward + backward against oneDNN (bench/small_map_conv.py, 2-core Xeon
-# with AMX): bfloat16 5.8x at 2x2, 1.4x at 3x3, 1.25-3.8x at 4x4; float32 2.4-2.8x at 2x2,
-# 1.05x at 3x3, 0.88x at 4x4. At 7x7 and up oneDNN is faster in both (0.4-0.6x). In 3D the
-# 2x2x2 outputs gain too; 4x4x4 (64 positions) stays with oneDNN.
-MAX_OUTPUT_PIXELS = {torch.bfloat16: 16, torch.float16: 16, torch.float32: 9, torch.float64: 9}
+# dtype it computes in. Forward + backward against oneDNN (bench/small_map_conv.py): on a 2-core
+# Xeon with AMX, bfloat16 5.8x at 2x2, 1.4x at 3x3, 1.25-3.8x at 4x4; float32 2.4-2.8x at 2x2,
+# 1.05x at 3x3, 0.88x at 4x4. On a 2-core AVX2 EPYC (no bfloat16 units, so float32 is what
+# trains there), float32 3.2-3.9x at 2x2 and 3.0-3.5x at 2x2x2, but 0.82-0.94x at 3x3: so
+# float32 stops at 8 positions, where both machines gain. At 7x7 and up oneDNN is faster in
+# every case measured (0.4-0.9x); 4x4x4 (64 positions) stays with oneDNN.
+MAX_OUTPUT_PIXELS = {torch.bfloat16: 16, torch.float16: 16, torch.float32: 8, torch.float64: 8}
 _CONVOLUTIONS = {F.conv2d: 2, F.conv3d: 3}  # function -> spatial dimensions
 
 
