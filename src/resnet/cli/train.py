@@ -39,6 +39,7 @@ _FLAGS = (
     ("--data-dir", "data_dir", str, "directory holding the dataset files"),
     ("--epochs", "epochs", int, "number of epochs"),
     ("--max-steps", "max_steps", int, "stop after this many iterations"),
+    ("--time-budget", "time_budget", float, "seconds the run may take here: steps fit to it"),
     ("--batch-size", "batch_size", int, "global batch size"),
     ("--lr", "lr", float, "peak learning rate"),
     ("--device", "device", str, "auto | cpu | cuda | mps"),
@@ -129,6 +130,7 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from resnet.engine.budget import process_started
     from resnet.engine.config import TrainConfig, list_recipes
     from resnet.engine.train import train
 
@@ -153,7 +155,7 @@ def _train(args: argparse.Namespace) -> int:
             raise ConfigError("--resume continues a run with its own config; drop --recipe")
         result = train(overrides, resume=args.resume)
     else:
-        result = train(TrainConfig.from_yaml(args.recipe, overrides))
+        result = train(TrainConfig.from_yaml(args.recipe, overrides), started=process_started())
     if result.run_dir is not None and os.environ.get("RANK", "0") == "0":
         print(f"run saved in {result.run_dir}")
     return 0

@@ -31,6 +31,7 @@ _CHOICES = {
 _RANGES: dict[str, tuple[Optional[float], Optional[float], bool, bool]] = {
     "epochs": (1, 100_000, True, True),
     "max_steps": (1, None, True, True),
+    "time_budget": (0, None, False, True),
     "batch_size": (1, 1_000_000, True, True),
     "lr": (0, 1e4, False, True),
     "momentum": (0, 1, True, False),
@@ -86,6 +87,10 @@ class TrainConfig:
     # --- length
     epochs: int = 10
     max_steps: Optional[int] = None  # stop after N iterations (the paper stops at 64k)
+    # Seconds the whole run may take on this machine (data loading, training, per-epoch and final
+    # scoring): the step count (at most epochs / max_steps) is planned from a few measured steps
+    # before training, and the plan is written into config.yaml as max_steps (resnet.engine.budget).
+    time_budget: Optional[float] = None
     batch_size: int = 128  # global batch, split evenly across processes
     # --- optimizer
     optimizer: str = "sgd"  # "sgd" | "adamw"
@@ -108,7 +113,7 @@ class TrainConfig:
     ema: Optional[float] = None  # decay of an exponential moving average of the weights
     # --- speed
     amp: str = "auto"  # "auto": bf16 autocast where the device has native bf16 (AMX, CUDA, ...)
-    # "auto": CPU convolutions (2D, 3D) with tiny outputs (at most 16 positions in bf16, 9 in
+    # "auto": CPU convolutions (2D, 3D) with tiny outputs (at most 16 positions in bf16, 8 in
     # float32) run as im2col + matmul, 1.4-6x faster there (resnet.engine.kernels); "native":
     # every convolution through PyTorch/oneDNN.
     conv_kernels: str = "auto"
@@ -170,6 +175,11 @@ class TrainConfig:
             raise ConfigError(f"device must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
         if self.random_erasing and not self.augment:
             raise ConfigError("random_erasing needs augment: true; set one of them")
+        if self.time_budget is not None and self.compile:
+            raise ConfigError(
+                "time_budget plans the run from eager steps and cannot foresee compile's "
+                "compilation time; drop compile or time_budget"
+            )
         if self.schedule == "step" and not self.milestones:
             raise ConfigError("schedule 'step' needs milestones, e.g. milestones: [32000, 48000]")
         if self.name is not None:

@@ -9,6 +9,7 @@ into the one loop of ``resnet.engine.loop``, which checkpoints and resumes bitwi
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -17,9 +18,16 @@ import torch
 from torch import nn
 
 from resnet.device import resolve_precision, resolve_threads
+from resnet.engine.budget import measure_step_times, plan_steps
 from resnet.engine.checkpoint import save_checkpoint
 from resnet.engine.config import TrainConfig
-from resnet.engine.distributed import DistContext, broadcast, check_batch_split, init_distributed
+from resnet.engine.distributed import (
+    DistContext,
+    all_reduce_max,
+    broadcast,
+    check_batch_split,
+    init_distributed,
+)
 from resnet.engine.evaluate import evaluate_loader
 from resnet.engine.loop import LoopSettings, fit, read_state
 from resnet.engine.optim import ModelEma, build_optimizer, param_groups, set_bn_eval
@@ -56,6 +64,7 @@ def train(
     resume: Optional[Union[str, os.PathLike]] = None,
     run: Optional[Run] = None,
     datasets: Optional[dict[str, Any]] = None,
+    started: Optional[float] = None,
 ) -> TrainResult:
     """Train a model as ``config`` says; with ``resume=run_dir`` continue that run.
 
@@ -64,8 +73,16 @@ def train(
     ``{"epochs": 30}`` to train longer). ``run`` is the command's opened run (default: one opened
     here from ``config.device``/``runs_dir``/``name``); ``datasets`` gives the splits in memory
     (``{"train": ..., "test": ..., "val": ...}``) instead of loading ``config.dataset``.
+    ``started`` is the ``time.perf_counter()`` reading a ``time_budget`` counts from (default:
+    now; the CLI passes its process's start).
     """
+    started = time.perf_counter() if started is None else started
     cfg = _resolve_config(config, resume)
+    if resume is not None and cfg.time_budget is not None:
+        raise ConfigError(
+            "time_budget sizes a new run; a resumed run keeps the max_steps it was planned "
+            "with (raise epochs or max_steps to train longer)"
+        )
     if run is None:
         run = (
             Run.resume(resume, device=cfg.device)
@@ -78,7 +95,9 @@ def train(
     previous_determinism = torch.are_deterministic_algorithms_enabled()
     previous_fill = torch.utils.deterministic.fill_uninitialized_memory
     try:
-        return _train(cfg, run, context, resumed=resume is not None, datasets=datasets)
+        return _train(
+            cfg, run, context, resumed=resume is not None, datasets=datasets, started=started
+        )
     finally:
         torch.use_deterministic_algorithms(previous_determinism)
         torch.utils.deterministic.fill_uninitialized_memory = previous_fill
@@ -117,7 +136,13 @@ def loop_settings(cfg: TrainConfig, *, best_metric: Optional[str]) -> LoopSettin
 
 
 def _train(
-    cfg: TrainConfig, run: Run, ctx: DistContext, *, resumed: bool, datasets: Optional[dict]
+    cfg: TrainConfig,
+    run: Run,
+    ctx: DistContext,
+    *,
+    resumed: bool,
+    datasets: Optional[dict],
+    started: float,
 ) -> TrainResult:
     # Recorded as a number: a bitwise resume needs the same thread count.
     processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if ctx.distributed else 1
@@ -139,10 +164,12 @@ def _train(
     )
     ema = ModelEma(model, cfg.ema) if cfg.ema else None
     state = read_state(run) if resumed else None
+    context = StepContext(cfg.amp, cfg.conv_kernels, run.device, compiled=cfg.compile)
+    if cfg.time_budget is not None and not resumed:
+        _plan_time_budget(cfg, data, model, context, ctx, time.perf_counter() - started)
     run.write_settings(cfg.to_dict())  # creates the run folder on the main process
     run.dir = broadcast(run.dir, ctx)
     runner = _runner(model, cfg, ctx, run.device)
-    context = StepContext(cfg.amp, cfg.conv_kernels, run.device, compiled=cfg.compile)
     task = ClassificationTask(model, data, cfg, frozen, context)
     _print_header(cfg, data, run, ctx, context)
     settings = loop_settings(cfg, best_metric=f"{data.eval_split}_acc")
@@ -164,6 +191,46 @@ def _train(
         metrics=final,
         config=cfg,
     )
+
+
+def _plan_time_budget(cfg: TrainConfig, data: RunData, model, context, ctx, elapsed: float) -> None:
+    """Size the run to ``cfg.time_budget`` (``resnet.engine.budget``): set ``max_steps`` to the
+    plan, shrink the warmup and milestones with it, and drop the budget, so that the written
+    config.yaml repeats this run exactly."""
+    data.train_loader.set_epoch(0)
+    times = measure_step_times(model, next(iter(data.train_loader)), context)
+    if ctx.distributed:  # every process plans from the slowest one's times, so all agree
+        slowest = all_reduce_max(
+            torch.tensor([times.step_seconds, times.forward_seconds_per_image]), ctx
+        )
+        times.step_seconds, times.forward_seconds_per_image = slowest.tolist()
+    steps_per_epoch = len(data.train_loader)
+    nominal = steps_per_epoch * cfg.epochs
+    nominal = min(nominal, cfg.max_steps) if cfg.max_steps is not None else nominal
+    scored_at_end = data.test_loader is not None and not (
+        data.eval_split == "test" and not cfg.eval_tta and cfg.eval_subset is None
+    )  # as _final_metrics decides
+    final_images = data.test_loader.num_samples * (2 if cfg.eval_tta else 1) if scored_at_end else 0
+    plan = plan_steps(
+        cfg.time_budget, elapsed, times, steps_per_epoch=steps_per_epoch, max_steps=nominal,
+        epoch_eval_images=data.eval_loader.num_samples, final_eval_images=final_images,
+    )  # fmt: skip
+    share = plan.total_steps / nominal
+    if share < 1:
+        cfg.warmup_epochs *= share
+        cfg.milestones = [m * share if cfg.milestones_unit == "epochs" else round(m * share)
+                          for m in cfg.milestones]  # fmt: skip
+    budget, cfg.max_steps, cfg.time_budget = cfg.time_budget, plan.total_steps, None
+    if ctx.is_main:
+        scoring = 1e3 * times.forward_seconds_per_image
+        print(
+            f"time budget {budget:g} s: {plan.remaining_seconds:.1f} s left after setup, a "
+            f"step takes {times.step_seconds:.3f} s, scoring {scoring:.2f} ms/image -> "
+            f"{plan.total_steps} steps ({plan.total_steps / steps_per_epoch:.2f} "
+            f"epochs, {share:.0%} of the recipe's {nominal}); max_steps {plan.total_steps}, "
+            f"warmup_epochs {cfg.warmup_epochs:.4g} go into config.yaml",
+            flush=True,
+        )
 
 
 def _runner(model: nn.Module, cfg: TrainConfig, ctx: DistContext, device) -> nn.Module:
