@@ -60,9 +60,7 @@ def test_measuring_leaves_the_model_and_the_random_state_as_they_were():
 
 
 def _fixed_times(monkeypatch, step_seconds: float) -> None:
-    monkeypatch.setattr(
-        budget, "measure_step_times", lambda *a, **k: StepTimes(step_seconds, 1e-6)
-    )
+    monkeypatch.setattr(budget, "measure_step_times", lambda *a, **k: StepTimes(step_seconds, 1e-6))
     monkeypatch.setattr("resnet.engine.train.measure_step_times", budget.measure_step_times)
 
 
