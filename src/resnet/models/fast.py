@@ -59,6 +59,9 @@ class ResNet9(nn.Module):
         whitened_stem: a fixed patch-whitening 3x3 conv with a learned bias and no BN as the
             stem (2*9*in_chans channels; 18 for Fashion-MNIST, whatever ``width``). Call
             :meth:`whiten_stem` on training images before training.
+        logit_scale: multiplies the classifier's output. Page's ResNet-9 scales its logits by
+            0.125 and airbench by 1/9: the max-pooled features are large, and unscaled logits
+            make the first steps at a high learning rate overshoot (loss 2.3 -> 5-7 -> back).
     """
 
     def __init__(
@@ -70,12 +73,16 @@ class ResNet9(nn.Module):
         blocks: Sequence[int] = (1, 0, 1),
         zero_init_residual: bool = False,
         whitened_stem: bool = False,
+        logit_scale: float = 1.0,
     ) -> None:
         super().__init__()
         if not 0.0 < width <= 8.0 or len(blocks) != 3 or any(b < 0 for b in blocks):
             raise ConfigError(
                 f"ResNet9 needs 0 < width <= 8 and three block counts >= 0, got {width}, {blocks}"
             )
+        if not 0.0 < logit_scale < float("inf"):
+            raise ConfigError(f"logit_scale must be a positive number, got {logit_scale}")
+        self.logit_scale = float(logit_scale)
         stem, *widths = (max(8, round(c * width)) for c in (64, 128, 256, 512))
         self.in_chans, self.spatial_dims, self.num_stages = in_chans, 2, 3
         self.whitened_stem, self.stem_whitened = whitened_stem, False
@@ -151,7 +158,10 @@ class ResNet9(nn.Module):
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
         x = self.pool(x).flatten(1)  # (B, num_features)
-        return x if pre_logits else self.fc(x)
+        if pre_logits:
+            return x
+        logits = self.fc(x)
+        return logits if self.logit_scale == 1.0 else logits * self.logit_scale
 
     def forward(self, x: Tensor) -> Tensor:
         return self.forward_head(self.forward_features(x))
