@@ -21,16 +21,16 @@ TIMES = StepTimes(step_seconds=1.0, forward_seconds_per_image=0.001)
 
 
 def test_the_plan_is_the_most_steps_whose_training_and_scoring_fit():
-    # 100 s budget, 10 s gone: 85.5 s after the 5% margin, 5 s of it for the final 5,000
-    # images; 78 steps (2 epochs of 50, each scoring 1,000 images: 1 s) cost 80 s <= 80.5 s,
-    # 79 steps 81 s.
+    # 100 s budget, 10 s gone: 81 s after the 10% margin, 5 s of it for the final 5,000
+    # images; 74 steps (2 epochs of 50, each scoring 1,000 images: 1 s) cost 76 s <= 76 s,
+    # 75 steps 77 s.
     plan = plan_steps(100, 10, TIMES, steps_per_epoch=50, max_steps=1000,
                       epoch_eval_images=1000, final_eval_images=5000)  # fmt: skip
-    assert plan.total_steps == 78 and plan.remaining_seconds == 90
+    assert plan.total_steps == 74 and plan.remaining_seconds == 90
     # The epoch-end scoring counts once per started epoch: 1-step epochs pay it every step.
     plan = plan_steps(100, 10, TIMES, steps_per_epoch=1, max_steps=1000,
                       epoch_eval_images=1000, final_eval_images=5000)  # fmt: skip
-    assert plan.total_steps == 40  # 40 x (1 s + 1 s) = 80 s
+    assert plan.total_steps == 38  # 38 x (1 s + 1 s) = 76 s
     # Never more than the recipe's own length.
     plan = plan_steps(1e6, 0, TIMES, steps_per_epoch=50, max_steps=120,
                       epoch_eval_images=0, final_eval_images=0)  # fmt: skip
@@ -65,11 +65,12 @@ def _fixed_times(monkeypatch, step_seconds: float) -> None:
 
 
 def test_a_budgeted_run_writes_its_plan_and_its_config_repeats_it(tiny_npz, tmp_path, monkeypatch):
-    """8 steps/epoch x 3 epochs = 24 nominal; a 1 s step and a 20 s budget give 18 steps (2.25
-    epochs), warmup shrunk to 18/24 of 1.0 epoch. Rerunning the written config.yaml, with no
+    """8 steps/epoch x 3 epochs = 24 nominal; a 100 s step (as measured) and a 2,100 s budget
+    give 18 steps (90% of 2,100 s less the setup's second or so, 2.25 epochs), warmup shrunk to
+    18/24 of 1.0 epoch. Rerunning the written config.yaml, with no
     budget, trains the same steps to bitwise the same weights."""
-    _fixed_times(monkeypatch, 1.0)
-    config = tiny_config(tiny_npz, tmp_path, time_budget=20, schedule="onecycle",
+    _fixed_times(monkeypatch, 100.0)
+    config = tiny_config(tiny_npz, tmp_path, time_budget=2100, schedule="onecycle",
                          warmup_epochs=1.0)  # fmt: skip
     first = train(config, started=time.perf_counter())
     saved = yaml.safe_load((tmp_path / "tiny" / "config.yaml").read_text())
