@@ -166,7 +166,7 @@ def _train(
     state = read_state(run) if resumed else None
     context = StepContext(cfg.amp, cfg.conv_kernels, run.device, compiled=cfg.compile)
     if cfg.time_budget is not None and not resumed:
-        _plan_time_budget(cfg, data, model, context, ctx, time.perf_counter() - started)
+        _plan_time_budget(cfg, data, model, context, ctx, started)
     run.write_settings(cfg.to_dict())  # creates the run folder on the main process
     run.dir = broadcast(run.dir, ctx)
     runner = _runner(model, cfg, ctx, run.device)
@@ -193,24 +193,23 @@ def _train(
     )
 
 
-def _plan_time_budget(cfg: TrainConfig, data: RunData, model, context, ctx, elapsed: float) -> None:
+def _plan_time_budget(cfg: TrainConfig, data: RunData, model, context, ctx, started: float) -> None:
     """Size the run to ``cfg.time_budget`` (``resnet.engine.budget``): set ``max_steps`` to the
     plan, shrink the warmup and milestones with it, and drop the budget, so that the written
-    config.yaml repeats this run exactly."""
+    config.yaml repeats this run exactly. The budget's clock runs from ``started``."""
     data.train_loader.set_epoch(0)
     times = measure_step_times(model, next(iter(data.train_loader)), context)
-    if ctx.distributed:  # every process plans from the slowest one's times, so all agree
-        slowest = all_reduce_max(
-            torch.tensor([times.step_seconds, times.forward_seconds_per_image]), ctx
-        )
-        times.step_seconds, times.forward_seconds_per_image = slowest.tolist()
+    elapsed = time.perf_counter() - started  # the measuring included
+    if ctx.distributed:  # every process plans from the slowest one's figures, so all agree
+        figures = [times.step_seconds, times.forward_seconds_per_image, elapsed]
+        slowest = all_reduce_max(torch.tensor(figures, device=ctx.device), ctx).tolist()
+        times.step_seconds, times.forward_seconds_per_image, elapsed = slowest
     steps_per_epoch = len(data.train_loader)
     nominal = steps_per_epoch * cfg.epochs
     nominal = min(nominal, cfg.max_steps) if cfg.max_steps is not None else nominal
-    scored_at_end = data.test_loader is not None and not (
-        data.eval_split == "test" and not cfg.eval_tta and cfg.eval_subset is None
-    )  # as _final_metrics decides
-    final_images = data.test_loader.num_samples * (2 if cfg.eval_tta else 1) if scored_at_end else 0
+    final_images = 0
+    if _scores_test_at_end(cfg, data):
+        final_images = data.test_loader.num_samples * (2 if cfg.eval_tta else 1)
     plan = plan_steps(
         cfg.time_budget, elapsed, times, steps_per_epoch=steps_per_epoch, max_steps=nominal,
         epoch_eval_images=data.eval_loader.num_samples, final_eval_images=final_images,
@@ -319,17 +318,25 @@ class ClassificationTask:
                         metrics=metrics, config=self.cfg.to_dict())  # fmt: skip
 
 
+def _scores_test_at_end(cfg: TrainConfig, data: RunData) -> bool:
+    """Whether the final model is scored on the test split after training: there is one, and
+    the last epoch's row does not already hold its plain score on all of it."""
+    if data.test_loader is None:
+        return False
+    return not (data.eval_split == "test" and not cfg.eval_tta and cfg.eval_subset is None)
+
+
 def _final_metrics(cfg: TrainConfig, data: RunData, eval_model: nn.Module, history, context):
     """Test numbers of the final model (the last epoch's if they were computed on test already)."""
     final: dict[str, float] = {}
     if history:
         final["train_loss"] = history[-1]["train_loss"]
         final["train_acc"] = history[-1]["train_acc"]
-    if data.eval_split == "test" and not cfg.eval_tta and cfg.eval_subset is None and history:
+    if data.test_loader is None:
+        return final
+    if not _scores_test_at_end(cfg, data) and history:  # the last epoch scored all of test
         final["test_loss"] = history[-1]["test_loss"]
         final["test_acc"] = history[-1]["test_acc"]
-        return final
-    if data.test_loader is None:
         return final
     scores = evaluate_loader(
         eval_model,
