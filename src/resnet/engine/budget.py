@@ -83,7 +83,7 @@ def measure_step_times(
     try:
         step_seconds = _median_seconds(train_step, steps)
         trial.eval()
-        forward_seconds = _median_seconds(score, max(2, steps // 2))
+        forward_seconds = _median_seconds(score, steps)
     finally:
         torch.set_rng_state(rng)
     return StepTimes(step_seconds, forward_seconds / max(len(x), 1))
