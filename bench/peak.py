@@ -34,6 +34,8 @@ from resnet.device import (
     free_cpus,
     has_fast_bfloat16,
 )
+from resnet.engine.budget import median_seconds
+from resnet.engine.budget import training_step as engine_training_step
 from resnet.engine.setup import StepContext
 from resnet.models import create_model
 from resnet.models.profile import count_gflops
@@ -92,14 +94,7 @@ class OtherLoad:
 
 def timed(fn, *, warmup: int = 3, repeat: int = 10) -> float:
     """Median seconds of ``fn()`` over ``repeat`` calls after ``warmup``."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
+    return median_seconds(fn, warmup=warmup, repeat=repeat)
 
 
 def matmul_gflops(dtype: torch.dtype, n: int = 2048) -> float:
@@ -131,17 +126,7 @@ def measured_precisions(force_bf16: bool = False) -> list[str]:
 def training_step(model: torch.nn.Module, x: torch.Tensor, context: StepContext):
     """A full training step of ``model`` on the batch ``x`` with random labels of 10 classes,
     in the engine's ``context``: forward, loss, backward, SGD update."""
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, foreach=True)
-    y = torch.randint(0, 10, (x.shape[0],))
-
-    def step() -> None:
-        with context:
-            loss = F.cross_entropy(model(x).float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    return step
+    return engine_training_step(model, x, torch.randint(0, 10, (x.shape[0],)), context)
 
 
 def step_seconds(name: str, precision: str, mode: str, batch: int = 256) -> float:

@@ -32,7 +32,15 @@ from torch import nn
 
 from resnet.errors import ConfigError
 
-__all__ = ["BudgetPlan", "StepTimes", "measure_step_times", "plan_steps", "process_started"]
+__all__ = [
+    "BudgetPlan",
+    "StepTimes",
+    "measure_step_times",
+    "median_seconds",
+    "plan_steps",
+    "process_started",
+    "training_step",
+]
 
 # Of the remaining budget, kept for the machine's own drift (a 2-core EPYC ran the same steps
 # up to 9% slower than its calibration had measured) and for epoch-end checkpoints.
@@ -66,33 +74,43 @@ def measure_step_times(
     rng = torch.get_rng_state()
     trial = copy.deepcopy(model)
     trial.train()
-    optimizer = torch.optim.SGD(trial.parameters(), lr=1e-3, momentum=0.9, foreach=True)
     x, y = batch
-
-    def train_step() -> None:
-        with context:
-            loss = F.cross_entropy(trial(x).float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
 
     def score() -> None:
         with torch.no_grad(), context:
             trial(x)
 
     try:
-        step_seconds = _median_seconds(train_step, steps)
+        step_seconds = median_seconds(training_step(trial, x, y, context), repeat=steps)
         trial.eval()
-        forward_seconds = _median_seconds(score, steps)
+        forward_seconds = median_seconds(score, repeat=steps)
     finally:
         torch.set_rng_state(rng)
     return StepTimes(step_seconds, forward_seconds / max(len(x), 1))
 
 
-def _median_seconds(fn, repeats: int) -> float:
-    fn()  # untimed: oneDNN builds its primitives on the first call of each shape
+def training_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, context):
+    """A closure running one full training step of ``model`` on (``x``, ``y``) in ``context``
+    (a StepContext): forward, cross-entropy, backward, SGD update. It trains ``model``."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, foreach=True)
+
+    def step() -> None:
+        with context:
+            loss = F.cross_entropy(model(x).float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def median_seconds(fn, *, warmup: int = 1, repeat: int = TIMED_STEPS) -> float:
+    """Median seconds of ``fn()`` over ``repeat`` calls after ``warmup`` untimed ones (oneDNN
+    builds its primitives on the first call of each shape)."""
+    for _ in range(warmup):
+        fn()
     times = []
-    for _ in range(repeats):
+    for _ in range(repeat):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
