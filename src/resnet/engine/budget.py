@@ -52,7 +52,7 @@ TIMED_STEPS = 4  # after one untimed step, which builds oneDNN's primitives
 class StepTimes:
     """What one training step and one scored image cost on this machine."""
 
-    step_seconds: float  # forward, loss, backward and SGD update of one batch
+    step_seconds: float  # forward, loss, backward and the optimizer's update of one batch
     forward_seconds_per_image: float  # scoring (eval mode, no gradients)
 
 
@@ -66,11 +66,16 @@ class BudgetPlan:
 
 
 def measure_step_times(
-    model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], context, steps: int = TIMED_STEPS
+    model: nn.Module,
+    batch: tuple[torch.Tensor, torch.Tensor],
+    context,
+    steps: int = TIMED_STEPS,
+    optimizer_for=None,
 ) -> StepTimes:
     """Time training steps and a scoring pass of a copy of ``model`` on ``batch`` (x, y) in
     ``context`` (the run's StepContext: precision and kernels). The median of ``steps`` timed
-    steps after an untimed one. ``model`` and the global random state are left unchanged."""
+    steps after an untimed one. ``optimizer_for(copy)`` builds the run's optimizer for the copy
+    (None: SGD). ``model`` and the global random state are left unchanged."""
     rng = torch.get_rng_state()
     trial = copy.deepcopy(model)
     trial.train()
@@ -81,7 +86,9 @@ def measure_step_times(
             trial(x)
 
     try:
-        step_seconds = median_seconds(training_step(trial, x, y, context), repeat=steps)
+        optimizer = optimizer_for(trial) if optimizer_for is not None else None
+        step = training_step(trial, x, y, context, optimizer)
+        step_seconds = median_seconds(step, repeat=steps)
         trial.eval()
         forward_seconds = median_seconds(score, repeat=steps)
     finally:
@@ -89,10 +96,12 @@ def measure_step_times(
     return StepTimes(step_seconds, forward_seconds / max(len(x), 1))
 
 
-def training_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, context):
+def training_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, context, optimizer=None):
     """A closure running one full training step of ``model`` on (``x``, ``y``) in ``context``
-    (a StepContext): forward, cross-entropy, backward, SGD update. It trains ``model``."""
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, foreach=True)
+    (a StepContext): forward, cross-entropy, backward, update by ``optimizer`` (None: SGD with
+    momentum). It trains ``model``."""
+    if optimizer is None:
+        optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, foreach=True)
 
     def step() -> None:
         with context:

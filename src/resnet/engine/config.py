@@ -21,7 +21,7 @@ from resnet.errors import ConfigError
 __all__ = ["TrainConfig", "list_recipes", "recipe_path"]
 
 _CHOICES = {
-    "optimizer": ("sgd", "adamw"),
+    "optimizer": ("sgd", "adamw", "muon"),
     "schedule": ("step", "cosine", "onecycle", "constant"),
     "milestones_unit": ("epochs", "steps"),
     "amp": ("auto", "bf16", "off"),
@@ -35,6 +35,8 @@ _RANGES: dict[str, tuple[Optional[float], Optional[float], bool, bool]] = {
     "batch_size": (1, 1_000_000, True, True),
     "lr": (0, 1e4, False, True),
     "momentum": (0, 1, True, False),
+    "muon_lr": (0, 1e4, False, True),
+    "muon_momentum": (0, 1, True, False),
     "weight_decay": (0, None, True, True),
     "grad_clip": (0, None, False, True),
     "gamma": (0, None, False, True),
@@ -93,11 +95,15 @@ class TrainConfig:
     time_budget: Optional[float] = None
     batch_size: int = 128  # global batch, split evenly across processes
     # --- optimizer
-    optimizer: str = "sgd"  # "sgd" | "adamw"
+    # "sgd" | "adamw" | "muon": Muon steps for the filter banks a normalisation follows (their
+    # update orthogonalised, their norm fixed; resnet.engine.muon), SGD for everything else.
+    optimizer: str = "sgd"
     lr: float = 0.1  # peak learning rate of the global batch
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 1e-4
+    muon_lr: float = 0.12  # optimizer muon: peak lr of the filters, scheduled as lr is
+    muon_momentum: float = 0.6  # optimizer muon: the filters' (Nesterov) momentum
     # Decay only conv/linear weights: decaying BN scales and biases only shrinks them to zero
     # without regularising anything (Goyal et al. 2017, sec. 5.1).
     no_wd_norm_bias: bool = False

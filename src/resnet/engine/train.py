@@ -30,6 +30,7 @@ from resnet.engine.distributed import (
 )
 from resnet.engine.evaluate import evaluate_loader
 from resnet.engine.loop import LoopSettings, fit, read_state
+from resnet.engine.muon import Muon, scale_invariant_filters, split_filters
 from resnet.engine.optim import ModelEma, build_optimizer, param_groups, set_bn_eval
 from resnet.engine.setup import (
     RunData,
@@ -153,15 +154,7 @@ def _train(
     model, frozen = build_model(cfg, data.meta, run.device, sync_bn=ctx.distributed)
     if not resumed and cfg.pretrained is None:
         init_from_data(model, data.train_loader)  # before EMA and DDP copy the weights
-    groups = param_groups(
-        model,
-        weight_decay=cfg.weight_decay,
-        no_wd_norm_bias=cfg.no_wd_norm_bias,
-        backbone_lr_scale=cfg.backbone_lr_scale,
-    )
-    optimizer = build_optimizer(
-        groups, cfg.optimizer, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov
-    )
+    optimizer = build_run_optimizer(cfg, model, data.meta)
     ema = ModelEma(model, cfg.ema) if cfg.ema else None
     state = read_state(run) if resumed else None
     context = StepContext(cfg.amp, cfg.conv_kernels, run.device, compiled=cfg.compile)
@@ -171,7 +164,7 @@ def _train(
     run.dir = broadcast(run.dir, ctx)
     runner = _runner(model, cfg, ctx, run.device)
     task = ClassificationTask(model, data, cfg, frozen, context)
-    _print_header(cfg, data, run, ctx, context)
+    _print_header(cfg, data, run, ctx, context, optimizer)
     settings = loop_settings(cfg, best_metric=f"{data.eval_split}_acc")
     loop = fit(run, task, optimizer, settings, ctx=ctx, runner=runner, ema=ema,
                context=context, state=state)  # fmt: skip
@@ -193,12 +186,40 @@ def _train(
     )
 
 
+def build_run_optimizer(cfg: TrainConfig, model: nn.Module, meta) -> torch.optim.Optimizer:
+    """The optimizer ``cfg`` names over ``model``'s parameter groups. Muon
+    (``resnet.engine.muon``) takes the filter banks a normalisation follows, found on a small
+    random batch of the dataset's shape, and orthogonalises in bf16 when the run trains in it."""
+    groups = param_groups(
+        model,
+        weight_decay=cfg.weight_decay,
+        no_wd_norm_bias=cfg.no_wd_norm_bias,
+        backbone_lr_scale=cfg.backbone_lr_scale,
+    )
+    if cfg.optimizer != "muon":
+        return build_optimizer(
+            groups, cfg.optimizer, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov
+        )
+    filters = scale_invariant_filters(model, meta.channels, meta.image_size)
+    return Muon(
+        split_filters(model, groups, filters, muon_lr=cfg.muon_lr, lr=cfg.lr),
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+        nesterov=cfg.nesterov,
+        muon_momentum=cfg.muon_momentum,
+        ns_dtype=torch.bfloat16 if cfg.amp == "bf16" else torch.float32,
+    )
+
+
 def _plan_time_budget(cfg: TrainConfig, data: RunData, model, context, ctx, started: float) -> None:
     """Size the run to ``cfg.time_budget`` (``resnet.engine.budget``): set ``max_steps`` to the
     plan, shrink the warmup and milestones with it, and drop the budget, so that the written
     config.yaml repeats this run exactly. The budget's clock runs from ``started``."""
     data.train_loader.set_epoch(0)
-    times = measure_step_times(model, next(iter(data.train_loader)), context)
+    times = measure_step_times(
+        model, next(iter(data.train_loader)), context,
+        optimizer_for=lambda trial: build_run_optimizer(cfg, trial, data.meta),
+    )  # fmt: skip
     elapsed = time.perf_counter() - started  # the measuring included
     if ctx.distributed:  # every process plans from the slowest one's figures, so all agree
         figures = [times.step_seconds, times.forward_seconds_per_image, elapsed]
@@ -244,7 +265,8 @@ def _runner(model: nn.Module, cfg: TrainConfig, ctx: DistContext, device) -> nn.
     return runner
 
 
-def _print_header(cfg: TrainConfig, data: RunData, run: Run, ctx: DistContext, context) -> None:
+def _print_header(cfg: TrainConfig, data: RunData, run: Run, ctx: DistContext, context,
+                  optimizer) -> None:  # fmt: skip
     if not run.is_main:
         return
     steps = len(data.train_loader) * cfg.epochs
@@ -260,6 +282,8 @@ def _print_header(cfg: TrainConfig, data: RunData, run: Run, ctx: DistContext, c
         f"{precision}{processes} -> {run.dir}",
         flush=True,
     )
+    if isinstance(optimizer, Muon):
+        print(optimizer.describe(), flush=True)
 
 
 class ClassificationTask:
