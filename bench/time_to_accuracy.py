@@ -114,10 +114,13 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--baseline", action="store_true", help="also the torchvision pipeline")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
+    # Repeatable, as resnet train's: --set a=1 --set b=2 and --set a=1 b=2 both set both.
+    parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
     import yaml
 
+    if bad := [item for item in args.set if "=" not in item]:
+        parser.error(f"--set takes KEY=VALUE, got {bad[0]!r}")
     overrides = {k: yaml.safe_load(v) for k, _, v in (item.partition("=") for item in args.set)}
     others = OtherLoad()
     print(machine_header(f"recipe {args.recipe} {overrides or ''}"), flush=True)
