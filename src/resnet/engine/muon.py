@@ -145,11 +145,12 @@ class Muon(torch.optim.Optimizer):
     ) -> None:
         if not 0.0 <= momentum < 1.0 or not 0.0 <= muon_momentum < 1.0:
             raise ConfigError(f"momentum must be in [0, 1), got {momentum} and {muon_momentum}")
-        defaults = dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=0.0, muon=False)
+        defaults = dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=0.0, muon=False,
+                        muon_momentum=muon_momentum, ns_steps=ns_steps)  # fmt: skip
         for group in groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)
         super().__init__(groups, defaults)
-        self.muon_momentum, self.ns_steps, self.ns_dtype = muon_momentum, ns_steps, ns_dtype
+        self.ns_dtype = ns_dtype  # the run's precision, not a hyperparameter to save
 
     def describe(self) -> str:
         """One line: how many filter banks take Muon steps, and how many SGD ones."""
@@ -164,7 +165,7 @@ class Muon(torch.optim.Optimizer):
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
             if params and group["muon"]:
-                self._muon_step(params, group["lr"])
+                self._muon_step(params, group)
             elif params:
                 self._sgd_step(params, group)
         return loss
@@ -172,13 +173,13 @@ class Muon(torch.optim.Optimizer):
     def _buffers(self, params: list[Tensor]) -> list[Tensor]:
         return [self.state[p].setdefault("momentum_buffer", torch.zeros_like(p)) for p in params]
 
-    def _muon_step(self, params: list[Tensor], lr: float) -> None:
-        mu = self.muon_momentum
+    def _muon_step(self, params: list[Tensor], group: dict) -> None:
+        mu, lr, steps = group["muon_momentum"], group["lr"], group["ns_steps"]
         for param, buffer in zip(params, self._buffers(params)):
             buffer.mul_(mu).add_(param.grad)
             look_ahead = param.grad.add(buffer, alpha=mu)
             param.mul_(param.size(0) ** 0.5 / param.norm().clamp_min(1e-12))
-            direction = orthogonalize(look_ahead.flatten(1), self.ns_steps, self.ns_dtype)
+            direction = orthogonalize(look_ahead.flatten(1), steps, self.ns_dtype)
             param.add_(direction.view_as(param), alpha=-lr)
 
     def _sgd_step(self, params: list[Tensor], group: dict) -> None:
