@@ -13,7 +13,7 @@ from torch import nn
 from resnet.engine.budget import measure_step_times
 from resnet.engine.config import TrainConfig
 from resnet.engine.muon import Muon, orthogonalize, scale_invariant_filters, split_filters
-from resnet.engine.optim import param_groups
+from resnet.engine.optim import build_optimizer, param_groups
 from resnet.engine.setup import StepContext
 from resnet.engine.train import train
 from resnet.errors import ConfigError
@@ -167,6 +167,12 @@ def test_a_muon_run_trains_records_its_settings_and_times_its_own_steps(tiny_npz
     context = StepContext("off", "auto", torch.device("cpu"))
     measure_step_times(model, batch, context, steps=1, optimizer_for=optimizer_for)
     assert len(built) == 1 and built[0] is not model
+
+
+def test_build_optimizer_points_muon_to_the_builder_that_knows_the_model():
+    groups = _sgd_groups(nn.Linear(2, 2))
+    with pytest.raises(ConfigError, match="build_run_optimizer"):
+        build_optimizer(groups, "muon", lr=0.1)
 
 
 @pytest.mark.parametrize("key, value", [("muon_lr", 0), ("muon_momentum", 1.0)])

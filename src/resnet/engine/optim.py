@@ -95,7 +95,11 @@ def build_optimizer(
         return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov, foreach=True)
     if name == "adamw":
         return torch.optim.AdamW(groups, lr=lr, foreach=True)
-    raise ConfigError(f"unknown optimizer {name!r}: choose sgd or adamw")
+    if name == "muon":  # its groups depend on the model's structure, not on the groups alone
+        raise ConfigError(
+            "optimizer muon is built from the model: use resnet.engine.train.build_run_optimizer"
+        )
+    raise ConfigError(f"unknown optimizer {name!r}: choose sgd, adamw or muon")
 
 
 def lr_factor(
