@@ -169,6 +169,35 @@ def test_a_muon_run_trains_records_its_settings_and_times_its_own_steps(tiny_npz
     assert len(built) == 1 and built[0] is not model
 
 
+def test_a_budgeted_muon_run_splits_its_trial_as_the_run_without_checking_again(
+    tiny_npz, tmp_path, monkeypatch
+):
+    """The time budget's trial copy takes the run's Muon filters by name: the invariance check
+    (one forward per filter bank) runs once, not once more for the copy."""
+    import resnet.engine.train as engine_train
+
+    checks, trial_filters = [], []
+    check, measure = engine_train.scale_invariant_filters, engine_train.measure_step_times
+    monkeypatch.setattr(
+        engine_train, "scale_invariant_filters", lambda *a, **k: checks.append(1) or check(*a, **k)
+    )
+
+    def measure_recording(model, batch, context, *, optimizer_for, **kwargs):
+        def build(trial):
+            optimizer = optimizer_for(trial)
+            trial_filters.append(optimizer.filter_names(trial))
+            return optimizer
+
+        return measure(model, batch, context, optimizer_for=build, **kwargs)
+
+    monkeypatch.setattr(engine_train, "measure_step_times", measure_recording)
+    options = dict(model_kwargs={}, optimizer="muon", time_budget=3600, epochs=1)
+    train(tiny_config(tiny_npz, tmp_path, **options))
+    model = create_model("resnet20", num_classes=4, in_chans=1)
+    assert checks == [1]
+    assert trial_filters == [scale_invariant_filters(model, 1, (16, 16))]
+
+
 def test_build_optimizer_points_muon_to_the_builder_that_knows_the_model():
     groups = _sgd_groups(nn.Linear(2, 2))
     with pytest.raises(ConfigError, match="build_run_optimizer"):

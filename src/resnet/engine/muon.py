@@ -159,6 +159,13 @@ class Muon(torch.optim.Optimizer):
         note = f"; {others} more are not followed by a normalisation" if others else ""
         return f"muon: {muon} filter banks take Muon steps{note}; the other weights take SGD's"
 
+    def filter_names(self, model: nn.Module) -> set[str]:
+        """The names in ``model`` of the filter banks that take Muon steps: what
+        :func:`scale_invariant_filters` found, so that a copy of the model (the time budget's
+        trial) can be split the same way without checking again."""
+        chosen = {id(p) for g in self.param_groups if g["muon"] for p in g["params"]}
+        return {name for name, p in model.named_parameters() if id(p) in chosen}
+
     @torch.no_grad()
     def step(self, closure=None):  # noqa: ANN001 - torch's signature
         loss = None if closure is None else torch.enable_grad()(closure)()

@@ -159,7 +159,7 @@ def _train(
     state = read_state(run) if resumed else None
     context = StepContext(cfg.amp, cfg.conv_kernels, run.device, compiled=cfg.compile)
     if cfg.time_budget is not None and not resumed:
-        _plan_time_budget(cfg, data, model, context, ctx, started)
+        _plan_time_budget(cfg, data, model, optimizer, context, ctx, started)
     run.write_settings(cfg.to_dict())  # creates the run folder on the main process
     run.dir = broadcast(run.dir, ctx)
     runner = _runner(model, cfg, ctx, run.device)
@@ -186,10 +186,13 @@ def _train(
     )
 
 
-def build_run_optimizer(cfg: TrainConfig, model: nn.Module, meta) -> torch.optim.Optimizer:
+def build_run_optimizer(
+    cfg: TrainConfig, model: nn.Module, meta, filters: Optional[set[str]] = None
+) -> torch.optim.Optimizer:
     """The optimizer ``cfg`` names over ``model``'s parameter groups. Muon
-    (``resnet.engine.muon``) takes the filter banks a normalisation follows, found on a small
-    random batch of the dataset's shape, and orthogonalises in bf16 when the run trains in it."""
+    (``resnet.engine.muon``) takes the filter banks a normalisation follows (``filters``, by
+    name; found on a small random batch of the dataset's shape when None), and orthogonalises
+    in bf16 when the run trains in it."""
     groups = param_groups(
         model,
         weight_decay=cfg.weight_decay,
@@ -200,7 +203,8 @@ def build_run_optimizer(cfg: TrainConfig, model: nn.Module, meta) -> torch.optim
         return build_optimizer(
             groups, cfg.optimizer, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov
         )
-    filters = scale_invariant_filters(model, meta.channels, meta.image_size)
+    if filters is None:
+        filters = scale_invariant_filters(model, meta.channels, meta.image_size)
     return Muon(
         split_filters(model, groups, filters, muon_lr=cfg.muon_lr, lr=cfg.lr),
         lr=cfg.lr,
@@ -211,14 +215,18 @@ def build_run_optimizer(cfg: TrainConfig, model: nn.Module, meta) -> torch.optim
     )
 
 
-def _plan_time_budget(cfg: TrainConfig, data: RunData, model, context, ctx, started: float) -> None:
+def _plan_time_budget(
+    cfg: TrainConfig, data: RunData, model, optimizer, context, ctx, started: float
+) -> None:
     """Size the run to ``cfg.time_budget`` (``resnet.engine.budget``): set ``max_steps`` to the
     plan, shrink the warmup and milestones with it, and drop the budget, so that the written
-    config.yaml repeats this run exactly. The budget's clock runs from ``started``."""
+    config.yaml repeats this run exactly. The budget's clock runs from ``started``. The trial
+    steps use the run's optimizer, split as the run's is (Muon's filters are not found twice)."""
+    filters = optimizer.filter_names(model) if isinstance(optimizer, Muon) else None
     data.train_loader.set_epoch(0)
     times = measure_step_times(
         model, next(iter(data.train_loader)), context,
-        optimizer_for=lambda trial: build_run_optimizer(cfg, trial, data.meta),
+        optimizer_for=lambda trial: build_run_optimizer(cfg, trial, data.meta, filters),
     )  # fmt: skip
     elapsed = time.perf_counter() - started  # the measuring included
     if ctx.distributed:  # every process plans from the slowest one's figures, so all agree
