@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from engine_helpers import make_npz
 from PIL import Image
 
 from resnet.cli import main
@@ -16,7 +17,7 @@ from resnet.deploy.evaluate import evaluate
 from resnet.deploy.optimize import optimize_for_inference
 from resnet.deploy.predict import predict
 from resnet.engine.checkpoint import save_checkpoint
-from resnet.errors import ConfigError
+from resnet.errors import ConfigError, DataError
 from resnet.models import create_model
 
 
@@ -105,6 +106,24 @@ def test_eval_cli_json(checkpoint, capsys):
     assert main(["eval", "--checkpoint", str(path), "--json", "--device", "cpu"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["split"] == "test" and np.array(result["confusion_matrix"]).sum() == 64
+
+
+def test_evaluate_refuses_data_the_checkpoint_cannot_score(checkpoint, tmp_path, capsys):
+    """Every way the split to score can be wrong is a one-line error, in the library and from
+    the CLI (exit 2): a validation split the run never held out, a dataset of other classes,
+    and a checkpoint that names no dataset without --dataset."""
+    path, model, meta = checkpoint
+    with pytest.raises(ConfigError, match=r"no validation split \(val_fraction 0\)"):
+        evaluate(path, split="val", device="cpu")
+    six = make_npz(tmp_path / "six.npz", num_classes=6)
+    with pytest.raises(DataError, match="6 classes but the checkpoint expects 1 and 4"):
+        evaluate(path, dataset=str(six), device="cpu")
+    assert main(["eval", "--checkpoint", str(path), "--dataset", str(six), "--device", "cpu"]) == 2
+    assert "evaluate on a matching dataset" in capsys.readouterr().err
+    save_checkpoint(tmp_path / "bare" / "best", model, data_meta=None, epoch=1, step=1,
+                    metrics={}, config={})  # fmt: skip
+    with pytest.raises(ConfigError, match="does not name its dataset; pass --dataset"):
+        evaluate(tmp_path / "bare", device="cpu")
 
 
 def test_evaluate_in_bfloat16_scores_the_16_bit_network(checkpoint, tiny_npz):

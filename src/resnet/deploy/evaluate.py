@@ -45,7 +45,7 @@ def evaluate(
     ``num_samples``, ``dataset``, ``split``. With ``out_dir``, writes ``confusion_matrix.csv``
     and ``confusion_matrix.png`` there. Inputs are normalised with the checkpoint's statistics.
     """
-    from resnet.data import ArrayDataset, DatasetMeta, load_dataset, make_loader
+    from resnet.data import make_loader
     from resnet.deploy.runtime import load_inference_model, training_precision
     from resnet.device import resolve_device
 
@@ -62,6 +62,38 @@ def evaluate(
         from resnet.deploy.optimize import optimize_for_inference
 
         model = optimize_for_inference(model.eval(), dtype=getattr(torch, dtype), inplace=True)
+    data, meta, dataset = _data_to_score(info, dataset, split, data_dir)
+    loader = make_loader(data, batch_size, train=False, device=target)
+    precision, context = training_precision(model, info, dtype, target)
+    scores = evaluate_loader(
+        model, loader, num_classes=meta.num_classes, tta_flip=tta_flip, context=context
+    )
+    matrix = scores.pop("confusion_matrix")
+    totals = matrix.sum(1).clamp_min(1)
+    result = {
+        **scores,
+        "per_class_accuracy": {
+            name: float(matrix[i, i] / totals[i]) for i, name in enumerate(meta.class_names)
+        },
+        "confusion_matrix": matrix.tolist(),
+        "class_names": list(meta.class_names),
+        "dataset": str(dataset),
+        "split": split,
+        "tta_flip": tta_flip,
+        "dtype": precision,
+    }
+    if out_dir is not None:
+        write_confusion_matrix(Path(out_dir), matrix, list(meta.class_names))
+    return result
+
+
+def _data_to_score(
+    info: dict[str, Any], dataset: Optional[str], split: str, data_dir: Optional[str]
+) -> tuple[Any, Any, str]:
+    """The split to score, normalised as the checkpoint was trained, its metadata and the
+    dataset's name (default: the one the checkpoint was trained on)."""
+    from resnet.data import ArrayDataset, DatasetMeta, load_dataset
+
     trained = info.get("train_config") or {}
     meta = DatasetMeta.from_dict(info["data_meta"]) if info.get("data_meta") else None
     if dataset is None:
@@ -90,29 +122,7 @@ def evaluate(
         if isinstance(data, ArrayDataset):
             # Same normalisation as in training, whatever the evaluated data's own statistics.
             data = ArrayDataset(data.images, data.labels, meta)
-    meta = meta or data.meta
-    loader = make_loader(data, batch_size, train=False, device=target)
-    precision, context = training_precision(model, info, dtype, target)
-    scores = evaluate_loader(
-        model, loader, num_classes=meta.num_classes, tta_flip=tta_flip, context=context
-    )
-    matrix = scores.pop("confusion_matrix")
-    totals = matrix.sum(1).clamp_min(1)
-    result = {
-        **scores,
-        "per_class_accuracy": {
-            name: float(matrix[i, i] / totals[i]) for i, name in enumerate(meta.class_names)
-        },
-        "confusion_matrix": matrix.tolist(),
-        "class_names": list(meta.class_names),
-        "dataset": str(dataset),
-        "split": split,
-        "tta_flip": tta_flip,
-        "dtype": precision,
-    }
-    if out_dir is not None:
-        write_confusion_matrix(Path(out_dir), matrix, list(meta.class_names))
-    return result
+    return data, meta or data.meta, dataset
 
 
 def write_confusion_matrix(out_dir: Path, matrix: torch.Tensor, class_names: list[str]) -> None:
