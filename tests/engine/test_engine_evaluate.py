@@ -70,6 +70,29 @@ def test_evaluate_matches_hand_computation(checkpoint, tiny_npz, tmp_path, tta):
     assert (tmp_path / "out" / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.parametrize("classes", [3, 25])
+def test_the_confusion_picture_labels_every_nonzero_cell_while_they_fit(
+    tmp_path, monkeypatch, classes
+):
+    from matplotlib.axes import Axes
+
+    from resnet.deploy.evaluate import write_confusion_matrix
+
+    labels = []
+    text = Axes.text
+    monkeypatch.setattr(
+        Axes,
+        "text",
+        lambda self, x, y, s, **k: labels.append((y, x, s)) or text(self, x, y, s, **k),
+    )
+    matrix = torch.diag(torch.full((classes,), 50))
+    matrix[0, 1], matrix[2, 0] = 7, 1234
+    write_confusion_matrix(tmp_path, matrix, [f"c{i}" for i in range(classes)])
+    assert (tmp_path / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
+    cells = {(r, c, str(n)) for (r, c), n in np.ndenumerate(matrix.numpy()) if n}
+    assert set(labels) == (cells if classes <= 20 else set())
+
+
 def test_predict_pngs_and_a_broken_file(checkpoint, tiny_npz, tmp_path, capsys):
     path, model, meta = checkpoint
     test = load_dataset(str(tiny_npz), "test")

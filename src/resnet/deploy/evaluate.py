@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 from typing import Any, Optional
 
+import numpy as np
 import torch
 
 from resnet.engine.evaluate import evaluate_loader
@@ -126,7 +127,9 @@ def _data_to_score(
 
 
 def write_confusion_matrix(out_dir: Path, matrix: torch.Tensor, class_names: list[str]) -> None:
-    """``confusion_matrix.csv`` (counts) and ``confusion_matrix.png`` (row-normalised heat map)."""
+    """``confusion_matrix.csv`` (counts) and ``confusion_matrix.png``: a row-normalised heat
+    map, each non-zero cell labelled with its count (up to 20 classes; more would not fit), so
+    the few confusions next to a dark diagonal can be read, not guessed from a pale shade."""
     from resnet.io import atomic_write
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -152,6 +155,14 @@ def write_confusion_matrix(out_dir: Path, matrix: torch.Tensor, class_names: lis
     axes.set_yticks(ticks, class_names)
     axes.set_xlabel("predicted")
     axes.set_ylabel("true")
+    if len(class_names) <= 20:
+        for (row, column), count in np.ndenumerate(matrix.numpy()):
+            if count:
+                colour = "white" if rates[row, column] > 0.5 else "black"
+                axes.text(column, row, str(count), ha="center", va="center", color=colour,
+                          fontsize=8 if count < 1000 else 6)  # fmt: skip
+    correct, total = int(matrix.trace()), int(matrix.sum())
+    axes.set_title(f"top-1 {correct / max(total, 1):.2%} of {total} images")
     figure.colorbar(image, fraction=0.046)
     figure.tight_layout()
     with atomic_write(out_dir / "confusion_matrix.png") as handle:
