@@ -106,14 +106,26 @@ def test_the_kernel_is_picked_by_output_size_and_geometry(shape, weight, options
     assert takes_small_map(torch.zeros(shape), torch.zeros(weight), **options) is expected
 
 
-@pytest.mark.parametrize(("side", "expected"), [(4, True), (5, False)])
-def test_in_bfloat16_the_limit_is_4x4(side, expected):
-    """bf16 (under autocast, as the engine runs it) takes the kernel up to 16 outputs."""
+@pytest.mark.parametrize(
+    ("amx", "side", "expected"),
+    [(True, 4, True), (True, 5, False), (False, 2, True), (False, 3, False)],
+)
+def test_bfloat16_takes_4x4_maps_only_on_amx(monkeypatch, amx, side, expected):
+    """bf16 (under autocast, as the engine runs it) takes the kernel up to 16 outputs where AMX
+    tiles do the products, and up to 8 elsewhere (both branches, by faking the probe)."""
+    monkeypatch.setattr(kernels, "cpu_has_amx", lambda: amx)
     x, weight = torch.zeros(2, 8, side, 4), torch.zeros(8, 8, 3, 3)
-    assert takes_small_map(x, weight, padding=1) is False
+    assert takes_small_map(x, weight, padding=1) is (side * 4 <= 8)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert takes_small_map(x, weight, padding=1) is expected
     assert takes_small_map(x.bfloat16(), weight.bfloat16(), padding=1) is expected
+    assert kernels.max_output_positions(torch.int64) == 0
+
+
+def test_the_amx_probe_is_the_cpu_capabilities_one():
+    from resnet.device import cpu_capabilities
+
+    assert kernels.cpu_has_amx() is bool(cpu_capabilities()["amx"])
 
 
 def test_the_mode_reroutes_only_small_maps_and_changes_no_result(monkeypatch):
@@ -144,7 +156,7 @@ def test_the_mode_reroutes_only_small_maps_and_changes_no_result(monkeypatch):
         logits.square().sum().backward()
         runs.append([logits] + [p.grad.clone() for p in model.parameters()])
     # layer4 (2x2 out): four 3x3 convs and a 1x1 shortcut; layer3's 4x4 stays native in
-    # float32 and float64 (in bf16 it takes the kernel too)
+    # float32 and float64 (in bf16 on a CPU with AMX it takes the kernel too)
     assert sides == [2] * 5
     for ours, reference in zip(runs[1], runs[0]):
         torch.testing.assert_close(ours, reference, rtol=1e-9, atol=1e-9)

@@ -7,8 +7,8 @@ bench/small_map_conv.py``), forward + both backward passes of ResNet-18's 512-ch
 convolution on 2x2 maps take 37.2 ms in bfloat16 (63.8 ms in float32), and the same
 convolution written as im2col + one matmul 6.4 ms (22.8 ms). From 7x7 maps up oneDNN wins
 again. So ``SmallMapConvolutions`` sends every CPU ``conv2d`` and ``conv3d`` whose output has
-at most ``MAX_OUTPUT_PIXELS`` positions (for the dtype it computes in) to ``small_map_conv``
-and leaves the rest alone.
+at most ``max_output_positions(dtype)`` positions (for the dtype it computes in, on this CPU)
+to ``small_map_conv`` and leaves the rest alone.
 
 im2col here reads the zero-padded channels-last input through one strided view, (B, *out,
 *kernel, C), so the columns are a single copy and the output (B*out, O) is already channels
@@ -18,6 +18,7 @@ for the weight) and a col2im that sums the shifted slices, one per kernel tap, i
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from typing import Any, Optional
@@ -27,16 +28,43 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.overrides import TorchFunctionMode
 
-__all__ = ["MAX_OUTPUT_PIXELS", "SmallMapConvolutions", "small_map_conv", "takes_small_map"]
+from resnet.device import cpu_capabilities
+
+__all__ = [
+    "SmallMapConvolutions", "cpu_has_amx", "max_output_positions", "small_map_conv",
+    "takes_small_map",
+]  # fmt: skip
 
 # Output positions (product of the output sizes) up to which the matmul kernel runs, by the
-# dtype it computes in. Forward + backward against oneDNN (bench/small_map_conv.py): on a 2-core
-# Xeon with AMX, bfloat16 5.8x at 2x2, 1.4x at 3x3, 1.25-3.8x at 4x4; float32 2.4-2.8x at 2x2,
-# 1.05x at 3x3, 0.88x at 4x4. On a 2-core AVX2 EPYC (no bfloat16 units, so float32 is what
-# trains there), float32 3.2-3.9x at 2x2 and 3.0-3.5x at 2x2x2, but 0.82-0.94x at 3x3: so
-# float32 stops at 8 positions, where both machines gain. At 7x7 and up oneDNN is faster in
-# every case measured (0.4-0.9x); 4x4x4 (64 positions) stays with oneDNN.
-MAX_OUTPUT_PIXELS = {torch.bfloat16: 16, torch.float16: 16, torch.float32: 8, torch.float64: 8}
+# dtype it computes in and whether the CPU has AMX. Forward + backward against oneDNN
+# (bench/small_map_conv.py): on a 2-core Xeon with AMX, bfloat16 5.8x at 2x2, 1.4x at 3x3,
+# 1.25-3.8x at 4x4; float32 2.4-2.8x at 2x2, 1.05x at 3x3, 0.88x at 4x4. On a 2-core AVX2 EPYC,
+# float32 3.2-3.9x at 2x2 and 3.0-3.5x at 2x2x2, but 0.82-0.94x at 3x3. On a 2-core EPYC with
+# AVX512-BF16 and no AMX (2026-12-03), bfloat16 1.4-2.5x at 2x2 and 1.8-2.2x at 2x2x2 but
+# 0.76-0.81x at 3x3 and 0.80-0.82x at 4x4 (float32 1.7x at 2x2, 3.3x at 2x2x2, 0.61x at 3x3).
+# So bfloat16 goes up to 4x4 only where AMX tiles do the products, and everything else stops at
+# 8 positions, where every machine gains. At 7x7 and up oneDNN is faster in every case measured
+# (0.4-0.9x); 4x4x4 (64 positions) stays with oneDNN.
+_MAX_POSITIONS = 8
+_MAX_POSITIONS_ON_AMX = {torch.bfloat16: 16, torch.float16: 16}
+
+
+@functools.cache
+def cpu_has_amx() -> bool:
+    """Whether this CPU has AMX tiles, read once: the choice is made for every convolution."""
+    return bool(cpu_capabilities()["amx"])
+
+
+def max_output_positions(dtype: torch.dtype) -> int:
+    """The most output positions a convolution computing in ``dtype`` may have to run as
+    ``small_map_conv`` on this CPU (0 for dtypes it does not take)."""
+    if not dtype.is_floating_point:
+        return 0
+    if cpu_has_amx():
+        return _MAX_POSITIONS_ON_AMX.get(dtype, _MAX_POSITIONS)
+    return _MAX_POSITIONS
+
+
 _CONVOLUTIONS = {F.conv2d: 2, F.conv3d: 3}  # function -> spatial dimensions
 
 
@@ -135,7 +163,7 @@ def _compute_dtype(x: Tensor) -> torch.dtype:
 def takes_small_map(x: Tensor, weight: Tensor, stride=1, padding=0, dilation=1, groups=1) -> bool:
     """Whether ``small_map_conv`` runs this ``conv2d``/``conv3d`` (told apart by the weight):
     a batched CPU tensor, a dense (groups 1, dilation 1) convolution with numeric padding, and
-    an output of at most ``MAX_OUTPUT_PIXELS`` positions for the dtype it computes in."""
+    an output of at most ``max_output_positions`` for the dtype it computes in."""
     dims = weight.dim() - 2
     if x.device.type != "cpu" or dims not in (2, 3) or x.dim() != dims + 2 or groups != 1:
         return False
@@ -146,7 +174,7 @@ def takes_small_map(x: Tensor, weight: Tensor, stride=1, padding=0, dilation=1, 
     out = _out_size(x.shape[2:], weight.shape[2:], _tuple(stride, dims), _tuple(padding, dims))
     if min(out) < 1:  # a kernel larger than the padded input: conv's own error says so
         return False
-    return math.prod(out) <= MAX_OUTPUT_PIXELS.get(_compute_dtype(x), 0)
+    return math.prod(out) <= max_output_positions(_compute_dtype(x))
 
 
 def small_map_conv(
