@@ -8,8 +8,8 @@ channels last) keeps the matrix units mostly idle. ``resnet.engine.kernels.small
 computes the same convolution as one strided im2col view and matrix products. This prints, for
 the convolutions of those networks' last stages (and a few larger maps, where oneDNN wins), the
 time of both and the ratio, measured in the same run, and whether the engine's rule (outputs of
-at most 16 positions in bf16, 8 in float32) picks the kernel. A benchmark, not a test: run it on
-an idle machine.
+at most 16 positions in bf16 on a CPU with AMX, 8 otherwise) picks the kernel. A benchmark, not
+a test: run it on an idle machine.
 """
 
 from __future__ import annotations

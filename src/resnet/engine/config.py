@@ -119,8 +119,8 @@ class TrainConfig:
     ema: Optional[float] = None  # decay of an exponential moving average of the weights
     # --- speed
     amp: str = "auto"  # "auto": bf16 autocast where the device has native bf16 (AMX, CUDA, ...)
-    # "auto": CPU convolutions (2D, 3D) with tiny outputs (at most 16 positions in bf16, 8 in
-    # float32) run as im2col + matmul, 1.4-6x faster there (resnet.engine.kernels); "native":
+    # "auto": CPU convolutions (2D, 3D) with tiny outputs (at most 16 positions in bf16 with AMX,
+    # 8 otherwise) run as im2col + matmul, 1.4-6x faster there (resnet.engine.kernels); "native":
     # every convolution through PyTorch/oneDNN.
     conv_kernels: str = "auto"
     channels_last: bool = False  # NHWC memory layout for 4D inputs (faster on GPUs)
