@@ -139,6 +139,12 @@ def run_degradation(
     }
     name_of_data = data["train"].meta.name
     run = run if run is not None else Run.open(name="degradation")
+    # Every network, plain or residual, deep or shallow, trains with this one recipe; "auto"
+    # amp is bf16 where the CPU has it, for every net alike.
+    recipe = dict(
+        epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule,
+        warmup_epochs=warmup_epochs, weight_decay=weight_decay, augment=augment, amp=amp,
+    )  # fmt: skip
     runs = []
     total = len(seeds) * len(depths) * 2
     for seed in seeds:
@@ -147,15 +153,11 @@ def run_degradation(
                 name = f"{kind}{depth}"
                 log(f"  [{len(runs) + 1}/{total}] training {name} seed {seed}", enabled=progress)
                 config = TrainConfig(
-                    model=name, dataset=name_of_data, epochs=epochs, batch_size=batch_size,
-                    lr=lr, schedule=schedule, warmup_epochs=warmup_epochs,
-                    weight_decay=weight_decay, augment=augment, seed=seed,
-                    device=str(run.device),
-                    # One precision for every net compared ("auto": bf16 where native).
-                    amp=amp, curve_every=curve_every, name=f"{name}-seed{seed}",
+                    model=name, dataset=name_of_data, seed=seed, device=str(run.device),
+                    curve_every=curve_every, name=f"{name}-seed{seed}",
                     # Plain nets ignore it: zeroing a block's last BN would cut their only path.
                     model_kwargs={"zero_init_residual": True} if zero_init_residual else {},
-                    progress=progress, log_tensorboard=False,
+                    progress=progress, log_tensorboard=False, **recipe,
                 )  # fmt: skip
                 result = train(config, run=run.child(config.name), datasets=data)
                 runs.append(_run_record(name, kind, depth, seed, result))
@@ -177,14 +179,7 @@ def run_degradation(
         "recipe": {
             "train_subset": train_subset,
             "test_subset": test_subset,
-            "epochs": epochs,
-            "batch_size": batch_size,
-            "lr": lr,
-            "schedule": schedule,
-            "warmup_epochs": warmup_epochs,
-            "weight_decay": weight_decay,
-            "augment": augment,
-            "amp": amp,
+            **recipe,
             "zero_init_residual": zero_init_residual,
         },
         "runs": runs,
