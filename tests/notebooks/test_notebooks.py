@@ -43,6 +43,10 @@ TINY = {
     "07_gradcam": (
         'MODEL = "resnet20"\nTRAIN_SUBSET = 64\nTEST_SUBSET = 32\nEPOCHS = 1\nN_IMAGES = 2'
     ),
+    "08_train_fast": (
+        'RECIPE = "fashion-mnist-fast"\nBATCH_SIZE = 8\nTIMED_STEPS = 1\nMAX_STEPS = 2\n'
+        "TEST_SUBSET = 64"
+    ),
 }
 
 
