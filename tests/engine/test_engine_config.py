@@ -36,6 +36,7 @@ def test_unknown_key_names_the_closest_field():
         ({"epochs": 0}, r"epochs must be in \[1, 100000\], got 0"),
         ({"ema": 1.5}, r"ema must be in \(0, 1\), got 1.5"),
         ({"lr": "fast"}, "lr must be a number"),
+        ({"eval_tta_shift": -1}, r"eval_tta_shift must be in \[0, 1024\], got -1"),
     ],
 )
 def test_bad_values(values, message):

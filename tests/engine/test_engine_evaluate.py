@@ -192,3 +192,79 @@ def test_one_evaluation_loop_is_exact_for_huge_logits_and_averages_flips():
     probs = 0.5 * (torch.softmax(logits, 1) + torch.softmax(logits.flip(-1), 1))
     expected = float(-probs[torch.arange(2), y].log().mean())
     assert flipped["loss"] == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("shift", [1, 2, 5])
+@pytest.mark.parametrize("dims", [4, 5])  # images and volumes: both shift along the width
+def test_a_shifted_view_is_reflect_padding_and_a_crop(shift, dims):
+    from resnet.engine.evaluate import shift_width
+
+    x = torch.randn(2, 3, *(4, 5, 6)[5 - dims :])
+    pad = [(0, 0)] * (dims - 1)
+    right = np.pad(x.numpy(), pad + [(shift, 0)], mode="reflect")[..., : x.shape[-1]]
+    left = np.pad(x.numpy(), pad + [(0, shift)], mode="reflect")[..., shift:]
+    assert np.array_equal(shift_width(x, shift).numpy(), right)
+    assert np.array_equal(shift_width(x, -shift).numpy(), left)
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_shift_tta_averages_the_probabilities_of_every_view(flip):
+    """eval_tta_shift: the image, its copies shifted left and right, and (with flip) the mirror
+    of each; a model that reads position (a linear layer) gives every view other logits."""
+    from torch import nn
+
+    from resnet.engine.evaluate import evaluate_loader, tta_view_count
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(2 * 5 * 7, 3))
+    x, y = torch.randn(8, 2, 5, 7), torch.randint(0, 3, (8,))
+    scores = evaluate_loader(model, [(x[:5], y[:5]), (x[5:], y[5:])], tta_flip=flip, tta_shift=2)
+    pad = [(0, 0)] * 3
+    views = [
+        x,
+        torch.from_numpy(np.pad(x.numpy(), pad + [(2, 0)], mode="reflect")[..., :7]),
+        torch.from_numpy(np.pad(x.numpy(), pad + [(0, 2)], mode="reflect")[..., 2:]),
+    ]
+    views += [view.flip(-1) for view in views] if flip else []
+    assert len(views) == tta_view_count(flip=flip, shift=2) == (6 if flip else 3)
+    with torch.no_grad():
+        probs = torch.stack([model(v).double().softmax(1) for v in views]).mean(0)
+    assert scores["loss"] == pytest.approx(float(-probs[torch.arange(8), y].log().mean()), rel=1e-6)
+    assert scores["top1"] == pytest.approx(float((probs.argmax(1) == y).double().mean()))
+
+
+def test_a_shift_as_wide_as_the_image_is_refused_before_training(checkpoint, tiny_npz, tmp_path):
+    """A shift must leave a column of the image: refused by the library (ConfigError), by
+    `resnet eval --tta-shift` (exit 2, one line) and by train before the first step."""
+    from engine_helpers import tiny_config
+
+    from resnet.engine.evaluate import check_tta_shift
+    from resnet.engine.train import train
+
+    path, _, _ = checkpoint
+    width = load_dataset(str(tiny_npz), "test").meta.image_size[-1]
+    check_tta_shift(width - 1, width)
+    for bad in (width, -1):
+        with pytest.raises(ConfigError, match=rf"width - 1 \({width - 1}\), got {bad}"):
+            check_tta_shift(bad, width)
+    with pytest.raises(ConfigError, match="lower eval_tta_shift"):
+        evaluate(path, tta_shift=width, device="cpu")
+    assert main(["eval", "--checkpoint", str(path), "--tta-shift", "-1", "--device", "cpu"]) == 2
+    with pytest.raises(ConfigError, match="lower eval_tta_shift"):
+        train(tiny_config(tiny_npz, tmp_path / "runs", eval_tta_shift=width))
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").rglob("*.safetensors"))
+
+
+def test_train_scores_its_final_model_with_the_shifted_views(tiny_npz, tmp_path):
+    """eval_tta_shift alone (no flip) still scores the final model after training, and that
+    score is what `resnet eval --tta-shift` gives for the same weights."""
+    from engine_helpers import tiny_config
+
+    from resnet.engine.train import train
+
+    result = train(tiny_config(tiny_npz, tmp_path, epochs=1, eval_tta_shift=1))
+    plain = result.history[-1]["test_loss"]
+    scored = evaluate(result.last_checkpoint, tta_shift=1, device="cpu")
+    assert result.metrics["test_loss"] == pytest.approx(scored["loss"], rel=1e-6) != plain
+    assert result.metrics["test_acc"] == pytest.approx(scored["top1"])
+    assert scored["tta_shift"] == 1

@@ -91,6 +91,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--data-dir", help="directory holding the dataset files")
     evaluate.add_argument("--split", default="test", choices=("train", "val", "test"))
     evaluate.add_argument("--tta", action="store_true", help="average with the mirror image")
+    evaluate.add_argument(
+        "--tta-shift",
+        type=int,
+        default=0,
+        metavar="PIXELS",
+        help="also average with the image shifted this many pixels left and right",
+    )
     evaluate.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     evaluate.add_argument("--batch-size", type=int, default=256)
     evaluate.add_argument("--out-dir", help="write confusion_matrix.csv/.png here")
@@ -170,6 +177,7 @@ def _eval(args: argparse.Namespace) -> int:
         split=args.split,
         data_dir=args.data_dir,
         tta_flip=args.tta,
+        tta_shift=args.tta_shift,
         device=args.device,
         batch_size=args.batch_size,
         out_dir=args.out_dir,

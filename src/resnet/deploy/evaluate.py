@@ -27,6 +27,7 @@ def evaluate(
     split: str = "test",
     data_dir: Optional[str] = None,
     tta_flip: bool = False,
+    tta_shift: int = 0,
     device: str = "auto",
     batch_size: int = 256,
     out_dir: Optional[str | os.PathLike] = None,
@@ -40,6 +41,9 @@ def evaluate(
     ``dtype="bfloat16"`` (or ``"float16"`` on a GPU) scores the network as it would be deployed
     at that precision: ``optimize_for_inference(model, dtype=...)``, BN folded, 16-bit weights
     and activations. The default scores the float32 checkpoint as it is.
+
+    ``tta_flip`` and ``tta_shift`` (pixels) average the image with its mirror image and with its
+    copies shifted left and right (``resnet.engine.evaluate.tta_views``).
 
     Returns ``top1``, ``top5``, ``loss``, ``per_class_accuracy`` ({class name: accuracy}),
     ``confusion_matrix`` (rows: true class, columns: predicted), ``class_names``,
@@ -67,7 +71,12 @@ def evaluate(
     loader = make_loader(data, batch_size, train=False, device=target)
     precision, context = training_precision(model, info, dtype, target)
     scores = evaluate_loader(
-        model, loader, num_classes=meta.num_classes, tta_flip=tta_flip, context=context
+        model,
+        loader,
+        num_classes=meta.num_classes,
+        tta_flip=tta_flip,
+        tta_shift=tta_shift,
+        context=context,
     )
     matrix = scores.pop("confusion_matrix")
     totals = matrix.sum(1).clamp_min(1)
@@ -81,6 +90,7 @@ def evaluate(
         "dataset": str(dataset),
         "split": split,
         "tta_flip": tta_flip,
+        "tta_shift": tta_shift,
         "dtype": precision,
     }
     if out_dir is not None:

@@ -48,6 +48,7 @@ _RANGES: dict[str, tuple[Optional[float], Optional[float], bool, bool]] = {
     "train_subset": (1, None, True, True),
     "eval_subset": (1, None, True, True),
     "pad": (0, 1024, True, True),
+    "eval_tta_shift": (0, 1024, True, True),
     "image_size": (8, 4096, True, True),
     "num_workers": (0, 256, True, True),
     "num_threads": (1, 4096, True, True),
@@ -145,6 +146,9 @@ class TrainConfig:
     freeze_bn: bool = False  # keep every BatchNorm's running statistics fixed
     # --- evaluation
     eval_tta: bool = False  # average logits of the image and its mirror image at test time
+    # Test time also averages the image shifted this many pixels left and right (each mirrored
+    # too with eval_tta; the uncovered columns reflected): airbench's translate TTA. 0: none.
+    eval_tta_shift: int = 0
     # --- output
     runs_dir: str = "runs"
     name: Optional[str] = None  # run folder name (default: "<model>-<dataset>"), numbered if taken

@@ -11,9 +11,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from resnet.errors import DataError
+from resnet.errors import ConfigError, DataError
 
-__all__ = ["evaluate_loader"]
+__all__ = ["check_tta_shift", "evaluate_loader", "shift_width", "tta_view_count", "tta_views"]
 
 
 @torch.no_grad()
@@ -24,14 +24,17 @@ def evaluate_loader(
     num_classes: Optional[int] = None,
     context: Any = None,
     tta_flip: bool = False,
+    tta_shift: int = 0,
 ) -> dict[str, Any]:
     """Loss, top-1, top-5 and the (true x predicted) confusion matrix of ``model`` on ``loader``
     (any iterable of (x, y) batches), in eval mode; the one evaluation loop of the package.
 
     The loss is the cross-entropy of float64 log-softmax, exact even for the huge logits of a
-    loss-landscape point far from the trained weights. ``tta_flip`` averages the softmax of
-    each image and its mirror image (flip along the last axis, i.e. width); the loss is then
-    that of the averaged probabilities. ``num_classes`` None: the logits' width.
+    loss-landscape point far from the trained weights. Test-time augmentation averages the
+    softmax of the views of ``tta_views``: ``tta_flip`` adds each image's mirror image (flip
+    along the last axis, i.e. width), ``tta_shift`` its copies shifted that many pixels left and
+    right; the loss is then that of the averaged probabilities. ``num_classes`` None: the
+    logits' width.
     """
     was_training = model.training
     model.eval()
@@ -44,13 +47,11 @@ def evaluate_loader(
     confusion = None
     seen = 0
     for x, y in loader:
+        views = tta_views(x, flip=tta_flip, shift=tta_shift)
         with context:
-            logits = model(x).float()
-            flipped = model(x.flip(-1)).float() if tta_flip else None
-        log_probs = logits.double().log_softmax(1)  # (B, classes)
-        if flipped is not None:
-            mirrored = flipped.double().log_softmax(1)
-            log_probs = torch.logaddexp(log_probs, mirrored) - math.log(2.0)
+            logits = [model(view).float() for view in views]
+        log_probs = torch.stack([view.double().log_softmax(1) for view in logits])  # (V, B, K)
+        log_probs = log_probs.logsumexp(0) - math.log(len(views))  # the mean probability
         if confusion is None:
             num_classes = num_classes or log_probs.shape[1]
             confusion = torch.zeros(num_classes**2, dtype=torch.int64, device=device)
@@ -71,3 +72,36 @@ def evaluate_loader(
         "num_samples": seen,
         "confusion_matrix": matrix,
     }
+
+
+def tta_views(x: torch.Tensor, *, flip: bool = False, shift: int = 0) -> list[torch.Tensor]:
+    """The views test-time augmentation averages: the images ``x`` (B, C, ..., W); with ``shift``
+    their copies moved ``shift`` pixels right and left (``shift_width``: airbench's translate
+    TTA); with ``flip`` the mirror image of each of those."""
+    check_tta_shift(shift, x.shape[-1])
+    shifted = [x, shift_width(x, shift), shift_width(x, -shift)] if shift else [x]
+    return [mirror for view in shifted for mirror in ((view, view.flip(-1)) if flip else (view,))]
+
+
+def check_tta_shift(shift: int, width: int) -> None:
+    """``ConfigError`` unless a view shifted ``shift`` pixels keeps a column of the image."""
+    if not 0 <= shift < width:
+        raise ConfigError(
+            f"the test-time shift must be from 0 to the images' width - 1 ({width - 1}), got "
+            f"{shift}; lower eval_tta_shift (--tta-shift)"
+        )
+
+
+def tta_view_count(*, flip: bool = False, shift: int = 0) -> int:
+    """How many forward passes ``tta_views`` makes of each image (for time planning)."""
+    return (2 if flip else 1) * (3 if shift else 1)
+
+
+def shift_width(x: torch.Tensor, shift: int) -> torch.Tensor:
+    """``x`` moved ``shift`` pixels right along its last axis (negative: left), the uncovered
+    columns filled by reflection, as reflect padding followed by a crop back to the width."""
+    if shift == 0:
+        return x
+    if shift > 0:
+        return torch.cat([x[..., 1 : shift + 1].flip(-1), x[..., :-shift]], dim=-1)
+    return torch.cat([x[..., -shift:], x[..., shift - 1 : -1].flip(-1)], dim=-1)

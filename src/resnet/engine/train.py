@@ -28,7 +28,7 @@ from resnet.engine.distributed import (
     check_batch_split,
     init_distributed,
 )
-from resnet.engine.evaluate import evaluate_loader
+from resnet.engine.evaluate import check_tta_shift, evaluate_loader, tta_view_count
 from resnet.engine.loop import LoopSettings, fit, read_state
 from resnet.engine.muon import Muon, scale_invariant_filters, split_filters
 from resnet.engine.optim import ModelEma, build_optimizer, param_groups, set_bn_eval
@@ -151,6 +151,7 @@ def _train(
     cfg.amp = resolve_precision(cfg.amp, run.device)  # recorded: "auto" differs by machine
     seed_everything(cfg.seed, cfg.deterministic, cfg.num_threads)
     data = load_data(cfg, ctx, check_batch_split(cfg.batch_size, ctx), datasets)
+    check_tta_shift(cfg.eval_tta_shift, data.meta.image_size[-1])  # before training, not after
     model, frozen = build_model(cfg, data.meta, run.device, sync_bn=ctx.distributed)
     if not resumed and cfg.pretrained is None:
         init_from_data(model, data.train_loader)  # before EMA and DDP copy the weights
@@ -238,7 +239,8 @@ def _plan_time_budget(
     nominal = min(nominal, cfg.max_steps) if cfg.max_steps is not None else nominal
     final_images = 0
     if _scores_test_at_end(cfg, data):
-        final_images = data.test_loader.num_samples * (2 if cfg.eval_tta else 1)
+        views = tta_view_count(flip=cfg.eval_tta, shift=cfg.eval_tta_shift)
+        final_images = data.test_loader.num_samples * views
     plan = plan_steps(
         cfg.time_budget, elapsed, times, steps_per_epoch=steps_per_epoch, max_steps=nominal,
         epoch_eval_images=data.eval_loader.num_samples, final_eval_images=final_images,
@@ -355,7 +357,8 @@ def _scores_test_at_end(cfg: TrainConfig, data: RunData) -> bool:
     the last epoch's row does not already hold its plain score on all of it."""
     if data.test_loader is None:
         return False
-    return not (data.eval_split == "test" and not cfg.eval_tta and cfg.eval_subset is None)
+    tta = cfg.eval_tta or cfg.eval_tta_shift > 0
+    return not (data.eval_split == "test" and not tta and cfg.eval_subset is None)
 
 
 def _final_metrics(cfg: TrainConfig, data: RunData, eval_model: nn.Module, history, context):
@@ -376,6 +379,7 @@ def _final_metrics(cfg: TrainConfig, data: RunData, eval_model: nn.Module, histo
         num_classes=data.meta.num_classes,
         context=context,
         tta_flip=cfg.eval_tta,
+        tta_shift=cfg.eval_tta_shift,
     )
     final.update(test_loss=scores["loss"], test_acc=scores["top1"], test_top5=scores["top5"])
     return final
