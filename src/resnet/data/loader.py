@@ -206,40 +206,15 @@ def make_loader(
     meta: DatasetMeta = dataset.meta
     augment = train if augment is None else augment
     flip = meta.name not in _NO_FLIP_DATASETS if flip is None else flip
+    shared = dict(
+        shuffle=train, augment=augment, flip=flip, erasing=erasing, seed=seed,
+        drop_last=drop_last, device=device, dtype=dtype, channels_last=channels_last,
+        rank=rank, world_size=world_size,
+    )  # fmt: skip
     if isinstance(dataset, ArrayDataset):
-        return TensorLoader(
-            dataset,
-            batch_size,
-            shuffle=train,
-            augment=augment,
-            pad=pad,
-            flip=flip,
-            erasing=erasing,
-            seed=seed,
-            drop_last=drop_last,
-            device=device,
-            dtype=dtype,
-            channels_last=channels_last,
-            rank=rank,
-            world_size=world_size,
-        )
+        return TensorLoader(dataset, batch_size, pad=pad, **shared)
     if not isinstance(dataset, ImageFolderDataset):
         raise ConfigError(
             f"make_loader got {type(dataset).__name__}; pass a dataset from load_dataset()"
         )
-    return FolderLoader(
-        dataset,
-        batch_size,
-        shuffle=train,
-        augment=augment,
-        flip=flip,
-        erasing=erasing,
-        seed=seed,
-        drop_last=drop_last,
-        device=device,
-        dtype=dtype,
-        channels_last=channels_last,
-        rank=rank,
-        world_size=world_size,
-        num_workers=num_workers,
-    )
+    return FolderLoader(dataset, batch_size, num_workers=num_workers, **shared)
