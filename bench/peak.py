@@ -22,6 +22,7 @@ cores make oneDNN several times slower.
 from __future__ import annotations
 
 import argparse
+import threading
 import time
 
 import torch
@@ -67,28 +68,66 @@ class OtherLoad:
     """What other processes ran beside this benchmark, from its creation to ``warning()``: the
     machine's busy CPU seconds less this process's own. It catches a job that starts after the
     benchmark does, which the check at the start cannot. This process's worker processes
-    (DataLoader, compile workers) count as other load."""
+    (DataLoader, compile workers) count as other load.
 
-    def __init__(self) -> None:
-        self.start = (time.perf_counter(), busy_cpu_seconds(), time.process_time())
+    A daemon thread reads the counters every ``interval`` seconds, so a burst is not averaged
+    away: a 6-minute job beside a 90-minute run averages 0.06 CPUs, yet it slowed that run's
+    first seed by a quarter, since on two cores one stolen core stalls every oneDNN thread.
+    ``warning()`` reports the windows in which others kept ``threshold`` CPUs or more busy.
+    """
+
+    def __init__(self, interval: float | None = 5.0, threshold: float = 0.2) -> None:
+        self.threshold = threshold
+        self.first = self.last = self._reading()
+        self.busy_seconds = 0.0  # wall seconds of the windows with other load
+        self.peak = 0.0  # the most CPUs others kept busy in one window
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        if interval is not None and self.first[1] is not None:
+            threading.Thread(target=self._watch, args=(interval,), daemon=True).start()
+
+    @staticmethod
+    def _reading() -> tuple[float, float | None, float]:
+        return time.perf_counter(), busy_cpu_seconds(), time.process_time()
+
+    def _watch(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            self.sample()
+
+    def sample(self) -> None:
+        """Close the window since the last reading (the thread calls this every interval)."""
+        with self._lock:
+            now = self._reading()
+            if now[1] is None or self.last[1] is None:
+                return
+            wall = now[0] - self.last[0]
+            if wall <= 0:
+                return
+            others = ((now[1] - self.last[1]) - (now[2] - self.last[2])) / wall
+            if others >= self.threshold:
+                self.busy_seconds += wall
+            self.peak = max(self.peak, others)
+            self.last = now
 
     def cpus(self) -> float | None:
-        """Average CPUs other processes kept busy so far (None: no /proc/stat)."""
-        wall, busy, own = self.start
-        now = busy_cpu_seconds()
-        if busy is None or now is None:
+        """Average CPUs other processes kept busy up to the last sample (None: no /proc/stat)."""
+        (wall, busy, own), (now_wall, now_busy, now_own) = self.first, self.last
+        if busy is None or now_busy is None:
             return None
-        others = (now - busy) - (time.process_time() - own)
-        return max(0.0, others / max(time.perf_counter() - wall, 1e-9))
+        return max(0.0, ((now_busy - busy) - (now_own - own)) / max(now_wall - wall, 1e-9))
 
-    def warning(self, threshold: float = 0.2) -> str:
-        """'' when the machine stayed to this benchmark; else a line saying it did not."""
-        cpus = self.cpus()
-        if cpus is None or cpus < threshold:
+    def warning(self) -> str:
+        """'' when the machine stayed to this benchmark; else a line saying it did not. Stops
+        the sampling thread."""
+        self.sample()  # the last, partial window
+        self._stop.set()
+        if self.busy_seconds == 0:
             return ""
         return (
-            f"WARNING: other processes kept {cpus:.1f} CPUs busy on average during this run, "
-            "so its figures are not comparable; rerun it alone"
+            f"WARNING: other processes kept up to {self.peak:.1f} CPUs busy for "
+            f"{self.busy_seconds:.0f} s of this run's {self.last[0] - self.first[0]:.0f} s "
+            f"({self.cpus() or 0:.2f} on average), so its figures are not comparable; rerun it "
+            "alone"
         )
 
 

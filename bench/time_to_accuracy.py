@@ -128,7 +128,9 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="tta-") as tmp:
         for seed in range(args.first_seed, args.first_seed + args.seeds):
+            seed_load = OtherLoad()
             row = run_recipe(args.recipe, seed, Path(tmp), overrides)
+            disturbed = seed_load.warning()
             precision = "bf16" if row["amp"] == "bf16" else "fp32"
             if precision not in peaks:
                 peaks[precision] = conv_peak(precision)
@@ -145,6 +147,8 @@ def main() -> None:
                 f"({row['model']}, {row['epochs']} epochs, amp {row['amp']})",
                 flush=True,
             )
+            if disturbed:
+                print(f"seed {seed}: {disturbed}", flush=True)
     accs = [100 * r["test_acc"] for r in rows]
     walls = [r["wall"] for r in rows]
     spread = statistics.pstdev(accs) if len(accs) > 1 else 0.0
