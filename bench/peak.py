@@ -64,6 +64,9 @@ def machine_header(details: str = "") -> str:
     return line
 
 
+_MIN_STOLEN = 0.05  # CPU seconds: 5 ticks of /proc/stat
+
+
 class OtherLoad:
     """What other processes ran beside this benchmark, from its creation to ``warning()``: the
     machine's busy CPU seconds less this process's own. It catches a job that starts after the
@@ -103,10 +106,12 @@ class OtherLoad:
             wall = now[0] - self.last[0]
             if wall <= 0:
                 return
-            others = ((now[1] - self.last[1]) - (now[2] - self.last[2])) / wall
-            if others >= self.threshold:
+            stolen = (now[1] - self.last[1]) - (now[2] - self.last[2])  # others' CPU seconds
+            # /proc/stat counts in ticks of 10 ms: a short window (the last, partial one) could
+            # read a tick or two of noise as a busy CPU, so a window must hold 5 ticks or more.
+            if stolen >= max(self.threshold * wall, _MIN_STOLEN):
                 self.busy_seconds += wall
-            self.peak = max(self.peak, others)
+                self.peak = max(self.peak, stolen / wall)
             self.last = now
 
     def cpus(self) -> float | None:

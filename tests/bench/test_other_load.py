@@ -57,6 +57,13 @@ def test_own_work_alone_gives_no_warning(peak, monkeypatch):
     assert load.cpus() == 0.0
 
 
+def test_a_tick_of_noise_in_a_short_last_window_is_not_a_busy_cpu(peak, monkeypatch):
+    # 30 s alone, then a last window of 20 ms in which /proc/stat ticked once more than our own.
+    load = scripted(peak, monkeypatch, [(0.0, 0.0, 0.0), (30.0, 60.0, 60.0), (30.02, 60.05, 60.04)])
+    load.sample()
+    assert load.warning() == ""
+
+
 def test_without_proc_stat_there_is_nothing_to_report(peak, monkeypatch):
     load = scripted(peak, monkeypatch, [(0.0, None, 0.0), (5.0, None, 1.0)])
     assert load.warning() == "" and load.cpus() is None
