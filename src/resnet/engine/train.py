@@ -357,7 +357,7 @@ def _scores_test_at_end(cfg: TrainConfig, data: RunData) -> bool:
     the last epoch's row does not already hold its plain score on all of it."""
     if data.test_loader is None:
         return False
-    tta = cfg.eval_tta or cfg.eval_tta_shift > 0
+    tta = tta_view_count(flip=cfg.eval_tta, shift=cfg.eval_tta_shift) > 1
     return not (data.eval_split == "test" and not tta and cfg.eval_subset is None)
 
 
