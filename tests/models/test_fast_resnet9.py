@@ -45,3 +45,42 @@ def test_a_logit_scale_that_is_not_a_positive_number_is_refused(scale):
     # inf and nan are refused first as values no checkpoint could record
     with pytest.raises(ConfigError, match="logit_scale"):
         create_model("resnet9_slim", logit_scale=scale)
+
+
+def _with_activations_swapped(model, make):
+    """``model`` with every ReLU module replaced by ``make()``: the reference for act_layer."""
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, torch.nn.ReLU):
+                setattr(module, name, make())
+    return model
+
+
+@pytest.mark.parametrize(
+    ("name", "reference"),
+    [
+        ("silu", lambda: torch.nn.SiLU()),
+        ("gelu", lambda: torch.nn.GELU()),
+        ("hardswish", lambda: torch.nn.Hardswish()),
+    ],
+)
+def test_act_layer_puts_the_activation_everywhere_relu_was(name, reference):
+    torch.manual_seed(0)
+    smooth = create_model("resnet9_slim", num_classes=10, in_chans=1, act_layer=name)
+    torch.manual_seed(0)
+    relu = create_model("resnet9_slim", num_classes=10, in_chans=1)
+    assert smooth.state_dict().keys() == relu.state_dict().keys()  # the same weight files
+    assert not any(isinstance(m, torch.nn.ReLU) for m in smooth.modules())
+    expected = _with_activations_swapped(relu, reference)
+    x = torch.randn(8, 1, 28, 28, requires_grad=True)
+    for model in (smooth, expected):  # train mode: in-place SiLU must keep its gradient right
+        model.train()
+        model(x).square().sum().backward()
+    torch.testing.assert_close(smooth(x), expected(x))
+    for (key, got), (_, want) in zip(smooth.named_parameters(), expected.named_parameters()):
+        torch.testing.assert_close(got.grad, want.grad, msg=key)
+
+
+def test_an_unknown_activation_is_refused_with_the_choices():
+    with pytest.raises(ConfigError, match="unknown activation 'swish': choose one of relu, silu"):
+        create_model("resnet9_slim", act_layer="swish")

@@ -21,6 +21,7 @@ from resnet.models.layers import (
     SHORTCUT_PADS,
     DropPath,
     NormLayer,
+    activation,
     batch_norm_nd,
     conv1x1,
     conv3x3,
@@ -94,6 +95,7 @@ class BasicBlock(nn.Module):
         *,
         spatial_dims: int = 2,
         attn_layer: Optional[AttentionLayer] = None,
+        act_layer: str = "relu",
     ) -> None:
         super().__init__()
         if groups != 1 or base_width != 64:
@@ -104,7 +106,8 @@ class BasicBlock(nn.Module):
         norm_layer = resolve_norm_layer(norm_layer, spatial_dims)
         self.conv1 = conv3x3(inplanes, planes, stride, spatial_dims=spatial_dims)
         self.bn1 = norm_layer(planes)
-        self.relu = nn.ReLU(inplace=True)
+        # torchvision's name, whatever act_layer (a name in layers.ACTIVATIONS) makes it.
+        self.relu = activation(act_layer)
         self.conv2 = conv3x3(planes, planes, spatial_dims=spatial_dims)
         self.bn2 = norm_layer(planes)
         # Channel attention (SE, ECA) rescales the branch before the addition, as in timm.

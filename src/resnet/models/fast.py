@@ -24,15 +24,16 @@ from torch import Tensor, nn
 
 from resnet.errors import ConfigError
 from resnet.models.blocks import BasicBlock
-from resnet.models.layers import conv3x3
+from resnet.models.layers import activation, conv3x3
 from resnet.models.registry import register_model
 from resnet.models.whitening import patch_whitening_filters
 
 __all__ = ["ResNet9"]
 
 
-def _transition(inplanes: int, planes: int) -> nn.Sequential:
-    """conv3x3 -> 2x2 max-pool -> BN -> ReLU: more channels, half the resolution.
+def _transition(inplanes: int, planes: int, act_layer: str) -> nn.Sequential:
+    """conv3x3 -> 2x2 max-pool -> BN -> activation (ReLU unless ``act_layer`` says): more
+    channels, half the resolution.
 
     Pooling before the normalisation (as airbench does; Page's net pools last) runs BN and ReLU
     on a quarter of the values: on a CPU those memory-bound passes, not the convolutions, are
@@ -42,7 +43,7 @@ def _transition(inplanes: int, planes: int) -> nn.Sequential:
         conv3x3(inplanes, planes),
         nn.MaxPool2d(2),
         nn.BatchNorm2d(planes),
-        nn.ReLU(inplace=True),
+        activation(act_layer),
     )
 
 
@@ -62,6 +63,9 @@ class ResNet9(nn.Module):
         logit_scale: multiplies the classifier's output. Page's ResNet-9 scales its logits by
             0.125 and airbench by 1/9: the max-pooled features are large, and unscaled logits
             make the first steps at a high learning rate overshoot (loss 2.3 -> 5-7 -> back).
+        act_layer: the activation after every BN: ``"relu"`` (Page's), ``"gelu"`` (airbench's),
+            ``"silu"`` or ``"hardswish"`` (``resnet.models.layers.ACTIVATIONS``). A smooth one
+            trains a short run further (the fast recipe's 720 steps: see that recipe).
     """
 
     def __init__(
@@ -74,6 +78,7 @@ class ResNet9(nn.Module):
         zero_init_residual: bool = False,
         whitened_stem: bool = False,
         logit_scale: float = 1.0,
+        act_layer: str = "relu",
     ) -> None:
         super().__init__()
         if not 0.0 < width <= 8.0 or len(blocks) != 3 or any(b < 0 for b in blocks):
@@ -94,13 +99,13 @@ class ResNet9(nn.Module):
         else:
             self.conv1 = conv3x3(in_chans, stem)  # (B, C, H, W) -> (B, stem, H, W)
             self.bn1 = nn.BatchNorm2d(stem)
-        self.relu = nn.ReLU(inplace=True)
+        self.relu = activation(act_layer)  # the stem's; named as torchvision's ResNet names it
         self.feature_info: list[dict[str, Any]] = []
         inplanes = stem
         for index, (planes, count) in enumerate(zip(widths, blocks)):
             # Each stage halves the resolution: 32 -> 16 -> 8 -> 4 (28 -> 14 -> 7 -> 3).
-            layers = [_transition(inplanes, planes)]
-            layers += [BasicBlock(planes, planes) for _ in range(count)]
+            layers = [_transition(inplanes, planes, act_layer)]
+            layers += [BasicBlock(planes, planes, act_layer=act_layer) for _ in range(count)]
             setattr(self, f"layer{index + 1}", nn.Sequential(*layers))
             self.feature_info.append(
                 {"module": f"layer{index + 1}", "num_chs": planes, "reduction": 2 ** (index + 1)}

@@ -23,6 +23,8 @@ __all__ = [
     "conv1x1",
     "DropPath",
     "SHORTCUT_PADS",
+    "ACTIVATIONS",
+    "activation",
 ]
 
 NormLayer = Callable[[int], nn.Module]
@@ -34,6 +36,16 @@ AVG_POOLS = {1: nn.AvgPool1d, 2: nn.AvgPool2d, 3: nn.AvgPool3d}
 # Where option A's new zero channels go: on both sides of the old ones (the public CIFAR
 # reproduction, akamaster/pytorch_resnet_cifar10) or after them (MONAI, and this package before).
 SHORTCUT_PADS = ("both", "after")
+# The activations a network may be built with, by name. ReLU is the paper's; SiLU (x * sigmoid(x),
+# "swish"), GELU and hard-swish (x * relu6(x + 3) / 6, MobileNetV3's piecewise SiLU) are smooth
+# or nearly so, which helps a run of a few hundred steps (ResNet9's act_layer). All but GELU run
+# in place; autograd keeps what their backward needs.
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": lambda: nn.ReLU(inplace=True),
+    "silu": lambda: nn.SiLU(inplace=True),
+    "gelu": nn.GELU,
+    "hardswish": lambda: nn.Hardswish(inplace=True),
+}
 
 
 def conv_nd(spatial_dims: int) -> type[ConvNd]:
@@ -53,6 +65,13 @@ def avg_pool_nd(spatial_dims: int) -> type[nn.Module]:
     """``nn.AvgPool1d/2d/3d``."""
     conv_nd(spatial_dims)
     return AVG_POOLS[spatial_dims]
+
+
+def activation(name: str) -> nn.Module:
+    """A new activation module by name: ``"relu"``, ``"silu"``, ``"gelu"`` or ``"hardswish"``."""
+    if name not in ACTIVATIONS:
+        raise ConfigError(f"unknown activation {name!r}: choose one of {', '.join(ACTIVATIONS)}")
+    return ACTIVATIONS[name]()
 
 
 def conv3x3(
