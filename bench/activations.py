@@ -70,7 +70,7 @@ def site_seconds(act: str, shape: torch.Size, dtype: torch.dtype, repeats: int) 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="resnet9_slim")
+    parser.add_argument("--model", default="resnet9_slim", choices=("resnet9_slim", "resnet9"))
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args(argv)
