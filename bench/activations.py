@@ -26,7 +26,7 @@ from resnet.models import create_model
 from resnet.models.layers import ACTIVATIONS, activation
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from peak import machine_header, timed, training_step  # noqa: E402
+from peak import OtherLoad, machine_header, timed, training_step  # noqa: E402
 
 
 def build(name: str, act: str, batch: int) -> tuple[torch.nn.Module, torch.Tensor]:
@@ -77,6 +77,7 @@ def main(argv=None) -> None:
     amp = resolve_precision("auto", torch.device("cpu"))
     dtype = torch.bfloat16 if amp == "bf16" else torch.float32
     print(machine_header(f"{args.model}, batch {args.batch}, amp {amp}"), flush=True)
+    others = OtherLoad()
     shapes = activation_shapes(*build(args.model, "relu", args.batch))
     print(f"{len(shapes)} activation sites, {sum(s.numel() for s in shapes) / 1e6:.1f}M values")
     context = StepContext(amp, "auto", torch.device("cpu"))
@@ -93,6 +94,7 @@ def main(argv=None) -> None:
             f"{act:9s}  activations {a * 1e3:6.2f} ms a step ({(a - relu_act) * 1e3:+6.2f} vs relu)"
             f"  whole step {s * 1e3:6.1f} ms = {s / relu_step:.3f}x relu's"
         )
+    print(others.warning() or "no other load during the run", flush=True)
 
 
 if __name__ == "__main__":
