@@ -73,7 +73,7 @@ def _summary(args: argparse.Namespace) -> int:
     from resnet.models.profile import count_gflops, count_parameters, stage_summary
 
     entry = model_entry(args.name)
-    size = args.input_size or entry.default_input_size
+    size = entry.default_input_size if args.input_size is None else args.input_size
     if not 8 <= size <= 4096:
         raise ConfigError(f"--input-size {size} is out of range; use 8 to 4096 pixels")
     if not 1 <= args.in_chans <= 4096:
