@@ -7,7 +7,13 @@ import pytest
 import torch
 from PIL import Image
 
-from resnet.data import ArrayDataset, DatasetMeta, channel_mean_std, preprocess_images
+from resnet.data import (
+    ArrayDataset,
+    DatasetMeta,
+    channel_mean_std,
+    input_files,
+    preprocess_images,
+)
 from resnet.errors import DataError
 
 GRAY = DatasetMeta("gray", ["a", "b"], 1, (28, 28), (0.5,), (0.25,))
@@ -56,8 +62,9 @@ def test_unreadable_path_raises_data_error_naming_it(tmp_path):
     bad.write_text("not an image")
     with pytest.raises(DataError) as info:
         preprocess_images([bad], RGB)
-    assert str(bad) in str(info.value)
-    with pytest.raises(DataError, match="missing.png"):
+    assert str(bad) in str(info.value) and "no image format recognised" in str(info.value)
+    assert "Reader" not in str(info.value)  # PIL's text names the file object, not the file
+    with pytest.raises(DataError, match="missing.png: no such file; check the path"):
         preprocess_images([tmp_path / "missing.png"], RGB)
     with pytest.raises(DataError, match="uint8"):
         preprocess_images([np.zeros((4, 4), np.float32)], RGB)
@@ -71,6 +78,42 @@ def test_volumes_must_already_have_the_model_size():
     torch.testing.assert_close(x, torch.ones_like(x))
     with pytest.raises(DataError, match="resample"):
         preprocess_images([np.zeros((4, 5, 7), np.uint8)], meta)
+
+
+def test_volume_files_are_read_and_checked(tmp_path):
+    meta = DatasetMeta("vol", ["a", "b"], 1, (4, 5, 6), (0.5,), (0.5,))
+    volume = np.arange(120, dtype=np.uint8).reshape(4, 5, 6)
+    np.save(tmp_path / "good.npy", volume)
+    torch.testing.assert_close(
+        preprocess_images([tmp_path / "good.npy"], meta), preprocess_images([volume], meta)
+    )
+    np.save(tmp_path / "float.npy", volume.astype(np.float32))
+    np.save(tmp_path / "small.npy", volume[:3])
+    (tmp_path / "text.npy").write_text("not numpy")
+    expected = {
+        "float": "float.npy: volume is float32 (4, 5, 6); expected a uint8 .npy of shape (4, 5, 6)",
+        "small": "small.npy: volume is uint8 (3, 5, 6)",
+        "text": "text.npy: not a readable .npy volume",
+        "absent": "absent.npy: no such file",
+    }
+    for name, message in expected.items():
+        with pytest.raises(DataError) as info:
+            preprocess_images([tmp_path / f"{name}.npy"], meta)
+        assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_folders_stand_for_the_images_inside_them_in_sorted_order(tmp_path):
+    for name in ["b/2.png", "b/1.JPG", "a/deep/3.webp", "a/notes.txt", "a/.hidden.png", "0.npy"]:
+        (tmp_path / "dir" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "dir" / name).write_bytes(b"")
+    listed = input_files([tmp_path / "given.png", tmp_path / "dir"], GRAY)
+    names = [str(path.relative_to(tmp_path)) for path in listed]
+    assert names == ["given.png", "dir/a/deep/3.webp", "dir/b/1.JPG", "dir/b/2.png"]
+    volume = DatasetMeta("vol", ["a", "b"], 1, (4, 5, 6), (0.5,), (0.5,))
+    assert input_files([tmp_path / "dir"], volume) == [tmp_path / "dir" / "0.npy"]
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    with pytest.raises(DataError, match="empty: folder holds no files ending in .jpg, .jpeg"):
+        input_files([tmp_path / "empty"], GRAY)
 
 
 def test_meta_round_trips_through_json():

@@ -124,6 +124,46 @@ def test_predict_pngs_and_a_broken_file(checkpoint, tiny_npz, tmp_path, capsys):
     assert captured.err.count("resnet: error:") == 1 and str(broken) in captured.err
 
 
+def test_predict_takes_folders_and_refuses_a_topk_below_one(checkpoint, tiny_npz, tmp_path):
+    path, _, _ = checkpoint
+    test = load_dataset(str(tiny_npz), "test")
+    for i, name in enumerate(["b/1.png", "a/2.png", "a/3.png"]):
+        (tmp_path / "dir" / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(test.images[i, 0].numpy()).save(tmp_path / "dir" / name)
+    results = predict(path, [tmp_path / "dir"], topk=99, device="cpu")
+    in_order = [str(tmp_path / "dir" / name) for name in ("a/2.png", "a/3.png", "b/1.png")]
+    assert [r["path"] for r in results] == in_order
+    assert all(len(r["topk"]) == 4 for r in results)  # capped at the 4 classes, as timm's
+    single = predict(path, [tmp_path / "dir" / "b" / "1.png"], topk=1, device="cpu")
+    assert [r["index"] for r in single[0]["topk"]] == [results[2]["topk"][0]["index"]]
+    assert single[0]["prob"] == pytest.approx(results[2]["prob"], abs=1e-5)
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ConfigError, match="topk must be a whole number >= 1"):
+            predict(path, [tmp_path / "dir"], topk=bad, device="cpu")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="empty: folder holds no files ending in"):
+        predict(path, [tmp_path / "empty"], device="cpu")
+
+
+def test_predict_reads_npy_volumes_for_a_3d_checkpoint(tmp_path):
+    from resnet.data import DatasetMeta, preprocess_images
+
+    torch.manual_seed(0)
+    model = create_model("resnet10_3d", num_classes=2, in_chans=1, widen_factor=0.125).eval()
+    meta = DatasetMeta("vols", ["ball", "cube"], 1, (16, 16, 16), (0.3,), (0.2,))
+    save_checkpoint(tmp_path / "vol", model, data_meta=meta, epoch=0, step=0, metrics={})
+    volume = np.random.default_rng(0).integers(0, 256, (16, 16, 16), dtype=np.uint8)
+    (tmp_path / "scans").mkdir()
+    np.save(tmp_path / "scans" / "one.npy", volume)
+    (row,) = predict(tmp_path / "vol", [tmp_path / "scans"], topk=2, device="cpu")
+    with torch.no_grad():
+        expected = model(preprocess_images([volume], meta)).softmax(1)[0]
+    assert row["path"] == str(tmp_path / "scans" / "one.npy")
+    assert [r["prob"] for r in row["topk"]] == pytest.approx(
+        sorted(expected.tolist())[::-1], abs=1e-5
+    )
+
+
 def test_eval_cli_json(checkpoint, capsys):
     path, _, _ = checkpoint
     assert main(["eval", "--checkpoint", str(path), "--json", "--device", "cpu"]) == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -59,6 +60,33 @@ def test_explain_writes_one_overlay_per_image(checkpoint, images, tmp_path, caps
             assert png.format == "PNG" and png.mode == "RGB"
             assert png.size[0] == 2 * 28 * scale + 4  # input | overlay, side by side
     assert sorted(p.name for p in out.iterdir()) == ["colour_gradcam.png", "grey_gradcam.png"]
+
+
+def test_folders_and_repeated_names_give_one_overlay_each(checkpoint, images, tmp_path, capsys):
+    """A folder stands for its images; inputs that share a stem never overwrite each other."""
+    for name in ["a/x.png", "b/x.png", "b/x-2.png"]:
+        (tmp_path / "dir" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "dir" / name).write_bytes(images[0].read_bytes())
+    out = tmp_path / "out"
+    argv = ["explain", "--checkpoint", str(checkpoint), str(tmp_path / "dir"), str(images[0])]
+    assert main([*argv, "--out", str(out), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(row["path"].removeprefix(str(tmp_path)), Path(row["out"]).name) for row in rows] == [
+        ("/dir/a/x.png", "x_gradcam.png"),
+        ("/dir/b/x-2.png", "x-2_gradcam.png"),
+        ("/dir/b/x.png", "x-3_gradcam.png"),
+        ("/grey.png", "grey_gradcam.png"),
+    ]
+    assert len(list(out.iterdir())) == 4
+
+
+@pytest.mark.parametrize("alpha", ["-0.1", "1.5", "nan"])
+def test_opacity_outside_0_to_1_exits_2(checkpoint, images, tmp_path, capsys, alpha):
+    argv = ["explain", "--checkpoint", str(checkpoint), str(images[0]), "--alpha", alpha]
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"--alpha {float(alpha)} is the heatmap's opacity; use 0 to 1" in err
+    assert not (tmp_path / "out").exists()
 
 
 def test_overlay_is_a_blend_of_image_and_jet_colours():

@@ -18,7 +18,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "explain", help="Grad-CAM heatmaps over images (what the prediction looked at)"
     )
     explain.add_argument("--checkpoint", required=True, help="run dir, .safetensors or .json")
-    explain.add_argument("inputs", nargs="+", metavar="IMAGE", help="image files (.npy volumes)")
+    explain.add_argument(
+        "inputs", nargs="+", metavar="IMAGE", help="image files (.npy volumes), or folders of them"
+    )
     explain.add_argument(
         "--class-idx", type=int, default=None, help="class to explain (default: the predicted)"
     )

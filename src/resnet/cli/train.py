@@ -113,8 +113,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     predict.add_argument(
         "--checkpoint", required=True, help="run dir, .safetensors, .json or an exported .onnx"
     )
-    predict.add_argument("inputs", nargs="+", help="image files")
-    predict.add_argument("--topk", type=int, default=5)
+    predict.add_argument("inputs", nargs="+", help="image files, or folders of them")
+    predict.add_argument(
+        "--topk", type=int, default=5, help="most probable classes to list (at most all)"
+    )
     predict.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     predict.add_argument("--json", action="store_true", help="print machine-readable JSON")
     predict.set_defaults(func=_predict)

@@ -16,7 +16,7 @@ from resnet.data.meta import (
     channel_mean_std,
     seeded_split,
 )
-from resnet.data.preprocess import open_image, preprocess_images
+from resnet.data.preprocess import input_files, open_image, preprocess_images
 from resnet.data.registry import CLASS_NAMES, dataset_search_dirs, list_datasets, load_dataset
 from resnet.data.seeding import epoch_generator
 
@@ -39,6 +39,7 @@ __all__ = [
     "make_loader",
     "open_image",
     "preprocess_images",
+    "input_files",
     "read_idx",
     "seeded_split",
     "write_idx",

@@ -100,6 +100,15 @@ def _opened(path: str | os.PathLike) -> Iterator[Image.Image]:
 
 
 def _unreadable(path: str | os.PathLike, exc: BaseException) -> DataError:
+    from PIL import UnidentifiedImageError
+
+    if isinstance(exc, FileNotFoundError):
+        return DataError(f"{path}: no such file; check the path")
+    if isinstance(exc, UnidentifiedImageError):  # its text names our reader, not the file
+        return DataError(
+            f"{path}: not a readable image (no image format recognised in the file); "
+            "replace or delete the file"
+        )
     lines = str(exc).strip().splitlines()
     reason = lines[0] if lines else type(exc).__name__
     return DataError(f"{path}: not a readable image ({reason}); replace or delete the file")

@@ -25,10 +25,40 @@ __all__ = [
     "pil_to_tensor",
     "normalization_affine",
     "preprocess_images",
+    "input_files",
 ]
 
 # torchvision's ImageFolder extensions.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+VOLUME_EXTENSIONS = (".npy",)  # uint8 (D, H, W) arrays, as MedMNIST 3D holds them
+
+
+def input_files(inputs: Sequence[str | os.PathLike], meta: DatasetMeta) -> list[Path]:
+    """The files ``predict`` and ``explain`` read: each file as given, each folder replaced by
+    the images (``.npy`` volumes for 3D checkpoints) anywhere inside it, in sorted order.
+
+    Raises ``DataError`` for a folder that holds none, naming the suffixes looked for.
+    """
+    suffixes = VOLUME_EXTENSIONS if len(meta.image_size) == 3 else IMAGE_EXTENSIONS
+    files: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if not path.is_dir():
+            files.append(path)
+            continue
+        found = sorted(
+            Path(folder, name)
+            for folder, _, names in os.walk(path)  # symlinked folders are not followed
+            for name in names
+            if name.lower().endswith(suffixes) and not name.startswith(".")
+        )
+        if not found:
+            raise DataError(
+                f"{path}: folder holds no files ending in {', '.join(suffixes)}; "
+                "pass image files or a folder of them"
+            )
+        files.extend(found)
+    return files
 
 
 def resize_center_crop(image: Image.Image, size: Sequence[int]) -> Image.Image:
@@ -86,7 +116,7 @@ def preprocess_images(
     ``images`` is one item or a list of: PIL images, file paths, uint8 numpy arrays (H, W) or
     (H, W, C), uint8 torch tensors (C, H, W). 2D images are converted to L/RGB per
     ``meta.channels`` and resized (aspect kept, centre crop) to ``meta.image_size``; volumes
-    must be uint8 (D, H, W) arrays already of ``meta.image_size``.
+    must be uint8 (D, H, W) arrays (or ``.npy`` files of them) already of ``meta.image_size``.
     """
     if not isinstance(images, (list, tuple)):
         images = [images]
@@ -131,10 +161,30 @@ def _as_hwc_uint8(item: Any) -> np.ndarray:
 
 
 def _volume_tensor(item: Any, meta: DatasetMeta) -> torch.Tensor:
+    expected = tuple(meta.image_size)
+    if isinstance(item, (str, os.PathLike)):
+        return torch.from_numpy(_read_volume(Path(item), expected))[None]
     array = item.detach().cpu().numpy() if isinstance(item, torch.Tensor) else np.asarray(item)
-    if array.dtype != np.uint8 or array.shape != tuple(meta.image_size):
+    if array.dtype != np.uint8 or array.shape != expected:
         raise DataError(
-            f"volume input must be a uint8 array of shape {tuple(meta.image_size)}, got "
+            f"volume input must be a uint8 array of shape {expected}, got "
             f"{array.dtype} {array.shape}; resample the volume first"
         )
     return torch.from_numpy(array.copy())[None]
+
+
+def _read_volume(path: Path, expected: tuple[int, ...]) -> np.ndarray:
+    """A ``.npy`` volume file, checked to be uint8 of the training shape ``expected``."""
+    if not path.is_file():
+        raise DataError(f"{path}: no such file; pass existing .npy volumes")
+    try:
+        volume = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as error:
+        raise DataError(f"{path}: not a readable .npy volume ({error})") from None
+    if not isinstance(volume, np.ndarray) or volume.dtype != np.uint8 or volume.shape != expected:
+        got = f"{volume.dtype} {volume.shape}" if isinstance(volume, np.ndarray) else "an archive"
+        raise DataError(
+            f"{path}: volume is {got}; expected a uint8 .npy of shape {expected} "
+            "(one channel, resampled to the training size)"
+        )
+    return volume

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from resnet.errors import DataError, ResnetError, WeightsError
+from resnet.errors import ConfigError, DataError, ResnetError, WeightsError
 
 __all__ = ["predict"]
 
@@ -27,19 +27,24 @@ def predict(
     device: str = "auto",
     batch_size: int = 64,
 ) -> list[dict[str, Any]]:
-    """One result per input, in order: ``{"path", "label", "prob", "topk": [{"label", "index",
-    "prob"}, ...]}``.
+    """One result per input file, in order: ``{"path", "label", "prob", "topk": [{"label",
+    "index", "prob"}, ...]}``, the ``topk`` most probable classes (at most all of them).
+
+    A folder among ``inputs`` stands for the images inside it (``.npy`` volumes for a 3D
+    checkpoint), in sorted order.
 
     ``checkpoint`` may also be an exported ``.onnx`` file (fp32 or int8, run by onnxruntime).
     An input that cannot be read as an image gets ``{"path", "error"}`` (one line naming the
     file); the others are still predicted.
     """
-    from resnet.data import DatasetMeta, preprocess_images
+    from resnet.data import DatasetMeta, input_files, preprocess_images
     from resnet.deploy.runtime import load_inference_model, training_precision
     from resnet.device import resolve_device
 
     if not inputs:
         raise DataError("predict got no inputs; pass one or more image files")
+    if isinstance(topk, bool) or not isinstance(topk, int) or topk < 1:
+        raise ConfigError(f"topk must be a whole number >= 1, got {topk!r}")
     target = resolve_device(device)
     model, info, target = load_inference_model(checkpoint, device=target)
     model.eval()
@@ -49,7 +54,7 @@ def predict(
             "predict needs a checkpoint written by `resnet train`"
         )
     meta = DatasetMeta.from_dict(info["data_meta"])
-    k = max(1, min(topk, meta.num_classes))
+    k = min(topk, meta.num_classes)  # timm's inference caps it so too
 
     # The training precision and kernels, as `evaluate` scores it: bf16 autocast if the run
     # trained so.
@@ -57,7 +62,7 @@ def predict(
     context = context if context is not None else contextlib.nullcontext()
     results: list[dict[str, Any]] = []
     pending: list[tuple[int, torch.Tensor]] = []  # (index in results, (C, ...) input)
-    for path in inputs:
+    for path in input_files(inputs, meta):
         try:
             tensor = preprocess_images([path], meta, device=target)[0]
         except (ResnetError, OSError) as error:

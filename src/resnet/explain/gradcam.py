@@ -129,20 +129,24 @@ def explain_images(
     device: str = "auto",
     alpha: float = 0.5,
 ) -> list[dict[str, Any]]:
-    """Write ``<out_dir>/<stem>_gradcam.png`` (input | heatmap overlay) for each input file.
+    """Write ``<out_dir>/<stem>_gradcam.png`` (input | heatmap overlay) for each input file
+    (``<stem>-2_gradcam.png`` and so on where stems repeat, so no overlay replaces another).
 
     Inputs are images for 2D checkpoints and ``.npy`` uint8 (D, H, W) volumes for 3D ones
-    (the middle slice is drawn). Preprocessing (channels, size, normalisation) comes from the
-    checkpoint's ``data_meta``. Returns one ``{"path", "out", "class_idx", "label", "prob"}``
+    (the middle slice is drawn); a folder stands for those inside it, in sorted order.
+    Preprocessing (channels, size, normalisation) comes from the checkpoint's ``data_meta``.
+    Returns one ``{"path", "out", "class_idx", "label", "prob"}``
     per input.
     """
-    from resnet.data import DatasetMeta, preprocess_images
+    from resnet.data import DatasetMeta, input_files, preprocess_images
     from resnet.device import resolve_device
     from resnet.engine.checkpoint import load_checkpoint
     from resnet.explain.overlay import save_explanation, to_display_image
 
     if not inputs:
         raise DataError("explain got no inputs; pass one or more image files")
+    if not 0.0 <= alpha <= 1.0:  # also refuses NaN
+        raise ConfigError(f"--alpha {alpha} is the heatmap's opacity; use 0 to 1")
     target = resolve_device(device)
     model, info = load_checkpoint(checkpoint, device=target)
     if not info.get("data_meta"):
@@ -157,13 +161,14 @@ def explain_images(
             f"0..{meta.num_classes - 1} ({', '.join(meta.class_names[:10])})"
         )
     results = []
-    for path in inputs:
-        x = preprocess_images([_read_input(path, meta)], meta, device=target)  # (1, C, *size)
+    paths = input_files(inputs, meta)
+    for path, name in zip(paths, _overlay_names(paths)):
+        x = preprocess_images([path], meta, device=target)  # (1, C, *size)
         heatmap, classes = gradcam(model, x, target_layer, class_idx)
         with torch.no_grad():
             prob = model.eval()(x).float().softmax(1)[0, classes[0]].item()
         index = int(classes[0])
-        out = Path(out_dir) / f"{Path(path).stem}_gradcam.png"
+        out = Path(out_dir) / name
         title = f"{meta.class_names[index]} ({prob:.0%})"
         save_explanation(out, to_display_image(x[0], meta), heatmap[0].cpu(), title, alpha=alpha)
         label = meta.class_names[index]
@@ -172,23 +177,16 @@ def explain_images(
     return results
 
 
-def _read_input(path: Union[str, os.PathLike], meta: Any) -> Any:
-    """An image path as is (the data layer opens it), or a volume loaded and checked here."""
-    if not Path(path).is_file():
-        raise DataError(f"{path}: no such file; pass existing image files")
-    if len(meta.image_size) != 3:
-        return path
-    import numpy as np
-
-    try:
-        volume = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as error:
-        raise DataError(f"{path}: not a readable .npy volume ({error})") from None
-    expected = tuple(meta.image_size)
-    if not isinstance(volume, np.ndarray) or volume.dtype != np.uint8 or volume.shape != expected:
-        got = f"{volume.dtype} {volume.shape}" if isinstance(volume, np.ndarray) else "an archive"
-        raise DataError(
-            f"{path}: volume is {got}; expected a uint8 .npy of shape {expected} "
-            "(one channel, resampled to the training size)"
-        )
-    return volume
+def _overlay_names(paths: Sequence[Path]) -> list[str]:
+    """``<stem>_gradcam.png`` per input, or ``<stem>-2_gradcam.png`` (``-3``, ...) where that
+    name is taken by an earlier input, so that no overlay replaces another."""
+    taken: set[str] = set()
+    names = []
+    for path in paths:
+        name, count = f"{path.stem}_gradcam.png", 1
+        while name in taken:
+            count += 1
+            name = f"{path.stem}-{count}_gradcam.png"
+        taken.add(name)
+        names.append(name)
+    return names
