@@ -117,16 +117,23 @@ def free_cpus(sample_seconds: float = 0.5) -> int:
 
 
 def resolve_threads(threads: Union[int, str, None], processes: int = 1) -> int:
-    """A config's ``num_threads`` as this process's thread count: a number stays, ``None`` is
-    torch's current count, ``"free"`` the CPUs idle now (``free_cpus``) shared among the
-    ``processes`` of a job on this machine, at most torch's default count."""
+    """A config's ``num_threads`` as this process's thread count: a number stays (at most the
+    CPUs this process may use), ``None`` is torch's current count, ``"free"`` the CPUs idle now
+    (``free_cpus``) shared among the ``processes`` of a job on this machine, at most torch's
+    default count."""
     if threads == "free":
         return max(1, min(free_cpus() // max(1, processes), _DEFAULT_THREADS))
     if threads is None:
         return torch.get_num_threads()
-    if isinstance(threads, int) and not isinstance(threads, bool) and threads >= 1:
-        return threads
-    raise ConfigError(f"threads must be a whole number >= 1 or 'free', got {threads!r}")
+    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+        raise ConfigError(f"threads must be a whole number >= 1 or 'free', got {threads!r}")
+    cpus = len(allowed_cpus())
+    if threads > cpus:  # oversubscribed oneDNN/OpenMP threads wait on each other at every op
+        raise ConfigError(
+            f"threads {threads} is more than the {cpus} CPUs this process may use, which slows "
+            f"every step many times over; use 1 to {cpus}, or 'free' (--threads)"
+        )
+    return threads
 
 
 def busy_cpu_seconds() -> Optional[float]:

@@ -81,11 +81,15 @@ def test_resolve_threads(monkeypatch):
     assert resolve_threads("free") == 4  # never more than torch's default
     assert resolve_threads("free", processes=2) == 3  # 7 free CPUs for 2 processes
     assert resolve_threads("free", processes=16) == 1
-    assert resolve_threads(3) == 3
+    monkeypatch.setattr(device_module, "allowed_cpus", lambda: list(range(6)))
+    assert resolve_threads(3) == 3 and resolve_threads(6) == 6
     assert resolve_threads(None) == torch.get_num_threads()
     for bad in ("fre", 0, True, 2.5):
         with pytest.raises(ConfigError, match="threads must be a whole number >= 1 or 'free'"):
             resolve_threads(bad)
+    # More threads than CPUs: a 999-thread run on 2 cores had not finished one step in 2 min.
+    with pytest.raises(ConfigError, match="threads 7 is more than the 6 CPUs .* use 1 to 6, or"):
+        resolve_threads(7)
 
 
 @pytest.mark.parametrize(
