@@ -54,3 +54,6 @@ def test_too_few_images_for_the_steps_is_a_config_error(tiny_dataset):
 
     with pytest.raises(ConfigError, match="too few"):
         run_gradflow(tiny_dataset, depth=20, steps=10, batch_size=16, progress=False)
+    for lr in (0.0, -0.1, float("nan"), float("inf")):  # NaN steps make every later norm NaN
+        with pytest.raises(ConfigError, match="lr must be a finite number > 0"):
+            run_gradflow(tiny_dataset, depth=20, steps=1, lr=lr, progress=False)

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from resnet.engine.checkpoint import load_checkpoint, save_checkpoint
+from resnet.errors import ConfigError
 from resnet.experiments.common import eval_batches, evaluate_loss_accuracy
 from resnet.experiments.landscape import (
     filter_normalized_direction,
@@ -59,3 +60,9 @@ def test_loss_along_directions_restores_the_weights(tiny_dataset):
     assert len(losses) == 3
     for key, value in model.state_dict().items():
         assert torch.equal(value, before[key]), key
+
+
+@pytest.mark.parametrize("span", [0.0, -1.0, float("nan"), float("inf")])
+def test_span_must_be_a_finite_positive_number(tmp_path, tiny_dataset, span):
+    with pytest.raises(ConfigError, match="span must be a finite number > 0"):
+        run_landscape({"x": tmp_path / "absent"}, dataset=tiny_dataset, span=span, progress=False)

@@ -14,6 +14,8 @@ from resnet import create_model
 from resnet.cli import main
 from resnet.data import DatasetMeta
 from resnet.engine.checkpoint import save_checkpoint
+from resnet.errors import ConfigError
+from resnet.explain.gradcam import explain_images
 from resnet.explain.overlay import DISPLAY_SIDE, overlay_heatmap
 
 META = DatasetMeta(
@@ -84,8 +86,10 @@ def test_folders_and_repeated_names_give_one_overlay_each(checkpoint, images, tm
 def test_opacity_outside_0_to_1_exits_2(checkpoint, images, tmp_path, capsys, alpha):
     argv = ["explain", "--checkpoint", str(checkpoint), str(images[0]), "--alpha", alpha]
     assert main([*argv, "--out", str(tmp_path / "out")]) == 2
-    err = capsys.readouterr().err.strip()
-    assert f"--alpha {float(alpha)} is the heatmap's opacity; use 0 to 1" in err
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"argument --alpha: expected a finite number from 0 to 1, got '{alpha}'" in last
+    with pytest.raises(ConfigError, match=f"--alpha {float(alpha)} is the heatmap's opacity"):
+        explain_images(checkpoint, images, out_dir=tmp_path / "out", alpha=float(alpha))
     assert not (tmp_path / "out").exists()
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from resnet.cli.arguments import real
+
 __all__ = ["register"]
 
 
@@ -28,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--target-layer", default=None, help="module name, e.g. layer4 (default: last stage)"
     )
     explain.add_argument("--out", default="explain", help="directory for the PNG overlays")
-    explain.add_argument("--alpha", type=float, default=0.5, help="heatmap opacity, 0..1")
+    explain.add_argument("--alpha", type=real(0, 1), default=0.5, help="heatmap opacity, 0..1")
     explain.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     explain.add_argument("--json", action="store_true", help="print machine-readable JSON")
     explain.set_defaults(func=_explain)
@@ -41,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument("--out", default=None, help="output file (default: beside the checkpoint)")
     export.add_argument("--opset", type=int, default=17, help="ONNX opset version")
     export.add_argument(
-        "--atol", type=float, default=1e-4, help="largest allowed |exported - PyTorch|"
+        "--atol", type=real(0, above=True), default=1e-4, help="largest allowed |exported - torch|"
     )
     export.add_argument(
         "--int8",
@@ -72,7 +74,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     export.add_argument(
         "--min-agreement",
-        type=float,
+        type=real(0, 1),
         default=0.97,
         help="--int8: least fraction of check images with the same top-1 class as fp32",
     )

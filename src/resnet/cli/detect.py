@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from resnet.cli.arguments import real
 from resnet.cli.train import thread_count
 
 __all__ = ["register"]
@@ -23,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--epochs", type=int, default=3, help="passes, each on fresh canvases")
     train.add_argument("--train-images", type=int, default=1000, help="canvases per epoch")
     train.add_argument("--batch-size", type=int, default=8)
-    train.add_argument("--lr", type=float, default=0.02, help="peak SGD learning rate")
+    train.add_argument("--lr", type=real(0, above=True), default=0.02, help="peak SGD lr")
     train.add_argument("--canvas-size", type=int, default=64, help="canvas side in pixels")
     train.add_argument("--weights", default=None, help="weight file for the backbone network")
     train.add_argument(
@@ -53,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     predict.add_argument("--out", default=None, help="folder for the PNGs (default CKPT/predict)")
     predict.add_argument("--canvases", type=int, default=4, help="canvases when no images given")
     predict.add_argument("--seed", type=int, default=2024)
-    predict.add_argument("--score-threshold", type=float, default=0.5)
+    predict.add_argument("--score-threshold", type=real(0, 1), default=0.5)
     predict.add_argument("--scale", type=int, default=3, help="enlarge images before drawing")
     predict.add_argument("--json", action="store_true", help="print machine-readable JSON")
     _add_common(predict)

@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from resnet.cli.arguments import real
 from resnet.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -54,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     grad.add_argument("--depth", type=int, default=56, choices=(20, 32, 44, 56, 110))
     grad.add_argument("--steps", type=int, default=10, help="SGD steps before the 2nd probe")
     grad.add_argument("--batch-size", type=int, default=128)
-    grad.add_argument("--lr", type=float, default=0.01, help="lr of the probe steps")
+    grad.add_argument("--lr", type=real(0, above=True), default=0.01, help="lr of the probe steps")
     grad.add_argument(
         "--norms", nargs="+", default=["batch", "none"], choices=("batch", "none", "group")
     )
@@ -68,9 +69,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     degr.add_argument("--test-subset", type=int, default=None, help="first N test images")
     degr.add_argument("--epochs", type=int, default=10)
     degr.add_argument("--batch-size", type=int, default=128)
-    degr.add_argument("--lr", type=float, default=0.1)
+    degr.add_argument("--lr", type=real(0, above=True), default=0.1)
     degr.add_argument("--schedule", default="cosine", choices=("cosine", "onecycle", "constant"))
-    degr.add_argument("--warmup-epochs", type=float, default=0.0, help="linear lr warmup")
+    degr.add_argument("--warmup-epochs", type=real(0), default=0.0, help="linear lr warmup")
     degr.add_argument("--no-augment", action="store_true", help="no crop/flip augmentation")
     degr.add_argument("--amp", default="off", choices=("auto", "bf16", "off"),
                       help="one precision for every net (auto: bf16 where native)")  # fmt: skip
@@ -79,7 +80,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     degr.add_argument("--curve-every", type=int, default=None,
                       help="training error every N iterations (per-iteration curves)")  # fmt: skip
     degr.add_argument(
-        "--tolerance", type=float, default=0.01, help="'matches' margin (0.01 = 1 point)"
+        "--tolerance", type=real(0, 1), default=0.01, help="'matches' margin (0.01 = 1 point)"
     )
     _common(degr, seed=False)
     degr.set_defaults(func=_degradation)
@@ -100,7 +101,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         if name == "landscape":
             sub.add_argument("--points", type=int, default=21, help="odd number of 1D points")
             sub.add_argument("--points-2d", type=int, default=11, help="odd grid side")
-            sub.add_argument("--span", type=float, default=1.0, help="largest step")
+            sub.add_argument("--span", type=real(0, above=True), default=1.0, help="largest step")
             sub.add_argument("--no-2d", action="store_true", help="only the 1D curve")
         _common(sub, dataset=None)
         sub.set_defaults(func=func)

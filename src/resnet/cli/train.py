@@ -15,6 +15,7 @@ import os
 import sys
 from typing import Any
 
+from resnet.cli.arguments import real
 from resnet.errors import ConfigError
 
 __all__ = ["register", "parse_overrides", "thread_count"]
@@ -39,9 +40,9 @@ _FLAGS = (
     ("--data-dir", "data_dir", str, "directory holding the dataset files"),
     ("--epochs", "epochs", int, "number of epochs"),
     ("--max-steps", "max_steps", int, "stop after this many iterations"),
-    ("--time-budget", "time_budget", float, "seconds the run may take here: steps fit to it"),
+    ("--time-budget", "time_budget", real(), "seconds the run may take here: steps fit to it"),
     ("--batch-size", "batch_size", int, "global batch size"),
-    ("--lr", "lr", float, "peak learning rate"),
+    ("--lr", "lr", real(), "peak learning rate"),
     ("--device", "device", str, "auto | cpu | cuda | mps"),
     ("--threads", "num_threads", thread_count, "CPU threads, or free: the CPUs idle at start"),
     ("--seed", "seed", int, "random seed"),
@@ -50,7 +51,7 @@ _FLAGS = (
     ("--train-subset", "train_subset", int, "train on the first N images only"),
     ("--pretrained", "pretrained", str, "weight file (torchvision, timm or ours) to start from"),
     ("--freeze-stages", "freeze_stages", int, "freeze the stem and the first K stages"),
-    ("--backbone-lr-scale", "backbone_lr_scale", float, "lr multiplier of the backbone"),
+    ("--backbone-lr-scale", "backbone_lr_scale", real(), "lr multiplier of the backbone"),
 )
 
 

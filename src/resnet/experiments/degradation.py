@@ -132,6 +132,10 @@ def run_degradation(
 
     if len(depths) < 2 or not seeds:
         raise ConfigError("degradation needs at least two depths and one seed, e.g. --depths 20 56")
+    if len(set(depths)) != len(depths):
+        raise ConfigError(f"depths {list(depths)} repeat a depth; give each depth once")
+    if not 0 <= tolerance <= 1:  # also refuses NaN, which would make every verdict False
+        raise ConfigError(f"tolerance must be from 0 to 1 (0.01 = one point), got {tolerance}")
     splits = dataset if isinstance(dataset, dict) else {"train": dataset, "test": dataset}
     data = {
         split: load_split(splits[split], split, data_dir=data_dir, subset=subset)

@@ -104,6 +104,8 @@ def run_gradflow(
     """
     if steps < 0 or batch_size < 1:
         raise ConfigError(f"need steps >= 0 and batch_size >= 1, got {steps} and {batch_size}")
+    if not (math.isfinite(lr) and lr > 0):  # a NaN step would make every later norm NaN
+        raise ConfigError(f"lr must be a finite number > 0, got {lr}")
     for kind in kinds:
         if kind not in ("plain", "resnet"):
             raise ConfigError(f"network kind must be 'plain' or 'resnet', got {kind!r}")

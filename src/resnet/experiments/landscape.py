@@ -88,8 +88,8 @@ def loss_along_directions(
 def _grid(points: int, span: float) -> list[float]:
     if points < 3 or points % 2 == 0:
         raise ConfigError(f"grid points must be odd and >= 3 (to include 0), got {points}")
-    if span <= 0:
-        raise ConfigError(f"span must be positive, got {span}")
+    if not 0 < span < float("inf"):  # also refuses NaN
+        raise ConfigError(f"span must be a finite number > 0, got {span}")
     half = points // 2
     return [span * i / half for i in range(-half, half + 1)]
 

@@ -1,0 +1,44 @@
+"""Argument types shared by the sub-commands: a refusal at parse time names the flag and the range.
+
+``float`` alone lets ``nan`` and ``inf`` through (``float("nan")`` is a float), and a NaN
+learning rate or tolerance then runs to the end and reports nonsense. Every real-valued flag
+uses ``real(...)`` instead (tests/cli/test_cli_arguments.py walks the parser to keep it so).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+from typing import Optional
+
+__all__ = ["real"]
+
+
+def real(
+    low: Optional[float] = None, high: Optional[float] = None, *, above: bool = False
+) -> Callable[[str], float]:
+    """An argparse ``type``: a finite number from ``low`` to ``high`` (either end open when
+    None; ``above=True`` excludes ``low`` itself, as a learning rate must be > 0)."""
+    if low is not None and high is not None:
+        wanted = f"from {low:g} to {high:g}" if not above else f"> {low:g} and <= {high:g}"
+    elif low is not None:
+        wanted = f"> {low:g}" if above else f">= {low:g}"
+    else:
+        wanted = f"<= {high:g}" if high is not None else ""
+    expected = f"a finite number {wanted}".rstrip()
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        too_low = low is not None and (value <= low if above else value < low)
+        too_high = high is not None and value > high
+        if not math.isfinite(value) or too_low or too_high:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    parse.__name__ = "real"  # argparse names the type in some messages
+    parse.expected = expected  # type: ignore[attr-defined]
+    return parse

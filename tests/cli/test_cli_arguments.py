@@ -1,0 +1,79 @@
+"""Real-valued flags: every one is parsed by ``resnet.cli.arguments.real``, so ``nan``, ``inf``
+and values out of range end in one ``error:`` line at parse time, before anything runs."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from resnet.cli import build_parser, main
+from resnet.cli.arguments import real
+
+
+def test_real_takes_finite_numbers_in_range_only():
+    rate = real(0, above=True)
+    assert rate("0.1") == 0.1 and rate("1e3") == 1000.0
+    fraction = real(0, 1)
+    assert fraction("0") == 0.0 and fraction("1") == 1.0
+    assert real()("-2.5") == -2.5
+    refused = [(rate, "0"), (rate, "-1"), (fraction, "1.01"), (fraction, "-0.0001")]
+    refused += [(real(), "nan"), (real(), "inf"), (real(), "-inf"), (real(), "ten")]
+    for parse, text in refused:
+        with pytest.raises(argparse.ArgumentTypeError, match=f"got '{text}'"):
+            parse(text)
+    with pytest.raises(argparse.ArgumentTypeError, match="expected a finite number > 0, got"):
+        rate("nan")
+    with pytest.raises(argparse.ArgumentTypeError, match="expected a finite number from 0 to 1"):
+        fraction("2")
+
+
+def _commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
+    """(command path, its parser) for every leaf sub-command."""
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        yield path, parser
+    for sub in subs:
+        for name, child in sub.choices.items():
+            yield from _commands(child, (*path, name))
+
+
+def _real_flags():
+    for path, parser in _commands(build_parser()):
+        for action in parser._actions:
+            assert action.type is not float, f"{' '.join(path)} {action.option_strings}: use real()"
+            if getattr(action.type, "__name__", "") == "real":
+                yield path, parser, action
+
+
+REAL_FLAGS = [(path, action.option_strings[0]) for path, _, action in _real_flags()]
+
+
+def test_the_walk_finds_the_real_flags():
+    assert len(REAL_FLAGS) >= 12  # train 3, exp 5, detect 2, export 2, explain 1
+    assert (("exp", "gradflow"), "--lr") in REAL_FLAGS and (("explain",), "--alpha") in REAL_FLAGS
+
+
+@pytest.mark.parametrize("value", ["nan", "inf"])
+@pytest.mark.parametrize(
+    "path, flag", REAL_FLAGS, ids=[" ".join(p) + f" {f}" for p, f in REAL_FLAGS]
+)
+def test_every_real_flag_refuses_non_finite_values(
+    path, flag, value, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)  # nothing may be written, but if it were, not into the checkout
+    parser = dict(_commands(build_parser()))[path]
+    argv = [*path]
+    for action in parser._actions:  # the required arguments, with placeholder values
+        placeholder = next(iter(action.choices)) if action.choices else "placeholder"
+        if not action.option_strings and action.nargs in (None, "+"):
+            argv.append(placeholder)
+        elif action.option_strings and action.required:
+            argv += [action.option_strings[0], placeholder]
+    assert main([*argv, flag, value]) == 2
+    err = capsys.readouterr().err.strip()
+    last = err.splitlines()[-1]  # argparse's usage lines come first, then its one error line
+    assert "Traceback" not in err and last.count("error:") == 1
+    assert flag in last or "train" in path, last  # train's flags: the config names the field
+    assert "finite" in last and value in last
+    assert list(tmp_path.iterdir()) == []
