@@ -151,6 +151,35 @@ def test_cli_export_bad_inputs_exit_2(checkpoint, tmp_path, capsys):
     assert len(err.splitlines()) == 1 and "broken.safetensors" in err
 
 
+@pytest.mark.parametrize(
+    "fmt, name",
+    [("onnx", "photo.png"), ("onnx", "best.safetensors"), ("torchscript", "model.onnx"),
+     ("pt2", "model.pt"), ("onnx", "model"), ("torchscript", "model.pt2")],
+)  # fmt: skip
+def test_an_export_never_replaces_a_file_of_another_kind(checkpoint, tmp_path, capsys, fmt, name):
+    """Readers tell the formats apart by suffix, so a file named otherwise is refused before
+    anything is written: `--out photo.png` once replaced the photo with an ONNX graph."""
+    stem, _ = checkpoint
+    victim = tmp_path / name
+    victim.write_bytes(b"the user's own file")
+    argv = ["export", "--checkpoint", str(stem), "--format", fmt, "--out", str(victim)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"a {fmt} file's name must end in" in err
+    assert victim.read_bytes() == b"the user's own file"
+    with pytest.raises(ConfigError, match="name must end in"):
+        export_model(stem, fmt, victim)
+
+
+def test_int8_export_refuses_a_name_other_than_onnx(checkpoint, tmp_path):
+    from resnet.deploy.quantize import quantize_int8
+
+    stem, _ = checkpoint
+    with pytest.raises(ConfigError, match=r"use e.g. .*best\.onnx"):
+        quantize_int8(stem, tmp_path / "best.safetensors")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_export_of_unknown_format_raises(tmp_path):
     with pytest.raises(ConfigError, match="onnx, torchscript, pt2"):
         export_model(create_model("resnet20"), "coreml", tmp_path / "model.mlmodel")

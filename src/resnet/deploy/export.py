@@ -27,6 +27,7 @@ __all__ = [
     "export_model",
     "ExportError",
     "FORMATS",
+    "output_path",
     "META_FILE",
     "read_export_metadata",
     "load_export_source",
@@ -41,6 +42,8 @@ __all__ = [
 ]
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "pt2": ".pt2"}
+# What a written file's name must end in, by format: readers tell the formats apart by suffix.
+OUT_SUFFIXES = {"onnx": (".onnx",), "torchscript": (".pt", ".pth"), "pt2": (".pt2",)}
 META_FILE = "resnet_meta.json"  # the extra file of TorchScript and pt2 archives
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
 
@@ -72,7 +75,7 @@ def export_model(
         raise ConfigError(f"unknown export format {fmt!r}: choose one of {', '.join(FORMATS)}")
     model, meta, source = load_export_source(checkpoint_or_model, data_meta)
     metadata = export_metadata(model, meta, fmt, train_config_of(source).get("dataset"))
-    out = Path(out_path) if out_path is not None else _default_path(source, model, fmt)
+    out = output_path(out_path, fmt) or _default_path(source, model, fmt)
     example = _example_input(metadata["input_shape"], batch=2, seed=0)
     check = _example_input(metadata["input_shape"], batch=3, seed=1)
     with torch.no_grad():
@@ -182,6 +185,20 @@ def export_metadata(
         "input_name": INPUT_NAME,
         "output_name": OUTPUT_NAME,
     }
+
+
+def output_path(out_path: Union[str, os.PathLike, None], fmt: str) -> Optional[Path]:
+    """``out_path`` as a ``Path`` (None stays None), refused unless its name ends as ``fmt``
+    files do, so that an export never replaces an image, a checkpoint or another kind of file."""
+    if out_path is None:
+        return None
+    out, suffixes = Path(out_path), OUT_SUFFIXES[fmt]
+    if not out.name.lower().endswith(suffixes):
+        raise ConfigError(
+            f"--out {out}: a {fmt} file's name must end in {' or '.join(suffixes)}; "
+            f"use e.g. {out.with_name(out.stem + suffixes[0])}"
+        )
+    return out
 
 
 def _default_path(source: Optional[Path], model: nn.Module, fmt: str) -> Path:

@@ -29,6 +29,7 @@ from resnet.deploy.export import (
     export_metadata,
     first_line,
     load_export_source,
+    output_path,
     quiet_export,
     require_onnx,
     train_config_of,
@@ -83,6 +84,7 @@ def quantize_int8(
             f"need calibration_samples >= 1 and check_samples >= 0 (0: all), got "
             f"{calibration_samples} and {check_samples}"
         )
+    out = output_path(out_path, "onnx")  # refused before any data loads
     model, meta, source = load_export_source(checkpoint_or_model, data_meta)
     trained = train_config_of(source)
     if calibration is None and source is None:
@@ -110,7 +112,7 @@ def quantize_int8(
         "scheme": QUANTIZATION_SCHEME,
         "calibration": f"{calib_name}, {len(calib_images)} images",
     }
-    out = Path(out_path) if out_path is not None else _default_path(source, model)
+    out = out or _default_path(source, model)
 
     example = calib_images[:2]
     fp32_bytes, _, _ = export_bytes(
