@@ -64,6 +64,14 @@ def test_bad_training_options_exit_2(tmp_path, capsys) -> None:
     assert "ImageNet-family" in _error_line(capsys)
 
 
+@pytest.mark.parametrize("where", [[], ["--out", "mine"]])
+def test_canvas_too_small_for_its_items_leaves_no_run_folder(tmp_path, capsys, monkeypatch, where):
+    monkeypatch.chdir(tmp_path)  # the default run folder would go to ./runs
+    assert main(["detect", "train", "--canvas-size", "8", *where]) == 2
+    assert "item_sizes (12, 12) must satisfy" in _error_line(capsys)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_predict_draws_boxes_on_a_png(checkpoint, tmp_path, capsys) -> None:
     from PIL import Image
 

@@ -34,6 +34,7 @@ __all__ = [
     "fashion_mnist_canvases",
     "save_canvases",
     "load_canvases",
+    "check_item_sizes",
 ]
 
 Seed = Union[int, Sequence[int]]
@@ -211,6 +212,16 @@ def _resize_item(item: Tensor, side: int) -> np.ndarray:
     return resized[0, 0].round().clamp(0, 255).to(torch.uint8).numpy()
 
 
+def check_item_sizes(item_sizes: tuple[int, int], canvas_size: int) -> None:
+    """``ConfigError`` unless items ``item_sizes`` (low, high) px wide fit on the canvas."""
+    small, large = item_sizes
+    if not 4 <= small <= large <= canvas_size:
+        raise ConfigError(
+            f"item_sizes {tuple(item_sizes)} must satisfy 4 <= low <= high <= canvas_size "
+            f"{canvas_size}; use a larger canvas or smaller items"
+        )
+
+
 def _check_options(
     item_images: Tensor,
     item_labels: Tensor,
@@ -233,8 +244,4 @@ def _check_options(
     low, high = items_per_canvas
     if not 1 <= low <= high:
         raise ConfigError(f"items_per_canvas must be 1 <= low <= high, got {items_per_canvas}")
-    small, large = item_sizes
-    if not 4 <= small <= large <= canvas_size:
-        raise ConfigError(
-            f"item_sizes {item_sizes} must satisfy 4 <= low <= high <= canvas_size {canvas_size}"
-        )
+    check_item_sizes(item_sizes, canvas_size)

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from resnet.detection.backbone import check_fpn_model
-from resnet.detection.canvas import build_canvases
+from resnet.detection.canvas import build_canvases, check_item_sizes
 from resnet.detection.detector import (
     DetectorConfig,
     build_detector,
@@ -99,6 +99,8 @@ def train_detector(
     if threads is not None:
         torch.set_num_threads(resolve_threads(threads))
     check_fpn_model(model)  # before the data is read
+    item_sizes = tuple(item_sizes or default_item_sizes(canvas_size))
+    check_item_sizes(item_sizes, canvas_size)  # before the run folder is made
     if run is None:
         run = (
             Run.resume(resume, device=device)
@@ -106,7 +108,6 @@ def train_detector(
             else Run.open(device=device, name=f"detect-{model}", folder=out)
         )
     items, class_names = load_items("train", data_dir)
-    item_sizes = tuple(item_sizes or default_item_sizes(canvas_size))
     config = DetectorConfig(
         backbone=model,
         class_names=class_names,
