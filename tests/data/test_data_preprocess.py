@@ -90,11 +90,14 @@ def test_volume_files_are_read_and_checked(tmp_path):
     np.save(tmp_path / "float.npy", volume.astype(np.float32))
     np.save(tmp_path / "small.npy", volume[:3])
     (tmp_path / "text.npy").write_text("not numpy")
+    np.savez(tmp_path / "archive.npz", volume=volume)
+    (tmp_path / "archive.npz").rename(tmp_path / "archive.npy")  # np.load goes by content
     expected = {
         "float": "float.npy: volume is float32 (4, 5, 6); expected a uint8 .npy of shape (4, 5, 6)",
         "small": "small.npy: volume is uint8 (3, 5, 6)",
         "text": "text.npy: not a readable .npy volume",
         "absent": "absent.npy: no such file",
+        "archive": "archive.npy: an .npz archive, not one volume",
     }
     for name, message in expected.items():
         with pytest.raises(DataError) as info:

@@ -176,13 +176,16 @@ def _volume_tensor(item: Any, meta: DatasetMeta) -> torch.Tensor:
 def _read_volume(path: Path, expected: tuple[int, ...]) -> np.ndarray:
     """A ``.npy`` volume file, checked to be uint8 of the training shape ``expected``."""
     if not path.is_file():
-        raise DataError(f"{path}: no such file; pass existing .npy volumes")
+        raise DataError(f"{path}: no such file; check the path")
     try:
         volume = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as error:
         raise DataError(f"{path}: not a readable .npy volume ({error})") from None
-    if not isinstance(volume, np.ndarray) or volume.dtype != np.uint8 or volume.shape != expected:
-        got = f"{volume.dtype} {volume.shape}" if isinstance(volume, np.ndarray) else "an archive"
+    if not isinstance(volume, np.ndarray):
+        volume.close()  # an .npz archive, opened lazily
+        raise DataError(f"{path}: an .npz archive, not one volume; save the volume with np.save")
+    if volume.dtype != np.uint8 or volume.shape != expected:
+        got = f"{volume.dtype} {volume.shape}"
         raise DataError(
             f"{path}: volume is {got}; expected a uint8 .npy of shape {expected} "
             "(one channel, resampled to the training size)"

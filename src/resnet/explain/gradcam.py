@@ -135,8 +135,7 @@ def explain_images(
     Inputs are images for 2D checkpoints and ``.npy`` uint8 (D, H, W) volumes for 3D ones
     (the middle slice is drawn); a folder stands for those inside it, in sorted order.
     Preprocessing (channels, size, normalisation) comes from the checkpoint's ``data_meta``.
-    Returns one ``{"path", "out", "class_idx", "label", "prob"}``
-    per input.
+    Returns one ``{"path", "out", "class_idx", "label", "prob"}`` per input.
     """
     from resnet.data import DatasetMeta, input_files, preprocess_images
     from resnet.device import resolve_device
