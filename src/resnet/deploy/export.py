@@ -73,9 +73,10 @@ def export_model(
     """
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    out = output_path(out_path, fmt)  # refused before the checkpoint loads
     model, meta, source = load_export_source(checkpoint_or_model, data_meta)
     metadata = export_metadata(model, meta, fmt, train_config_of(source).get("dataset"))
-    out = output_path(out_path, fmt) or _default_path(source, model, fmt)
+    out = out or _default_path(source, model, fmt)
     example = _example_input(metadata["input_shape"], batch=2, seed=0)
     check = _example_input(metadata["input_shape"], batch=3, seed=1)
     with torch.no_grad():
