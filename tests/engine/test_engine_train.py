@@ -97,6 +97,17 @@ def test_real_fashion_mnist_short_run(tmp_path):
     assert result.metrics["test_acc"] > 0.7  # the full 10k test split
 
 
+def test_a_warmup_as_long_as_the_run_is_pointed_out(tiny_npz, tmp_path, capsys):
+    """`--epochs 1` on a recipe with a longer warmup still runs (a quick try), but says that
+    its lr never anneals; a warmup shorter than the run says nothing."""
+    result = train(tiny_config(tiny_npz, tmp_path, epochs=1, warmup_epochs=1.5, max_steps=2))
+    out = capsys.readouterr().out
+    assert "note: warmup_epochs 1.5 is not shorter than the run's 1 epochs" in out
+    assert result.history[-1]["lr"] < 0.05  # still rising: 2 steps of a 1.5-epoch warmup
+    train(tiny_config(tiny_npz, tmp_path, epochs=2, warmup_epochs=1.5, max_steps=2))
+    assert "warmup_epochs" not in capsys.readouterr().out
+
+
 def test_per_iteration_curve_adds_up_to_the_epoch_rows(tiny_npz, tmp_path):
     """``curve_every``: the training rows of every N steps (the paper's Fig. 6 x-axis). With N
     steps per window, the windows of an epoch average to that epoch's row."""

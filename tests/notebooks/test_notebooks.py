@@ -38,10 +38,11 @@ TINY = {
     ),
     "06_train_your_own": (
         'CLASSES = ("Trouser", "Bag")\nIMAGES_PER_CLASS = 8\nTEST_PER_CLASS = 3\n'
-        'MODEL = "resnet20"\nIMAGE_SIZE = 16\nEPOCHS = 1'
+        'MODEL = "resnet20"\nIMAGE_SIZE = 16\nEPOCHS = 1\nWARMUP_EPOCHS = 0'
     ),
     "07_gradcam": (
-        'MODEL = "resnet20"\nTRAIN_SUBSET = 64\nTEST_SUBSET = 32\nEPOCHS = 1\nN_IMAGES = 2'
+        'MODEL = "resnet20"\nTRAIN_SUBSET = 64\nTEST_SUBSET = 32\nEPOCHS = 1\nN_IMAGES = 2\n'
+        "WARMUP_EPOCHS = 0"
     ),
     "08_train_fast": (
         'RECIPE = "fashion-mnist-fast"\nBATCH_SIZE = 8\nTIMED_STEPS = 1\nMAX_STEPS = 2\n'

@@ -190,12 +190,6 @@ class TrainConfig:
                 "time_budget plans the run from eager steps and cannot foresee compile's "
                 "compilation time; drop compile or time_budget"
             )
-        if self.warmup_epochs >= self.epochs > 0 and self.warmup_epochs > 0:
-            raise ConfigError(
-                f"warmup_epochs {self.warmup_epochs:g} must be shorter than the run's "
-                f"{self.epochs} epochs (the lr would still be rising when it ends); lower "
-                "warmup_epochs or raise epochs"
-            )
         if self.schedule == "step" and not self.milestones:
             raise ConfigError("schedule 'step' needs milestones, e.g. milestones: [32000, 48000]")
         if self.name is not None:

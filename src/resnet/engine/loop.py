@@ -112,6 +112,13 @@ def fit(
         loop = restore_state(state, task.model, optimizer, ema, run.device)
     steps_per_epoch = task.steps_per_epoch()
     schedule = _schedule(settings, steps_per_epoch)
+    if 0 < settings.epochs <= settings.warmup_epochs and run.is_main:
+        print(
+            f"note: warmup_epochs {settings.warmup_epochs:g} is not shorter than the run's "
+            f"{settings.epochs} epochs, so the lr rises until the run ends and never anneals; "
+            "lower warmup_epochs (or raise epochs) for the whole schedule",
+            flush=True,
+        )
     log = run.column_log(task.columns, tensorboard=settings.tensorboard)
     eval_model = ema.module if ema is not None else task.model
     try:
