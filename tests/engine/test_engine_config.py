@@ -44,6 +44,14 @@ def test_bad_values(values, message):
         TrainConfig.from_dict(values)
 
 
+@pytest.mark.parametrize("config", [[1, 2], "epochs: 3", 5])
+def test_train_refuses_a_config_that_is_not_a_mapping(config):
+    from resnet.engine.train import train
+
+    with pytest.raises(ConfigError, match="a config must be a mapping of field: value"):
+        train(config)
+
+
 def test_recipes_parse():
     paper = TrainConfig.from_yaml(RECIPES / "cifar10-paper.yaml")
     # arXiv 1512.03385 sec. 4.2: lr 0.1, /10 at 32k and 48k iterations, stop at 64k.

@@ -22,6 +22,22 @@ def test_residual_block_preserves_the_shape_of_the_explainers_example():
     assert block(x).shape == (1, 3, 64, 64)
 
 
+@pytest.mark.parametrize("channels", [0, -3, 2.5, True, "3"])
+def test_residual_block_refuses_a_channel_count_that_is_not_a_whole_positive_number(channels):
+    with pytest.raises(
+        ConfigError, match=f"in_channels must be a whole number >= 1, got {channels!r}"
+    ):
+        ResidualBlock(channels)
+
+
+@pytest.mark.parametrize("key", ["num_classes", "in_chans"])
+@pytest.mark.parametrize("value", [0, 1.5, None, False])
+@pytest.mark.parametrize("name", ["resnet20", "resnet18", "resnet9", "resnet10_3d"])
+def test_every_family_refuses_counts_that_are_not_whole_positive_numbers(name, key, value):
+    with pytest.raises(ConfigError, match=f"{key} must be a whole number >= 1, got {value!r}"):
+        create_model(name, **{key: value})
+
+
 def test_residual_block_with_zeroed_convs_is_relu_of_its_input():
     block = ResidualBlock(3)
     for conv in (block.conv1, block.conv2):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -115,7 +116,9 @@ def _resolve_config(
         if not saved.is_file():
             raise ConfigError(f"{resume} holds no config.yaml; --resume needs a run directory")
         return TrainConfig.from_yaml(saved, config or {})
-    return TrainConfig.from_dict(dict(config or {}))
+    if isinstance(config, Mapping):
+        config = dict(config)
+    return TrainConfig.from_dict({} if config is None else config)  # it refuses non-mappings
 
 
 def default_name(cfg: TrainConfig) -> str:

@@ -56,6 +56,8 @@ class ResidualBlock(nn.Module):
 
     def __init__(self, in_channels: int) -> None:
         super().__init__()
+        if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
+            raise ConfigError(f"in_channels must be a whole number >= 1, got {in_channels!r}")
         self.conv1 = nn.Conv2d(in_channels, in_channels, kernel_size=3, padding=1)
         self.conv2 = nn.Conv2d(in_channels, in_channels, kernel_size=3, padding=1)
         self.relu = nn.ReLU()

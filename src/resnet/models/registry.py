@@ -81,6 +81,10 @@ def create_model(
     """
     entry = model_entry(name)
     _check_recordable(name, kwargs)
+    for key in ("num_classes", "in_chans"):  # every family takes them; 1.5 failed deep in torch
+        value = kwargs.get(key, 1)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{key} must be a whole number >= 1, got {value!r}")
     try:
         model = entry.builder(**kwargs)
     except TypeError as error:
