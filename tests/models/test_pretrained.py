@@ -74,6 +74,37 @@ def test_ddp_prefix_and_training_checkpoint_wrapper_are_unwrapped(tmp_path):
     torch.testing.assert_close(target.conv1.weight, source.conv1.weight)
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_weights_holding_nan_or_inf_are_refused_naming_the_tensor(tmp_path, bad, suffix):
+    """They would load, then make every output NaN: one class for every image."""
+    state = create_model("resnet20").state_dict()
+    state["layer2.1.bn1.running_var"][3] = bad
+    path = tmp_path / f"diverged{suffix}"
+    if suffix == ".safetensors":
+        save_file(state, path)
+    else:
+        torch.save(state, path)
+    model = create_model("resnet20")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(
+        WeightsError, match=r"diverged.*: layer2\.1\.bn1\.running_var holds NaN or inf"
+    ):
+        load_weights(model, path)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # untouched
+
+
+def test_a_run_checkpoint_holding_nan_is_refused(tmp_path):
+    from resnet.engine.checkpoint import load_checkpoint, save_checkpoint
+
+    model = create_model("resnet20", num_classes=3)
+    with torch.no_grad():
+        model.fc.weight[0, 0] = float("nan")
+    save_checkpoint(tmp_path / "best", model, data_meta=None, epoch=1, step=1, metrics={})
+    with pytest.raises(WeightsError, match=r"best\.safetensors: fc\.weight holds NaN"):
+        load_checkpoint(tmp_path / "best")
+
+
 def test_frozen_batch_norm_model_accepts_a_batch_norm_file(torchvision_resnet18_file):
     model = create_model("resnet18", norm_layer="frozen_batch")
     load_weights(model, torchvision_resnet18_file)

@@ -199,7 +199,7 @@ def load_checkpoint(
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from resnet.models import create_model, legacy_model_kwargs
+    from resnet.models import check_finite, create_model, legacy_model_kwargs
 
     stem = resolve_checkpoint(path)
     info = read_checkpoint_info(stem)
@@ -211,6 +211,7 @@ def load_checkpoint(
             f"{weights_path}: corrupt or truncated weight file ({str(error)[:120]}); "
             "use the other checkpoint of the run (best/last) or retrain"
         ) from None
+    check_finite(state, str(weights_path))
     try:
         kwargs = legacy_model_kwargs(
             info["model_name"], info["model_kwargs"], info["format_version"]

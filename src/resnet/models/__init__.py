@@ -13,7 +13,7 @@ from resnet.models.blocks import (
     ResidualBlock,
 )
 from resnet.models.compat import legacy_model_kwargs
-from resnet.models.pretrained import LoadReport, load_weights, read_state_dict
+from resnet.models.pretrained import LoadReport, check_finite, load_weights, read_state_dict
 from resnet.models.registry import create_model, list_models, model_entry, register_model
 from resnet.models.resnet import ResNet
 
@@ -30,6 +30,7 @@ __all__ = [
     "register_model",
     "load_weights",
     "read_state_dict",
+    "check_finite",
     "LoadReport",
     "legacy_model_kwargs",
 ]

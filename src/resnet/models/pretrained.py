@@ -19,7 +19,13 @@ from torch import Tensor, nn
 
 from resnet.errors import WeightsError
 
-__all__ = ["load_weights", "read_state_dict", "LoadReport", "CLASSIFIER_NAMES"]
+__all__ = [
+    "load_weights",
+    "read_state_dict",
+    "check_finite",
+    "LoadReport",
+    "CLASSIFIER_NAMES",
+]
 
 _WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "state_dict_ema")
 _PREFIXES = ("module.", "_orig_mod.")  # DistributedDataParallel, torch.compile
@@ -61,7 +67,19 @@ def read_state_dict(source: Source) -> dict[str, Tensor]:
     for prefix in _PREFIXES * 2:  # either wrapper may wrap the other
         if state and all(k.startswith(prefix) for k in state):
             state = {k[len(prefix) :]: v for k, v in state.items()}
+    check_finite(state, label)
     return state
+
+
+def check_finite(state: Mapping[str, Tensor], label: str) -> None:
+    """``WeightsError`` naming the first tensor of ``state`` that holds NaN or inf: such weights
+    load without complaint and then make every output NaN (every prediction the same class)."""
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise WeightsError(
+                f"{label}: {name} holds NaN or infinite values (a corrupt file, or weights saved "
+                "after training diverged); use another checkpoint or weight file"
+            )
 
 
 def _label(source: Source) -> str:
