@@ -40,6 +40,20 @@ def test_missing_checkpoint(tmp_path, capsys):
     assert "no config.yaml" in _one_line_error(capsys)
 
 
+@pytest.mark.parametrize(
+    "name, says",
+    [("model.onnx", "an exported ONNX model, which `resnet eval` and `resnet predict` run"),
+     ("resnet50.pth", "a weight file, not a run checkpoint; start a run from it"),
+     ("photo.png", "not a checkpoint; pass a run directory")],
+)  # fmt: skip
+def test_a_file_of_another_kind_as_checkpoint_says_what_it_is(tmp_path, capsys, name, says):
+    (tmp_path / name).write_bytes(b"whatever it holds")
+    for command in (["explain", str(tmp_path / "x.png")], ["export", "--format", "onnx"]):
+        assert main([*command, "--checkpoint", str(tmp_path / name)]) == 2
+        line = _one_line_error(capsys)
+        assert f"{name}: {says}" in line and "not found" not in line
+
+
 def test_bad_device_and_recipe_file(tmp_path, capsys):
     assert main(["train", "--device", "tpu"]) == 2
     assert "device must be auto, cpu, cuda, cuda:N or mps" in _one_line_error(capsys)

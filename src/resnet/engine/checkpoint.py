@@ -125,11 +125,29 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
             path = path.parent / path.name[: -len(suffix)]
             break
     if not _suffixed(path, ".json").is_file() or not _suffixed(path, ".safetensors").is_file():
+        if path.is_file():  # an existing file of another kind: say which, not "not found"
+            raise WeightsError(f"{path}: {_other_kind(path)}")
         raise WeightsError(
             f"{path}: checkpoint not found (need {path.name}.safetensors and {path.name}.json); "
             "pass a run directory, a .safetensors/.json file or their common stem"
         )
     return path
+
+
+def _other_kind(path: Path) -> str:
+    """What a file given as a checkpoint is, and where it can be used instead."""
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        return (
+            "an exported ONNX model, which `resnet eval` and `resnet predict` run; this command "
+            "needs the run's checkpoint (its folder or best.safetensors)"
+        )
+    if suffix in (".pth", ".pt", ".bin", ".pt2"):
+        return (
+            "a weight file, not a run checkpoint; start a run from it with `resnet train "
+            "--pretrained FILE` (or resnet.load_weights), then pass that run"
+        )
+    return "not a checkpoint; pass a run directory, a .safetensors/.json file or their stem"
 
 
 def read_checkpoint_info(path: str | os.PathLike) -> dict:
