@@ -40,5 +40,4 @@ def real(
         return value
 
     parse.__name__ = "real"  # argparse names the type in some messages
-    parse.expected = expected  # type: ignore[attr-defined]
     return parse

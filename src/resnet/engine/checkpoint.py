@@ -142,7 +142,12 @@ def _other_kind(path: Path) -> str:
             "an exported ONNX model, which `resnet eval` and `resnet predict` run; this command "
             "needs the run's checkpoint (its folder or best.safetensors)"
         )
-    if suffix in (".pth", ".pt", ".bin", ".pt2"):
+    if suffix == ".pt2" or path.name.lower().endswith(".torchscript.pt"):
+        return (
+            "an exported pt2/TorchScript model (torch.export.load / torch.jit.load run it); "
+            "this command needs the run's checkpoint (its folder or best.safetensors)"
+        )
+    if suffix in (".pth", ".pt", ".bin"):
         return (
             "a weight file, not a run checkpoint; start a run from it with `resnet train "
             "--pretrained FILE` (or resnet.load_weights), then pass that run"
