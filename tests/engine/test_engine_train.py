@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 
 from resnet.engine.checkpoint import load_checkpoint
 from resnet.engine.train import NonFiniteLossError, train
+from resnet.errors import DataError
 
 
 def test_run_directory_layout(tiny_npz, tmp_path):
@@ -106,6 +107,19 @@ def test_a_warmup_as_long_as_the_run_is_pointed_out(tiny_npz, tmp_path, capsys):
     assert result.history[-1]["lr"] < 0.05  # still rising: 2 steps of a 1.5-epoch warmup
     train(tiny_config(tiny_npz, tmp_path, epochs=2, warmup_epochs=1.5, max_steps=2))
     assert "warmup_epochs" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("source", ["npz", "folder"])
+def test_one_class_is_refused_before_the_run_folder(source, tmp_path, write_images):
+    """One class trains to loss 0 and 100% accuracy in a step, a result that means nothing."""
+    if source == "npz":
+        dataset = make_npz(tmp_path / "one.npz", num_classes=1, train=32, test=8)
+    else:
+        dataset = tmp_path / "photos"
+        write_images(dataset, classes=("cat",), per_class=4)
+    with pytest.raises(DataError, match=r"has 1 class\(es\) .*a classifier needs at least 2"):
+        train(tiny_config(dataset, tmp_path / "runs", epochs=1))
+    assert not (tmp_path / "runs").exists()
 
 
 def test_per_iteration_curve_adds_up_to_the_epoch_rows(tiny_npz, tmp_path):
