@@ -174,3 +174,17 @@ def test_default_size_is_the_images_own_median_capped_at_224(tmp_path, sides, ex
     assert data[0][0].shape == (3, expected, expected)
     forced = load_dataset(str(tmp_path), "train", image_size=32)
     assert tuple(forced.meta.image_size) == (32, 32)
+
+
+@pytest.mark.parametrize("image_size", [0, -3, 1.5, True, "96", (32,), (32, 0), 9000])
+def test_image_sizes_that_are_not_sides_are_config_errors(tmp_path, write_images, image_size):
+    """Not a TypeError from deep inside, nor a silent cast of 1.5 to 1."""
+    write_images(tmp_path)
+    with pytest.raises(ConfigError, match="image_size=.* give whole numbers in 1..8192"):
+        load_dataset(str(tmp_path), "train", image_size=image_size)
+
+
+def test_image_size_takes_numpy_integers_and_pairs(tmp_path, write_images):
+    write_images(tmp_path)
+    assert load_dataset(str(tmp_path), image_size=np.int64(12)).meta.image_size == (12, 12)
+    assert load_dataset(str(tmp_path), image_size=[12, 10]).meta.image_size == (12, 10)

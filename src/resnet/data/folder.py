@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import numbers
 import os
 import warnings
 from collections.abc import Sequence
@@ -84,10 +85,14 @@ def load_image_folder(
         raise ConfigError(f"unknown split {split!r}; use 'train', 'val' or 'test'")
     if image_size is None:
         image_size = median_image_side(root)
-    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-    if len(size) != 2 or not all(1 <= int(s) <= MAX_FOLDER_IMAGE_SIZE for s in size):
+    size = (image_size, image_size) if _is_whole(image_size) else image_size
+    if (
+        not isinstance(size, (tuple, list))
+        or len(size) != 2
+        or not all(_is_whole(s) and 1 <= s <= MAX_FOLDER_IMAGE_SIZE for s in size)
+    ):
         raise ConfigError(
-            f"image_size={image_size} is out of range; give one or two sides in "
+            f"image_size={image_size!r} is not a side or two in range; give whole numbers in "
             f"1..{MAX_FOLDER_IMAGE_SIZE} (e.g. 224)"
         )
     size = (int(size[0]), int(size[1]))
@@ -230,6 +235,10 @@ def _index_folder(
         tuple(skipped),
         meta,
     )
+
+
+def _is_whole(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _printable_utf8(name: str) -> bool:
