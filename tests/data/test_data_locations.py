@@ -69,6 +69,35 @@ def test_explicit_data_dir_is_used_or_refused_never_replaced(
     assert data_dir.exists() == (kind != "missing")
 
 
+@pytest.mark.parametrize(
+    "name, subdir, names, removed",
+    [
+        ("mnist", "", [n for pair in IDX_FILES.values() for n in pair], "t10k-labels-idx1-ubyte"),
+        ("fashion-mnist", "FashionMNIST/raw", [n + ".gz" for p in IDX_FILES.values() for n in p],
+         "train-images-idx3-ubyte.gz"),
+        ("cifar10", "cifar-10-batches-py", [*(f"data_batch_{i}" for i in range(1, 6)),
+         "test_batch"], "data_batch_3"),
+        ("cifar100", "cifar-100-binary", ["train.bin", "test.bin"], "test.bin"),
+    ],
+)  # fmt: skip
+def test_an_incomplete_copy_is_named_with_its_missing_files(
+    tmp_path, default_copy, name, subdir, names, removed
+):
+    """A copy with a file missing is not 'not found': the message names the folder and file."""
+    folder = tmp_path / "data" / subdir
+    folder.mkdir(parents=True)
+    for file in names:
+        if file != removed:
+            (folder / file).write_bytes(b"")  # never read: the layout check comes first
+    with pytest.raises(DataError) as info:
+        load_dataset(name, "test", data_dir=tmp_path / "data", download=False)
+    message = str(info.value)
+    assert f"{name} in {folder} is incomplete" in message
+    shown = removed if name.startswith("cifar") else removed.removesuffix(".gz") + ".gz"
+    assert f"({shown} missing)" in message
+    assert "download is disabled" in message and "\n" not in message
+
+
 def test_only_data_dir_none_searches_the_default_places(tmp_path, default_copy):
     assert len(load_dataset("mnist", "test", download=False)) == 4
     assert data_registry.dataset_search_dirs("mnist", tmp_path) == [tmp_path, tmp_path / "mnist"]

@@ -19,7 +19,14 @@ import numpy as np
 
 from resnet.errors import DataError
 
-__all__ = ["CIFAR_VARIANTS", "CifarFiles", "find_cifar_files", "load_cifar", "safe_unpickle"]
+__all__ = [
+    "CIFAR_VARIANTS",
+    "CifarFiles",
+    "find_cifar_files",
+    "missing_cifar_files",
+    "load_cifar",
+    "safe_unpickle",
+]
 
 _IMAGE_BYTES = 3 * 32 * 32  # one image: three 32x32 channel planes, row-major
 # The largest official file is CIFAR-100's train set (50000 records of 3074 bytes, ~154 MB);
@@ -101,6 +108,21 @@ def find_cifar_files(directory: Path, variant: str) -> CifarFiles | None:
             if all(p.is_file() for p in train) and test.is_file():
                 meta = folder / meta_name
                 return CifarFiles(variant, fmt, train, test, meta if meta.is_file() else None)
+    return None
+
+
+def missing_cifar_files(directory: Path, variant: str) -> tuple[Path, list[str]] | None:
+    """(folder, missing file names) where ``directory`` holds part of a CIFAR copy, else None."""
+    spec = CIFAR_VARIANTS[variant]
+    layouts = (
+        (spec.python_dir, (*spec.python_train, spec.python_test)),
+        (spec.binary_dir, (*spec.binary_train, spec.binary_test)),
+    )
+    for subdir, names in layouts:
+        for folder in (directory / subdir, directory):
+            present = [name for name in names if (folder / name).is_file()]
+            if present and len(present) < len(names):
+                return folder, [name for name in names if name not in present]
     return None
 
 

@@ -28,6 +28,7 @@ __all__ = [
     "read_idx",
     "write_idx",
     "find_idx_files",
+    "missing_idx_files",
     "load_idx_split",
 ]
 
@@ -169,6 +170,16 @@ def find_idx_files(directory: Path) -> dict[str, tuple[Path, Path]] | None:
             found[split] = (paths[0], paths[1])
         else:
             return found
+    return None
+
+
+def missing_idx_files(directory: Path) -> tuple[Path, list[str]] | None:
+    """(folder, missing file names) where ``directory`` holds some of the four files, else None."""
+    names = [name for pair in IDX_FILES.values() for name in pair]
+    for folder in (directory, *sorted(directory.glob("*/raw"))):
+        missing = [f"{name}.gz" for name in names if _first_existing(folder, name) is None]
+        if 0 < len(missing) < len(names):
+            return folder, missing
     return None
 
 

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from resnet.data.cifar import CIFAR_VARIANTS, find_cifar_files, load_cifar
-from resnet.data.idx import IDX_FILES, find_idx_files, load_idx_split
+from resnet.data.cifar import CIFAR_VARIANTS, find_cifar_files, load_cifar, missing_cifar_files
+from resnet.data.idx import IDX_FILES, find_idx_files, load_idx_split, missing_idx_files
 from resnet.data.meta import (
     DEFAULT_VAL_FRACTION,
     ArrayDataset,
@@ -283,8 +283,21 @@ def _expected_files(name: str) -> str:
 
 
 def _missing_message(name: str, data_dir: Any, failure: str) -> str:
-    searched = ", ".join(str(d) for d in dataset_search_dirs(name, data_dir))
+    dirs = dataset_search_dirs(name, data_dir)
+    searched = ", ".join(str(d) for d in dirs)
     files = _expected_files(name)
+    for directory in dirs:  # a copy with files missing is named: "not found" would mislead
+        partial = (
+            (missing_cifar_files(directory, name) if name in CIFAR_VARIANTS
+             else missing_idx_files(directory))
+            if directory.is_dir() else None
+        )  # fmt: skip
+        if partial is not None:
+            folder, missing = partial
+            return (
+                f"{name} in {folder} is incomplete ({', '.join(missing)} missing) and {failure}; "
+                f"put {files} there in full"
+            )
     if data_dir is not None:
         return (
             f"{name} not found in data_dir (searched {searched}) and {failure}; put {files} "
