@@ -186,6 +186,27 @@ def test_export_of_unknown_format_raises(tmp_path):
     assert not (tmp_path / "model.mlmodel").exists()
 
 
+@pytest.mark.parametrize(
+    "options, message",
+    [({"atol": float("nan")}, "atol must be a finite number >= 0"),
+     ({"atol": -1.0}, "atol must be a finite number >= 0"),
+     ({"opset": 9}, "opset 9 is not supported: use 10 or newer"),
+     ({"opset": 17.5}, "opset 17.5 is not supported")],
+)  # fmt: skip
+def test_check_options_are_refused_before_any_work(checkpoint, tmp_path, capfd, options, message):
+    """atol=-1 failed after exporting with 'differs by 4e-06 (> -1)'; an old opset printed the
+    whole traced graph before its error. Both now fail first, for export and int8 alike."""
+    from resnet.deploy.quantize import quantize_int8
+
+    stem, _ = checkpoint
+    with pytest.raises(ConfigError, match=message):
+        export_model(stem, "onnx", tmp_path / "m.onnx", **options)
+    if "opset" in options:
+        with pytest.raises(ConfigError, match=message):
+            quantize_int8(stem, tmp_path / "m.int8.onnx", **options)
+    assert list(tmp_path.iterdir()) == [] and "graph(" not in capfd.readouterr().err
+
+
 def test_class_names_must_name_every_output(tmp_path):
     """An export whose class names do not match the network's outputs is refused (it used to
     be written with exit 0); so is an exported file whose metadata was edited to mismatch."""

@@ -131,13 +131,19 @@ def test_checkpoint_calibrates_and_checks_on_its_own_dataset(run, tmp_path):
     assert report["top1_agreement"] >= 0.95
 
 
-def test_too_low_agreement_raises_and_writes_nothing(run, tmp_path):
-    out = tmp_path / "strict.int8.onnx"
-    with pytest.raises(ExportError, match="nothing written"):
-        quantize_int8(
-            run["stem"], out, calibration=run["calibration"], check=run["test"], min_agreement=1.01
-        )
-    assert list(tmp_path.iterdir()) == []  # not even a temporary file
+@pytest.mark.parametrize("min_agreement", [1.01, -0.1, float("nan")])
+def test_agreement_that_is_not_a_fraction_is_refused_first(run, tmp_path, min_agreement):
+    """1.01 could never be met: it failed only after calibrating and checking."""
+    with pytest.raises(ConfigError, match=r"min_agreement must be a fraction in \[0, 1\]"):
+        quantize_int8(run["stem"], tmp_path / "m.int8.onnx", min_agreement=min_agreement)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_calibration_images_holding_nan_are_refused(run, tmp_path):
+    images = run["calibration"].clone()
+    images[0, 0, 0, 0] = float("nan")
+    with pytest.raises(DataError, match="train images hold NaN or infinite values"):
+        quantize_int8(run["stem"], tmp_path / "m.int8.onnx", calibration=images)
 
 
 def test_calibration_on_unnormalised_images_fails_the_check(run, tmp_path):
@@ -147,7 +153,7 @@ def test_calibration_on_unnormalised_images_fails_the_check(run, tmp_path):
     out = tmp_path / "raw.int8.onnx"
     with pytest.raises(ExportError, match=r"agrees with PyTorch fp32 on only \d"):
         quantize_int8(run["stem"], out, calibration=raw.float() / 255, check=run["test"])
-    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []  # not even a temporary file
 
 
 def test_bare_model_needs_calibration_data(tmp_path):

@@ -87,8 +87,29 @@ def test_bad_arguments_raise_one_line_errors():
         gradcam(model, x, target_layer="layer9")
     with pytest.raises(ConfigError, match="feature map"):
         gradcam(model, x, target_layer="fc")
-    with pytest.raises(DataError, match="batch"):
+    with pytest.raises(DataError, match=r"shape \(3, 32\) but the model takes \(N, C, H, W\)"):
         gradcam(model, torch.randn(3, 32))
+    with pytest.raises(ConfigError, match="whole class numbers, got 1.5"):
+        gradcam(model, x, class_idx=1.5)  # was truncated to class 1
+
+
+@pytest.mark.parametrize(
+    "name, images, message",
+    [
+        ("resnet20", torch.randn(3, 32, 32), r"\(3, 32, 32\).*add the batch dimension"),
+        ("resnet20", torch.zeros(1, 3, 32, 32, dtype=torch.uint8), "float tensor.*uint8"),
+        ("resnet20", torch.randn(1, 1, 32, 32), "1 channel\\(s\\) but the model takes 3"),
+        ("resnet20", torch.full((1, 3, 32, 32), float("nan")), "NaN or infinite"),
+        ("resnet20", torch.randn(0, 3, 32, 32), "hold no values"),
+        ("resnet20", [[0.0]], "float tensor .* got list"),
+        ("resnet10_3d", torch.randn(1, 1, 16, 16), r"takes \(N, C, D, H, W\)"),
+    ],
+)
+def test_batches_the_model_cannot_take_are_named(name, images, message):
+    """Not torch's error from inside a conv, and never NaN in, blank heatmap out."""
+    model = create_model(name, num_classes=3, in_chans=1 if "3d" in name else 3).eval()
+    with pytest.raises(DataError, match=message):
+        gradcam(model, images)
 
 
 def test_heatmap_finds_the_quadrant_that_decides_the_class():

@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
+import numbers
 import os
 import warnings
 from collections.abc import Iterator
@@ -34,6 +36,8 @@ __all__ = [
     "train_config_of",
     "export_metadata",
     "export_bytes",
+    "check_opset",
+    "MIN_OPSET",
     "write_metadata",
     "decode_metadata",
     "require_onnx",
@@ -45,6 +49,9 @@ FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "pt2": ".pt2"}
 # What a written file's name must end in, by format: readers tell the formats apart by suffix.
 OUT_SUFFIXES = {"onnx": (".onnx",), "torchscript": (".pt", ".pth"), "pt2": (".pt2",)}
 META_FILE = "resnet_meta.json"  # the extra file of TorchScript and pt2 archives
+# The oldest ONNX opset the zoo exports to: the CIFAR nets' option-A shortcut is a strided slice,
+# which ONNX has since opset 10 (older ones failed after printing the whole traced graph).
+MIN_OPSET = 10
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
 
 
@@ -73,6 +80,9 @@ def export_model(
     """
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    if not (isinstance(atol, numbers.Real) and 0 <= atol < math.inf):  # NaN passed every check
+        raise ConfigError(f"atol must be a finite number >= 0, got {atol!r}")
+    check_opset(opset)
     out = output_path(out_path, fmt)  # refused before the checkpoint loads
     model, meta, source = load_export_source(checkpoint_or_model, data_meta)
     metadata = export_metadata(model, meta, fmt, train_config_of(source).get("dataset"))
@@ -186,6 +196,14 @@ def export_metadata(
         "input_name": INPUT_NAME,
         "output_name": OUTPUT_NAME,
     }
+
+
+def check_opset(opset: int) -> None:
+    """Refuse an ONNX opset older than ``MIN_OPSET`` (or not a whole number) before any work."""
+    if isinstance(opset, bool) or not isinstance(opset, numbers.Integral) or opset < MIN_OPSET:
+        raise ConfigError(
+            f"opset {opset!r} is not supported: use {MIN_OPSET} or newer (the default is 17)"
+        )
 
 
 def output_path(out_path: Union[str, os.PathLike, None], fmt: str) -> Optional[Path]:

@@ -25,6 +25,7 @@ from resnet.data.meta import ArrayDataset, DatasetMeta
 from resnet.deploy.export import (
     INPUT_NAME,
     ExportError,
+    check_opset,
     export_bytes,
     export_metadata,
     first_line,
@@ -37,6 +38,7 @@ from resnet.deploy.export import (
 )
 from resnet.errors import ConfigError, DataError
 from resnet.io import atomic_write
+from resnet.models.inputs import check_image_batch
 
 __all__ = ["quantize_int8", "QUANTIZATION_SCHEME"]
 
@@ -84,6 +86,9 @@ def quantize_int8(
             f"need calibration_samples >= 1 and check_samples >= 0 (0: all), got "
             f"{calibration_samples} and {check_samples}"
         )
+    if not 0.0 <= min_agreement <= 1.0:  # also refuses NaN; 2.0 failed after all the work
+        raise ConfigError(f"min_agreement must be a fraction in [0, 1], got {min_agreement}")
+    check_opset(opset)
     out = output_path(out_path, "onnx")  # refused before any data loads
     model, meta, source = load_export_source(checkpoint_or_model, data_meta)
     trained = train_config_of(source)
@@ -201,6 +206,7 @@ def _as_images(images: Any, split: str) -> torch.Tensor:
             f"{split} images must be normalised float (N, C, ...) with N >= 1, got "
             f"{images.dtype} {tuple(images.shape)}; or pass a dataset name or path"
         )
+    check_image_batch(images, what=f"{split} images")  # NaN would calibrate every scale to NaN
     return images.detach().cpu().float().contiguous()
 
 

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from resnet.errors import ConfigError, DataError
+from resnet.models.inputs import check_image_batch
 
 __all__ = ["gradcam", "resolve_target_layer", "explain_images"]
 
@@ -57,11 +58,7 @@ def gradcam(
     The activations are caught with a forward hook and their gradient taken with
     ``torch.autograd.grad``: backward hooks would misfire on the blocks' in-place ReLUs.
     """
-    if images.dim() not in (3, 4, 5):
-        raise DataError(
-            f"gradcam needs a batch (N, C, *spatial), got shape {tuple(images.shape)}; "
-            "add the batch dimension with images[None]"
-        )
+    check_image_batch(images, model)
     layer = resolve_target_layer(model, target_layer)
     captured: list[Tensor] = []
 
@@ -107,7 +104,10 @@ def _class_indices(logits: Tensor, class_idx: Union[int, Sequence[int], Tensor, 
     n, num_classes = logits.shape
     if class_idx is None:
         return logits.argmax(dim=1).detach()
-    classes = torch.as_tensor(class_idx, dtype=torch.int64, device=logits.device).reshape(-1)
+    classes = torch.as_tensor(class_idx, device=logits.device).reshape(-1)
+    if classes.is_floating_point() or classes.is_complex() or classes.dtype == torch.bool:
+        raise ConfigError(f"class_idx must be whole class numbers, got {class_idx!r}")
+    classes = classes.long()
     if classes.numel() == 1:
         classes = classes.expand(n)
     if classes.numel() != n:
