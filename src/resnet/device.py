@@ -10,6 +10,7 @@ from typing import Any, Optional, Union
 
 import torch
 
+from resnet.checks import whole_number
 from resnet.errors import ConfigError
 
 __all__ = [
@@ -125,8 +126,7 @@ def resolve_threads(threads: Union[int, str, None], processes: int = 1) -> int:
         return max(1, min(free_cpus() // max(1, processes), _DEFAULT_THREADS))
     if threads is None:
         return torch.get_num_threads()
-    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
-        raise ConfigError(f"threads must be a whole number >= 1 or 'free', got {threads!r}")
+    threads = whole_number("threads", threads, also=" or 'free'")
     cpus = len(allowed_cpus())
     if threads > cpus:  # oversubscribed oneDNN/OpenMP threads wait on each other at every op
         raise ConfigError(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import numbers
 import os
 import warnings
 from collections.abc import Sequence
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from resnet.checks import is_whole
 from resnet.data.decode import open_image, read_image_header
 from resnet.data.meta import DEFAULT_VAL_FRACTION, DatasetMeta, channel_mean_std, seeded_split
 from resnet.data.preprocess import IMAGE_EXTENSIONS, pil_to_tensor, resize_center_crop
@@ -85,11 +85,11 @@ def load_image_folder(
         raise ConfigError(f"unknown split {split!r}; use 'train', 'val' or 'test'")
     if image_size is None:
         image_size = median_image_side(root)
-    size = (image_size, image_size) if _is_whole(image_size) else image_size
+    size = (image_size, image_size) if is_whole(image_size) else image_size
     if (
         not isinstance(size, (tuple, list))
         or len(size) != 2
-        or not all(_is_whole(s) and 1 <= s <= MAX_FOLDER_IMAGE_SIZE for s in size)
+        or not all(is_whole(s) and 1 <= s <= MAX_FOLDER_IMAGE_SIZE for s in size)
     ):
         raise ConfigError(
             f"image_size={image_size!r} is not a side or two in range; give whole numbers in "
@@ -235,10 +235,6 @@ def _index_folder(
         tuple(skipped),
         meta,
     )
-
-
-def _is_whole(value: object) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _printable_utf8(name: str) -> bool:

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from resnet.checks import whole_number
 from resnet.errors import ConfigError, DataError
 
 __all__ = [
@@ -191,7 +192,7 @@ def seeded_split(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor, 
     """
     if not 0.0 <= val_fraction < 1.0:
         raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}")
-    generator = torch.Generator().manual_seed(int(seed))
+    generator = torch.Generator().manual_seed(whole_number("seed", seed, minimum=0))
     perm = torch.randperm(n, generator=generator)
     n_val = int(round(n * val_fraction))
     in_val = torch.zeros(n, dtype=torch.bool)

@@ -128,6 +128,10 @@ def load_dataset(
     """
     if split not in _SPLITS:
         raise ConfigError(f"unknown split {split!r}; use one of {', '.join(_SPLITS)}")
+    if not isinstance(name, (str, os.PathLike)):
+        raise ConfigError(
+            f"dataset must be a name ({', '.join(list_datasets())}) or a path, got {name!r}"
+        )
     canonical = _ALIASES.get(str(name).lower())
     path = Path(name).expanduser()
     if canonical is None and path.is_dir():

@@ -22,6 +22,7 @@ from typing import Any, Optional, Union
 import torch
 from torch import nn
 
+from resnet.checks import is_whole
 from resnet.errors import ConfigError, ResnetError
 from resnet.io import atomic_write
 
@@ -200,7 +201,7 @@ def export_metadata(
 
 def check_opset(opset: int) -> None:
     """Refuse an ONNX opset older than ``MIN_OPSET`` (or not a whole number) before any work."""
-    if isinstance(opset, bool) or not isinstance(opset, numbers.Integral) or opset < MIN_OPSET:
+    if not is_whole(opset) or opset < MIN_OPSET:
         raise ConfigError(
             f"opset {opset!r} is not supported: use {MIN_OPSET} or newer (the default is 17)"
         )

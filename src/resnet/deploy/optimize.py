@@ -174,6 +174,11 @@ def optimize_for_inference(
     The original is left untouched unless ``inplace=True``. Without ``compile`` the result is
     the same class with the same methods (``forward_features``, ``stages()``, ``model_name``).
     """
+    if not isinstance(model, nn.Module):
+        raise ConfigError(
+            f"optimize_for_inference takes an nn.Module, got {type(model).__name__}; build it "
+            "with create_model or create_model_from_checkpoint first"
+        )
     if not inplace:
         model = copy.deepcopy(model)
     model.eval()

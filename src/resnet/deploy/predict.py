@@ -13,7 +13,8 @@ from typing import Any
 
 import torch
 
-from resnet.errors import ConfigError, DataError, ResnetError, WeightsError
+from resnet.checks import whole_number
+from resnet.errors import DataError, ResnetError, WeightsError
 
 __all__ = ["predict"]
 
@@ -43,8 +44,7 @@ def predict(
 
     if not inputs:
         raise DataError("predict got no inputs; pass one or more image files")
-    if isinstance(topk, bool) or not isinstance(topk, int) or topk < 1:
-        raise ConfigError(f"topk must be a whole number >= 1, got {topk!r}")
+    topk = whole_number("topk", topk)
     target = resolve_device(device)
     model, info, target = load_inference_model(checkpoint, device=target)
     model.eval()

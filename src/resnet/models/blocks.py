@@ -16,6 +16,7 @@ from typing import Optional
 
 from torch import Tensor, nn
 
+from resnet.checks import whole_number
 from resnet.errors import ConfigError
 from resnet.models.layers import (
     SHORTCUT_PADS,
@@ -56,8 +57,7 @@ class ResidualBlock(nn.Module):
 
     def __init__(self, in_channels: int) -> None:
         super().__init__()
-        if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
-            raise ConfigError(f"in_channels must be a whole number >= 1, got {in_channels!r}")
+        in_channels = whole_number("in_channels", in_channels)
         self.conv1 = nn.Conv2d(in_channels, in_channels, kernel_size=3, padding=1)
         self.conv2 = nn.Conv2d(in_channels, in_channels, kernel_size=3, padding=1)
         self.relu = nn.ReLU()

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from resnet.checks import whole_number
 from resnet.errors import ConfigError
 from resnet.models.blocks import BasicBlock
 from resnet.models.layers import activation, conv3x3
@@ -175,8 +176,7 @@ class ResNet9(nn.Module):
         return self.fc
 
     def reset_classifier(self, num_classes: int) -> None:
-        if num_classes < 1:
-            raise ConfigError(f"num_classes must be at least 1, got {num_classes}")
+        num_classes = whole_number("num_classes", num_classes)
         self.fc = nn.Linear(self.num_features, num_classes, device=self.fc.weight.device)
 
 

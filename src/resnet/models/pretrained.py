@@ -17,7 +17,7 @@ from typing import Any, Union
 import torch
 from torch import Tensor, nn
 
-from resnet.errors import WeightsError
+from resnet.errors import ConfigError, WeightsError
 
 __all__ = [
     "load_weights",
@@ -53,6 +53,10 @@ def read_state_dict(source: Source) -> dict[str, Tensor]:
     Unwraps training checkpoints (``state_dict``, ``model``, ``model_state_dict``,
     ``state_dict_ema``) and the ``module.``/``_orig_mod.`` prefixes of DDP and torch.compile.
     """
+    if not isinstance(source, (str, os.PathLike, Mapping)):
+        raise WeightsError(
+            f"weights come from a file path or a state_dict mapping, got {type(source).__name__}"
+        )
     label = _label(source)
     state = source if isinstance(source, Mapping) else _read_file(Path(source))
     for key in _WRAPPER_KEYS:
@@ -121,6 +125,11 @@ def load_weights(model: nn.Module, source: Source) -> LoadReport:
       MedicalNet) loads too: the model keeps its own, fresh classifier either way;
     - anything else that does not fit raises ``WeightsError`` listing the keys.
     """
+    if not isinstance(model, nn.Module):
+        raise ConfigError(
+            f"load_weights takes the model first, got {type(model).__name__}: "
+            "load_weights(create_model('resnet18'), 'resnet18.pth')"
+        )
     target = model.model if hasattr(model, "out_indices") and hasattr(model, "model") else model
     label = _label(source)
     state = read_state_dict(source)

@@ -15,6 +15,7 @@ from typing import Any, Optional, TypeVar
 
 from torch import nn
 
+from resnet.checks import whole_number
 from resnet.errors import ConfigError, UnknownModelError
 from resnet.models.compat import recorded_kwargs
 
@@ -52,12 +53,16 @@ def register_model(
 
 def list_models(pattern: str = "*") -> list[str]:
     """Registered model names matching a shell-style ``pattern``, in a natural order."""
+    if not isinstance(pattern, str):
+        raise ConfigError(f"pattern must be a string such as 'resnet*', got {pattern!r}")
     names = [name for name in _REGISTRY if fnmatch.fnmatch(name, pattern)]
     return sorted(names, key=_natural_key)
 
 
 def model_entry(name: str) -> ModelEntry:
     """The registry entry of ``name``; an unknown name suggests the closest ones."""
+    if not isinstance(name, str):
+        raise UnknownModelError(f"a model name is a string such as 'resnet18', got {name!r}")
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
         hint = f"did you mean {', '.join(close)}?" if close else "see `resnet models` for the list"
@@ -80,11 +85,10 @@ def create_model(
     kwarg a checkpoint cannot record (not JSON, e.g. a norm constructor) raises ``ConfigError``.
     """
     entry = model_entry(name)
-    _check_recordable(name, kwargs)
     for key in ("num_classes", "in_chans"):  # every family takes them; 1.5 failed deep in torch
-        value = kwargs.get(key, 1)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{key} must be a whole number >= 1, got {value!r}")
+        if key in kwargs:  # as int: numpy integers are not JSON, and checkpoints record these
+            kwargs[key] = whole_number(key, kwargs[key])
+    _check_recordable(name, kwargs)
     try:
         model = entry.builder(**kwargs)
     except TypeError as error:

@@ -18,6 +18,7 @@ from typing import Any, Optional, Union
 import torch
 from torch import Tensor, nn
 
+from resnet.checks import whole_number
 from resnet.errors import ConfigError
 from resnet.models.attention import attention_layer
 from resnet.models.blocks import (
@@ -287,8 +288,7 @@ class ResNet(nn.Module):
 
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the classifier with a freshly initialised one of ``num_classes`` outputs."""
-        if num_classes < 1:
-            raise ConfigError(f"num_classes must be at least 1, got {num_classes}")
+        num_classes = whole_number("num_classes", num_classes)
         device = self.fc.weight.device
         self.fc = nn.Linear(self.num_features, num_classes, device=device)
 

@@ -1,0 +1,88 @@
+"""The public Python API refuses arguments of the wrong kind with one ResnetError line.
+
+Before, these failed inside difflib, pathlib or torch (`'NoneType' object is not iterable`,
+`'str' object has no attribute 'eval'`), or were truncated silently (a seed of 1.5).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import resnet
+from resnet.checks import is_whole, whole_number
+from resnet.data import seeded_split
+from resnet.errors import ConfigError, ResnetError, UnknownModelError, WeightsError
+
+
+@pytest.mark.parametrize("value", [1, 7, np.int64(3), np.uint8(2)])
+def test_whole_numbers_come_back_as_int(value):
+    assert is_whole(value)
+    result = whole_number("count", value)
+    assert result == value and type(result) is int
+
+
+@pytest.mark.parametrize("value", [0, -2, 1.5, 2.0, True, "3", None, float("nan")])
+def test_anything_else_is_a_config_error_naming_the_argument(value):
+    with pytest.raises(ConfigError, match=r"^count must be a whole number >= 1, got "):
+        whole_number("count", value)
+
+
+CALLS = {
+    "create_model(None)": (lambda: resnet.create_model(None), UnknownModelError, "string"),
+    "create_model(num_classes=2.5)": (
+        lambda: resnet.create_model("resnet20", num_classes=2.5),
+        ConfigError,
+        "num_classes must be a whole number",
+    ),
+    "list_models(None)": (lambda: resnet.list_models(None), ConfigError, "pattern must be"),
+    "reset_classifier(2.5)": (
+        lambda: resnet.create_model("resnet20").reset_classifier(2.5),
+        ConfigError,
+        "num_classes must be a whole number",
+    ),
+    "resnet9.reset_classifier(0)": (
+        lambda: resnet.create_model("resnet9_slim").reset_classifier(0),
+        ConfigError,
+        "num_classes must be a whole number >= 1, got 0",
+    ),
+    "load_weights(model, None)": (
+        lambda: resnet.load_weights(resnet.create_model("resnet20"), None),
+        WeightsError,
+        "file path or a state_dict mapping, got NoneType",
+    ),
+    "load_weights(name, file)": (
+        lambda: resnet.load_weights("resnet20", "resnet20.pth"),
+        ConfigError,
+        "takes the model first, got str",
+    ),
+    "optimize_for_inference(name)": (
+        lambda: resnet.optimize_for_inference("resnet20"),
+        ConfigError,
+        "takes an nn.Module, got str",
+    ),
+    "load_dataset(None)": (lambda: resnet.load_dataset(None), ConfigError, "dataset must be"),
+    "seeded_split(seed=1.5)": (
+        lambda: seeded_split(10, 0.5, 1.5),
+        ConfigError,
+        "seed must be a whole number >= 0",
+    ),
+}
+
+
+@pytest.mark.parametrize("call", CALLS, ids=list(CALLS))
+def test_public_functions_refuse_wrong_kinds_in_one_line(call):
+    function, error, message = CALLS[call]
+    with pytest.raises(error, match=message) as raised:
+        function()
+    assert isinstance(raised.value, ResnetError) and "\n" not in str(raised.value)
+
+
+def test_numpy_class_counts_build_and_are_recorded_as_int():
+    """`num_classes=labels.max() + 1` is a numpy integer: it builds, and the checkpoint's
+    recorded kwargs stay JSON."""
+    model = resnet.create_model("resnet20", num_classes=np.int64(4), in_chans=np.int32(1))
+    assert model(torch.zeros(2, 1, 32, 32)).shape == (2, 4)
+    assert type(model.model_kwargs["num_classes"]) is int
+    assert type(model.model_kwargs["in_chans"]) is int
