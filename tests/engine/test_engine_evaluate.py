@@ -12,7 +12,7 @@ from engine_helpers import make_npz
 from PIL import Image
 
 from resnet.cli import main
-from resnet.data import load_dataset
+from resnet.data import load_dataset, preprocess_images
 from resnet.deploy.evaluate import evaluate
 from resnet.deploy.optimize import optimize_for_inference
 from resnet.deploy.predict import predict
@@ -179,14 +179,57 @@ def test_evaluate_refuses_data_the_checkpoint_cannot_score(checkpoint, tmp_path,
     with pytest.raises(ConfigError, match=r"no validation split \(val_fraction 0\)"):
         evaluate(path, split="val", device="cpu")
     six = make_npz(tmp_path / "six.npz", num_classes=6)
-    with pytest.raises(DataError, match="6 classes but the checkpoint expects 1 and 4"):
+    with pytest.raises(DataError, match="class.es. band4, band5 that the checkpoint was not"):
         evaluate(path, dataset=str(six), device="cpu")
     assert main(["eval", "--checkpoint", str(path), "--dataset", str(six), "--device", "cpu"]) == 2
-    assert "evaluate on a matching dataset" in capsys.readouterr().err
+    assert "evaluate on data of those classes" in capsys.readouterr().err
     save_checkpoint(tmp_path / "bare" / "best", model, data_meta=None, epoch=1, step=1,
                     metrics={}, config={})  # fmt: skip
     with pytest.raises(ConfigError, match="does not name its dataset; pass --dataset"):
         evaluate(tmp_path / "bare", device="cpu")
+
+
+def _renamed_copy(source, path, names, relabel):
+    with np.load(source) as arrays:
+        saved = {key: arrays[key] for key in arrays.files}
+    for split in ("train", "test"):
+        saved[f"{split}_labels"] = relabel(saved[f"{split}_labels"])
+    np.savez(path, **{**saved, "class_names": np.array(names)})
+    return path
+
+
+def test_evaluate_matches_classes_by_name_not_by_index(checkpoint, tiny_npz, tmp_path):
+    """The same images with the classes stored in another order score the same; a set of
+    other classes of the same count (Fashion-MNIST's model on MNIST) is refused."""
+    path, model, meta = checkpoint
+    reordered = _renamed_copy(tiny_npz, tmp_path / "r.npz", meta.class_names[::-1], lambda y: 3 - y)
+    first = evaluate(path, device="cpu")
+    again = evaluate(path, dataset=str(reordered), device="cpu")
+    assert again["confusion_matrix"] == first["confusion_matrix"]
+    assert again["top1"] == first["top1"] and again["class_names"] == meta.class_names
+    other = _renamed_copy(tiny_npz, tmp_path / "o.npz", ["0", "1", "2", "3"], lambda y: y)
+    with pytest.raises(DataError, match="class.es. 0, 1, 2, 3 that the checkpoint was not"):
+        evaluate(path, dataset=str(other), device="cpu")
+
+
+def test_a_folder_is_scored_at_the_checkpoints_size_and_statistics(tmp_path, write_images):
+    """A folder of other photos of the same classes (larger, other statistics, fewer classes)
+    is read as the training folder was: its own median size and mean/std were used before."""
+    write_images(tmp_path / "train", classes=("cat", "dog", "fox"), per_class=4, size=(12, 10))
+    trained = load_dataset(str(tmp_path / "train"), "train", val_fraction=0.0).meta
+    torch.manual_seed(0)
+    model = create_model("resnet20", num_classes=3, norm_layer="group").eval()
+    config = {"dataset": str(tmp_path / "train")}
+    save_checkpoint(tmp_path / "ckpt" / "best", model, data_meta=trained, epoch=1, step=1,
+                    metrics={}, config=config)  # fmt: skip
+    photos = write_images(tmp_path / "new", classes=("dog", "fox"), per_class=5, size=(40, 30))
+    result = evaluate(tmp_path / "ckpt", dataset=str(tmp_path / "new"), device="cpu")
+    with torch.no_grad():
+        logits = model(preprocess_images([p for p, _ in photos], trained))
+    labels = torch.tensor([label + 1 for _, label in photos])  # dog, fox: 1, 2 in training
+    assert result["top1"] == pytest.approx((logits.argmax(1) == labels).float().mean().item())
+    assert result["num_samples"] == 10 and result["per_class_accuracy"]["cat"] is None
+    assert result["split"] == "all"  # a plain folder of new photos is scored whole
 
 
 def test_evaluate_in_bfloat16_scores_the_16_bit_network(checkpoint, tiny_npz):

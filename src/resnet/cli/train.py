@@ -196,7 +196,7 @@ def _eval(args: argparse.Namespace) -> int:
     )
     width = max(len(name) for name in result["class_names"])
     for name, accuracy in result["per_class_accuracy"].items():
-        print(f"  {name:<{width}}  {accuracy:.4f}")
+        print(f"  {name:<{width}}  {'no images' if accuracy is None else f'{accuracy:.4f}'}")
     return 0
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -48,7 +49,10 @@ def evaluate(
     Returns ``top1``, ``top5``, ``loss``, ``per_class_accuracy`` ({class name: accuracy}),
     ``confusion_matrix`` (rows: true class, columns: predicted), ``class_names``,
     ``num_samples``, ``dataset``, ``split``. With ``out_dir``, writes ``confusion_matrix.csv``
-    and ``confusion_matrix.png`` there. Inputs are normalised with the checkpoint's statistics.
+    and ``confusion_matrix.png`` there. Images are read at the checkpoint's size and normalised
+    with its statistics; classes are matched by name, so a folder holding some of the classes
+    is scored (``per_class_accuracy`` None for the others). A plain image folder
+    (``root/<class>/<image>``) other than the training one is scored whole (split ``"all"``).
     """
     from resnet.data import make_loader
     from resnet.deploy.runtime import load_inference_model, training_precision
@@ -67,7 +71,7 @@ def evaluate(
         from resnet.deploy.optimize import optimize_for_inference
 
         model = optimize_for_inference(model.eval(), dtype=getattr(torch, dtype), inplace=True)
-    data, meta, dataset = _data_to_score(info, dataset, split, data_dir)
+    data, meta, dataset, split = _data_to_score(info, dataset, split, data_dir)
     loader = make_loader(data, batch_size, train=False, device=target)
     precision, context = training_precision(model, info, dtype, target)
     scores = evaluate_loader(
@@ -82,8 +86,9 @@ def evaluate(
     totals = matrix.sum(1).clamp_min(1)
     result = {
         **scores,
-        "per_class_accuracy": {
-            name: float(matrix[i, i] / totals[i]) for i, name in enumerate(meta.class_names)
+        "per_class_accuracy": {  # None: the scored data holds no image of that class
+            name: float(matrix[i, i] / totals[i]) if matrix[i].sum() else None
+            for i, name in enumerate(meta.class_names)
         },
         "confusion_matrix": matrix.tolist(),
         "class_names": list(meta.class_names),
@@ -100,10 +105,11 @@ def evaluate(
 
 def _data_to_score(
     info: dict[str, Any], dataset: Optional[str], split: str, data_dir: Optional[str]
-) -> tuple[Any, Any, str]:
-    """The split to score, normalised as the checkpoint was trained, its metadata and the
-    dataset's name (default: the one the checkpoint was trained on)."""
-    from resnet.data import ArrayDataset, DatasetMeta, load_dataset
+) -> tuple[Any, Any, str, str]:
+    """The split to score, normalised as the checkpoint was trained, its metadata, the
+    dataset's name (default: the one the checkpoint was trained on) and the split's name
+    (``"all"`` for a plain image folder of other photos: it is scored whole)."""
+    from resnet.data import DatasetMeta, load_dataset
 
     trained = info.get("train_config") or {}
     meta = DatasetMeta.from_dict(info["data_meta"]) if info.get("data_meta") else None
@@ -116,24 +122,70 @@ def _data_to_score(
     if dataset is None:
         raise ConfigError("the checkpoint does not name its dataset; pass --dataset")
     options = {"data_dir": data_dir}
-    if split == "val":
+    if _other_plain_folder(dataset, trained.get("dataset")):
+        split = "all"  # root/<class>/<image> of new photos: every one is scored
+        data = load_dataset(dataset, "train", val_fraction=0.0)
+    elif split == "val":
         if not trained.get("val_fraction"):
             raise ConfigError(
                 "the run held out no validation split (val_fraction 0); use --split test"
             )
         options["val_fraction"] = trained["val_fraction"]
-    data = load_dataset(dataset, split, **options)
+    if split != "all":
+        data = load_dataset(dataset, split, **options)
     if meta is not None:
-        if data.meta.channels != meta.channels or data.meta.num_classes != meta.num_classes:
+        data = _as_trained(data, meta, dataset)
+    return data, meta or data.meta, dataset, split
+
+
+def _other_plain_folder(dataset: str, trained_on: Optional[str]) -> bool:
+    """An image folder without train/val/test folders that the checkpoint was not trained on."""
+    path = Path(dataset).expanduser()
+    if not path.is_dir() or (path / "train").is_dir():
+        return False
+    return trained_on is None or path.resolve() != Path(trained_on).expanduser().resolve()
+
+
+def _as_trained(data: Any, meta: Any, dataset: str) -> Any:
+    """``data`` as the checkpoint saw its training data: labels as its class indices (matched
+    by name), images read at its size and normalised with its statistics, whatever the scored
+    data's own (a folder's median size and mean/std are its own, not the training folder's)."""
+    from resnet.data import ArrayDataset, ImageFolderDataset
+
+    index = _class_index(list(data.meta.class_names), list(meta.class_names), dataset)
+    if isinstance(data, ImageFolderDataset):  # images are decoded to the checkpoint's channels
+        samples = [(path, int(index[label])) for path, label in data.samples]
+        return replace(data, samples=samples, meta=meta)
+    if data.meta.channels != meta.channels:
+        raise DataError(
+            f"{dataset} has {data.meta.channels}-channel images but the checkpoint takes "
+            f"{meta.channels}; evaluate on a matching dataset"
+        )
+    return ArrayDataset(data.images, index[data.labels], meta)
+
+
+def _class_index(names: list[str], trained: list[str], dataset: str) -> torch.Tensor:
+    """For each of the scored data's classes, the checkpoint's index of the class of that name.
+
+    A checkpoint trained on unnamed labels (``"0"``, ``"1"``, ...) takes labels as indices. A
+    folder with only some of the classes is scored; a class it was not trained on is an error:
+    Fashion-MNIST's model on MNIST (10 classes each) gave a number that meant nothing.
+    """
+    if names == trained or trained == [str(i) for i in range(len(trained))]:
+        if len(names) != len(trained):
             raise DataError(
-                f"{dataset} has {data.meta.channels} channels and {data.meta.num_classes} classes "
-                f"but the checkpoint expects {meta.channels} and {meta.num_classes}; "
+                f"{dataset} has {len(names)} classes but the checkpoint has {len(trained)}; "
                 "evaluate on a matching dataset"
             )
-        if isinstance(data, ArrayDataset):
-            # Same normalisation as in training, whatever the evaluated data's own statistics.
-            data = ArrayDataset(data.images, data.labels, meta)
-    return data, meta or data.meta, dataset
+        return torch.arange(len(names))
+    unknown = [name for name in names if name not in trained]
+    if unknown:
+        shown = ", ".join(trained[:12]) + (", ..." if len(trained) > 12 else "")
+        raise DataError(
+            f"{dataset} has class(es) {', '.join(unknown[:5])} that the checkpoint was not "
+            f"trained on (its classes: {shown}); evaluate on data of those classes"
+        )
+    return torch.tensor([trained.index(name) for name in names])
 
 
 def write_confusion_matrix(out_dir: Path, matrix: torch.Tensor, class_names: list[str]) -> None:
