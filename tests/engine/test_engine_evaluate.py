@@ -182,7 +182,7 @@ def test_evaluate_refuses_data_the_checkpoint_cannot_score(checkpoint, tmp_path,
     with pytest.raises(DataError, match="class.es. band4, band5 that the checkpoint was not"):
         evaluate(path, dataset=str(six), device="cpu")
     assert main(["eval", "--checkpoint", str(path), "--dataset", str(six), "--device", "cpu"]) == 2
-    assert "evaluate on data of those classes" in capsys.readouterr().err
+    assert "score it on data of those classes" in capsys.readouterr().err
     save_checkpoint(tmp_path / "bare" / "best", model, data_meta=None, epoch=1, step=1,
                     metrics={}, config={})  # fmt: skip
     with pytest.raises(ConfigError, match="does not name its dataset; pass --dataset"):

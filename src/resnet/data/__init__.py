@@ -5,6 +5,7 @@ In-memory datasets are :class:`ArrayDataset` (one uint8 tensor) and train throug
 ``(x, y)``: x normalized float (B, C, ...) on the device, y int64 (B,).
 """
 
+from resnet.data.align import as_trained
 from resnet.data.folder import ImageFolderDataset, load_image_folder
 from resnet.data.folder_loader import FolderLoader
 from resnet.data.idx import read_idx, write_idx
@@ -22,6 +23,7 @@ from resnet.data.seeding import epoch_generator
 
 __all__ = [
     "ArrayDataset",
+    "as_trained",
     "CLASS_NAMES",
     "DEFAULT_VAL_FRACTION",
     "DatasetMeta",

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import os
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -14,7 +13,7 @@ import numpy as np
 import torch
 
 from resnet.engine.evaluate import evaluate_loader
-from resnet.errors import ConfigError, DataError
+from resnet.errors import ConfigError
 
 __all__ = ["evaluate", "write_confusion_matrix", "EVAL_DTYPES"]
 
@@ -109,7 +108,7 @@ def _data_to_score(
     """The split to score, normalised as the checkpoint was trained, its metadata, the
     dataset's name (default: the one the checkpoint was trained on) and the split's name
     (``"all"`` for a plain image folder of other photos: it is scored whole)."""
-    from resnet.data import DatasetMeta, load_dataset
+    from resnet.data import DatasetMeta, as_trained, load_dataset
 
     trained = info.get("train_config") or {}
     meta = DatasetMeta.from_dict(info["data_meta"]) if info.get("data_meta") else None
@@ -134,7 +133,7 @@ def _data_to_score(
     if split != "all":
         data = load_dataset(dataset, split, **options)
     if meta is not None:
-        data = _as_trained(data, meta, dataset)
+        data = as_trained(data, meta, dataset)
     return data, meta or data.meta, dataset, split
 
 
@@ -146,46 +145,12 @@ def _other_plain_folder(dataset: str, trained_on: Optional[str]) -> bool:
     return trained_on is None or path.resolve() != Path(trained_on).expanduser().resolve()
 
 
-def _as_trained(data: Any, meta: Any, dataset: str) -> Any:
-    """``data`` as the checkpoint saw its training data: labels as its class indices (matched
-    by name), images read at its size and normalised with its statistics, whatever the scored
-    data's own (a folder's median size and mean/std are its own, not the training folder's)."""
-    from resnet.data import ArrayDataset, ImageFolderDataset
-
-    index = _class_index(list(data.meta.class_names), list(meta.class_names), dataset)
-    if isinstance(data, ImageFolderDataset):  # images are decoded to the checkpoint's channels
-        samples = [(path, int(index[label])) for path, label in data.samples]
-        return replace(data, samples=samples, meta=meta)
-    if data.meta.channels != meta.channels:
-        raise DataError(
-            f"{dataset} has {data.meta.channels}-channel images but the checkpoint takes "
-            f"{meta.channels}; evaluate on a matching dataset"
-        )
-    return ArrayDataset(data.images, index[data.labels], meta)
-
-
-def _class_index(names: list[str], trained: list[str], dataset: str) -> torch.Tensor:
-    """For each of the scored data's classes, the checkpoint's index of the class of that name.
-
-    A checkpoint trained on unnamed labels (``"0"``, ``"1"``, ...) takes labels as indices. A
-    folder with only some of the classes is scored; a class it was not trained on is an error:
-    Fashion-MNIST's model on MNIST (10 classes each) gave a number that meant nothing.
-    """
-    if names == trained or trained == [str(i) for i in range(len(trained))]:
-        if len(names) != len(trained):
-            raise DataError(
-                f"{dataset} has {len(names)} classes but the checkpoint has {len(trained)}; "
-                "evaluate on a matching dataset"
-            )
-        return torch.arange(len(names))
-    unknown = [name for name in names if name not in trained]
-    if unknown:
-        shown = ", ".join(trained[:12]) + (", ..." if len(trained) > 12 else "")
-        raise DataError(
-            f"{dataset} has class(es) {', '.join(unknown[:5])} that the checkpoint was not "
-            f"trained on (its classes: {shown}); evaluate on data of those classes"
-        )
-    return torch.tensor([trained.index(name) for name in names])
+def _other_plain_folder(dataset: str, trained_on: Optional[str]) -> bool:
+    """An image folder without train/val/test folders that the checkpoint was not trained on."""
+    path = Path(dataset).expanduser()
+    if not path.is_dir() or (path / "train").is_dir():
+        return False
+    return trained_on is None or path.resolve() != Path(trained_on).expanduser().resolve()
 
 
 def write_confusion_matrix(out_dir: Path, matrix: torch.Tensor, class_names: list[str]) -> None:

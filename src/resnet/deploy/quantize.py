@@ -14,7 +14,6 @@ import logging
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -168,7 +167,7 @@ def _data_batches(
     if spec is not None and not isinstance(spec, (str, os.PathLike)):
         return [(x, None) for x in _as_images(spec, split).split(_BATCH)], "given", None
 
-    from resnet.data import load_dataset, make_loader
+    from resnet.data import as_trained, load_dataset, make_loader
 
     options: dict[str, Any] = {}
     if spec is None:  # the checkpoint's own dataset, found as `evaluate` finds it
@@ -189,14 +188,16 @@ def _data_batches(
             f"{spec} holds {data.meta.channels}-channel {data.meta.image_size} images but the "
             f"model takes {norm.channels}-channel {norm.image_size}; pass matching data"
         )
+    found = data.meta
+    # The model's own size, mean/std and class order, whatever the data's (as `evaluate`).
+    data = as_trained(data, norm, str(spec))
     if split == "train":  # a seeded sample across the classes, not the first file's worth
         order = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))
         data = data.subset(order[:limit])
     elif limit:
         data = data.subset(limit)
-    # Normalised with the model's own mean/std, whatever the data's statistics (as `evaluate`).
-    loader = make_loader(replace(data, meta=norm), _BATCH, train=False)
-    return loader, f"{data.meta.name} {split}", data.meta.to_dict()
+    loader = make_loader(data, _BATCH, train=False)
+    return loader, f"{found.name} {split}", found.to_dict()
 
 
 def _as_images(images: Any, split: str) -> torch.Tensor:

@@ -15,7 +15,7 @@ from typing import Any, Optional, Union
 import torch
 from torch import Tensor, nn
 
-from resnet.errors import ConfigError
+from resnet.errors import ConfigError, DataError
 from resnet.run import Run
 
 __all__ = [
@@ -29,6 +29,8 @@ __all__ = [
     "save_result",
     "load_network",
     "checkpoint_dataset",
+    "checkpoint_test_batches",
+    "check_same_training_data",
 ]
 
 Batches = Sequence[tuple[Tensor, Tensor]]
@@ -131,6 +133,51 @@ def load_network(source: Any, device: torch.device) -> tuple[nn.Module, dict]:
 
     model, info = load_checkpoint(source, device=device)
     return model.to(device), info
+
+
+def checkpoint_test_batches(
+    info: dict,
+    dataset: Any,
+    *,
+    data_dir: Optional[str],
+    subset: Optional[int],
+    batch_size: int,
+    device: torch.device,
+) -> tuple[list[tuple[Tensor, Tensor]], str, Any]:
+    """``(batches, dataset name, the checkpoint's DatasetMeta or None)``: the test split of
+    ``dataset`` (default: the one the checkpoint was trained on), read as it was trained."""
+    from resnet.data import ArrayDataset, DatasetMeta, ImageFolderDataset, as_trained
+
+    meta = DatasetMeta.from_dict(info["data_meta"]) if info.get("data_meta") else None
+    dataset = dataset if dataset is not None else checkpoint_dataset(info)
+    test = load_split(dataset, "test", data_dir=data_dir, subset=subset)
+    name = test.meta.name
+    if meta is not None and isinstance(test, (ArrayDataset, ImageFolderDataset)):
+        test = as_trained(test, meta, str(dataset))
+    return eval_batches(test, batch_size=batch_size, device=device), name, meta
+
+
+def check_same_training_data(info: dict, meta: Any, label: str) -> None:
+    """Every network of an experiment is scored on the same batches, read as the first one was
+    trained: one trained on other classes, channels, size or statistics would get numbers that
+    mean nothing, so it is refused."""
+    from resnet.data import DatasetMeta
+
+    if meta is None or not info.get("data_meta"):
+        return
+    other = DatasetMeta.from_dict(info["data_meta"])
+    same = (
+        other.class_names == meta.class_names
+        and (other.channels, other.image_size) == (meta.channels, meta.image_size)
+        and all(math.isclose(a, b, abs_tol=1e-3) for a, b in zip(other.mean + other.std,
+                                                                  meta.mean + meta.std))
+    )  # fmt: skip
+    if not same:
+        raise DataError(
+            f"{label} was trained on other data ({other.name}: {other.num_classes} classes, "
+            f"{other.channels}x{'x'.join(map(str, other.image_size))}) than the first "
+            f"checkpoint ({meta.name}); run the experiment once per dataset"
+        )
 
 
 def checkpoint_dataset(info: dict) -> str:

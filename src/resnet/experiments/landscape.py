@@ -18,11 +18,10 @@ from torch import Tensor, nn
 
 from resnet.errors import ConfigError
 from resnet.experiments.common import (
-    checkpoint_dataset,
-    eval_batches,
+    check_same_training_data,
+    checkpoint_test_batches,
     evaluate_loss_accuracy,
     load_network,
-    load_split,
     log,
     run_device,
 )
@@ -120,15 +119,17 @@ def run_landscape(
     alphas_1d = _grid(points_1d, span)
     alphas_2d = _grid(points_2d, span) if two_d else []
     device = run_device(run)
-    networks, batches, dataset_name = [], None, None
+    networks, batches, dataset_name, meta = [], None, None, None
     for label, source in checkpoints.items():
         model, info = load_network(source, device)
         model.eval()
         if batches is None:
-            dataset = dataset if dataset is not None else checkpoint_dataset(info)
-            test = load_split(dataset, "test", data_dir=data_dir, subset=eval_subset)
-            dataset_name = test.meta.name
-            batches = eval_batches(test, batch_size=batch_size, device=device)
+            batches, dataset_name, meta = checkpoint_test_batches(
+                info, dataset, data_dir=data_dir, subset=eval_subset, batch_size=batch_size,
+                device=device,
+            )  # fmt: skip
+        else:
+            check_same_training_data(info, meta, label)
         generator = torch.Generator().manual_seed(seed)
         d1 = filter_normalized_direction(model, generator)
         d2 = filter_normalized_direction(model, generator)

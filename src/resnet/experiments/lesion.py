@@ -23,11 +23,10 @@ from torch import Tensor, nn
 
 from resnet.errors import ConfigError
 from resnet.experiments.common import (
-    checkpoint_dataset,
-    eval_batches,
+    check_same_training_data,
+    checkpoint_test_batches,
     evaluate_loss_accuracy,
     load_network,
-    load_split,
     log,
     run_device,
 )
@@ -137,14 +136,16 @@ def run_lesion(
     if not checkpoints:
         raise ConfigError("lesion needs at least one checkpoint; pass --checkpoint PATH")
     device = run_device(run)
-    networks, batches, dataset_name = [], None, None
+    networks, batches, dataset_name, meta = [], None, None, None
     for label, source in checkpoints.items():
         model, info = load_network(source, device)
         if batches is None:
-            dataset = dataset if dataset is not None else checkpoint_dataset(info)
-            test = load_split(dataset, "test", data_dir=data_dir, subset=eval_subset)
-            dataset_name = test.meta.name
-            batches = eval_batches(test, batch_size=batch_size, device=device)
+            batches, dataset_name, meta = checkpoint_test_batches(
+                info, dataset, data_dir=data_dir, subset=eval_subset, batch_size=batch_size,
+                device=device,
+            )  # fmt: skip
+        else:
+            check_same_training_data(info, meta, label)
         log(f"  lesion {label}", enabled=progress)
         result = lesion_blocks(model, batches, progress=progress)
         result.update(

@@ -1,0 +1,60 @@
+"""Data read as a checkpoint was trained: one alignment for every command that scores one.
+
+``evaluate``, int8 calibration and the experiments score a checkpoint on a dataset that may
+not be the one it was trained on. The dataset's own statistics, size and class order then
+differ from the checkpoint's, and using them gives a number that means nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import torch
+
+from resnet.data.folder import ImageFolderDataset
+from resnet.data.meta import ArrayDataset, DatasetMeta
+from resnet.errors import DataError
+
+__all__ = ["as_trained"]
+
+
+def as_trained(data: Any, meta: DatasetMeta, dataset: str) -> Any:
+    """``data`` (from ``load_dataset``) as a checkpoint of ``meta`` saw its training data:
+    labels as its class indices (matched by name), images read at its size and normalised with
+    its statistics, whatever the scored data's own (a folder's median size and mean/std are its
+    own, not the training folder's)."""
+    index = _class_index(list(data.meta.class_names), list(meta.class_names), dataset)
+    if isinstance(data, ImageFolderDataset):  # images are decoded to the checkpoint's channels
+        samples = [(path, int(index[label])) for path, label in data.samples]
+        return replace(data, samples=samples, meta=meta)
+    if data.meta.channels != meta.channels:
+        raise DataError(
+            f"{dataset} has {data.meta.channels}-channel images but the checkpoint takes "
+            f"{meta.channels}; score it on a matching dataset"
+        )
+    return ArrayDataset(data.images, index[data.labels], meta)
+
+
+def _class_index(names: list[str], trained: list[str], dataset: str) -> torch.Tensor:
+    """For each of the scored data's classes, the checkpoint's index of the class of that name.
+
+    A checkpoint trained on unnamed labels (``"0"``, ``"1"``, ...) takes labels as indices. A
+    folder with only some of the classes is scored; a class it was not trained on is an error:
+    Fashion-MNIST's model on MNIST (10 classes each) gave a number that meant nothing.
+    """
+    if names == trained or trained == [str(i) for i in range(len(trained))]:
+        if len(names) != len(trained):
+            raise DataError(
+                f"{dataset} has {len(names)} classes but the checkpoint has {len(trained)}; "
+                "score it on a matching dataset"
+            )
+        return torch.arange(len(names))
+    unknown = [name for name in names if name not in trained]
+    if unknown:
+        shown = ", ".join(trained[:12]) + (", ..." if len(trained) > 12 else "")
+        raise DataError(
+            f"{dataset} has class(es) {', '.join(unknown[:5])} that the checkpoint was not "
+            f"trained on (its classes: {shown}); score it on data of those classes"
+        )
+    return torch.tensor([trained.index(name) for name in names])
