@@ -207,6 +207,18 @@ def test_check_options_are_refused_before_any_work(checkpoint, tmp_path, capfd, 
     assert list(tmp_path.iterdir()) == [] and "graph(" not in capfd.readouterr().err
 
 
+def test_a_failed_onnx_export_prints_nothing_but_its_error_line(checkpoint, tmp_path, capfd):
+    """torch's exporter printed the whole traced graph (hundreds of lines) before failing."""
+    pytest.importorskip("onnxruntime")
+    stem, _ = checkpoint
+    argv = ["export", "--checkpoint", str(stem), "--format", "onnx", "--opset", "99"]
+    assert main([*argv, "--out", str(tmp_path / "m.onnx")]) == 2
+    out, err = capfd.readouterr()
+    assert out == "" and len(err.strip().splitlines()) == 1
+    assert err.startswith("resnet: error: onnx export of") and "graph(" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_class_names_must_name_every_output(tmp_path):
     """An export whose class names do not match the network's outputs is refused (it used to
     be written with exit 0); so is an exported file whose metadata was edited to mismatch."""

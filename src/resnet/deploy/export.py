@@ -14,6 +14,8 @@ import json
 import math
 import numbers
 import os
+import sys
+import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -340,9 +342,23 @@ def require_onnx() -> tuple[Any, Any]:
 @contextlib.contextmanager
 def quiet_export() -> Iterator[None]:
     # The exporters warn about deprecations and constant folding; the report says what matters.
-    with warnings.catch_warnings():
+    # On a failure, torch's TorchScript-based ONNX exporter also prints the whole traced graph
+    # (hundreds of lines) from C++ (its log switch is always on: it tests the function object
+    # `_jit_is_onnx_log_enabled` instead of calling it), so file descriptors 1 and 2 go to a
+    # scratch file during the export; the error line says what failed.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with tempfile.TemporaryFile() as scratch, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        yield
+        os.dup2(scratch.fileno(), 1)
+        os.dup2(scratch.fileno(), 2)
+        try:
+            yield
+        finally:
+            for fd, copy in zip((1, 2), saved):
+                os.dup2(copy, fd)
+                os.close(copy)
 
 
 def first_line(error: Exception) -> str:
