@@ -159,3 +159,34 @@ def test_chunk_length_larger_than_the_file_allocates_nothing_large(tmp_path):
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
     assert image.size == (1, 1) and peak < 5_000_000
+
+
+def _phone_photo(path, orientation):
+    """A 30x20 (WxH) picture with a bright top-left corner, stored as a phone stores a photo
+    taken turned: the pixels as the sensor read them, the turn in the EXIF orientation."""
+    upright = np.zeros((20, 30, 3), np.uint8)
+    upright[:5, :5] = 255  # top-left, as the viewer shows it
+    undo = {1: None, 3: Image.Transpose.ROTATE_180, 6: Image.Transpose.ROTATE_90,
+            8: Image.Transpose.ROTATE_270}[orientation]  # fmt: skip
+    stored = Image.fromarray(upright)
+    stored = stored.transpose(undo) if undo is not None else stored
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    stored.save(path, exif=exif.tobytes(), quality=100)
+    return upright
+
+
+@pytest.mark.parametrize("orientation", [1, 3, 6, 8])
+def test_photos_are_read_upright_as_their_exif_says(tmp_path, orientation):
+    """Phone photos (EXIF orientation 3, 6, 8) were read as stored: sideways or upside down
+    for training, predict and explain alike, though every viewer shows them upright."""
+    path = tmp_path / f"photo{orientation}.jpg"
+    upright = _phone_photo(path, orientation)
+    image = np.asarray(open_image(path, 3))
+    assert image.shape == upright.shape == (20, 30, 3)
+    assert image[:5, :5].mean() > 200 and image[-5:, -5:].mean() < 50
+    assert read_image_header(path)[1:] == (30, 20)  # (width, height) as shown
+    with Image.open(path) as pil:  # a PIL image the caller opened: the same turn
+        meta = DatasetMeta("photos", ["a"], 3, (20, 30), (0.5,) * 3, (0.5,) * 3)
+        from_pil = preprocess_images(pil, meta)
+    assert torch.equal(from_pil, preprocess_images(path, meta))

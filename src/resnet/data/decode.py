@@ -1,6 +1,7 @@
 """Decoding image files honestly: every failure is one ``DataError`` naming the file.
 
-Bit depth is respected (16-bit scans are scaled, not clipped), decompression bombs are refused
+Bit depth is respected (16-bit scans are scaled, not clipped), photos are turned upright as
+their EXIF orientation says (as every photo viewer shows them), decompression bombs are refused
 from the header before any pixel is decoded, and no read asks for more bytes than the file holds.
 """
 
@@ -49,17 +50,42 @@ def read_image_header(path: str | os.PathLike) -> tuple[str, int, int]:
     ``PIL.Image.MAX_IMAGE_PIXELS``.
     """
     with _opened(path) as image:
-        return image.mode, image.width, image.height
+        turned = _orientation(image) in _QUARTER_TURNS
+        return image.mode, *((image.height, image.width) if turned else image.size)
 
 
 def convert_image(image: Image.Image, channels: int, source: object = "image") -> Image.Image:
-    """A new, fully loaded ``L`` (channels=1) or ``RGB`` (channels=3) copy of ``image``."""
+    """A new, fully loaded ``L`` (channels=1) or ``RGB`` (channels=3) copy of ``image``, turned
+    upright as its EXIF orientation says."""
     mode = _pil_mode(channels)
+    image = _upright(image)
     if image.mode in _WIDE_GRAY_MODES:
         image = _gray16_to_8bit(image, source)
     elif image.mode in ("P", "PA"):
         image = image.convert("RGBA")  # expand the palette first (PIL warns otherwise)
     return image.convert(mode)
+
+
+_ORIENTATION_TAG = 0x0112  # EXIF "Orientation": how a viewer turns the stored pixels upright
+_QUARTER_TURNS = frozenset({5, 6, 7, 8})  # orientations that swap width and height
+
+
+def _orientation(image: Image.Image) -> int:
+    try:
+        value = image.getexif().get(_ORIENTATION_TAG, 1)
+    except Exception:  # a damaged EXIF block: the pixels are still usable as stored
+        return 1
+    return value if isinstance(value, int) else 1
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """``image`` turned as photo viewers show it: phone cameras store pixels sideways and record
+    the turn in EXIF, so a photo that looks upright everywhere would be read lying on its side."""
+    if _orientation(image) in (1, 0):
+        return image
+    from PIL import ImageOps
+
+    return ImageOps.exif_transpose(image)
 
 
 class _ClampedReader(io.BufferedReader):
