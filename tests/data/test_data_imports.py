@@ -72,7 +72,9 @@ def test_public_api_is_unchanged():
         "load_image_folder", "make_loader", "preprocess_images", "read_idx", "seeded_split",
         "write_idx",
     }  # fmt: skip
-    added = {"DEFAULT_VAL_FRACTION", "open_image", "input_files", "as_trained"}
+    added = {
+        "DEFAULT_VAL_FRACTION", "open_image", "input_files", "as_trained", "mirror_keeps_class",
+    }  # fmt: skip
     assert before | added == set(resnet.data.__all__)
     assert all(hasattr(resnet.data, name) for name in resnet.data.__all__)
     from resnet.data.loader import epoch_generator

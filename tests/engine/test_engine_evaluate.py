@@ -351,3 +351,28 @@ def test_train_scores_its_final_model_with_the_shifted_views(tiny_npz, tmp_path)
     assert result.metrics["test_loss"] == pytest.approx(scored["loss"], rel=1e-6) != plain
     assert result.metrics["test_acc"] == pytest.approx(scored["top1"])
     assert scored["tta_shift"] == 1
+
+
+def test_mirrored_views_are_refused_for_digits(tmp_path):
+    """MNIST trains without flips (a mirrored digit is another shape), so flip TTA, in a
+    config or in `resnet eval --tta`, would score views the model never learned: refused
+    before any training; the translate TTA stays allowed."""
+    from engine_helpers import tiny_config
+
+    from resnet.data import write_idx
+    from resnet.data.idx import IDX_FILES
+    from resnet.engine.train import train
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 64), ("test", 16)):
+        images_name, labels_name = IDX_FILES[split]
+        write_idx(tmp_path / "mnist" / images_name, rng.integers(0, 256, (n, 8, 8), np.uint8))
+        write_idx(tmp_path / "mnist" / labels_name, np.arange(n, dtype=np.uint8) % 10)
+    config = tiny_config("mnist", tmp_path / "runs", data_dir=str(tmp_path / "mnist"), epochs=1)
+    with pytest.raises(ConfigError, match="mnist trains without mirror images.*drop --tta"):
+        train({**config, "eval_tta": True})
+    assert not (tmp_path / "runs").exists()
+    result = train({**config, "eval_tta_shift": 1, "max_steps": 1})
+    with pytest.raises(ConfigError, match="mnist trains without mirror images"):
+        evaluate(result.run_dir, tta_flip=True, device="cpu")
+    assert evaluate(result.run_dir, tta_shift=1, device="cpu")["num_samples"] == 16

@@ -9,7 +9,13 @@ from resnet.data.align import as_trained
 from resnet.data.folder import ImageFolderDataset, load_image_folder
 from resnet.data.folder_loader import FolderLoader
 from resnet.data.idx import read_idx, write_idx
-from resnet.data.loader import EpochPlan, TensorLoader, batch_crop_flip, make_loader
+from resnet.data.loader import (
+    EpochPlan,
+    TensorLoader,
+    batch_crop_flip,
+    make_loader,
+    mirror_keeps_class,
+)
 from resnet.data.meta import (
     DEFAULT_VAL_FRACTION,
     ArrayDataset,
@@ -39,6 +45,7 @@ __all__ = [
     "load_dataset",
     "load_image_folder",
     "make_loader",
+    "mirror_keeps_class",
     "open_image",
     "preprocess_images",
     "input_files",

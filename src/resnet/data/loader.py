@@ -23,10 +23,23 @@ from resnet.data.preprocess import normalization_affine
 from resnet.data.seeding import EpochLoader, epoch_generator
 from resnet.errors import ConfigError
 
-__all__ = ["EpochPlan", "TensorLoader", "batch_crop_flip", "epoch_generator", "make_loader"]
+__all__ = [
+    "EpochPlan",
+    "TensorLoader",
+    "batch_crop_flip",
+    "epoch_generator",
+    "make_loader",
+    "mirror_keeps_class",
+]
 
 # Datasets whose classes are not mirror-symmetric (a flipped "2" is not a "2").
 _NO_FLIP_DATASETS = frozenset({"mnist"})
+
+
+def mirror_keeps_class(meta: DatasetMeta) -> bool:
+    """Whether a mirrored image keeps its class: not for digits, so MNIST trains without flips
+    and is scored without mirrored test-time views."""
+    return meta.name not in _NO_FLIP_DATASETS
 
 
 def batch_crop_flip(
@@ -205,7 +218,7 @@ def make_loader(
     """
     meta: DatasetMeta = dataset.meta
     augment = train if augment is None else augment
-    flip = meta.name not in _NO_FLIP_DATASETS if flip is None else flip
+    flip = mirror_keeps_class(meta) if flip is None else flip
     shared = dict(
         shuffle=train, augment=augment, flip=flip, erasing=erasing, seed=seed,
         drop_last=drop_last, device=device, dtype=dtype, channels_last=channels_last,

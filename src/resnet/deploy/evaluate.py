@@ -12,7 +12,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from resnet.engine.evaluate import evaluate_loader
+from resnet.engine.evaluate import check_tta_flip, evaluate_loader
 from resnet.errors import ConfigError
 
 __all__ = ["evaluate", "write_confusion_matrix", "EVAL_DTYPES"]
@@ -71,6 +71,7 @@ def evaluate(
 
         model = optimize_for_inference(model.eval(), dtype=getattr(torch, dtype), inplace=True)
     data, meta, dataset, split = _data_to_score(info, dataset, split, data_dir)
+    check_tta_flip(tta_flip, meta)
     loader = make_loader(data, batch_size, train=False, device=target)
     precision, context = training_precision(model, info, dtype, target)
     scores = evaluate_loader(

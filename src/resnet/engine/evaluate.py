@@ -92,6 +92,18 @@ def check_tta_shift(shift: int, width: int) -> None:
         )
 
 
+def check_tta_flip(flip: bool, meta: Any) -> None:
+    """``ConfigError`` for mirrored test-time views of data whose classes a mirror changes
+    (MNIST: it trains without flips, and a mirrored "2" is not a "2")."""
+    from resnet.data import mirror_keeps_class
+
+    if flip and not mirror_keeps_class(meta):
+        raise ConfigError(
+            f"{meta.name} trains without mirror images (a mirrored digit is another shape), so "
+            "mirrored test-time views would lower its score; drop --tta (eval_tta)"
+        )
+
+
 def tta_view_count(*, flip: bool = False, shift: int = 0) -> int:
     """How many forward passes ``tta_views`` makes of each image (for time planning)."""
     return (2 if flip else 1) * (3 if shift else 1)

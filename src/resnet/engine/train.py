@@ -29,7 +29,12 @@ from resnet.engine.distributed import (
     check_batch_split,
     init_distributed,
 )
-from resnet.engine.evaluate import check_tta_shift, evaluate_loader, tta_view_count
+from resnet.engine.evaluate import (
+    check_tta_flip,
+    check_tta_shift,
+    evaluate_loader,
+    tta_view_count,
+)
 from resnet.engine.loop import LoopSettings, fit, read_state
 from resnet.engine.muon import Muon, scale_invariant_filters, split_filters
 from resnet.engine.optim import ModelEma, build_optimizer, param_groups, set_bn_eval
@@ -155,6 +160,7 @@ def _train(
     seed_everything(cfg.seed, cfg.deterministic, cfg.num_threads)
     data = load_data(cfg, ctx, check_batch_split(cfg.batch_size, ctx), datasets)
     check_tta_shift(cfg.eval_tta_shift, data.meta.image_size[-1])  # before training, not after
+    check_tta_flip(cfg.eval_tta, data.meta)
     model, frozen = build_model(cfg, data.meta, run.device, sync_bn=ctx.distributed)
     if not resumed and cfg.pretrained is None:
         init_from_data(model, data.train_loader)  # before EMA and DDP copy the weights
