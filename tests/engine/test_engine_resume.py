@@ -94,3 +94,27 @@ def test_mid_epoch_resume_point_after_sigkill_is_bitwise_identical(tmp_path):
     reference_rows = (runs / "reference" / "metrics.csv").read_text().splitlines()
     strip = lambda rows: [",".join(r.split(",")[:6]) for r in rows]  # noqa: E731
     assert strip(killed_rows) == strip(reference_rows) and len(killed_rows) == 3
+
+
+def test_resume_refuses_what_would_change_the_run_and_keeps_its_config(tmp_path):
+    """--resume may extend a run (epochs), not change its data, split or network: a new
+    val_fraction or seed moved validation images into training and went on scoring "val".
+    A resume that fails (another optimizer's state) leaves config.yaml as it was: it was
+    rewritten first, and the run could no longer be resumed at all."""
+    import pytest
+    from engine_helpers import tiny_config
+
+    from resnet.engine.train import train
+    from resnet.errors import ConfigError, WeightsError
+
+    npz = make_npz(tmp_path / "bands.npz")
+    run_dir = train({**tiny_config(npz, tmp_path / "runs", epochs=1), "val_fraction": 0.25}).run_dir
+    saved = (run_dir / "config.yaml").read_text()
+    for key, value in [("val_fraction", 0.5), ("seed", 3), ("batch_size", 16),
+                       ("model", "resnet32"), ("dataset", str(npz) + "x")]:  # fmt: skip
+        with pytest.raises(ConfigError, match=f"{key} is .* there, .* given, which would change"):
+            train({"epochs": 2, key: value}, resume=run_dir)
+    with pytest.raises(WeightsError, match="resume state does not fit"):
+        train({"epochs": 2, "optimizer": "adamw"}, resume=run_dir)
+    assert (run_dir / "config.yaml").read_text() == saved
+    assert train({"epochs": 2}, resume=run_dir).history[-1]["epoch"] == 2

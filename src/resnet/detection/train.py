@@ -30,7 +30,7 @@ from resnet.detection.detector import (
 )
 from resnet.device import resolve_threads
 from resnet.engine.distributed import DistContext
-from resnet.engine.loop import LoopSettings, fit, read_state
+from resnet.engine.loop import LoopSettings, fit, read_state, restore_state
 from resnet.engine.optim import build_optimizer, param_groups
 from resnet.errors import ConfigError
 from resnet.run import Run
@@ -136,7 +136,9 @@ def train_detector(
         "weights": None if weights is None else str(weights), "device": str(run.device),
     }  # fmt: skip
     task = DetectionTask(detector, config, items, train_images, batch_size, seed, record)
-    state = read_state(run) if resume is not None else None
+    state = None
+    if resume is not None:  # restored before the settings are rewritten: a misfit changes nothing
+        state = restore_state(read_state(run), detector, optimizer, None, run.device)
     run.write_settings(record)  # `resnet detect train --resume` reads them back
     log(
         f"training Faster R-CNN on {model} FPN: {train_images} canvases x {epochs} epochs, "

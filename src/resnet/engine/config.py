@@ -236,6 +236,36 @@ class TrainConfig:
         return cls.from_dict(values)
 
 
+# What a resumed run may not change, and what would change mid-run if it did: a val_fraction
+# or seed changed on --resume moved validation images into training and kept scoring "val".
+_FIXED_ON_RESUME = {
+    "dataset": "the training data",
+    "train_subset": "the training data",
+    "val_fraction": "the train/validation split",
+    "image_size": "the images",
+    "seed": "the data order and the train/validation split",
+    "batch_size": "the steps per epoch",
+    "model": "the network",
+    "model_kwargs": "the network",
+}
+
+
+def resumed_config(saved: Union[str, os.PathLike], overrides: Optional[dict]) -> TrainConfig:
+    """A run's saved config with ``overrides`` applied, refusing (``ConfigError``) those that
+    would change its data, split or network mid-run; epochs, max_steps and the like may change."""
+    before = TrainConfig.from_yaml(saved)
+    after = TrainConfig.from_yaml(saved, overrides)
+    for key, what in _FIXED_ON_RESUME.items():
+        old, new = getattr(before, key), getattr(after, key)
+        if old != new:
+            raise ConfigError(
+                f"--resume continues {Path(saved).parent} as it was trained: {key} is {old!r} "
+                f"there, {new!r} given, which would change {what} mid-run; drop it, or start a "
+                "new run"
+            )
+    return after
+
+
 def list_recipes() -> dict[str, str]:
     """The recipes shipped inside the package: ``{name: first comment line}``."""
     from importlib import resources

@@ -101,15 +101,15 @@ def fit(
     runner: Optional[nn.Module] = None,
     ema: Optional[ModelEma] = None,
     context: Any = None,
-    state: Optional[dict] = None,
+    state: Optional[LoopState] = None,
 ) -> LoopState:
-    """Train ``task.model`` for ``settings.epochs`` (or ``max_steps``); ``state`` is a resume
-    point read by ``read_state``. Returns where the run ended (its history, step, best)."""
+    """Train ``task.model`` for ``settings.epochs`` (or ``max_steps``); ``state`` is where a
+    resumed run stands (``restore_state``, called before the run's settings are rewritten, so
+    a resume point that does not fit leaves the run as it was). Returns where the run ended
+    (its history, step, best)."""
     runner = runner if runner is not None else task.model
     context = context if context is not None else contextlib.nullcontext()
-    loop = LoopState()
-    if state is not None:
-        loop = restore_state(state, task.model, optimizer, ema, run.device)
+    loop = state if state is not None else LoopState()
     steps_per_epoch = task.steps_per_epoch()
     schedule = _schedule(settings, steps_per_epoch)
     if 0 < settings.epochs <= settings.warmup_epochs and run.is_main:

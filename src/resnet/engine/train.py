@@ -21,7 +21,7 @@ from torch import nn
 from resnet.device import resolve_precision, resolve_threads
 from resnet.engine.budget import measure_step_times, plan_steps
 from resnet.engine.checkpoint import save_checkpoint
-from resnet.engine.config import TrainConfig
+from resnet.engine.config import TrainConfig, resumed_config
 from resnet.engine.distributed import (
     DistContext,
     all_reduce_max,
@@ -35,7 +35,7 @@ from resnet.engine.evaluate import (
     evaluate_loader,
     tta_view_count,
 )
-from resnet.engine.loop import LoopSettings, fit, read_state
+from resnet.engine.loop import LoopSettings, fit, read_state, restore_state
 from resnet.engine.muon import Muon, scale_invariant_filters, split_filters
 from resnet.engine.optim import ModelEma, build_optimizer, param_groups, set_bn_eval
 from resnet.engine.setup import (
@@ -120,7 +120,7 @@ def _resolve_config(
         saved = Path(resume) / "config.yaml"
         if not saved.is_file():
             raise ConfigError(f"{resume} holds no config.yaml; --resume needs a run directory")
-        return TrainConfig.from_yaml(saved, config or {})
+        return resumed_config(saved, config or {})
     if isinstance(config, Mapping):
         config = dict(config)
     return TrainConfig.from_dict({} if config is None else config)  # it refuses non-mappings
@@ -166,7 +166,9 @@ def _train(
         init_from_data(model, data.train_loader)  # before EMA and DDP copy the weights
     optimizer = build_run_optimizer(cfg, model, data.meta)
     ema = ModelEma(model, cfg.ema) if cfg.ema else None
-    state = read_state(run) if resumed else None
+    # Restored before config.yaml is rewritten: a resume point that does not fit the model or
+    # optimizer (another optimizer given) fails with the run's own settings left in place.
+    state = restore_state(read_state(run), model, optimizer, ema, run.device) if resumed else None
     context = StepContext(cfg.amp, cfg.conv_kernels, run.device, compiled=cfg.compile)
     if cfg.time_budget is not None and not resumed:
         _plan_time_budget(cfg, data, model, optimizer, context, ctx, started)
