@@ -127,10 +127,10 @@ def test_resume_edge_cases_are_one_line(tmp_path, capsys, npz, case):
         message = "resume state lacks model"
     elif case == "other_model":
         args += ["--model", "resnet32"]
-        message = "the resume state does not fit this model"
+        message = "model is 'resnet20' there, 'resnet32' given, which would change the network"
     else:
         args += ["--set", "model_kwargs={norm_layer: group}"]
-        message = "the resume state does not fit this model"
+        message = "model_kwargs is {} there, {'norm_layer': 'group'} given, which would change"
     assert main(args) == 2
     assert message in _one_error_line(capsys)
 
