@@ -123,27 +123,19 @@ def _data_to_score(
         raise ConfigError("the checkpoint does not name its dataset; pass --dataset")
     options = {"data_dir": data_dir}
     if _other_plain_folder(dataset, trained.get("dataset")):
-        split = "all"  # root/<class>/<image> of new photos: every one is scored
-        data = load_dataset(dataset, "train", val_fraction=0.0)
-    elif split == "val":
-        if not trained.get("val_fraction"):
-            raise ConfigError(
-                "the run held out no validation split (val_fraction 0); use --split test"
-            )
-        options["val_fraction"] = trained["val_fraction"]
-    if split != "all":
+        # root/<class>/<image> of new photos: every one is scored
+        split, data = "all", load_dataset(dataset, "train", val_fraction=0.0)
+    else:
+        if split == "val":
+            if not trained.get("val_fraction"):
+                raise ConfigError(
+                    "the run held out no validation split (val_fraction 0); use --split test"
+                )
+            options["val_fraction"] = trained["val_fraction"]
         data = load_dataset(dataset, split, **options)
     if meta is not None:
         data = as_trained(data, meta, dataset)
     return data, meta or data.meta, dataset, split
-
-
-def _other_plain_folder(dataset: str, trained_on: Optional[str]) -> bool:
-    """An image folder without train/val/test folders that the checkpoint was not trained on."""
-    path = Path(dataset).expanduser()
-    if not path.is_dir() or (path / "train").is_dir():
-        return False
-    return trained_on is None or path.resolve() != Path(trained_on).expanduser().resolve()
 
 
 def _other_plain_folder(dataset: str, trained_on: Optional[str]) -> bool:
