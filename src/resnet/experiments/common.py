@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -30,7 +31,9 @@ __all__ = [
     "load_network",
     "checkpoint_dataset",
     "checkpoint_test_batches",
+    "TestBatches",
     "check_same_training_data",
+    "scored_networks",
 ]
 
 Batches = Sequence[tuple[Tensor, Tensor]]
@@ -135,6 +138,16 @@ def load_network(source: Any, device: torch.device) -> tuple[nn.Module, dict]:
     return model.to(device), info
 
 
+@dataclass
+class TestBatches:
+    """The batches every network of an experiment is scored on, and what they came from."""
+
+    batches: list[tuple[Tensor, Tensor]]
+    dataset: str  # the scored dataset's name
+    meta: Any  # the DatasetMeta of the checkpoint they are read for, None for a bare model
+    device: torch.device
+
+
 def checkpoint_test_batches(
     info: dict,
     dataset: Any,
@@ -143,9 +156,9 @@ def checkpoint_test_batches(
     subset: Optional[int],
     batch_size: int,
     device: torch.device,
-) -> tuple[list[tuple[Tensor, Tensor]], str, Any]:
-    """``(batches, dataset name, the checkpoint's DatasetMeta or None)``: the test split of
-    ``dataset`` (default: the one the checkpoint was trained on), read as it was trained."""
+) -> TestBatches:
+    """The test split of ``dataset`` (default: the one the checkpoint was trained on), read as
+    the checkpoint of ``info`` was trained."""
     from resnet.data import ArrayDataset, DatasetMeta, ImageFolderDataset, as_trained
 
     meta = DatasetMeta.from_dict(info["data_meta"]) if info.get("data_meta") else None
@@ -154,7 +167,30 @@ def checkpoint_test_batches(
     name = test.meta.name
     if meta is not None and isinstance(test, (ArrayDataset, ImageFolderDataset)):
         test = as_trained(test, meta, str(dataset))
-    return eval_batches(test, batch_size=batch_size, device=device), name, meta
+    return TestBatches(eval_batches(test, batch_size=batch_size, device=device), name, meta, device)
+
+
+def scored_networks(
+    checkpoints: dict[str, Any],
+    dataset: Any,
+    *,
+    data_dir: Optional[str],
+    subset: Optional[int],
+    batch_size: int,
+    run: Optional[Run],
+) -> Iterator[tuple[str, Any, nn.Module, dict, TestBatches]]:
+    """``(label, source, model, info, batches)`` for each of ``checkpoints`` (label -> path or
+    model), loaded on the run's device one at a time. The batches are the same for all: the
+    test split of ``dataset`` (default: the first checkpoint's), read as the first was trained;
+    a later checkpoint trained on other data is refused (``check_same_training_data``)."""
+    device, shared = run_device(run), None
+    for label, source in checkpoints.items():
+        model, info = load_network(source, device)
+        shared = shared or checkpoint_test_batches(
+            info, dataset, data_dir=data_dir, subset=subset, batch_size=batch_size, device=device
+        )
+        check_same_training_data(info, shared.meta, label)
+        yield label, source, model, info, shared
 
 
 def check_same_training_data(info: dict, meta: Any, label: str) -> None:

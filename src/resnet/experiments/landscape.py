@@ -18,12 +18,9 @@ from torch import Tensor, nn
 
 from resnet.errors import ConfigError
 from resnet.experiments.common import (
-    check_same_training_data,
-    checkpoint_test_batches,
     evaluate_loss_accuracy,
-    load_network,
     log,
-    run_device,
+    scored_networks,
 )
 from resnet.run import Run
 
@@ -118,23 +115,17 @@ def run_landscape(
         raise ConfigError("landscape needs at least one checkpoint; pass --checkpoint PATH")
     alphas_1d = _grid(points_1d, span)
     alphas_2d = _grid(points_2d, span) if two_d else []
-    device = run_device(run)
-    networks, batches, dataset_name, meta = [], None, None, None
-    for label, source in checkpoints.items():
-        model, info = load_network(source, device)
+    networks = []
+    scored = scored_networks(
+        checkpoints, dataset, data_dir=data_dir, subset=eval_subset, batch_size=batch_size, run=run
+    )
+    for label, _source, model, info, shared in scored:
         model.eval()
-        if batches is None:
-            batches, dataset_name, meta = checkpoint_test_batches(
-                info, dataset, data_dir=data_dir, subset=eval_subset, batch_size=batch_size,
-                device=device,
-            )  # fmt: skip
-        else:
-            check_same_training_data(info, meta, label)
         generator = torch.Generator().manual_seed(seed)
         d1 = filter_normalized_direction(model, generator)
         d2 = filter_normalized_direction(model, generator)
         log(f"  landscape {label}: 1D, {len(alphas_1d)} points", enabled=progress)
-        curve = loss_along_directions(model, batches, [d1], [[a] for a in alphas_1d])
+        curve = loss_along_directions(model, shared.batches, [d1], [[a] for a in alphas_1d])
         entry = {
             "label": label,
             "model": info.get("model_name", label),
@@ -146,7 +137,7 @@ def run_landscape(
         if two_d:
             log(f"  landscape {label}: 2D, {len(alphas_2d) ** 2} points", enabled=progress)
             coords = [[a, b] for b in alphas_2d for a in alphas_2d]
-            flat = loss_along_directions(model, batches, [d1, d2], coords)
+            flat = loss_along_directions(model, shared.batches, [d1, d2], coords)
             n = len(alphas_2d)
             entry["alphas_2d"] = alphas_2d
             entry["loss_2d"] = [[flat[r * n + c]["loss"] for c in range(n)] for r in range(n)]
@@ -154,11 +145,11 @@ def run_landscape(
         networks.append(entry)
     return {
         "experiment": "landscape",
-        "dataset": dataset_name,
-        "eval_samples": sum(int(y.numel()) for _, y in batches),
+        "dataset": shared.dataset,
+        "eval_samples": sum(int(y.numel()) for _, y in shared.batches),
         "span": span,
         "seed": seed,
-        "device": str(device),
+        "device": str(shared.device),
         "directions": "filter-normalized Gaussian; BN and bias directions zero (arXiv 1712.09913)",
         "networks": networks,
     }

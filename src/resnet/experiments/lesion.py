@@ -23,12 +23,9 @@ from torch import Tensor, nn
 
 from resnet.errors import ConfigError
 from resnet.experiments.common import (
-    check_same_training_data,
-    checkpoint_test_batches,
     evaluate_loss_accuracy,
-    load_network,
     log,
-    run_device,
+    scored_networks,
 )
 from resnet.run import Run
 
@@ -135,19 +132,13 @@ def run_lesion(
     """
     if not checkpoints:
         raise ConfigError("lesion needs at least one checkpoint; pass --checkpoint PATH")
-    device = run_device(run)
-    networks, batches, dataset_name, meta = [], None, None, None
-    for label, source in checkpoints.items():
-        model, info = load_network(source, device)
-        if batches is None:
-            batches, dataset_name, meta = checkpoint_test_batches(
-                info, dataset, data_dir=data_dir, subset=eval_subset, batch_size=batch_size,
-                device=device,
-            )  # fmt: skip
-        else:
-            check_same_training_data(info, meta, label)
+    networks = []
+    scored = scored_networks(
+        checkpoints, dataset, data_dir=data_dir, subset=eval_subset, batch_size=batch_size, run=run
+    )
+    for label, source, model, info, shared in scored:
         log(f"  lesion {label}", enabled=progress)
-        result = lesion_blocks(model, batches, progress=progress)
+        result = lesion_blocks(model, shared.batches, progress=progress)
         result.update(
             label=label,
             model=info.get("model_name", label),
@@ -157,9 +148,9 @@ def run_lesion(
         networks.append(result)
     return {
         "experiment": "lesion",
-        "dataset": dataset_name,
-        "eval_samples": sum(int(y.numel()) for _, y in batches),
-        "device": str(device),
+        "dataset": shared.dataset,
+        "eval_samples": sum(int(y.numel()) for _, y in shared.batches),
+        "device": str(shared.device),
         "downsampling_blocks": "skipped (their shortcut is not the identity)",
         "networks": networks,
     }
