@@ -88,7 +88,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument(
         "--checkpoint", required=True, help="run dir, .safetensors, .json or an exported .onnx"
     )
-    evaluate.add_argument("--dataset", help="dataset (default: the one it was trained on)")
+    evaluate.add_argument(
+        "--dataset",
+        help="dataset (default: the one it was trained on); another one is read at the "
+        "checkpoint's size and statistics, its classes matched by name, and a plain folder "
+        "of new photos (root/<class>/<image>) is scored whole",
+    )
     evaluate.add_argument("--data-dir", help="directory holding the dataset files")
     evaluate.add_argument("--split", default="test", choices=("train", "val", "test"))
     evaluate.add_argument("--tta", action="store_true", help="average with the mirror image")
