@@ -141,6 +141,11 @@ def test_array_dataset_subset_and_validation():
         ArrayDataset(images.float(), dataset.labels, GRAY)
     with pytest.raises(DataError, match="int64"):
         ArrayDataset(images, dataset.labels.int(), GRAY)
+    classes = GRAY.num_classes  # a label past the class names failed inside the loss, mid-run
+    for bad in (classes, -1):
+        labels = torch.tensor([0, 1, 0, 1, bad])
+        with pytest.raises(DataError, match=rf"labels span .* labels must be 0..{classes - 1}"):
+            ArrayDataset(images, labels, GRAY)
 
 
 def test_channel_mean_std_is_exact():

@@ -140,6 +140,15 @@ class ArrayDataset:
                 f"dataset {self.meta.name!r}: images have {self.images.shape[1]} channels but "
                 f"the metadata says {self.meta.channels}"
             )
+        if len(self.labels) and (
+            self.labels.min() < 0 or self.labels.max() >= self.meta.num_classes
+        ):
+            # Caught here, not as "Target 12 is out of bounds" inside the loss mid-run.
+            raise DataError(
+                f"dataset {self.meta.name!r}: labels span {int(self.labels.min())}.."
+                f"{int(self.labels.max())} but the metadata names {self.meta.num_classes} "
+                f"classes; labels must be 0..{self.meta.num_classes - 1}"
+            )
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
