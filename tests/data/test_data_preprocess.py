@@ -12,9 +12,10 @@ from resnet.data import (
     DatasetMeta,
     channel_mean_std,
     input_files,
+    make_loader,
     preprocess_images,
 )
-from resnet.errors import DataError
+from resnet.errors import ConfigError, DataError
 
 GRAY = DatasetMeta("gray", ["a", "b"], 1, (28, 28), (0.5,), (0.25,))
 RGB = DatasetMeta("rgb", ["a", "b", "c"], 3, (16, 16), (0.1, 0.2, 0.3), (0.5, 0.4, 0.2))
@@ -141,6 +142,12 @@ def test_array_dataset_subset_and_validation():
         ArrayDataset(images.float(), dataset.labels, GRAY)
     with pytest.raises(DataError, match="int64"):
         ArrayDataset(images, dataset.labels.int(), GRAY)
+    for fraction in (2.5, [0.0, 1.0], torch.tensor([1.5])):  # 2.5 became the first 1 sample
+        with pytest.raises(ConfigError, match="count or whole-number indices"):
+            dataset.subset(fraction)
+    assert len(dataset.subset(np.int64(2))) == 2 and len(dataset.subset(torch.tensor([3]))) == 1
+    with pytest.raises(ConfigError, match="batch_size must be a whole number >= 1, got 1.5"):
+        make_loader(dataset, 1.5, train=False)
     classes = GRAY.num_classes  # a label past the class names failed inside the loss, mid-run
     for bad in (classes, -1):
         labels = torch.tensor([0, 1, 0, 1, bad])

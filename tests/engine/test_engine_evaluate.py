@@ -327,7 +327,7 @@ def test_a_shift_as_wide_as_the_image_is_refused_before_training(checkpoint, tin
     path, _, _ = checkpoint
     width = load_dataset(str(tiny_npz), "test").meta.image_size[-1]
     check_tta_shift(width - 1, width)
-    for bad in (width, -1):
+    for bad in (width, -1, 1.5):  # 1.5 failed inside a slice with a TypeError
         with pytest.raises(ConfigError, match=rf"width - 1 \({width - 1}\), got {bad}"):
             check_tta_shift(bad, width)
     with pytest.raises(ConfigError, match="lower eval_tta_shift"):

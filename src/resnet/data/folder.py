@@ -19,7 +19,13 @@ import torch
 
 from resnet.checks import is_whole
 from resnet.data.decode import open_image, read_image_header
-from resnet.data.meta import DEFAULT_VAL_FRACTION, DatasetMeta, channel_mean_std, seeded_split
+from resnet.data.meta import (
+    DEFAULT_VAL_FRACTION,
+    DatasetMeta,
+    channel_mean_std,
+    seeded_split,
+    subset_indices,
+)
 from resnet.data.preprocess import IMAGE_EXTENSIONS, pil_to_tensor, resize_center_crop
 from resnet.errors import ConfigError, DataError
 
@@ -54,11 +60,8 @@ class ImageFolderDataset:
 
     def subset(self, n_or_indices: int | Sequence[int] | torch.Tensor) -> ImageFolderDataset:
         """The first ``n`` samples (int), or the samples at the given indices."""
-        if isinstance(n_or_indices, int):
-            picked = self.samples[: max(n_or_indices, 0)]
-        else:
-            picked = [self.samples[int(i)] for i in torch.as_tensor(n_or_indices).reshape(-1)]
-        return replace(self, samples=picked)
+        index = subset_indices(n_or_indices, len(self.samples), self.meta.name)
+        return replace(self, samples=[self.samples[i] for i in index.tolist()])
 
 
 def load_image_folder(

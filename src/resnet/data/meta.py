@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from resnet.checks import whole_number
+from resnet.checks import is_whole, whole_number
 from resnet.errors import ConfigError, DataError
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "ArrayDataset",
     "channel_mean_std",
     "seeded_split",
+    "subset_indices",
 ]
 
 # Share of the train split held out as "val" when a source has none. 0: train on the whole
@@ -158,17 +159,23 @@ class ArrayDataset:
 
     def subset(self, n_or_indices: int | Sequence[int] | torch.Tensor) -> ArrayDataset:
         """The first ``n`` samples (int), or the samples at the given indices; metadata is kept."""
-        if isinstance(n_or_indices, int):
-            if n_or_indices < 0:
-                raise ConfigError(f"subset size must be >= 0, got {n_or_indices}")
-            index = torch.arange(min(n_or_indices, len(self)))
-        else:
-            index = torch.as_tensor(n_or_indices, dtype=torch.int64).reshape(-1)
-            if index.numel() and (index.min() < -len(self) or index.max() >= len(self)):
-                raise ConfigError(
-                    f"subset indices must lie in [0, {len(self)}) for dataset {self.meta.name!r}"
-                )
+        index = subset_indices(n_or_indices, len(self), self.meta.name)
         return ArrayDataset(self.images[index], self.labels[index], self.meta)
+
+
+def subset_indices(n_or_indices: Any, length: int, name: str) -> torch.Tensor:
+    """``subset``'s argument as indices into ``length`` samples: ``n`` (a whole number: the first
+    ``n``) or indices; fractional ones are refused (2.5 used to become index 2)."""
+    if is_whole(n_or_indices):
+        count = whole_number("subset size", n_or_indices, minimum=0)
+        return torch.arange(min(count, length))
+    index = torch.as_tensor(n_or_indices).reshape(-1)
+    if index.numel() and (index.is_floating_point() or index.dtype == torch.bool):
+        raise ConfigError(f"subset takes a count or whole-number indices, got {index.dtype}")
+    index = index.long()
+    if index.numel() and (index.min() < -length or index.max() >= length):
+        raise ConfigError(f"subset indices must lie in [0, {length}) for dataset {name!r}")
+    return index
 
 
 def channel_mean_std(images: torch.Tensor | np.ndarray) -> tuple[tuple[float, ...], ...]:

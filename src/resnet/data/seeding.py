@@ -8,6 +8,7 @@ import math
 import numpy as np
 import torch
 
+from resnet.checks import whole_number
 from resnet.errors import ConfigError
 
 __all__ = ["epoch_generator", "EpochLoader"]
@@ -33,8 +34,7 @@ class EpochLoader:
     def _init_epochs(
         self, num_items: int, batch_size: int, rank: int, world_size: int, drop_last: bool
     ) -> None:
-        if batch_size < 1:
-            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        batch_size = whole_number("batch_size", batch_size)
         if world_size < 1 or not 0 <= rank < world_size:
             raise ConfigError(
                 f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}"

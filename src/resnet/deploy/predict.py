@@ -45,6 +45,7 @@ def predict(
     if not inputs:
         raise DataError("predict got no inputs; pass one or more image files")
     topk = whole_number("topk", topk)
+    batch_size = whole_number("batch_size", batch_size)
     target = resolve_device(device)
     model, info, target = load_inference_model(checkpoint, device=target)
     model.eval()

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from resnet.checks import is_whole
 from resnet.errors import ConfigError, DataError
 
 __all__ = ["check_tta_shift", "evaluate_loader", "shift_width", "tta_view_count", "tta_views"]
@@ -85,10 +86,10 @@ def tta_views(x: torch.Tensor, *, flip: bool = False, shift: int = 0) -> list[to
 
 def check_tta_shift(shift: int, width: int) -> None:
     """``ConfigError`` unless a view shifted ``shift`` pixels keeps a column of the image."""
-    if not 0 <= shift < width:
+    if not is_whole(shift) or not 0 <= shift < width:
         raise ConfigError(
-            f"the test-time shift must be from 0 to the images' width - 1 ({width - 1}), got "
-            f"{shift}; lower eval_tta_shift (--tta-shift)"
+            f"the test-time shift must be a whole number of pixels from 0 to the images' "
+            f"width - 1 ({width - 1}), got {shift}; lower eval_tta_shift (--tta-shift)"
         )
 
 
