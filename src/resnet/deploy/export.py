@@ -346,17 +346,22 @@ def quiet_export() -> Iterator[None]:
     # (hundreds of lines) from C++ (its log switch is always on: it tests the function object
     # `_jit_is_onnx_log_enabled` instead of calling it), so file descriptors 1 and 2 go to a
     # scratch file during the export; the error line says what failed.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
+    # A process without them (a closed stdout) exports unsilenced rather than not at all.
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    saved: list[tuple[int, int]] = []
     with tempfile.TemporaryFile() as scratch, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        os.dup2(scratch.fileno(), 1)
-        os.dup2(scratch.fileno(), 2)
+        for fd in (1, 2):
+            with contextlib.suppress(OSError):
+                copy = os.dup(fd)
+                os.dup2(scratch.fileno(), fd)
+                saved.append((fd, copy))
         try:
             yield
         finally:
-            for fd, copy in zip((1, 2), saved):
+            for fd, copy in saved:
                 os.dup2(copy, fd)
                 os.close(copy)
 
