@@ -83,11 +83,11 @@ def evaluate(
         context=context,
     )
     matrix = scores.pop("confusion_matrix")
-    totals = matrix.sum(1).clamp_min(1)
+    totals = matrix.sum(1)
     result = {
         **scores,
         "per_class_accuracy": {  # None: the scored data holds no image of that class
-            name: float(matrix[i, i] / totals[i]) if matrix[i].sum() else None
+            name: float(matrix[i, i] / totals[i]) if totals[i] else None
             for i, name in enumerate(meta.class_names)
         },
         "confusion_matrix": matrix.tolist(),

@@ -21,6 +21,7 @@ from torch import nn
 from resnet.engine.distributed import DistContext, all_reduce_max, all_reduce_sum
 from resnet.engine.optim import ModelEma, lr_factor, set_lr
 from resnet.errors import NonFiniteLossError, WeightsError
+from resnet.models.pretrained import first_non_finite
 from resnet.run import Run
 
 __all__ = ["Task", "LoopSettings", "LoopState", "fit", "check_finite_weights"]
@@ -83,12 +84,12 @@ class LoopState:
 def check_finite_weights(model: nn.Module) -> None:
     """Raise ``NonFiniteLossError`` if a weight or buffer is NaN/inf: such a file is never
     written (the last step of an epoch can turn the weights NaN with a finite loss)."""
-    for name, tensor in model.state_dict().items():
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise NonFiniteLossError(
-                f"{name} became NaN/inf; the checkpoint was not written and the last good one "
-                "is kept; lower the learning rate or set grad_clip"
-            )
+    name = first_non_finite(model.state_dict())
+    if name is not None:
+        raise NonFiniteLossError(
+            f"{name} became NaN/inf; the checkpoint was not written and the last good one "
+            "is kept; lower the learning rate or set grad_clip"
+        )
 
 
 def fit(

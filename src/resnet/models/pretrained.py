@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 import torch
 from torch import Tensor, nn
@@ -23,6 +23,7 @@ __all__ = [
     "load_weights",
     "read_state_dict",
     "check_finite",
+    "first_non_finite",
     "LoadReport",
     "CLASSIFIER_NAMES",
 ]
@@ -75,15 +76,23 @@ def read_state_dict(source: Source) -> dict[str, Tensor]:
     return state
 
 
+def first_non_finite(state: Mapping[str, Tensor]) -> Optional[str]:
+    """The name of the first floating-point tensor of ``state`` holding NaN or inf, else None."""
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            return name
+    return None
+
+
 def check_finite(state: Mapping[str, Tensor], label: str) -> None:
     """``WeightsError`` naming the first tensor of ``state`` that holds NaN or inf: such weights
     load without complaint and then make every output NaN (every prediction the same class)."""
-    for name, tensor in state.items():
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise WeightsError(
-                f"{label}: {name} holds NaN or infinite values (a corrupt file, or weights saved "
-                "after training diverged); use another checkpoint or weight file"
-            )
+    name = first_non_finite(state)
+    if name is not None:
+        raise WeightsError(
+            f"{label}: {name} holds NaN or infinite values (a corrupt file, or weights saved "
+            "after training diverged); use another checkpoint or weight file"
+        )
 
 
 def _label(source: Source) -> str:
