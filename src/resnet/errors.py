@@ -8,6 +8,7 @@ __all__ = [
     "ConfigError",
     "UnknownModelError",
     "DataError",
+    "PixelRangeError",
     "WeightsError",
     "NonFiniteLossError",
 ]
@@ -27,6 +28,11 @@ class UnknownModelError(ConfigError):
 
 class DataError(ResnetError):
     """Data that is missing, corrupt or of the wrong shape."""
+
+
+class PixelRangeError(DataError):
+    """An image that decodes but whose pixels have no fixed black and white level (32-bit
+    integer or floating-point), so reading it as 8-bit would be a guess."""
 
 
 class WeightsError(ResnetError):

@@ -12,7 +12,7 @@ from PIL import Image
 
 from resnet.data import DatasetMeta, load_dataset, make_loader, open_image, preprocess_images
 from resnet.data.decode import read_image_header
-from resnet.errors import DataError
+from resnet.errors import DataError, PixelRangeError
 
 
 def sixteen_bit_pixels(seed=0, shape=(12, 10)):
@@ -58,6 +58,37 @@ def test_16bit_pil_image_and_path_give_the_same_model_input(tmp_path):
     out_of_range = Image.fromarray(np.full((4, 4), -5, np.int32))  # mode "I", negative values
     with pytest.raises(DataError, match="outside the 16-bit range"):
         preprocess_images(out_of_range, meta)
+
+
+RANGELESS_IMAGES = {
+    # A float scan in 0..1 (PIL's convert clips it to black) and 8-bit values in a 32-bit TIFF
+    # (read as 16-bit they would come out black too): neither file fixes its white level.
+    "float-tiff": lambda: Image.fromarray(np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8)),
+    "int32-tiff": lambda: Image.fromarray(np.arange(64, dtype=np.int32).reshape(8, 8) * 4),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(RANGELESS_IMAGES))
+@pytest.mark.parametrize("reader", ["open_image", "read_image_header", "preprocess", "folder"])
+def test_pixels_without_a_white_level_are_refused_not_guessed(tmp_path, kind, reader):
+    image = RANGELESS_IMAGES[kind]()
+    for name in ("a", "b"):  # a folder dataset of two classes, one of them holding the file
+        (tmp_path / "data" / name).mkdir(parents=True)
+        Image.new("L", (8, 8), 128).save(tmp_path / "data" / name / "ok.png")
+    path = tmp_path / "data" / "b" / "scan.tif"
+    image.save(path)
+    meta = DatasetMeta("x", ["a", "b"], 1, (8, 8), (0.5,), (0.25,))
+    call = {
+        "open_image": lambda: open_image(path, 1),
+        "read_image_header": lambda: read_image_header(path),
+        "preprocess": lambda: preprocess_images([path, image], meta),
+        "folder": lambda: load_dataset(str(tmp_path / "data"), "train", val_fraction=0.0),
+    }[reader]
+    with pytest.raises(PixelRangeError, match=f"{path}: .* no fixed black and white level"):
+        call()
+    if kind == "float-tiff":  # in memory too (mode "I" built in memory is read as 16-bit)
+        with pytest.raises(PixelRangeError, match="image: .*8- or 16-bit"):
+            preprocess_images(image, meta)
 
 
 def png_header_only(width, height):

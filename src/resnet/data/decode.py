@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from resnet.errors import DataError
+from resnet.errors import DataError, PixelRangeError
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -25,6 +25,10 @@ __all__ = ["convert_image", "open_image", "read_image_header"]
 
 # Integer grayscale modes wider than 8 bits; "I" holds 16-bit PNG/PGM data in older PIL versions.
 _WIDE_GRAY_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I"})
+# Where mode "I" is 16-bit data: PNG and PGM files (and images built in memory). Elsewhere (a
+# TIFF's 32-bit integers) and in mode "F" (32-bit floats) no white level is fixed by the format,
+# so any scaling would be a guess (PIL's own convert clips: a 0..1 float scan comes out black).
+_SIXTEEN_BIT_I_FORMATS = frozenset({"PNG", "PPM", None})
 
 
 def open_image(
@@ -47,9 +51,11 @@ def read_image_header(path: str | os.PathLike) -> tuple[str, int, int]:
     """(PIL mode, width, height) of ``path`` from its header, without decoding the pixels.
 
     Raises ``DataError`` naming the file if it is not an image or has more pixels than
-    ``PIL.Image.MAX_IMAGE_PIXELS``.
+    ``PIL.Image.MAX_IMAGE_PIXELS``, ``PixelRangeError`` if its pixels are 32-bit integers or
+    floats (no fixed white level).
     """
     with _opened(path) as image:
+        _check_fixed_range(image, path)
         turned = _orientation(image) in _QUARTER_TURNS
         return image.mode, *((image.height, image.width) if turned else image.size)
 
@@ -58,6 +64,7 @@ def convert_image(image: Image.Image, channels: int, source: object = "image") -
     """A new, fully loaded ``L`` (channels=1) or ``RGB`` (channels=3) copy of ``image``, turned
     upright as its EXIF orientation says."""
     mode = _pil_mode(channels)
+    _check_fixed_range(image, source)
     image = _upright(image)
     if image.mode in _WIDE_GRAY_MODES:
         image = _gray16_to_8bit(image, source)
@@ -144,6 +151,16 @@ def _pil_mode(channels: int) -> str:
     if channels not in (1, 3):
         raise DataError(f"images must have 1 or 3 channels, got {channels}")
     return "L" if channels == 1 else "RGB"
+
+
+def _check_fixed_range(image: Image.Image, source: object) -> None:
+    """Refuse pixels whose white level the file does not fix (32-bit integer or float)."""
+    if image.mode == "F" or (image.mode == "I" and image.format not in _SIXTEEN_BIT_I_FORMATS):
+        kind = "floating-point" if image.mode == "F" else "32-bit integer"
+        raise PixelRangeError(
+            f"{source}: {kind} pixels (PIL mode {image.mode}) have no fixed black and white "
+            "level; save the image as 8- or 16-bit (e.g. scaled to 0..255 or 0..65535)"
+        )
 
 
 def _gray16_to_8bit(image: Image.Image, source: object) -> Image.Image:

@@ -27,7 +27,7 @@ from resnet.data.meta import (
     subset_indices,
 )
 from resnet.data.preprocess import IMAGE_EXTENSIONS, pil_to_tensor, resize_center_crop
-from resnet.errors import ConfigError, DataError
+from resnet.errors import ConfigError, DataError, PixelRangeError
 
 __all__ = ["ImageFolderDataset", "MAX_FOLDER_IMAGE_SIZE", "load_image_folder"]
 
@@ -265,6 +265,8 @@ def _scan(
         for path in _class_files(directory / name, skipped):
             try:  # header only: cheap, catches non-images, empty files and decompression bombs
                 read_image_header(path)
+            except PixelRangeError:
+                raise  # a readable image the user must convert, not a broken file to skip
             except DataError:
                 unreadable.append(path)
                 continue
