@@ -82,6 +82,37 @@ def test_folders_and_repeated_names_give_one_overlay_each(checkpoint, images, tm
     assert len(list(out.iterdir())) == 4
 
 
+@pytest.mark.parametrize(
+    "inputs, out, message",
+    [
+        (["dir"], "dir", "--out {out} is inside the input folder {tmp}/dir"),
+        (["dir"], "dir/sub/overlays", "is inside the input folder {tmp}/dir: the next run"),
+        (["dir/x.png", "pair/x_gradcam.png"], "pair", "the overlay {tmp}/pair/x_gradcam.png would"),
+    ],
+    ids=["out-is-the-folder", "out-inside-the-folder", "overlay-replaces-an-input"],
+)
+def test_overlays_never_replace_or_join_the_inputs(
+    checkpoint, images, tmp_path, capsys, inputs, out, message
+):
+    """Overlays in an input folder would be explained on the next run (and a same-named input
+    replaced); refused before anything is written."""
+    for name in ("dir/x.png", "pair/x_gradcam.png"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(images[0].read_bytes())
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    inputs, out = [str(tmp_path / item) for item in inputs], str(tmp_path / out)
+    assert main(["explain", "--checkpoint", str(checkpoint), *inputs, "--out", out]) == 2
+    expected = message.format(out=out, tmp=tmp_path)
+    assert expected in capsys.readouterr().err.strip().splitlines()[-1]
+    with pytest.raises(ConfigError, match="choose"):
+        explain_images(checkpoint, inputs, out_dir=out)
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+    assert (
+        main(["explain", "--checkpoint", str(checkpoint), *inputs, "--out", str(tmp_path / "o")])
+        == 0
+    )
+
+
 @pytest.mark.parametrize("alpha", ["-0.1", "1.5", "nan"])
 def test_opacity_outside_0_to_1_exits_2(checkpoint, images, tmp_path, capsys, alpha):
     argv = ["explain", "--checkpoint", str(checkpoint), str(images[0]), "--alpha", alpha]

@@ -161,7 +161,9 @@ def explain_images(
         )
     results = []
     paths = input_files(inputs, meta)
-    for path, name in zip(paths, _overlay_names(paths)):
+    names = _overlay_names(paths)
+    _check_overlays_apart(Path(out_dir), inputs, paths, names, meta)
+    for path, name in zip(paths, names):
         x = preprocess_images([path], meta, device=target)  # (1, C, *size)
         heatmap, classes = gradcam(model, x, target_layer, class_idx)
         with torch.no_grad():
@@ -174,6 +176,29 @@ def explain_images(
         results.append({"path": str(path), "out": str(out), "class_idx": index, "label": label})
         results[-1]["prob"] = prob
     return results
+
+
+def _check_overlays_apart(
+    out_dir: Path, inputs: Sequence, paths: Sequence[Path], names: Sequence[str], meta: Any
+) -> None:
+    """Refuse an ``out_dir`` whose overlays would replace an input file, or land in an input
+    folder where the next run would read them back as images to explain."""
+    out = out_dir.resolve()
+    replaced = {out / name for name in names} & {path.resolve() for path in paths}
+    if replaced:
+        raise ConfigError(
+            f"--out {out_dir}: the overlay {sorted(replaced)[0]} would replace an input image; "
+            "choose another --out folder"
+        )
+    if len(meta.image_size) == 3:
+        return  # 3D inputs are .npy volumes: PNG overlays are never read back
+    for item in inputs:
+        folder = Path(item).resolve()
+        if folder.is_dir() and out.is_relative_to(folder):
+            raise ConfigError(
+                f"--out {out_dir} is inside the input folder {item}: the next run would explain "
+                "the overlays too; choose an --out folder outside it"
+            )
 
 
 def _overlay_names(paths: Sequence[Path]) -> list[str]:
