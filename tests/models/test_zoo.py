@@ -6,7 +6,7 @@ from safetensors.torch import save_file
 
 from resnet import create_model, list_models, load_weights
 from resnet.models import model_entry
-from resnet.models.profile import count_parameters
+from resnet.models.profile import count_parameters, stage_summary
 from resnet.models.resnet_d import RESNET_D_VARIANTS
 from resnet.models.senet import ATTENTION_VARIANTS
 
@@ -163,6 +163,19 @@ def test_features_only_shapes_match_feature_info(name, model):
     for feature, info in zip(features, features_model.feature_info):
         assert feature.shape[1] == info["num_chs"]
         assert feature.shape[-1] == -(-side // info["reduction"])
+
+
+def test_stage_summary_rows_add_up_and_follow_feature_info(name, model):
+    """What ``resnet summary`` prints: stem, a row per stage, head; the counts sum to the total."""
+    x = _input(name, model, batch=1)
+    rows = stage_summary(model, tuple(x.shape[1:]))
+    stages = [info["module"] for info in model.feature_info]
+    assert [row["stage"] for row in rows] == ["stem", *stages, "head"]
+    assert sum(row["params"] for row in rows) == count_parameters(model)
+    assert rows[0]["params"] > 0 and rows[-1]["output_shape"] == (10,)
+    for row, info in zip(rows[1:-1], model.feature_info):
+        assert row["output_shape"][0] == info["num_chs"]
+        assert row["output_shape"][-1] == -(-x.shape[-1] // info["reduction"])
 
 
 @pytest.mark.parametrize("heavy_name", HEAVY_FORWARD)

@@ -34,23 +34,43 @@ def count_gflops(model: nn.Module, input_shape: tuple[int, ...]) -> float:
 
 
 def stage_summary(model: nn.Module, input_shape: tuple[int, ...]) -> list[dict[str, Any]]:
-    """One row per stage (stem, layer1..N, head): output shape and parameter count."""
+    """One row per stage (stem, layer1..N, head): output shape and parameter count.
+
+    Works through the zoo's interface (``forward_stem``, ``stages``, ``forward_features``,
+    ``forward_head``) alone: the stem's parameters are those of the modules ``forward_stem``
+    runs, the head's everything the stem and stages do not hold, so the rows add up to the total.
+    """
     was_training = model.training
     model.eval()
     rows = []
     x = torch.zeros(1, *input_shape, device=_device_of(model))
     with torch.no_grad():
-        stem_modules = [model.conv1, model.bn1, model.maxpool]
-        x = model.forward_stem(x)
-        rows.append(_row("stem", x, sum(count_parameters(m) for m in stem_modules)))
+        stem_modules: list[nn.Module] = []
+        hooks = [
+            m.register_forward_hook(lambda m, *_: stem_modules.append(m)) for m in model.modules()
+        ]
+        try:
+            stem_out = model.forward_stem(x)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        stem_params = _parameters_of(stem_modules)
+        rows.append(_row("stem", stem_out, stem_params))
+        out = stem_out
         for info, stage in zip(model.feature_info, model.stages()):
-            x = stage(x)
-            rows.append(_row(info["module"], x, count_parameters(stage)))
-        logits = model.forward_head(model.final_relu(model.norm(x)))
-        head_params = count_parameters(model.fc) + count_parameters(model.norm)
-        rows.append(_row("head", logits, head_params))
+            out = stage(out)
+            rows.append(_row(info["module"], out, count_parameters(stage)))
+        logits = model.forward_head(model.forward_features(x))
+        held = stem_params + sum(count_parameters(stage) for stage in model.stages())
+        rows.append(_row("head", logits, count_parameters(model) - held))
     model.train(was_training)
     return rows
+
+
+def _parameters_of(modules: list[nn.Module]) -> int:
+    """Parameters of ``modules`` and their children, each counted once."""
+    unique = {id(p): p for m in modules for p in m.parameters()}
+    return sum(p.numel() for p in unique.values())
 
 
 def _row(name: str, x: torch.Tensor, params: int) -> dict[str, Any]:
