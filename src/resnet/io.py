@@ -1,4 +1,5 @@
-"""Atomic file writes: a run killed at any moment never leaves a half-written file behind."""
+"""Atomic file writes (a run killed at any moment never leaves a half-written file behind) and
+strict YAML reading (a key given twice is an error, not a silent last-one-wins)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,11 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_write", "atomic_save_json"]
+__all__ = ["atomic_write", "atomic_save_json", "load_yaml"]
 
 
 @contextlib.contextmanager
@@ -54,3 +55,27 @@ def _fsync_dir(directory: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def load_yaml(text: str) -> Any:
+    """``yaml.safe_load`` that raises ``yaml.YAMLError`` naming a key a mapping gives twice
+    (PyYAML keeps the last value silently, so ``lr: 0.1`` ... ``lr: 0.5`` trained at 0.5)."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # "<<: *defaults": keys given beside it override the merged ones
+                key = self.construct_object(key_node, deep=True)
+                if not isinstance(key, Hashable):
+                    continue  # SafeLoader's own error names it below
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {key!r} is given twice", key_node.start_mark
+                    )
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)

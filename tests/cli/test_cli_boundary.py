@@ -50,6 +50,10 @@ def _train_args(npz: Path, runs: Path, *extra: str) -> list[str]:
         (["name=../../x"], "is not a plain folder name"),
         (["device=tpu"], "device must be auto, cpu, cuda, cuda:N or mps"),
         (["lr=nan"], "lr must be a finite number"),
+        (
+            ["model_kwargs={a: 1, a: 2}"],
+            "model_kwargs: '{a: 1, a: 2}' is not a valid YAML value (key",
+        ),
     ],
 )
 def test_config_values_are_checked_before_anything_runs(tmp_path, capsys, overrides, message):
@@ -68,12 +72,16 @@ def test_config_values_are_checked_before_anything_runs(tmp_path, capsys, overri
         (b"model: [resnet20\nlr: 0.1\n", "is not valid YAML"),
         (b"model: resnet20\n\xff\xfe lr: 0.1\n", "is not UTF-8"),
         (b"- just\n- a list\n", "must be a mapping"),
+        # PyYAML keeps the last of two equal keys silently: this recipe trained at lr 0.5
+        (b"lr: 0.1\nepochs: 2\nlr: 0.5\n", "is not valid YAML (key 'lr' is given twice, line 3)"),
+        (b"model_kwargs: {zero_init_residual: true, zero_init_residual: false}\n", "given twice"),
     ],
 )
 def test_broken_recipes_are_one_line(tmp_path, capsys, content, message):
     recipe = tmp_path / "recipe.yaml"
     recipe.write_bytes(content)
-    assert main(["train", "--recipe", str(recipe)]) == 2
+    missing = str(tmp_path / "missing.npz")  # a recipe read wrongly fails here, not by training
+    assert main(["train", "--recipe", str(recipe), "--dataset", missing]) == 2
     assert message in _one_error_line(capsys)
 
 

@@ -95,10 +95,11 @@ def _saved_options(run_dir: str) -> dict:
     import yaml
 
     from resnet.errors import ConfigError
+    from resnet.io import load_yaml
 
     path = Path(run_dir) / "config.yaml"
     try:
-        saved = yaml.safe_load(path.read_text(encoding="utf-8"))
+        saved = load_yaml(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
         raise ConfigError(f"{path}: cannot read the run's settings ({error}); pass a run "
                           "folder written by `resnet detect train`") from None  # fmt: skip

@@ -132,15 +132,20 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     """``["lr=0.05", "milestones=[32000, 48000]"]`` -> ``{"lr": 0.05, "milestones": [...]}``."""
     import yaml
 
+    from resnet.io import load_yaml
+
     overrides: dict[str, Any] = {}
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
         try:
-            overrides[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
-            raise ConfigError(f"--set {key}: {raw!r} is not a valid YAML value") from None
+            overrides[key.strip()] = load_yaml(raw) if raw.strip() else None
+        except yaml.YAMLError as error:
+            reason = " ".join(str(getattr(error, "problem", None) or "invalid").split())
+            raise ConfigError(
+                f"--set {key}: {raw!r} is not a valid YAML value ({reason})"
+            ) from None
     return overrides
 
 

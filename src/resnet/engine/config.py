@@ -299,16 +299,20 @@ def recipe_path(recipe: Union[str, os.PathLike]) -> Path:
 def _read_yaml(path: Path) -> dict[str, Any]:
     import yaml
 
+    from resnet.io import load_yaml
+
     path = recipe_path(path)
     if not path.is_file():
         raise ConfigError(f"recipe {path} is not a file; pass a YAML file or a recipe name")
     try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        values = load_yaml(path.read_text(encoding="utf-8")) or {}
     except UnicodeDecodeError:
         raise ConfigError(f"recipe {path} is not UTF-8 text; save it as UTF-8") from None
     except yaml.YAMLError as error:
-        first = " ".join(str(error).split())[:120]
-        raise ConfigError(f"recipe {path} is not valid YAML ({first})") from None
+        mark = getattr(error, "problem_mark", None)
+        reason = getattr(error, "problem", None) or " ".join(str(error).split())[:120]
+        where = f", line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"recipe {path} is not valid YAML ({reason}{where})") from None
     if not isinstance(values, dict):
         raise ConfigError(f"recipe {path} must be a mapping of field: value")
     return values
