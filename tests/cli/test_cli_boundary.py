@@ -67,6 +67,25 @@ def test_config_values_are_checked_before_anything_runs(tmp_path, capsys, overri
 
 
 @pytest.mark.parametrize(
+    "flags",
+    [
+        ["--lr", "0.1", "--set", "lr=0.2"],
+        ["--set", "seed=1", "--seed", "2"],
+        ["--no-progress", "--set", "progress=true"],
+    ],
+    ids=["lr", "seed-set-first", "switch"],
+)
+def test_a_flag_and_a_set_that_disagree_are_refused(tmp_path, capsys, flags):
+    """Both given on one command line: neither silently wins."""
+    missing = str(tmp_path / "missing.npz")
+    assert main(["train", "--dataset", missing, *flags]) == 2
+    assert "both set" in _one_error_line(capsys)
+    agreeing = ["--lr", "0.1", "--set", "lr=0.1"]
+    assert main(["train", "--dataset", missing, *agreeing]) == 2
+    assert "missing.npz" in _one_error_line(capsys)  # the same value twice is fine
+
+
+@pytest.mark.parametrize(
     "content, message",
     [
         (b"model: [resnet20\nlr: 0.1\n", "is not valid YAML"),

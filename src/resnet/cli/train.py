@@ -162,14 +162,17 @@ def _train(args: argparse.Namespace) -> int:
         return 0
 
     overrides = parse_overrides(args.overrides)
-    for _, dest, _, _ in _FLAGS:
-        value = getattr(args, f"opt_{dest}")
-        if value is not None:
-            overrides[dest] = value
-    if args.freeze_bn:
-        overrides["freeze_bn"] = True
-    if args.no_progress:
-        overrides["progress"] = False
+    flags = [(flag, dest, getattr(args, f"opt_{dest}")) for flag, dest, _, _ in _FLAGS]
+    flags += [("--freeze-bn", "freeze_bn", True if args.freeze_bn else None)]
+    flags += [("--no-progress", "progress", False if args.no_progress else None)]
+    for flag, dest, value in flags:
+        if value is None:
+            continue
+        if dest in overrides and overrides[dest] != value:
+            raise ConfigError(
+                f"{flag} and --set {dest}={overrides[dest]} both set {dest}; keep one of them"
+            )
+        overrides[dest] = value
     if args.resume:
         if args.recipe:
             raise ConfigError("--resume continues a run with its own config; drop --recipe")
