@@ -11,7 +11,7 @@ from typing import Any
 
 from resnet.errors import ConfigError
 
-__all__ = ["is_whole", "whole_number"]
+__all__ = ["distinct", "is_whole", "whole_number"]
 
 
 def is_whole(value: Any) -> bool:
@@ -25,3 +25,13 @@ def whole_number(name: str, value: Any, minimum: int = 1, also: str = "") -> int
     if not is_whole(value) or value < minimum:
         raise ConfigError(f"{name} must be a whole number >= {minimum}{also}, got {value!r}")
     return int(value)
+
+
+def distinct(name: str, values: Any) -> list:
+    """``values`` as a list if no value repeats, else a ``ConfigError`` naming ``name``: a seed
+    or a network given twice would run twice and pass for two independent results."""
+    values = list(values)
+    repeated = sorted({repr(v) for v in values if values.count(v) > 1})
+    if repeated:
+        raise ConfigError(f"{name} {values} repeat {', '.join(repeated)}; give each once")
+    return values

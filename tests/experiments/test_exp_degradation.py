@@ -36,8 +36,11 @@ def test_table_shows_mean_and_spread():
 def test_degradation_needs_two_depths(tmp_path):
     with pytest.raises(ConfigError, match="two depths"):
         run_degradation(depths=(20,), progress=False)
-    with pytest.raises(ConfigError, match=r"depths \[20, 56, 20\] repeat a depth"):
+    with pytest.raises(ConfigError, match=r"depths \[20, 56, 20\] repeat 20; give each once"):
         run_degradation(depths=(20, 56, 20), progress=False)
+    # One seed twice trained the same nets twice and reported a spread of 0.00 over "2 seeds".
+    with pytest.raises(ConfigError, match=r"seeds \[0, 1, 0\] repeat 0; give each once"):
+        run_degradation(seeds=(0, 1, 0), progress=False)
     for tolerance in (-0.01, 1.5, float("nan")):  # NaN would make every verdict False
         with pytest.raises(ConfigError, match="tolerance must be from 0 to 1"):
             run_degradation(tolerance=tolerance, progress=False)

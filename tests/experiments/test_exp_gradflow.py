@@ -57,3 +57,16 @@ def test_too_few_images_for_the_steps_is_a_config_error(tiny_dataset):
     for lr in (0.0, -0.1, float("nan"), float("inf")):  # NaN steps make every later norm NaN
         with pytest.raises(ConfigError, match="lr must be a finite number > 0"):
             run_gradflow(tiny_dataset, depth=20, steps=1, lr=lr, progress=False)
+    # A network given twice would be probed twice and shown as two rows of one result.
+    with pytest.raises(ConfigError, match=r"norms \['batch', 'batch'\] repeat 'batch'"):
+        run_gradflow(tiny_dataset, depth=20, norms=("batch", "batch"), progress=False)
+    with pytest.raises(ConfigError, match="kinds .* repeat 'plain'; give each once"):
+        run_gradflow(tiny_dataset, depth=20, kinds=("plain", "plain"), progress=False)
+
+
+def test_each_normalization_is_labelled_by_its_name(tiny_dataset):
+    result = run_gradflow(
+        tiny_dataset, depth=20, steps=0, batch_size=8, kinds=("resnet",), norms=("group", "none"),
+        run=Run.open(device="cpu"), progress=False,
+    )  # fmt: skip
+    assert [n["label"] for n in result["networks"]] == ["resnet20 (GN)", "resnet20 (no BN)"]

@@ -12,6 +12,7 @@ import statistics
 from collections.abc import Sequence
 from typing import Any, Optional
 
+from resnet.checks import distinct
 from resnet.errors import ConfigError
 from resnet.experiments.common import load_split, log
 from resnet.run import Run
@@ -132,8 +133,7 @@ def run_degradation(
 
     if len(depths) < 2 or not seeds:
         raise ConfigError("degradation needs at least two depths and one seed, e.g. --depths 20 56")
-    if len(set(depths)) != len(depths):
-        raise ConfigError(f"depths {list(depths)} repeat a depth; give each depth once")
+    depths, seeds = distinct("depths", depths), distinct("seeds", seeds)
     if not 0 <= tolerance <= 1:  # also refuses NaN, which would make every verdict False
         raise ConfigError(f"tolerance must be from 0 to 1 (0.01 = one point), got {tolerance}")
     splits = dataset if isinstance(dataset, dict) else {"train": dataset, "test": dataset}

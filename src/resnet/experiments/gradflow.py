@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from resnet.checks import distinct
 from resnet.errors import ConfigError
 from resnet.experiments.common import (
     eval_batches,
@@ -28,6 +29,9 @@ from resnet.experiments.common import (
 from resnet.run import Run
 
 __all__ = ["weight_tensors_in_depth_order", "gradient_norms_by_depth", "run_gradflow"]
+
+# How each network's normalization is named in the table and the plot's legend.
+_NORM_LABELS = {"batch": "BN", "none": "no BN", "group": "GN"}
 
 
 def weight_tensors_in_depth_order(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
@@ -106,6 +110,7 @@ def run_gradflow(
         raise ConfigError(f"need steps >= 0 and batch_size >= 1, got {steps} and {batch_size}")
     if not (math.isfinite(lr) and lr > 0):  # a NaN step would make every later norm NaN
         raise ConfigError(f"lr must be a finite number > 0, got {lr}")
+    kinds, norms = distinct("kinds", kinds), distinct("norms", norms)
     for kind in kinds:
         if kind not in ("plain", "resnet"):
             raise ConfigError(f"network kind must be 'plain' or 'resnet', got {kind!r}")
@@ -134,7 +139,7 @@ def run_gradflow(
                 optimizer.step()
                 losses.append(loss.item())
             after = gradient_norms_by_depth(model, probe_x, probe_y) if steps else at_init
-            label = f"{name} ({'BN' if norm == 'batch' else 'no BN'})"
+            label = f"{name} ({_NORM_LABELS.get(norm, norm)})"
             networks.append(
                 {
                     "label": label,
