@@ -47,6 +47,16 @@ def test_map_known_partial_answers() -> None:
     result = mean_average_precision([half], [both], class_names=["thing"])
     assert result["map_50"] == pytest.approx(51 / 101, abs=1e-4)
     assert result["per_class"] == {"thing": pytest.approx(51 / 101, abs=1e-4)}
+    # Classes without ground truth have no AP (COCO's -1, or nothing at all): None, every class
+    # listed. "ghost" is predicted but absent, "unseen" neither predicted nor present.
+    ghost = {"boxes": _box(40, 40, 50, 50), "labels": torch.tensor([2]), "scores": torch.ones(1)}
+    result = mean_average_precision([half, ghost], [both, {"boxes": _box(0, 0, 1, 1)[:0],
+                                    "labels": torch.tensor([], dtype=torch.long)}],
+                                    class_names=["thing", "ghost", "unseen"])  # fmt: skip
+    assert result["per_class"] == {
+        "thing": pytest.approx(51 / 101, abs=1e-4), "ghost": None, "unseen": None
+    }  # fmt: skip
+    assert result["map"] == pytest.approx(51 / 101, abs=1e-4)  # the mean skips both
 
 
 class _Oracle(nn.Module):

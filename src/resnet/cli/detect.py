@@ -133,7 +133,7 @@ def _eval(args: argparse.Namespace) -> int:
     print(f"mAP@0.75      {result['map_75']:.4f}")
     print(f"mAR@100       {result['mar_100']:.4f}")
     for name, ap in result.get("per_class", {}).items():
-        print(f"  AP {name:<14} {ap:.4f}")
+        print(f"  AP {name:<14} " + ("n/a (no objects)" if ap is None else f"{ap:.4f}"))
     return 0
 
 

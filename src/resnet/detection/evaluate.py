@@ -32,8 +32,8 @@ def mean_average_precision(
     """COCO box mAP of ``predictions`` (boxes, scores, labels) against ``targets`` (boxes, labels).
 
     Boxes are ``x0, y0, x1, y1`` in pixels. With ``class_names`` the result also has
-    ``per_class`` AP@[.5:.95] by name (label ``i`` is ``class_names[i - 1]``; -1 where a class
-    has no ground truth).
+    ``per_class`` AP@[.5:.95] of every class by name (label ``i`` is ``class_names[i - 1]``;
+    None where a class has no ground truth, as COCO leaves it out of the mean).
     """
     try:
         from torchmetrics.detection import MeanAveragePrecision
@@ -55,10 +55,12 @@ def mean_average_precision(
     if class_names is not None:
         per_class = computed["map_per_class"].reshape(-1).tolist()
         classes = computed["classes"].reshape(-1).tolist()
+        found = {int(label): float(ap) for label, ap in zip(classes, per_class)}
+        # COCO writes -1 for a class without ground truth (and leaves out one nobody predicted
+        # either): no AP exists there, so None, never a number that could be averaged.
         result["per_class"] = {
-            class_names[int(label) - 1]: round(float(ap), 4)
-            for label, ap in zip(classes, per_class)
-            if 1 <= int(label) <= len(class_names)
+            name: round(found[label], 4) if found.get(label, -1.0) >= 0 else None
+            for label, name in enumerate(class_names, start=1)
         }
     return result
 
