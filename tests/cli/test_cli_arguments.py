@@ -1,5 +1,6 @@
-"""Real-valued flags: every one is parsed by ``resnet.cli.arguments.real``, so ``nan``, ``inf``
-and values out of range end in one ``error:`` line at parse time, before anything runs."""
+"""Argument parsing. Real-valued flags: every one is parsed by ``resnet.cli.arguments.real``, so
+``nan``, ``inf`` and values out of range end in one ``error:`` line at parse time, before anything
+runs. File arguments may come among the options, in any order."""
 
 from __future__ import annotations
 
@@ -77,3 +78,33 @@ def test_every_real_flag_refuses_non_finite_values(
     assert flag in last or "train" in path, last  # train's flags: the config names the field
     assert "finite" in last and value in last
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "ordered, mixed",
+    [
+        (
+            ["predict", "--checkpoint", "c", "--topk", "3", "a.png", "b.png"],
+            ["predict", "--checkpoint", "c", "a.png", "--topk", "3", "b.png"],
+        ),
+        (
+            ["explain", "--checkpoint", "c", "--out", "o", "a.png", "b.png"],
+            ["explain", "a.png", "--checkpoint", "c", "b.png", "--out", "o"],
+        ),
+        (
+            ["detect", "predict", "--seed", "3", "run", "a.png", "b.png"],
+            ["detect", "predict", "run", "a.png", "--seed", "3", "b.png"],
+        ),
+        (["models", "--json", "resnet*"], ["models", "resnet*", "--json"]),
+    ],
+    ids=["predict", "explain", "detect-predict", "models"],
+)
+def test_file_arguments_may_come_among_the_options(ordered, mixed):
+    """Plain argparse stopped at the file after an option: "unrecognized arguments: b.png"."""
+    parser = build_parser()
+    assert vars(parser.parse_args(mixed)) == vars(parser.parse_args(ordered))
+
+
+def test_a_double_dash_still_ends_the_options():
+    args = build_parser().parse_args(["predict", "--checkpoint", "c", "--", "-x.png", "a.png"])
+    assert args.inputs == ["-x.png", "a.png"] and args.checkpoint == "c"

@@ -27,8 +27,29 @@ COMMAND_MODULES = (
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """A parser whose commands take their file arguments among the options, in any order
+    (``resnet predict --checkpoint C a.png --topk 3 b.png``): argparse's intermixed parsing for
+    every command without subcommands, where plain argparse stops at ``b.png`` with
+    "unrecognized arguments". Subcommand parsers are built from this class too."""
+
+    _intermixing = False
+
+    def parse_known_args(self, args=None, namespace=None):  # noqa: D102 (argparse's own)
+        positionals = self._get_positional_actions()
+        nested = any(a.nargs in (argparse.PARSER, argparse.REMAINDER) for a in positionals)
+        separated = args is not None and "--" in args  # "--": the user ordered them already
+        if self._intermixing or not positionals or nested or separated:
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True  # parse_known_intermixed_args calls back into this method
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="resnet",
         description="Residual networks: build, train, evaluate, explain and export them.",
     )
