@@ -74,6 +74,22 @@ def test_ddp_prefix_and_training_checkpoint_wrapper_are_unwrapped(tmp_path):
     torch.testing.assert_close(target.conv1.weight, source.conv1.weight)
 
 
+@pytest.mark.parametrize("name", ["model", "net"])
+def test_a_lightning_checkpoint_loads_without_its_attribute_name(tmp_path, name):
+    """A LightningModule saves ``self.model`` as ``state_dict: {"model.conv1.weight": ...}``."""
+    source = create_model("resnet20")
+    path = tmp_path / "epoch=3-step=100.ckpt"
+    state = {f"{name}.{k}": v for k, v in source.state_dict().items()}
+    torch.save({"epoch": 3, "global_step": 100, "state_dict": state}, path)
+    target = create_model("resnet20")
+    assert load_weights(target, path).stripped_prefix == f"{name}."
+    torch.testing.assert_close(target.layer3[2].conv2.weight, source.layer3[2].conv2.weight)
+    # A second attribute beside the network (a loss's weights) is not guessed away.
+    torch.save({"state_dict": {**state, "criterion.weight": torch.ones(10)}}, path)
+    with pytest.raises(WeightsError, match=f"unexpected: {name}.conv1.weight"):
+        load_weights(create_model("resnet20"), path)
+
+
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 @pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
 def test_weights_holding_nan_or_inf_are_refused_naming_the_tensor(tmp_path, bad, suffix):

@@ -45,6 +45,7 @@ class LoadReport:
     dropped_classifier: bool = False  # the file's classifier had another number of classes
     backbone_only: bool = False  # the file has no classifier: the model keeps its fresh one
     renamed_classifier: str = ""  # the file's name for the classifier, when not ``fc``
+    stripped_prefix: str = ""  # the wrapper's attribute name every key began with ("model.")
     skipped: list[str] = field(default_factory=list)
 
 
@@ -124,7 +125,9 @@ def _read_file(path: Path) -> Any:
 def load_weights(model: nn.Module, source: Source) -> LoadReport:
     """Load a weight file (or a state_dict) into ``model``, adapting what can be adapted.
 
-    - training checkpoints and DDP/compile prefixes are unwrapped (``read_state_dict``);
+    - training checkpoints and DDP/compile prefixes are unwrapped (``read_state_dict``), and so
+      is the attribute a training wrapper kept the network in (a Lightning module's
+      ``model.conv1.weight``) when every key starts with it and none fits the model without it;
     - the classifier may be named ``linear``, ``head.fc`` or ``classifier`` in the file;
     - BatchNorm's ``num_batches_tracked`` counters may be missing (older PyTorch files);
     - ``conv1`` with another number of input channels: for 1 channel the RGB filters are summed
@@ -144,6 +147,7 @@ def load_weights(model: nn.Module, source: Source) -> LoadReport:
     state = read_state_dict(source)
     own = target.state_dict()
     report = LoadReport()
+    state = _strip_wrapper_name(state, own, report)
     state = _rename_classifier(state, own, report)
 
     stem_key = next((k for k in _STEM_KEYS if k in own), None)
@@ -167,6 +171,25 @@ def load_weights(model: nn.Module, source: Source) -> LoadReport:
     # Every key is checked above; only counters (and the kept classifier) may be missing here.
     target.load_state_dict(state, strict=False)
     return report
+
+
+def _strip_wrapper_name(
+    state: dict[str, Tensor], own: Mapping[str, Tensor], report: LoadReport
+) -> dict[str, Tensor]:
+    """Drop the one first name all keys share (``model.``, ``net.``, ``backbone.``: where a
+    Lightning module or other wrapper kept the network) if no key fits ``own`` with it and some
+    do without it; whether every key then fits is ``_check_fit``'s to say."""
+    if not state or any(key in own for key in state) or not all("." in key for key in state):
+        return state
+    names = {key.split(".", 1)[0] for key in state}
+    if len(names) != 1:
+        return state
+    prefix = f"{names.pop()}."
+    stripped = {key[len(prefix) :]: value for key, value in state.items()}
+    if not any(key in own for key in stripped):
+        return state
+    report.stripped_prefix = prefix
+    return stripped
 
 
 def _rename_classifier(
