@@ -90,6 +90,23 @@ def test_a_lightning_checkpoint_loads_without_its_attribute_name(tmp_path, name)
         load_weights(create_model("resnet20"), path)
 
 
+def test_an_openmmlab_checkpoint_loads_backbone_and_head(tmp_path):
+    """mmpretrain's ImageNet ResNets: ``backbone.<torchvision name>`` and ``head.fc.*`` under
+    ``state_dict``, beside a ``meta`` dict (mmcv names each BN ``bn1``.. as torchvision does)."""
+    source = create_model("resnet50")
+    state = {
+        (f"head.{k}" if k.startswith("fc.") else f"backbone.{k}"): v
+        for k, v in source.state_dict().items()
+        if not k.endswith("num_batches_tracked")
+    }
+    torch.save({"meta": {"epoch": 100}, "state_dict": state}, tmp_path / "resnet50_8xb32.pth")
+    target = create_model("resnet50")
+    report = load_weights(target, tmp_path / "resnet50_8xb32.pth")
+    assert (report.stripped_prefix, report.renamed_classifier) == ("backbone.", "head.fc")
+    for key, value in source.state_dict().items():
+        torch.testing.assert_close(target.state_dict()[key], value, msg=key)
+
+
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 @pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
 def test_weights_holding_nan_or_inf_are_refused_naming_the_tensor(tmp_path, bad, suffix):

@@ -176,16 +176,17 @@ def load_weights(model: nn.Module, source: Source) -> LoadReport:
 def _strip_wrapper_name(
     state: dict[str, Tensor], own: Mapping[str, Tensor], report: LoadReport
 ) -> dict[str, Tensor]:
-    """Drop the one first name all keys share (``model.``, ``net.``, ``backbone.``: where a
-    Lightning module or other wrapper kept the network) if no key fits ``own`` with it and some
-    do without it; whether every key then fits is ``_check_fit``'s to say."""
-    if not state or any(key in own for key in state) or not all("." in key for key in state):
+    """Drop the one first name all keys but the classifier's share (a Lightning module's
+    ``model.``, OpenMMLab's ``backbone.`` beside its ``head.fc``) if no key fits ``own`` with it
+    and some do without it; whether every key then fits is ``_check_fit``'s to say."""
+    body = [key for key in state if not key.startswith(tuple(f"{n}." for n in CLASSIFIER_NAMES))]
+    if not body or any(key in own for key in state) or not all("." in key for key in body):
         return state
-    names = {key.split(".", 1)[0] for key in state}
+    names = {key.split(".", 1)[0] for key in body}
     if len(names) != 1:
         return state
     prefix = f"{names.pop()}."
-    stripped = {key[len(prefix) :]: value for key, value in state.items()}
+    stripped = {key.removeprefix(prefix): value for key, value in state.items()}
     if not any(key in own for key in stripped):
         return state
     report.stripped_prefix = prefix
