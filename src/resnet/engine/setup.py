@@ -209,8 +209,13 @@ def init_from_data(model: nn.Module, train_loader: Any, images: int = WHITENING_
 
 
 def _weight_file(path: str) -> Path:
-    """A weight file path; a run directory or checkpoint ``.json`` means its ``.safetensors``."""
+    """A weight file path; a run directory or checkpoint ``.json`` means its ``.safetensors``
+    (a transformers ``save_pretrained`` folder stays a folder)."""
+    from resnet.models.hf_names import saved_weights
+
     candidate = Path(path)
+    if candidate.is_dir() and saved_weights(candidate) is not None:
+        return candidate  # a transformers save_pretrained folder: load_weights reads it
     if candidate.is_dir() or candidate.suffix == ".json":
         from resnet.engine.checkpoint import resolve_checkpoint
 

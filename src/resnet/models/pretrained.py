@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from resnet.errors import ConfigError, WeightsError
+from resnet.models.hf_names import from_transformers_names, is_transformers_resnet, saved_weights
 
 __all__ = [
     "load_weights",
@@ -53,14 +54,17 @@ def read_state_dict(source: Source) -> dict[str, Tensor]:
     """A flat ``{name: tensor}`` mapping from a weight file or a loaded mapping.
 
     Unwraps training checkpoints (``state_dict``, ``model``, ``model_state_dict``,
-    ``state_dict_ema``) and the ``module.``/``_orig_mod.`` prefixes of DDP and torch.compile.
+    ``state_dict_ema``) and the ``module.``/``_orig_mod.`` prefixes of DDP and torch.compile, and
+    renames transformers' ResNet (a ``save_pretrained`` folder or its weight file) to
+    torchvision's names (``resnet.models.hf_names``).
     """
     if not isinstance(source, (str, os.PathLike, Mapping)):
         raise WeightsError(
             f"weights come from a file path or a state_dict mapping, got {type(source).__name__}"
         )
     label = _label(source)
-    state = source if isinstance(source, Mapping) else _read_file(Path(source))
+    path = None if isinstance(source, Mapping) else _weights_path(Path(source))
+    state = source if path is None else _read_file(path)
     for key in _WRAPPER_KEYS:
         if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
             state = state[key]
@@ -73,6 +77,8 @@ def read_state_dict(source: Source) -> dict[str, Tensor]:
     for prefix in _PREFIXES * 2:  # either wrapper may wrap the other
         if state and all(k.startswith(prefix) for k in state):
             state = {k[len(prefix) :]: v for k, v in state.items()}
+    if is_transformers_resnet(state):
+        state = from_transformers_names(state, path, label)
     check_finite(state, label)
     return state
 
@@ -98,6 +104,19 @@ def check_finite(state: Mapping[str, Tensor], label: str) -> None:
 
 def _label(source: Source) -> str:
     return "the given state_dict" if isinstance(source, Mapping) else str(source)
+
+
+def _weights_path(path: Path) -> Path:
+    """``path``, or the weight file of a transformers ``save_pretrained`` folder."""
+    if path.is_dir():
+        found = saved_weights(path)
+        if found is None:
+            raise WeightsError(
+                f"{path}: a folder without model.safetensors or pytorch_model.bin; pass the "
+                "weight file itself (.pth, .safetensors)"
+            )
+        return found
+    return path
 
 
 def _read_file(path: Path) -> Any:
