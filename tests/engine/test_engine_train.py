@@ -11,6 +11,7 @@ import yaml
 from engine_helpers import make_npz, tiny_config
 from safetensors.torch import load_file
 
+from resnet.data import ArrayDataset, DatasetMeta
 from resnet.engine.checkpoint import load_checkpoint
 from resnet.engine.train import NonFiniteLossError, train
 from resnet.errors import DataError
@@ -119,6 +120,30 @@ def test_one_class_is_refused_before_the_run_folder(source, tmp_path, write_imag
         write_images(dataset, classes=("cat",), per_class=4)
     with pytest.raises(DataError, match=r"has 1 class\(es\) .*a classifier needs at least 2"):
         train(tiny_config(dataset, tmp_path / "runs", epochs=1))
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("source", ["folder", "given"])
+def test_a_train_split_of_one_present_class_is_refused(source, tmp_path, write_images):
+    """Two classes named, one with images: the 'dog' folder holds only files that are not
+    images (skipped with a warning), so the run would learn 'cat' and score 100%."""
+    if source == "folder":
+        dataset = tmp_path / "photos"
+        write_images(dataset, classes=("cat",), per_class=6)
+        (dataset / "dog").mkdir()
+        for i in range(6):
+            (dataset / "dog" / f"{i}.jpg").write_text("an HEIC photo renamed .jpg")
+        one_class = pytest.raises(DataError, match=r"images of one class only \('cat'\) of its 2")
+        with pytest.warns(UserWarning, match="unreadable"), one_class:
+            train(tiny_config(dataset, tmp_path / "runs", epochs=1))
+    else:
+        meta = DatasetMeta("cats", ["cat", "dog"], 1, (8, 8), (0.5,), (0.25,))
+        cats = ArrayDataset(
+            torch.zeros(16, 1, 8, 8, dtype=torch.uint8), torch.zeros(16).long(), meta
+        )
+        config = tiny_config(tmp_path / "unused.npz", tmp_path / "runs", epochs=1)
+        with pytest.raises(DataError, match="images of one class only"):
+            train(config, datasets={"train": cats, "test": cats})
     assert not (tmp_path / "runs").exists()
 
 

@@ -53,6 +53,11 @@ class ImageFolderDataset:
     def __len__(self) -> int:
         return len(self.samples)
 
+    @property
+    def labels(self) -> torch.Tensor:
+        """The class index of every sample, (N,) int64, as ``ArrayDataset.labels``."""
+        return torch.tensor([label for _, label in self.samples], dtype=torch.int64)
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         path, label = self.samples[index]
         image = open_image(path, self.meta.channels)

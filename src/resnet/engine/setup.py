@@ -70,13 +70,23 @@ def load_data(
     return _loaders(cfg, ctx, per_rank_batch, train_set, eval_set, test_set, eval_split)
 
 
-def _check_class_count(meta: Any, dataset: str) -> None:
-    # One class trains to a loss of 0 and 100% accuracy in one step, a result that means nothing.
+def _check_class_count(train_set: Any, dataset: str) -> None:
+    # One class trains to a loss of 0 and 100% accuracy in one step, a result that means nothing;
+    # so does a train split whose other classes are named but empty (a folder of unreadable files).
+    meta = train_set.meta
     if meta.num_classes < 2:
         names = ", ".join(repr(n) for n in meta.class_names) or "none"
         raise DataError(
             f"{dataset} has {meta.num_classes} class(es) ({names}); a classifier needs at least 2: "
             "add a folder per class, or labels 0..K-1 with K >= 2"
+        )
+    labels = getattr(train_set, "labels", None)
+    present = torch.unique(labels).tolist() if isinstance(labels, torch.Tensor) else None
+    if present is not None and len(present) < 2:
+        only = ", ".join(repr(meta.class_names[c]) for c in present) or "none"
+        raise DataError(
+            f"{dataset}: the train split holds images of one class only ({only}) of its "
+            f"{meta.num_classes}; a classifier needs at least 2: give the other classes images"
         )
 
 
@@ -95,7 +105,7 @@ def _splits(cfg: TrainConfig, given: dict) -> tuple[Any, Any, Optional[Any], str
         return given[name] if name in given else load_dataset(cfg.dataset, name, **options)
 
     train_set = split("train")
-    _check_class_count(train_set.meta, cfg.dataset)
+    _check_class_count(train_set, cfg.dataset)
     eval_split = "val" if cfg.val_fraction > 0 or "val" in given else "test"
     try:
         test_set = split("test")
