@@ -38,9 +38,10 @@ def test_the_plan_is_the_most_steps_whose_training_and_scoring_fit():
 
 
 def test_a_budget_with_no_room_for_a_step_is_a_config_error():
-    with pytest.raises(ConfigError, match=r"time_budget 10 s leaves no time to train.*raise"):
+    with pytest.raises(ConfigError, match=r"time_budget 10 s leaves no time to train.*raise") as e:
         plan_steps(10, 9.5, TIMES, steps_per_epoch=50, max_steps=100,
                    epoch_eval_images=0, final_eval_images=0)  # fmt: skip
+    assert "scoring" not in str(e.value)  # no final scoring: none to name
     with pytest.raises(ConfigError, match="scoring the 20000 final test images 20.0 s"):
         plan_steps(20, 1, TIMES, steps_per_epoch=50, max_steps=100,
                    epoch_eval_images=0, final_eval_images=20000)  # fmt: skip

@@ -155,10 +155,15 @@ def plan_steps(
         fits, too_many = (middle, too_many) if cost(middle) <= available else (fits, middle)
     steps = fits
     if steps < 1:
+        scoring = (
+            f" and scoring the {final_eval_images} final test images "
+            f"{final_eval_images * per_image:.1f} s"
+            if final_eval_images
+            else ""
+        )
         raise ConfigError(
             f"time_budget {budget:g} s leaves no time to train on this machine: setting up took "
-            f"{elapsed:.1f} s, one step takes {times.step_seconds:.2f} s and scoring the "
-            f"{final_eval_images} final test images {final_eval_images * per_image:.1f} s; "
+            f"{elapsed:.1f} s, one step takes {times.step_seconds:.2f} s{scoring}; "
             "raise time_budget or use a smaller batch_size"
         )
     return BudgetPlan(steps, times, budget - elapsed)
