@@ -188,3 +188,15 @@ def test_image_size_takes_numpy_integers_and_pairs(tmp_path, write_images):
     write_images(tmp_path)
     assert load_dataset(str(tmp_path), image_size=np.int64(12)).meta.image_size == (12, 12)
     assert load_dataset(str(tmp_path), image_size=[12, 10]).meta.image_size == (12, 10)
+
+
+def test_a_subset_of_a_folder_keeps_every_class_share(tmp_path, write_images):
+    """Samples lie class by class: the first 6 of 18 would be one class, a spread keeps 2+2+2."""
+    write_images(tmp_path / "photos", classes=("ant", "bee", "cat"), per_class=6)
+    data = load_dataset(str(tmp_path / "photos"), "train", val_fraction=0.0)
+    assert data.labels.tolist() == [0] * 6 + [1] * 6 + [2] * 6
+    picked = data.subset(6)
+    assert picked.labels.tolist() == [0, 0, 1, 1, 2, 2]
+    assert [p for p, _ in picked.samples] == [data.samples[i][0] for i in (0, 3, 6, 9, 12, 15)]
+    assert len(data.subset(100)) == 18 and len(data.subset(0)) == 0
+    assert data.subset([17, 0]).labels.tolist() == [2, 0]  # indices are taken as given

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -14,7 +15,7 @@ from safetensors.torch import load_file
 from resnet.data import ArrayDataset, DatasetMeta
 from resnet.engine.checkpoint import load_checkpoint
 from resnet.engine.train import NonFiniteLossError, train
-from resnet.errors import DataError
+from resnet.errors import ConfigError, DataError
 
 
 def test_run_directory_layout(tiny_npz, tmp_path):
@@ -248,3 +249,18 @@ def test_engine_whitening_needs_a_training_batch():
         init_from_data(model, [])
     plain = create_model("resnet9_slim", num_classes=10, in_chans=1)
     init_from_data(plain, [])  # nothing to whiten: a no-op, whatever the loader
+
+
+def test_a_train_subset_beyond_the_split_or_of_one_class_is_refused(tmp_path):
+    """train_subset 100000 of 256 images used to train on all 256 while config.yaml said 100000;
+    the first 100 of an .npz stored class by class hold one class."""
+    with pytest.raises(ConfigError, match="train_subset 100000 is more than the 256 images"):
+        train(tiny_config(make_npz(tmp_path / "d.npz"), tmp_path / "runs", train_subset=100000))
+    sorted_npz = tmp_path / "sorted.npz"
+    with np.load(make_npz(tmp_path / "d.npz")) as arrays:
+        order = np.argsort(arrays["train_labels"], kind="stable")
+        np.savez(sorted_npz, **{**arrays, "train_images": arrays["train_images"][order],
+                                "train_labels": arrays["train_labels"][order]})  # fmt: skip
+    with pytest.raises(DataError, match=r"\(train_subset 50\): the train split holds .* one class"):
+        train(tiny_config(sorted_npz, tmp_path / "runs", train_subset=50))
+    assert not (tmp_path / "runs").exists()

@@ -48,7 +48,12 @@ _FLAGS = (
     ("--seed", "seed", int, "random seed"),
     ("--name", "name", str, "run folder name under runs_dir"),
     ("--runs-dir", "runs_dir", str, "where run folders go"),
-    ("--train-subset", "train_subset", int, "train on the first N images only"),
+    (
+        "--train-subset",
+        "train_subset",
+        int,
+        "train on N images only (a folder: spread over its classes)",
+    ),
     ("--pretrained", "pretrained", str, "weight file (torchvision, timm or ours) to start from"),
     ("--freeze-stages", "freeze_stages", int, "freeze the stem and the first K stages"),
     ("--backbone-lr-scale", "backbone_lr_scale", real(), "lr multiplier of the backbone"),

@@ -73,11 +73,12 @@ class TrainConfig:
     # --- data
     dataset: str = "fashion-mnist"  # a registered name, an image folder or a MedMNIST .npz
     data_dir: Optional[str] = None  # where the dataset files live (None: the data layer's default)
-    train_subset: Optional[int] = None  # use only the first N training images (fast experiments)
+    train_subset: Optional[int] = None  # train on N images only (fast experiments): the first N,
+    # or for an image folder (stored class by class) N spread evenly over it
     # Fraction of train held out for validation when the source has no val split. 0 means no
     # validation: each epoch is scored on the test split, as the paper's curves are (Fig. 4).
     val_fraction: float = DEFAULT_VAL_FRACTION
-    eval_subset: Optional[int] = None  # score only the first N val/test images each epoch
+    eval_subset: Optional[int] = None  # score at most N val/test images each epoch (as above)
     # Image folders only: the side images are resized to (None: their own median size, at
     # most 224, so 96x96 photos are not trained at 5.4x the compute of their own size).
     image_size: Optional[int] = None

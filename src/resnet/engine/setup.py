@@ -64,10 +64,22 @@ def load_data(
     if cfg.train_subset is not None:
         if not hasattr(train_set, "subset"):
             raise ConfigError(f"train_subset needs an in-memory dataset, {cfg.dataset} is not one")
-        train_set = train_set.subset(cfg.train_subset)
-    if cfg.eval_subset is not None:
+        train_set = _subset(train_set, cfg.train_subset, "train_subset", "train")
+        _check_class_count(train_set, f"{cfg.dataset} (train_subset {cfg.train_subset})")
+    if cfg.eval_subset is not None:  # at most N: a recipe's 2000 also fits a smaller test split
         eval_set = eval_set.subset(cfg.eval_subset)
     return _loaders(cfg, ctx, per_rank_batch, train_set, eval_set, test_set, eval_split)
+
+
+def _subset(data: Any, count: int, field: str, split: str) -> Any:
+    # More than the split holds used to mean all of it, while config.yaml kept the larger count
+    # (a run "on 100000 images" of 60000).
+    if count > len(data):
+        raise ConfigError(
+            f"{field} {count} is more than the {len(data)} images of the {split} split; "
+            f"use at most {len(data)}, or leave {field} unset for all of them"
+        )
+    return data.subset(count)
 
 
 def _check_class_count(train_set: Any, dataset: str) -> None:
