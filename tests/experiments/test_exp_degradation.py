@@ -44,3 +44,11 @@ def test_degradation_needs_two_depths(tmp_path):
     for tolerance in (-0.01, 1.5, float("nan")):  # NaN would make every verdict False
         with pytest.raises(ConfigError, match="tolerance must be from 0 to 1"):
             run_degradation(tolerance=tolerance, progress=False)
+
+
+def test_a_subset_larger_than_the_data_is_refused(tiny_dataset):
+    """It used to train on all 48 images while degradation.json recorded train_subset 1000."""
+    with pytest.raises(
+        ConfigError, match="a subset of 1000 is more than the 48 images of the train"
+    ):
+        run_degradation(dataset=tiny_dataset, train_subset=1000, test_subset=8, progress=False)

@@ -75,7 +75,8 @@ def load_split(
     dataset: Any, split: str, *, data_dir: Optional[str] = None, subset: Optional[int] = None
 ) -> Any:
     """A dataset object from a name/path (via ``resnet.data.load_dataset``) or one given as is,
-    cut to its first ``subset`` samples when asked."""
+    cut to ``subset`` samples when asked (its first, or an image folder's spread over its
+    classes), never to more than it holds."""
     from resnet.data import load_dataset
 
     if isinstance(dataset, (str, Path)):
@@ -86,6 +87,11 @@ def load_split(
     if subset is not None:
         if subset < 1:
             raise ConfigError(f"subset size must be at least 1, got {subset}")
+        if subset > len(data):  # "trained on 100000 images" of 60000 would be recorded otherwise
+            raise ConfigError(
+                f"a subset of {subset} is more than the {len(data)} images of the {split} split; "
+                f"use at most {len(data)}"
+            )
         data = data.subset(subset) if hasattr(data, "subset") else data
     return data
 

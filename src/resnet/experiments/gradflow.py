@@ -115,13 +115,14 @@ def run_gradflow(
         if kind not in ("plain", "resnet"):
             raise ConfigError(f"network kind must be 'plain' or 'resnet', got {kind!r}")
     device = run_device(run)
-    train = load_split(dataset, "train", data_dir=data_dir, subset=batch_size * (steps + 1))
-    batches = eval_batches(train, batch_size=batch_size, device=device, shuffle=True, seed=seed)
-    if len(batches) < steps + 1:
+    train = load_split(dataset, "train", data_dir=data_dir)
+    if len(train) < batch_size * (steps + 1):
         raise ConfigError(
             f"the training set has {len(train)} images, too few for {steps} steps of "
             f"{batch_size}; lower --steps or --batch-size"
         )
+    train = train.subset(batch_size * (steps + 1)) if hasattr(train, "subset") else train
+    batches = eval_batches(train, batch_size=batch_size, device=device, shuffle=True, seed=seed)
     probe_x, probe_y = batches[0]
     networks = []
     for kind in kinds:
