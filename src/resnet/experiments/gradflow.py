@@ -84,6 +84,46 @@ def _decades_spread(rows: list[dict[str, Any]]) -> float:
     return math.log10(max(norms) / min(norms))
 
 
+def _probe(
+    model: nn.Module, batches: list, steps: int, lr: float, momentum: float
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[float]]:
+    """Gradient norms on the probe batch (``batches[0]``) at init and after ``steps`` SGD steps
+    on the batches after it, and the loss of each step."""
+    probe_x, probe_y = batches[0]
+    at_init = gradient_norms_by_depth(model, probe_x, probe_y)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    losses = []
+    for x, y in batches[1 : steps + 1]:
+        optimizer.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    after = gradient_norms_by_depth(model, probe_x, probe_y) if steps else at_init
+    return at_init, after, losses
+
+
+def _network_record(
+    name: str, kind: str, norm: str, at_init: list, after: list, losses: list[float]
+) -> dict[str, Any]:
+    """One network's row of ``gradflow.json``."""
+    return {
+        "label": f"{name} ({_NORM_LABELS.get(norm, norm)})",
+        "model": name,
+        "kind": kind,
+        "norm_layer": norm,
+        "num_weights": len(at_init),
+        "names": [row["name"] for row in at_init],
+        "norms_init": [row["norm"] for row in at_init],
+        "norms_after": [row["norm"] for row in after],
+        "ratio_init": _first_last_ratio(at_init),
+        "ratio_after": _first_last_ratio(after),
+        "spread_init": _decades_spread(at_init),
+        "spread_after": _decades_spread(after),
+        "step_losses": losses,
+    }
+
+
 def run_gradflow(
     dataset: Any = "fashion-mnist",
     *,
@@ -123,43 +163,16 @@ def run_gradflow(
         )
     train = train.subset(batch_size * (steps + 1)) if hasattr(train, "subset") else train
     batches = eval_batches(train, batch_size=batch_size, device=device, shuffle=True, seed=seed)
-    probe_x, probe_y = batches[0]
     networks = []
     for kind in kinds:
         for norm in norms:
             name = f"{kind}{depth}"
             torch.manual_seed(seed)
             model = model_for_dataset(name, train.meta, norm_layer=norm).to(device)
-            at_init = gradient_norms_by_depth(model, probe_x, probe_y)
-            optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
-            losses = []
-            for x, y in batches[1 : steps + 1]:
-                optimizer.zero_grad(set_to_none=True)
-                loss = F.cross_entropy(model(x), y)
-                loss.backward()
-                optimizer.step()
-                losses.append(loss.item())
-            after = gradient_norms_by_depth(model, probe_x, probe_y) if steps else at_init
-            label = f"{name} ({_NORM_LABELS.get(norm, norm)})"
-            networks.append(
-                {
-                    "label": label,
-                    "model": name,
-                    "kind": kind,
-                    "norm_layer": norm,
-                    "num_weights": len(at_init),
-                    "names": [row["name"] for row in at_init],
-                    "norms_init": [row["norm"] for row in at_init],
-                    "norms_after": [row["norm"] for row in after],
-                    "ratio_init": _first_last_ratio(at_init),
-                    "ratio_after": _first_last_ratio(after),
-                    "spread_init": _decades_spread(at_init),
-                    "spread_after": _decades_spread(after),
-                    "step_losses": losses,
-                }
-            )
+            at_init, after, losses = _probe(model, batches, steps, lr, momentum)
+            networks.append(_network_record(name, kind, norm, at_init, after, losses))
             log(
-                f"  gradflow {label:<22} first/last grad norm: at init "
+                f"  gradflow {networks[-1]['label']:<22} first/last grad norm: at init "
                 f"{networks[-1]['ratio_init']:.3g}, after {steps} steps "
                 f"{networks[-1]['ratio_after']:.3g}",
                 enabled=progress,
