@@ -121,16 +121,13 @@ def run_degradation(
 
     ``dataset`` is a name or path, or a ``{"train": ..., "test": ...}`` pair of in-memory
     datasets (the demo loads its data once and hands it on). Every network trains on the same
-    first ``train_subset`` train images and is scored after each epoch on the same first
-    ``test_subset`` test images (a short run would spend more time scoring 10,000 test images
+    ``train_subset`` train images and is scored after each epoch on the same ``test_subset``
+    test images (a short run would spend more time scoring 10,000 test images
     than training). Each training is a sub-run of ``run`` (default: a new ``runs/degradation-N``).
     ``tolerance`` (absolute error, 0.01 = one percentage point) is how close the deeper ResNet's
     final training error must be to the shallower one's to count as "matching" it. Returns
     plain data: per-run curves, per-network mean and spread over seeds, and the verdict.
     """
-    from resnet.engine.config import TrainConfig
-    from resnet.engine.train import train
-
     if len(depths) < 2 or not seeds:
         raise ConfigError("degradation needs at least two depths and one seed, e.g. --depths 20 56")
     depths, seeds = distinct("depths", depths), distinct("seeds", seeds)
@@ -149,27 +146,10 @@ def run_degradation(
         epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule,
         warmup_epochs=warmup_epochs, weight_decay=weight_decay, augment=augment, amp=amp,
     )  # fmt: skip
-    runs = []
-    total = len(seeds) * len(depths) * 2
-    for seed in seeds:
-        for kind in ("plain", "resnet"):
-            for depth in sorted(depths):
-                name = f"{kind}{depth}"
-                log(f"  [{len(runs) + 1}/{total}] training {name} seed {seed}", enabled=progress)
-                config = TrainConfig(
-                    model=name, dataset=name_of_data, seed=seed, device=str(run.device),
-                    curve_every=curve_every, name=f"{name}-seed{seed}",
-                    # Plain nets ignore it: zeroing a block's last BN would cut their only path.
-                    model_kwargs={"zero_init_residual": True} if zero_init_residual else {},
-                    progress=progress, log_tensorboard=False, **recipe,
-                )  # fmt: skip
-                result = train(config, run=run.child(config.name), datasets=data)
-                runs.append(_run_record(name, kind, depth, seed, result))
-                log(
-                    f"      {name}: final train error {100 * runs[-1]['train_error'][-1]:.2f}%, "
-                    f"test error {100 * runs[-1]['test_error'][-1]:.2f}%",
-                    enabled=progress,
-                )
+    runs = _train_networks(
+        data, depths, seeds, recipe, run,
+        curve_every=curve_every, zero_init_residual=zero_init_residual, progress=progress,
+    )  # fmt: skip
     summary = {
         f"{kind}{depth}": _summarize([r for r in runs if r["model"] == f"{kind}{depth}"])
         for kind in ("plain", "resnet")
@@ -190,6 +170,45 @@ def run_degradation(
         "summary": summary,
         "verdict": _verdict(summary, depths, tolerance),
     }
+
+
+def _train_networks(
+    data: dict[str, Any],
+    depths: Sequence[int],
+    seeds: Sequence[int],
+    recipe: dict[str, Any],
+    run: Run,
+    *,
+    curve_every: Optional[int],
+    zero_init_residual: bool,
+    progress: bool,
+) -> list[dict[str, Any]]:
+    """Train plain-d and resnet-d for every seed and depth, each a sub-run of ``run``."""
+    from resnet.engine.config import TrainConfig
+    from resnet.engine.train import train
+
+    runs: list[dict[str, Any]] = []
+    total = len(seeds) * len(depths) * 2
+    for seed in seeds:
+        for kind in ("plain", "resnet"):
+            for depth in sorted(depths):
+                name = f"{kind}{depth}"
+                log(f"  [{len(runs) + 1}/{total}] training {name} seed {seed}", enabled=progress)
+                config = TrainConfig(
+                    model=name, dataset=data["train"].meta.name, seed=seed,
+                    device=str(run.device), curve_every=curve_every, name=f"{name}-seed{seed}",
+                    # Plain nets ignore it: zeroing a block's last BN would cut their only path.
+                    model_kwargs={"zero_init_residual": True} if zero_init_residual else {},
+                    progress=progress, log_tensorboard=False, **recipe,
+                )  # fmt: skip
+                result = train(config, run=run.child(config.name), datasets=data)
+                runs.append(_run_record(name, kind, depth, seed, result))
+                log(
+                    f"      {name}: final train error {100 * runs[-1]['train_error'][-1]:.2f}%, "
+                    f"test error {100 * runs[-1]['test_error'][-1]:.2f}%",
+                    enabled=progress,
+                )
+    return runs
 
 
 def _run_record(name: str, kind: str, depth: int, seed: int, result: Any) -> dict[str, Any]:
