@@ -68,8 +68,9 @@ def quantize_int8(
     ``calibration`` and ``check`` are a dataset name or path (anything ``load_dataset``
     accepts), or float tensors of images already normalised as the model expects (``check`` may
     be ``(images, labels)``). A checkpoint defaults to its own training dataset: the first
-    ``calibration_samples`` of a seeded permutation of the train split calibrate, the first
-    ``check_samples`` (0: all) of the test split check. A bare model needs ``calibration``; its
+    ``calibration_samples`` of a seeded permutation of the train split calibrate,
+    ``check_samples`` (0: all) of the test split check (its first; an image folder's, stored
+    class by class, spread over it). A bare model needs ``calibration``; its
     check defaults to that dataset's test split, or to the calibration images themselves.
     Tensors are used whole; the sample counts apply to datasets.
 
@@ -96,26 +97,9 @@ def quantize_int8(
             "a bare model has no training data to calibrate on; pass calibration= (a dataset "
             "name or path, or normalised images (N, C, H, W))"
         )
-    calib_batches, calib_name, data_meta_found = _data_batches(
-        calibration, "train", meta, trained, calibration_samples
+    calib_images, check_batches, check_name, metadata = _calibration_and_check(
+        model, meta, source, trained, calibration, check, calibration_samples, check_samples
     )
-    calib_images = torch.cat([x for x, _ in calib_batches])
-    meta = meta or data_meta_found
-    metadata = export_metadata(model, meta, "onnx-int8", trained.get("dataset"))
-    if meta is None:  # nothing describes the inputs but the calibration images themselves
-        metadata["image_size"] = list(calib_images.shape[2:])
-        metadata["input_shape"] = [-1, metadata["channels"], *metadata["image_size"]]
-    _require_shape(calib_images, metadata, "calibration")
-    if check is None and source is None and isinstance(calibration, (str, os.PathLike)):
-        check = calibration  # a bare model: the test split of its calibration dataset
-    if check is None and source is None:
-        check_batches, check_name = calib_batches, "calibration"  # nothing held out: weakest
-    else:
-        check_batches, check_name, _ = _data_batches(check, "test", meta, trained, check_samples)
-    metadata["quantization"] = {
-        "scheme": QUANTIZATION_SCHEME,
-        "calibration": f"{calib_name}, {len(calib_images)} images",
-    }
     out = out or _default_path(source, model)
 
     example = calib_images[:2]
@@ -148,6 +132,40 @@ def quantize_int8(
         "min_agreement": min_agreement,
         "metadata": metadata,
     }
+
+
+def _calibration_and_check(
+    model: nn.Module,
+    meta: Optional[dict],
+    source: Any,
+    trained: dict,
+    calibration: DataSpec,
+    check: DataSpec,
+    calibration_samples: int,
+    check_samples: int,
+) -> tuple[torch.Tensor, list, str, dict[str, Any]]:
+    """(calibration images, check batches, check data's name, the export's metadata)."""
+    calib_batches, calib_name, data_meta_found = _data_batches(
+        calibration, "train", meta, trained, calibration_samples
+    )
+    calib_images = torch.cat([x for x, _ in calib_batches])
+    meta = meta or data_meta_found
+    metadata = export_metadata(model, meta, "onnx-int8", trained.get("dataset"))
+    if meta is None:  # nothing describes the inputs but the calibration images themselves
+        metadata["image_size"] = list(calib_images.shape[2:])
+        metadata["input_shape"] = [-1, metadata["channels"], *metadata["image_size"]]
+    _require_shape(calib_images, metadata, "calibration")
+    if check is None and source is None and isinstance(calibration, (str, os.PathLike)):
+        check = calibration  # a bare model: the test split of its calibration dataset
+    if check is None and source is None:
+        check_batches, check_name = calib_batches, "calibration"  # nothing held out: weakest
+    else:
+        check_batches, check_name, _ = _data_batches(check, "test", meta, trained, check_samples)
+    metadata["quantization"] = {
+        "scheme": QUANTIZATION_SCHEME,
+        "calibration": f"{calib_name}, {len(calib_images)} images",
+    }
+    return calib_images, check_batches, check_name, metadata
 
 
 def _data_batches(
