@@ -86,3 +86,52 @@ def test_numpy_class_counts_build_and_are_recorded_as_int():
     assert model(torch.zeros(2, 1, 32, 32)).shape == (2, 4)
     assert type(model.model_kwargs["num_classes"]) is int
     assert type(model.model_kwargs["in_chans"]) is int
+
+
+# One model of each class and builder: every bool parameter of either is an on/off switch.
+SWITCH_MODELS = ["resnet20", "plain20", "resnet18", "wrn16_4", "resnet9_slim", "resnet18_3d"]
+
+
+def _switches(name):
+    import inspect
+
+    from resnet.models import model_entry
+
+    model = resnet.create_model(name)
+    callables = (model_entry(name).builder, type(model).__init__)
+    return sorted(
+        {key for f in callables for key, p in inspect.signature(f).parameters.items()
+         if p.annotation in (bool, "bool")}
+    )  # fmt: skip
+
+
+def _accepts(name, key):
+    """Whether ``name`` takes ``key`` at all (plain20's builder fixes ``residual`` itself)."""
+    try:
+        resnet.create_model(name, **{key: False})
+    except ConfigError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("name", SWITCH_MODELS)
+def test_every_on_off_model_option_takes_a_bool_only(name):
+    """``zero_init_residual="false"`` was a true string, and turned the option on."""
+    switches = [key for key in _switches(name) if _accepts(name, key)]
+    assert switches  # each of these models has at least one (zero_init_residual, ...)
+    for key in switches:
+        for value in ("false", 1, None):
+            with pytest.raises(ConfigError, match=f"{key} is on or off; pass True or False"):
+                resnet.create_model(name, **{key: value})
+    with pytest.raises(ConfigError, match="features_only is on or off"):
+        resnet.create_model(name, features_only="no")
+
+
+@pytest.mark.parametrize(
+    "out_indices, message",
+    [((3, 1), "in increasing order"), ((1, 1), "each stage once"), ((1.0, 2), "whole stage")],
+)
+def test_feature_indices_come_once_each_in_stage_order(out_indices, message):
+    """(3, 1) returned stage 1 then 3 while feature_info said 3 then 1; 1.0 was never matched."""
+    with pytest.raises(ConfigError, match=message):
+        resnet.create_model("resnet18", features_only=True, out_indices=out_indices)

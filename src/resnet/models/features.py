@@ -6,6 +6,7 @@ from typing import Optional
 
 from torch import Tensor, nn
 
+from resnet.checks import is_whole
 from resnet.errors import ConfigError
 
 __all__ = ["FeatureExtractor"]
@@ -21,10 +22,20 @@ class FeatureExtractor(nn.Module):
         super().__init__()
         num_stages = len(model.feature_info)
         indices = tuple(range(num_stages)) if out_indices is None else tuple(out_indices)
+        if not all(is_whole(i) for i in indices):  # 1.5 passed the range check, then never matched
+            raise ConfigError(
+                f"out_indices {out_indices} must be whole stage numbers, e.g. (1, 2, 3)"
+            )
         if not indices or any(not 0 <= i < num_stages for i in indices):
             raise ConfigError(
                 f"out_indices {out_indices} out of range: this model has stages 0..{num_stages - 1}"
             )
+        if list(indices) != sorted(set(indices)):  # features come in stage order, once each
+            raise ConfigError(
+                f"out_indices {out_indices} must list each stage once, in increasing order "
+                f"(e.g. {tuple(sorted(set(indices)))}): the features come in stage order"
+            )
+        indices = tuple(int(i) for i in indices)
         self.model = model
         self.out_indices = indices
         self.feature_info = [model.feature_info[i] for i in indices]

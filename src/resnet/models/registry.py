@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import inspect
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -85,6 +86,7 @@ def create_model(
     kwarg a checkpoint cannot record (not JSON, e.g. a norm constructor) raises ``ConfigError``.
     """
     entry = model_entry(name)
+    _check_switches(name, {"features_only": features_only}, (create_model,))
     for key in ("num_classes", "in_chans"):  # every family takes them; 1.5 failed deep in torch
         if key in kwargs:  # as int: numpy integers are not JSON, and checkpoints record these
             kwargs[key] = whole_number(key, kwargs[key])
@@ -93,6 +95,7 @@ def create_model(
         model = entry.builder(**kwargs)
     except TypeError as error:
         raise ConfigError(f"bad argument for model {name!r}: {error}") from None
+    _check_switches(name, kwargs, (entry.builder, type(model).__init__))
     model.model_name = name
     model.model_kwargs = {**kwargs, **recorded_kwargs(name, kwargs, model)}
     if features_only:
@@ -102,6 +105,23 @@ def create_model(
     if out_indices is not None:
         raise ConfigError("out_indices only makes sense with features_only=True")
     return model
+
+
+def _check_switches(name: str, kwargs: dict[str, Any], callables: tuple) -> None:
+    """Refuse a non-bool for an on/off option (a ``bool`` parameter of the builder or the model
+    class): ``zero_init_residual="false"`` is a true string, and turned the option on."""
+    switches = {
+        key
+        for function in callables
+        for key, parameter in inspect.signature(function).parameters.items()
+        if parameter.annotation in (bool, "bool")
+    }
+    for key in sorted(switches & set(kwargs)):
+        if not isinstance(kwargs[key], bool):
+            raise ConfigError(
+                f"create_model({name!r}, {key}={kwargs[key]!r}): {key} is on or off; "
+                "pass True or False (true or false in YAML)"
+            )
 
 
 def _check_recordable(name: str, kwargs: dict[str, Any]) -> None:
