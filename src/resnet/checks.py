@@ -11,7 +11,7 @@ from typing import Any
 
 from resnet.errors import ConfigError
 
-__all__ = ["distinct", "is_whole", "whole_number"]
+__all__ = ["distinct", "is_whole", "switches", "whole_number"]
 
 
 def is_whole(value: Any) -> bool:
@@ -35,3 +35,11 @@ def distinct(name: str, values: Any) -> list:
     if repeated:
         raise ConfigError(f"{name} {values} repeat {', '.join(repeated)}; give each once")
     return values
+
+
+def switches(**values: Any) -> None:
+    """Refuse any of ``values`` (on/off arguments by name) that is not a bool: ``"false"`` is a
+    true string, and would have turned the option on."""
+    for name, value in values.items():
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name} must be true or false, got {value!r}")

@@ -135,3 +135,47 @@ def test_feature_indices_come_once_each_in_stage_order(out_indices, message):
     """(3, 1) returned stage 1 then 3 while feature_info said 3 then 1; 1.0 was never matched."""
     with pytest.raises(ConfigError, match=message):
         resnet.create_model("resnet18", features_only=True, out_indices=out_indices)
+
+
+@pytest.mark.parametrize(
+    "call, name",
+    [
+        (lambda v: resnet.load_dataset("fashion-mnist", "test", download=v), "download"),
+        (lambda v: resnet.evaluate("no-run", tta_flip=v), "tta_flip"),
+        (lambda v: resnet.optimize_for_inference(torch.nn.Linear(2, 2), fold_bn=v), "fold_bn"),
+        (lambda v: resnet.optimize_for_inference(torch.nn.Linear(2, 2), compile=v), "compile"),
+        (lambda v: resnet.optimize_for_inference(torch.nn.Linear(2, 2), inplace=v), "inplace"),
+        (lambda v: resnet.export_model("no-run", "onnx", fold_bn=v), "fold_bn"),
+        (lambda v: _loader(channels_last=v), "channels_last"),
+        (lambda v: _loader(drop_last=v), "drop_last"),
+        (lambda v: _loader(train=v), "train"),
+        (lambda v: _run("degradation", "run_degradation", augment=v), "augment"),
+        (
+            lambda v: _run("degradation", "run_degradation", zero_init_residual=v),
+            "zero_init_residual",
+        ),
+        (lambda v: _run("landscape", "run_landscape", {}, two_d=v), "two_d"),
+        (lambda v: _run("demo", "run_demo", full=v), "full"),
+    ],
+)
+def test_on_off_arguments_of_the_api_take_a_bool_only(call, name):
+    """``tta_flip="false"`` is a true string: evaluate ran with test-time flips."""
+    for value in ("false", 0, None):
+        with pytest.raises(ConfigError, match=f"^{name} must be true or false, got {value!r}$"):
+            call(value)
+
+
+def _loader(**options):
+    meta = resnet.data.DatasetMeta("x", ["a", "b"], 1, (4, 4), (0.5,), (0.25,))
+    data = resnet.data.ArrayDataset(
+        torch.zeros(2, 1, 4, 4, dtype=torch.uint8), torch.tensor([0, 1]), meta
+    )
+    return resnet.data.make_loader(data, batch_size=2, **{"train": False, **options})
+
+
+def _run(module, function, *args, **options):
+    import importlib
+
+    return getattr(importlib.import_module(f"resnet.experiments.{module}"), function)(
+        *args, **options
+    )

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from resnet.checks import switches
 from resnet.data.erasing import erase, erasing_boxes
 from resnet.data.folder import ImageFolderDataset
 from resnet.data.folder_loader import FolderLoader
@@ -216,6 +217,7 @@ def make_loader(
     folder gets a DataLoader-backed loader with the same iteration contract. ``flip`` defaults to
     on except for datasets whose classes are not mirror-symmetric (MNIST digits).
     """
+    switches(train=train, drop_last=drop_last, channels_last=channels_last)
     meta: DatasetMeta = dataset.meta
     augment = train if augment is None else augment
     flip = mirror_keeps_class(meta) if flip is None else flip

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from resnet.checks import switches
 from resnet.data.cifar import CIFAR_VARIANTS, find_cifar_files, load_cifar, missing_cifar_files
 from resnet.data.idx import IDX_FILES, find_idx_files, load_idx_split, missing_idx_files
 from resnet.data.meta import (
@@ -126,6 +127,7 @@ def load_dataset(
     Sources without a val split use a seeded ``val_fraction`` of train as "val" and the rest as
     "train" (the default 0 keeps all of train and leaves "val" to ``test``).
     """
+    switches(download=download)
     if split not in _SPLITS:
         raise ConfigError(f"unknown split {split!r}; use one of {', '.join(_SPLITS)}")
     if not isinstance(name, (str, os.PathLike)):

@@ -12,6 +12,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
+from resnet.checks import switches
 from resnet.engine.evaluate import check_tta_flip, evaluate_loader
 from resnet.errors import ConfigError
 
@@ -53,6 +54,7 @@ def evaluate(
     is scored (``per_class_accuracy`` None for the others). A plain image folder
     (``root/<class>/<image>``) other than the training one is scored whole (split ``"all"``).
     """
+    switches(tta_flip=tta_flip)
     from resnet.data import make_loader
     from resnet.deploy.runtime import load_inference_model, training_precision
     from resnet.device import resolve_device

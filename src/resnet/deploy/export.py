@@ -24,7 +24,7 @@ from typing import Any, Optional, Union
 import torch
 from torch import nn
 
-from resnet.checks import is_whole
+from resnet.checks import is_whole, switches
 from resnet.errors import ConfigError, ResnetError
 from resnet.io import atomic_write
 
@@ -81,6 +81,7 @@ def export_model(
     "checked_with", "metadata"}``. ``data_meta`` (a ``DatasetMeta`` or its dict) describes the
     inputs of a bare model; a checkpoint brings its own.
     """
+    switches(fold_bn=fold_bn)
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format {fmt!r}: choose one of {', '.join(FORMATS)}")
     if not (isinstance(atol, numbers.Real) and 0 <= atol < math.inf):  # NaN passed every check

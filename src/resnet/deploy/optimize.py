@@ -13,6 +13,7 @@ from typing import Optional
 import torch
 from torch import nn
 
+from resnet.checks import switches
 from resnet.errors import ConfigError
 
 __all__ = ["optimize_for_inference", "fold_batch_norms", "find_conv_bn_pairs"]
@@ -174,6 +175,7 @@ def optimize_for_inference(
     The original is left untouched unless ``inplace=True``. Without ``compile`` the result is
     the same class with the same methods (``forward_features``, ``stages()``, ``model_name``).
     """
+    switches(fold_bn=fold_bn, channels_last=channels_last, compile=compile, inplace=inplace)
     if not isinstance(model, nn.Module):
         raise ConfigError(
             f"optimize_for_inference takes an nn.Module, got {type(model).__name__}; build it "

@@ -12,7 +12,7 @@ import statistics
 from collections.abc import Sequence
 from typing import Any, Optional
 
-from resnet.checks import distinct
+from resnet.checks import distinct, switches
 from resnet.errors import ConfigError
 from resnet.experiments.common import load_split, log
 from resnet.run import Run
@@ -128,6 +128,7 @@ def run_degradation(
     final training error must be to the shallower one's to count as "matching" it. Returns
     plain data: per-run curves, per-network mean and spread over seeds, and the verdict.
     """
+    switches(augment=augment, zero_init_residual=zero_init_residual)
     if len(depths) < 2 or not seeds:
         raise ConfigError("degradation needs at least two depths and one seed, e.g. --depths 20 56")
     depths, seeds = distinct("depths", depths), distinct("seeds", seeds)

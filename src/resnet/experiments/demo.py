@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
 
+from resnet.checks import switches
 from resnet.experiments.common import load_split, log, save_result
 from resnet.run import Run
 
@@ -113,6 +114,7 @@ def run_demo(
     The device is resolved (and a missing one refused) before anything runs; the data is
     loaded once and handed to every experiment.
     """
+    switches(full=full)
     from resnet.experiments import plotting
     from resnet.experiments.block import format_block, run_block
     from resnet.experiments.gradflow import run_gradflow

@@ -16,6 +16,7 @@ from typing import Any, Optional
 import torch
 from torch import Tensor, nn
 
+from resnet.checks import switches
 from resnet.errors import ConfigError
 from resnet.experiments.common import (
     evaluate_loss_accuracy,
@@ -111,6 +112,7 @@ def run_landscape(
     a generator seeded with ``seed``, the same seed for every network. Returns plain data; the
     2D losses are a row-major (len(betas), len(alphas)) list of lists.
     """
+    switches(two_d=two_d)
     if not checkpoints:
         raise ConfigError("landscape needs at least one checkpoint; pass --checkpoint PATH")
     alphas_1d = _grid(points_1d, span)
