@@ -116,6 +116,10 @@ def test_predict_pngs_and_a_broken_file(checkpoint, tiny_npz, tmp_path, capsys):
         assert [r["prob"] for r in row["topk"]] == pytest.approx(values.tolist(), abs=1e-5)
         assert row["label"] == meta.class_names[indices[0]]
 
+    # One path on its own is one input (a str used to be read as one path per letter).
+    for single in (str(files[0]), files[0]):
+        assert predict(path, single, topk=3, device="cpu") == predict(path, [files[0]], topk=3)
+
     # The CLI prints JSON for the good files and exits 2 because one failed.
     code = main(["predict", "--checkpoint", str(path), "--json", str(files[0]), str(broken)])
     captured = capsys.readouterr()

@@ -64,6 +64,13 @@ def test_explain_writes_one_overlay_per_image(checkpoint, images, tmp_path, caps
     assert sorted(p.name for p in out.iterdir()) == ["colour_gradcam.png", "grey_gradcam.png"]
 
 
+def test_one_path_on_its_own_is_one_input(checkpoint, images, tmp_path):
+    """A str used to be read as one path per letter."""
+    for single in (str(images[0]), images[0]):
+        rows = explain_images(checkpoint, single, out_dir=tmp_path / "out")
+        assert [row["path"] for row in rows] == [str(images[0])]
+
+
 def test_folders_and_repeated_names_give_one_overlay_each(checkpoint, images, tmp_path, capsys):
     """A folder stands for its images; inputs that share a stem never overwrite each other."""
     for name in ["a/x.png", "b/x.png", "b/x-2.png"]:

@@ -36,9 +36,12 @@ VOLUME_EXTENSIONS = (".npy",)  # uint8 (D, H, W) arrays, as MedMNIST 3D holds th
 def input_files(inputs: Sequence[str | os.PathLike], meta: DatasetMeta) -> list[Path]:
     """The files ``predict`` and ``explain`` read: each file as given, each folder replaced by
     the images (``.npy`` volumes for 3D checkpoints) anywhere inside it, in sorted order.
+    ``inputs`` is a list of paths, or one path.
 
     Raises ``DataError`` for a folder that holds none, naming the suffixes looked for.
     """
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]  # one path, not a string of one-letter paths
     suffixes = VOLUME_EXTENSIONS if len(meta.image_size) == 3 else IMAGE_EXTENSIONS
     files: list[Path] = []
     for item in inputs:

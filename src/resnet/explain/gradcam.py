@@ -142,6 +142,8 @@ def explain_images(
     from resnet.engine.checkpoint import load_checkpoint
     from resnet.explain.overlay import save_explanation, to_display_image
 
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]  # one path, not a string of one-letter paths
     if not inputs:
         raise DataError("explain got no inputs; pass one or more image files")
     if not 0.0 <= alpha <= 1.0:  # also refuses NaN
