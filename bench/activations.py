@@ -98,4 +98,6 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from resnet.cli import one_line_errors
+
+    sys.exit(one_line_errors(main, prog="bench/activations.py"))

@@ -23,12 +23,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peak import OtherLoad, machine_header  # noqa: E402
 
+from resnet.cli.arguments import count  # noqa: E402
 from resnet.device import resolve_precision  # noqa: E402
 from resnet.engine.budget import median_seconds, training_step  # noqa: E402
 from resnet.engine.config import TrainConfig  # noqa: E402
 from resnet.engine.setup import StepContext  # noqa: E402
 from resnet.engine.train import build_run_optimizer  # noqa: E402
-from resnet.models import create_model  # noqa: E402
+from resnet.models import create_model, model_entry  # noqa: E402
 
 META = SimpleNamespace(channels=1, image_size=(28, 28))
 
@@ -51,8 +52,10 @@ def measure(name: str, optimizer: str, batch: int, precision: str) -> tuple[floa
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["resnet9_slim", "resnet20"])
-    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--batch", type=count(1), default=256)
     args = parser.parse_args()
+    for name in args.models:  # a typo is refused before anything is measured
+        model_entry(name)
     precision = resolve_precision("auto", torch.device("cpu"))
     print(machine_header(f"{precision}, batch {args.batch}"), flush=True)
     others = OtherLoad()
@@ -71,4 +74,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from resnet.cli import one_line_errors
+
+    sys.exit(one_line_errors(main, prog="bench/optimizer_step.py"))

@@ -22,12 +22,14 @@ cores make oneDNN several times slower.
 from __future__ import annotations
 
 import argparse
+import sys
 import threading
 import time
 
 import torch
 import torch.nn.functional as F
 
+from resnet.cli.arguments import count
 from resnet.device import (
     allowed_cpus,
     busy_cpu_seconds,
@@ -38,7 +40,7 @@ from resnet.device import (
 from resnet.engine.budget import median_seconds
 from resnet.engine.budget import training_step as engine_training_step
 from resnet.engine.setup import StepContext
-from resnet.models import create_model
+from resnet.models import create_model, model_entry
 from resnet.models.profile import count_gflops
 
 CONV_SHAPES = ((16, 28), (32, 28), (64, 14), (128, 14), (256, 7))  # (channels, side)
@@ -200,11 +202,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["resnet20", "resnet9_slim", "resnet9"])
     parser.add_argument("--compile", action="store_true", help="also torch.compile the steps")
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--threads", type=count(1), default=None)
     parser.add_argument(
         "--bf16", action="store_true", help="measure bfloat16 even where it is only emulated"
     )
     args = parser.parse_args()
+    for name in args.models:  # a typo is refused before minutes of measuring
+        model_entry(name)
     if args.threads:
         torch.set_num_threads(args.threads)
     print(machine_header(), flush=True)
@@ -242,4 +246,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from resnet.cli import one_line_errors
+
+    sys.exit(one_line_errors(main, prog="bench/peak.py"))

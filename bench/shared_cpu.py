@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import sys
 
 import torch
 from peak import machine_header, step_seconds
@@ -71,4 +72,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from resnet.cli import one_line_errors
+
+    sys.exit(one_line_errors(main, prog="bench/shared_cpu.py"))

@@ -27,6 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peak import OtherLoad, conv_peak, machine_header  # noqa: E402
 
+from resnet.cli.arguments import count  # noqa: E402
 from resnet.engine.config import TrainConfig  # noqa: E402
 from resnet.engine.setup import init_from_data  # noqa: E402
 from resnet.engine.train import train  # noqa: E402
@@ -111,8 +112,8 @@ def baseline(recipe: str, seed: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipe", default="fashion-mnist-fast")
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument("--seeds", type=count(1), default=3)
+    parser.add_argument("--first-seed", type=count(0), default=0)
     parser.add_argument("--baseline", action="store_true", help="also the torchvision pipeline")
     # Repeatable, as resnet train's: --set a=1 --set b=2 and --set a=1 b=2 both set both.
     parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE")
@@ -173,4 +174,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from resnet.cli import one_line_errors
+
+    sys.exit(one_line_errors(main, prog="bench/time_to_accuracy.py"))

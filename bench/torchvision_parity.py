@@ -6,6 +6,8 @@ Run: ``.venv/bin/python bench/torchvision_parity.py``.
 
 from __future__ import annotations
 
+import sys
+
 import torch
 import torchvision
 
@@ -30,4 +32,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from resnet.cli import one_line_errors
+
+    sys.exit(one_line_errors(main, prog="bench/torchvision_parity.py"))

@@ -11,12 +11,12 @@ import contextlib
 import importlib
 import os
 import sys
-from collections.abc import Sequence
-from typing import Optional
+from collections.abc import Callable, Sequence
+from typing import Any, Optional
 
 from resnet.errors import ResnetError
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "one_line_errors"]
 
 COMMAND_MODULES = (
     "resnet.cli.models",
@@ -80,25 +80,37 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2
+    return one_line_errors(lambda: args.func(args), debug=debug)
+
+
+def one_line_errors(
+    command: Callable[[], Any], *, prog: str = "resnet", debug: Optional[bool] = None
+) -> int:
+    """Run ``command`` and return its exit code; any failure becomes one ``PROG: error: ...``
+    line and exit code 2 (130 for Ctrl-C), as in ``main``. The scripts under ``bench/`` run
+    their ``main`` through it too. ``debug`` (default: ``RESNET_DEBUG=1``) re-raises instead.
+    """
+    if debug is None:
+        debug = os.environ.get("RESNET_DEBUG", "") not in ("", "0")
     try:
-        return int(args.func(args) or 0)
+        return int(command() or 0)
     except BrokenPipeError:
         return _closed_pipe()
     except Exception as error:
         if debug:
             raise
-        return _report(error)
+        return _report(error, prog)
     except KeyboardInterrupt:
-        print("resnet: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130
 
 
-def _report(error: Exception) -> int:
+def _report(error: Exception, prog: str = "resnet") -> int:
     """One line for ``error``; exit 130 for Ctrl-C during a run, 2 for everything else."""
     from resnet.run import RunInterrupted
 
     if isinstance(error, RunInterrupted):
-        print(f"resnet: {error}", file=sys.stderr)
+        print(f"{prog}: {error}", file=sys.stderr)
         return 130
     if isinstance(error, ResnetError):
         message = str(error)
@@ -112,8 +124,9 @@ def _report(error: Exception) -> int:
         message = f"a text file is not UTF-8 ({error}); save it as UTF-8"
     else:
         first = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
-        message = f"{type(error).__name__}: {first} (run with --debug for the traceback)"
-    print(f"resnet: error: {' '.join(message.split())}", file=sys.stderr)
+        hint = "run with --debug" if prog == "resnet" else "set RESNET_DEBUG=1"
+        message = f"{type(error).__name__}: {first} ({hint} for the traceback)"
+    print(f"{prog}: error: {' '.join(message.split())}", file=sys.stderr)
     return 2
 
 

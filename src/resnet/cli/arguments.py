@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable
 from typing import Optional
 
-__all__ = ["real"]
+__all__ = ["real", "count"]
 
 
 def real(
@@ -40,4 +40,21 @@ def real(
         return value
 
     parse.__name__ = "real"  # argparse names the type in some messages
+    return parse
+
+
+def count(low: int = 1) -> Callable[[str], int]:
+    """An argparse ``type``: a whole number >= ``low`` (``--seeds 0`` used to run no seed and
+    fail at the summary, after the machine had been measured)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {low}, got {text!r}")
+        return value
+
+    parse.__name__ = "count"
     return parse

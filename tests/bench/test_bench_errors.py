@@ -1,0 +1,34 @@
+"""Bench scripts end bad input as the CLI does: one ``bench/NAME: error: ...`` line, exit 2,
+before anything is measured (they used to print a traceback, some after minutes of work)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+@pytest.mark.parametrize(
+    "script, args, message",
+    [
+        ("time_to_accuracy.py", ["--recipe", "nope"], "recipe nope not found"),
+        ("time_to_accuracy.py", ["--seeds", "0"], "--seeds: expected a whole number >= 1"),
+        ("time_to_accuracy.py", ["--set", "lr=abc"], "lr must be a number"),
+        ("peak.py", ["--models", "resnt20"], "unknown model 'resnt20'"),
+        ("optimizer_step.py", ["--models", "resnt20"], "unknown model 'resnt20'"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(script, args, message):
+    env = {k: v for k, v in os.environ.items() if k != "RESNET_DEBUG"}
+    done = subprocess.run(
+        [sys.executable, str(BENCH / script), *args], capture_output=True, text=True, env=env,
+        timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert message in last and "error:" in last
+    assert "GFLOP/s" not in done.stdout  # refused before the machine was measured
