@@ -1,6 +1,7 @@
 """preprocess_images (the predict/explain input path) and the metadata types."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -132,16 +133,19 @@ def test_meta_round_trips_through_json():
 
 def test_array_dataset_subset_and_validation():
     images = torch.arange(5 * 4, dtype=torch.uint8).reshape(5, 1, 2, 2)
-    dataset = ArrayDataset(images, torch.tensor([0, 1, 0, 1, 0]), GRAY)
+    tiny = replace(GRAY, image_size=(2, 2))
+    dataset = ArrayDataset(images, torch.tensor([0, 1, 0, 1, 0]), tiny)
     assert len(dataset.subset(3)) == 3 and len(dataset.subset(10)) == 5
     picked = dataset.subset([4, 1])
     assert torch.equal(picked.labels, torch.tensor([0, 1])) and torch.equal(
         picked.images[0], images[4]
     )
     with pytest.raises(DataError, match="uint8"):
-        ArrayDataset(images.float(), dataset.labels, GRAY)
+        ArrayDataset(images.float(), dataset.labels, tiny)
     with pytest.raises(DataError, match="int64"):
-        ArrayDataset(images, dataset.labels.int(), GRAY)
+        ArrayDataset(images, dataset.labels.int(), tiny)
+    with pytest.raises(DataError, match="images are 2x2 but the metadata says 28x28; resize"):
+        ArrayDataset(images, dataset.labels, GRAY)  # a size the metadata does not describe
     for fraction in (2.5, [0.0, 1.0], torch.tensor([1.5])):  # 2.5 became the first 1 sample
         with pytest.raises(ConfigError, match="count or whole-number indices"):
             dataset.subset(fraction)
@@ -152,7 +156,7 @@ def test_array_dataset_subset_and_validation():
     for bad in (classes, -1):
         labels = torch.tensor([0, 1, 0, 1, bad])
         with pytest.raises(DataError, match=rf"labels span .* labels must be 0..{classes - 1}"):
-            ArrayDataset(images, labels, GRAY)
+            ArrayDataset(images, labels, tiny)
 
 
 def test_channel_mean_std_is_exact():

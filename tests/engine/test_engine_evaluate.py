@@ -187,6 +187,15 @@ def test_evaluate_refuses_data_the_checkpoint_cannot_score(checkpoint, tmp_path,
         evaluate(path, dataset=str(six), device="cpu")
     assert main(["eval", "--checkpoint", str(path), "--dataset", str(six), "--device", "cpu"]) == 2
     assert "score it on data of those classes" in capsys.readouterr().err
+    # Arrays of another size ran through the network (global pooling takes any size).
+    bigger = make_npz(tmp_path / "bigger.npz", num_classes=4, size=20)
+    with pytest.raises(DataError, match="bigger.npz holds 20x20 images but the checkpoint was"):
+        evaluate(path, dataset=str(bigger), device="cpu")
+    # Numbered labels are not matched to named classes; the error says how to name them.
+    other = _renamed_copy(make_npz(tmp_path / "n.npz"), tmp_path / "n2.npz", ["0", "1", "2", "3"],
+                          lambda y: y)  # fmt: skip
+    with pytest.raises(DataError, match="name them .a class_names array in the .npz."):
+        evaluate(path, dataset=str(other), device="cpu")
     save_checkpoint(tmp_path / "bare" / "best", model, data_meta=None, epoch=1, step=1,
                     metrics={}, config={})  # fmt: skip
     with pytest.raises(ConfigError, match="does not name its dataset; pass --dataset"):

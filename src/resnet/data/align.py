@@ -33,6 +33,12 @@ def as_trained(data: Any, meta: DatasetMeta, dataset: str) -> Any:
             f"{dataset} has {data.meta.channels}-channel images but the checkpoint takes "
             f"{meta.channels}; score it on a matching dataset"
         )
+    if tuple(data.meta.image_size) != tuple(meta.image_size):  # arrays are not resized
+        have, want = ("x".join(map(str, m.image_size)) for m in (data.meta, meta))
+        raise DataError(
+            f"{dataset} holds {have} images but the checkpoint was trained on {want}; resize "
+            f"them to {want} (an image folder is resized for you)"
+        )
     return ArrayDataset(data.images, index[data.labels], meta)
 
 
@@ -53,8 +59,15 @@ def _class_index(names: list[str], trained: list[str], dataset: str) -> torch.Te
     unknown = [name for name in names if name not in trained]
     if unknown:
         shown = ", ".join(trained[:12]) + (", ..." if len(trained) > 12 else "")
+        numbered = names == [str(i) for i in range(len(names))]
+        fix = (
+            "if its labels follow the checkpoint's order, name them (a class_names array in "
+            "the .npz)"
+            if numbered
+            else "score it on data of those classes"
+        )
         raise DataError(
             f"{dataset} has class(es) {', '.join(unknown[:5])} that the checkpoint was not "
-            f"trained on (its classes: {shown}); score it on data of those classes"
+            f"trained on (its classes: {shown}); {fix}"
         )
     return torch.tensor([trained.index(name) for name in names])

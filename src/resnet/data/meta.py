@@ -141,6 +141,16 @@ class ArrayDataset:
                 f"dataset {self.meta.name!r}: images have {self.images.shape[1]} channels but "
                 f"the metadata says {self.meta.channels}"
             )
+        size = tuple(self.images.shape[2:])
+        if size != tuple(self.meta.image_size):
+            # A network with global pooling takes any size, so a mismatch scored silently: 32x32
+            # images through a checkpoint trained (and normalised) at 28x28.
+            shown = "x".join(map(str, self.meta.image_size))
+            raise DataError(
+                f"dataset {self.meta.name!r}: images are {'x'.join(map(str, size))} but the "
+                f"metadata says {shown}; resize them to {shown} (an image folder is resized "
+                "for you)"
+            )
         if len(self.labels) and (
             self.labels.min() < 0 or self.labels.max() >= self.meta.num_classes
         ):
