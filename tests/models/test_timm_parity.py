@@ -7,6 +7,7 @@ this file is what shows the options build exactly timm's networks.
 import pytest
 import timm  # a dev dependency: the parity tests never skip
 import torch
+from parity_helpers import randomise_norms
 
 from resnet import create_model, load_weights
 from resnet.models.resnet_d import RESNET_D_VARIANTS
@@ -31,20 +32,10 @@ SHAPES_ONLY = (
 DEEP_MARKERS = ("101", "152", "200", "270", "350", "420")
 
 
-def _randomise_norms(model: torch.nn.Module) -> None:
-    """Random BN statistics and affine maps, so the comparison exercises every buffer."""
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.running_mean.uniform_(-0.1, 0.1)
-            module.running_var.uniform_(0.5, 1.5)
-            module.weight.data.uniform_(0.5, 1.5)
-            module.bias.data.uniform_(-0.1, 0.1)
-
-
 def _reference(name: str) -> torch.nn.Module:
     torch.manual_seed(0)
     reference = timm.create_model(name, pretrained=False).eval()
-    _randomise_norms(reference)
+    randomise_norms(reference)
     return reference
 
 

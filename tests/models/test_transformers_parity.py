@@ -10,6 +10,7 @@ import json
 import pytest
 import torch
 import transformers  # a dev dependency: the parity tests never skip
+from parity_helpers import randomise_norms
 
 from resnet import create_model, load_weights
 from resnet.errors import WeightsError
@@ -35,12 +36,7 @@ def _saved_transformers_resnet(folder, name, num_labels=10, **options):
     torch.manual_seed(0)
     config = transformers.ResNetConfig(**CONFIGS[name], num_labels=num_labels, **options)
     model = transformers.ResNetForImageClassification(config).eval()
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.running_mean.uniform_(-0.1, 0.1)
-            module.running_var.uniform_(0.5, 1.5)
-            module.weight.data.uniform_(0.5, 1.5)
-            module.bias.data.uniform_(-0.1, 0.1)
+    randomise_norms(model)
     model.save_pretrained(folder)
     return model
 

@@ -3,6 +3,7 @@
 import pytest
 import torch
 from monai.networks import nets  # a dev dependency: the parity tests never skip
+from parity_helpers import randomise_norms
 
 from resnet.models import create_model, load_weights
 
@@ -10,14 +11,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _randomise_norms(model: torch.nn.Module) -> None:
-    """Random BN statistics and affine maps, so the comparison exercises every buffer."""
     torch.manual_seed(2)
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm3d):
-            module.running_mean.uniform_(-0.1, 0.1)
-            module.running_var.uniform_(0.5, 1.5)
-            module.weight.data.uniform_(0.5, 1.5)
-            module.bias.data.uniform_(-0.1, 0.1)
+    randomise_norms(model)
 
 
 def _max_abs_diff(ours, reference, x) -> float:
