@@ -52,3 +52,13 @@ def test_a_subset_larger_than_the_data_is_refused(tiny_dataset):
         ConfigError, match="a subset of 1000 is more than the 48 images of the train"
     ):
         run_degradation(dataset=tiny_dataset, train_subset=1000, test_subset=8, progress=False)
+
+
+def test_a_test_subset_is_at_most_what_the_split_holds(tiny_dataset):
+    """lesion and landscape score at most --eval-subset (500) test images: a smaller dataset is
+    scored whole, as the engine's eval_subset does; only a train subset must fit."""
+    from resnet.experiments.common import load_split
+
+    assert len(load_split(tiny_dataset, "test", subset=500)) == len(tiny_dataset) == 48
+    with pytest.raises(ConfigError, match="a subset of 500 is more than the 48 images"):
+        load_split(tiny_dataset, "train", subset=500)
