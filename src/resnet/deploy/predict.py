@@ -42,9 +42,7 @@ def predict(
     from resnet.deploy.runtime import load_inference_model, training_precision
     from resnet.device import resolve_device
 
-    if isinstance(inputs, (str, os.PathLike)):
-        inputs = [inputs]  # one path, not a string of one-letter paths
-    if not inputs:
+    if not inputs:  # one path on its own is one input (input_files)
         raise DataError("predict got no inputs; pass one or more image files")
     topk = whole_number("topk", topk)
     batch_size = whole_number("batch_size", batch_size)
