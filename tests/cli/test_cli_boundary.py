@@ -136,6 +136,25 @@ def test_broken_pipe_is_quiet(tmp_path):
     assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
 
 
+@pytest.mark.parametrize("category", [UserWarning, DeprecationWarning, RuntimeWarning])
+def test_warnings_are_one_line_without_python_source(capsys, category):
+    """A warning during a command (ours or a library's) is one ``resnet: warning:`` line, not
+    Python's ``file.py:142: UserWarning`` followed by the source line that raised it."""
+    import warnings
+
+    from resnet.cli import one_line_errors
+
+    def command():
+        warnings.warn(
+            "folder has no test/ folder;\n  using the validation split", category, stacklevel=1
+        )
+        return 0
+
+    assert one_line_errors(command) == 0
+    err = capsys.readouterr().err
+    assert err == "resnet: warning: folder has no test/ folder; using the validation split\n"
+
+
 def test_debug_shows_the_traceback(tmp_path, capsys):
     recipe = tmp_path / "recipe.yaml"
     recipe.write_bytes(b"\xff\xfe")

@@ -11,6 +11,7 @@ import contextlib
 import importlib
 import os
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, Optional
 
@@ -93,7 +94,10 @@ def one_line_errors(
     if debug is None:
         debug = os.environ.get("RESNET_DEBUG", "") not in ("", "0")
     try:
-        return int(command() or 0)
+        with warnings.catch_warnings():
+            if not debug:
+                warnings.showwarning = _one_line_warning(prog)
+            return int(command() or 0)
     except BrokenPipeError:
         return _closed_pipe()
     except Exception as error:
@@ -103,6 +107,17 @@ def one_line_errors(
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+
+
+def _one_line_warning(prog: str) -> Callable[..., None]:
+    """A ``warnings.showwarning`` that prints ``PROG: warning: message`` on one line, without
+    Python's file name, line number and source line, which mean nothing to a CLI user."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        text = " ".join(str(message).split())
+        print(f"{prog}: warning: {text}", file=sys.stderr if file is None else file)
+
+    return show
 
 
 def _report(error: Exception, prog: str = "resnet") -> int:

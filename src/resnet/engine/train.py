@@ -299,7 +299,8 @@ def _print_header(cfg: TrainConfig, data: RunData, run: Run, ctx: DistContext, c
     threads = f" ({cfg.num_threads} thread{plural})" if run.device.type == "cpu" else ""
     print(
         f"{cfg.model} on {data.meta.name}: {data.num_train} train images, "
-        f"{len(data.train_loader)} steps/epoch, {steps} steps, device {run.device}{threads}, "
+        f"{len(data.train_loader)} steps/epoch, {steps} step{'' if steps == 1 else 's'}, "
+        f"device {run.device}{threads}, "
         f"{precision}{processes} -> {run.dir}",
         flush=True,
     )
