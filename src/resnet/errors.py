@@ -7,6 +7,7 @@ __all__ = [
     "ResnetError",
     "ConfigError",
     "UnknownModelError",
+    "NoSplitError",
     "DataError",
     "PixelRangeError",
     "WeightsError",
@@ -24,6 +25,10 @@ class ConfigError(ResnetError, ValueError):
 
 class UnknownModelError(ConfigError):
     """A model name that is not in the registry."""
+
+
+class NoSplitError(ConfigError):
+    """A split ("val") that the data does not have and no ``val_fraction`` carves out."""
 
 
 class DataError(ResnetError):

@@ -17,7 +17,7 @@ from resnet.deploy.evaluate import evaluate
 from resnet.deploy.optimize import optimize_for_inference
 from resnet.deploy.predict import predict
 from resnet.engine.checkpoint import save_checkpoint
-from resnet.errors import ConfigError, DataError
+from resnet.errors import ConfigError, DataError, NoSplitError
 from resnet.models import create_model
 
 
@@ -180,7 +180,7 @@ def test_evaluate_refuses_data_the_checkpoint_cannot_score(checkpoint, tmp_path,
     the CLI (exit 2): a validation split the run never held out, a dataset of other classes,
     and a checkpoint that names no dataset without --dataset."""
     path, model, meta = checkpoint
-    with pytest.raises(ConfigError, match=r"no validation split \(val_fraction 0\)"):
+    with pytest.raises(NoSplitError, match=r"no val split and the run held out none"):
         evaluate(path, split="val", device="cpu")
     six = make_npz(tmp_path / "six.npz", num_classes=6)
     with pytest.raises(DataError, match="class.es. band4, band5 that the checkpoint was not"):
@@ -200,6 +200,32 @@ def test_evaluate_refuses_data_the_checkpoint_cannot_score(checkpoint, tmp_path,
                     metrics={}, config={})  # fmt: skip
     with pytest.raises(ConfigError, match="does not name its dataset; pass --dataset"):
         evaluate(tmp_path / "bare", device="cpu")
+
+
+def test_a_val_split_of_the_datas_own_is_scored_without_a_val_fraction(
+    checkpoint, tiny_npz, tmp_path, write_images
+):
+    """Data with a val split of its own (``val_*`` arrays in an .npz, a root/val/ folder) is
+    scored on it: "the run held out no validation split" was refused though the data had one."""
+    path, model, meta = checkpoint
+    with np.load(tiny_npz) as arrays:
+        saved = {key: arrays[key] for key in arrays.files}
+    with_val = tmp_path / "with_val.npz"
+    val_images, val_labels = saved["test_images"][:24], saved["test_labels"][:24]
+    np.savez(with_val, **saved, val_images=val_images, val_labels=val_labels)
+    result = evaluate(path, dataset=str(with_val), split="val", device="cpu")
+    val = load_dataset(str(with_val), "val")
+    probs, labels = _by_hand(model, meta, val.images, val.labels)
+    assert result["num_samples"] == 24 and result["split"] == "val"
+    assert result["top1"] == pytest.approx((probs.argmax(1) == labels).float().mean().item())
+    for split in ("train", "val"):
+        write_images(tmp_path / "photos" / split, classes=("cat", "dog"), per_class=3, size=(8, 8))
+    folder = load_dataset(str(tmp_path / "photos"), "train", val_fraction=0.0)
+    torch.manual_seed(0)
+    two = create_model("resnet20", num_classes=2, norm_layer="group").eval()
+    save_checkpoint(tmp_path / "f" / "best", two, data_meta=folder.meta, epoch=1, step=1,
+                    metrics={}, config={"dataset": str(tmp_path / "photos")})  # fmt: skip
+    assert evaluate(tmp_path / "f", split="val", device="cpu")["num_samples"] == 6
 
 
 def _renamed_copy(source, path, names, relabel):

@@ -27,7 +27,7 @@ from resnet.data.meta import (
     subset_indices,
 )
 from resnet.data.preprocess import IMAGE_EXTENSIONS, pil_to_tensor, resize_center_crop
-from resnet.errors import ConfigError, DataError, PixelRangeError
+from resnet.errors import ConfigError, DataError, NoSplitError, PixelRangeError
 
 __all__ = ["ImageFolderDataset", "MAX_FOLDER_IMAGE_SIZE", "load_image_folder"]
 
@@ -136,7 +136,7 @@ def load_image_folder(
         samples = index.train if split == "train" else index.val
     else:
         if split == "val" and val_fraction <= 0:
-            raise ConfigError(
+            raise NoSplitError(
                 f"{root} has no val/ folder and val_fraction=0 leaves no validation split; "
                 "pass val_fraction > 0 or add root/val/<class>/ folders"
             )

@@ -28,7 +28,7 @@ from resnet.data.meta import (
     seeded_split,
 )
 from resnet.data.npz import load_npz_arrays
-from resnet.errors import ConfigError, DataError
+from resnet.errors import ConfigError, DataError, NoSplitError
 
 __all__ = [
     "CACHE_ROOT",
@@ -198,7 +198,7 @@ def _select_split(
         images, labels = splits[split]
         return images.copy(), labels.copy()
     if split == "val" and val_fraction <= 0:
-        raise ConfigError(
+        raise NoSplitError(
             f"{source_name} has no val split and val_fraction=0 leaves none; pass "
             "val_fraction > 0 (e.g. 0.1) or use split='test'"
         )

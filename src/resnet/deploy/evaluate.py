@@ -14,7 +14,7 @@ import torch
 
 from resnet.checks import switches
 from resnet.engine.evaluate import check_tta_flip, evaluate_loader
-from resnet.errors import ConfigError
+from resnet.errors import ConfigError, NoSplitError
 
 __all__ = ["evaluate", "write_confusion_matrix", "EVAL_DTYPES"]
 
@@ -128,13 +128,15 @@ def _data_to_score(
         # root/<class>/<image> of new photos: every one is scored
         split, data = "all", load_dataset(dataset, "train", val_fraction=0.0)
     else:
-        if split == "val":
-            if not trained.get("val_fraction"):
-                raise ConfigError(
-                    "the run held out no validation split (val_fraction 0); use --split test"
-                )
-            options["val_fraction"] = trained["val_fraction"]
-        data = load_dataset(dataset, split, **options)
+        if split == "val" and trained.get("val_fraction"):
+            options["val_fraction"] = trained["val_fraction"]  # the run's held-out part of train
+        try:
+            data = load_dataset(dataset, split, **options)
+        except NoSplitError as error:  # no val split of its own (a val/ folder) and none held out
+            raise NoSplitError(
+                f"{dataset} has no val split and the run held out none (val_fraction 0); "
+                "use --split test"
+            ) from error
     if meta is not None:
         data = as_trained(data, meta, dataset)
     return data, meta or data.meta, dataset, split
