@@ -181,6 +181,19 @@ def test_resume_edge_cases_are_one_line(tmp_path, capsys, npz, case):
     assert message in _one_error_line(capsys)
 
 
+@pytest.mark.parametrize("planned", [["--epochs", "1"], ["--epochs", "3", "--max-steps", "3"]])
+def test_a_finished_run_is_not_resumed_and_keeps_its_settings(tmp_path, capsys, npz, planned):
+    """Resuming a run with no step left rewrote its config.yaml with settings (here lr 0.9) that
+    no step used, and printed "final:" as if it had trained. It is refused; nothing changes."""
+    runs = tmp_path / "runs"
+    assert main(_train_args(npz, runs, "--name", "run", *planned)) == 0
+    before = {p.name: p.read_bytes() for p in (runs / "run").iterdir()}
+    capsys.readouterr()
+    assert main(["train", "--resume", str(runs / "run"), "--lr", "0.9"]) == 2
+    assert "has trained all it was planned to" in _one_error_line(capsys)
+    assert {p.name: p.read_bytes() for p in (runs / "run").iterdir()} == before
+
+
 def test_weights_that_turn_nan_are_never_checkpointed(tmp_path, capsys, npz, monkeypatch):
     """The last step of an epoch turns a weight NaN while its loss (computed before the update)
     was finite. The run stops with one line and writes no best/last checkpoint."""

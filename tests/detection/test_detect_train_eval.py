@@ -139,6 +139,10 @@ def test_detector_resumes_bitwise_through_the_engine(tmp_path, monkeypatch) -> N
     resumed = load_file(str(tmp_path / "half" / "detector.safetensors"))
     assert whole.keys() == resumed.keys()
     assert all(torch.equal(whole[k], resumed[k]) for k in whole)
+    settings = (tmp_path / "whole" / "config.yaml").read_bytes()
+    with pytest.raises(ConfigError, match="has trained all it was planned to .epochs 2.: epoch 2"):
+        train_detector(**{**options, "lr": 0.5}, resume=tmp_path / "whole")
+    assert (tmp_path / "whole" / "config.yaml").read_bytes() == settings
 
 
 def test_detector_nan_stops_with_the_engine_error(tmp_path) -> None:

@@ -30,7 +30,7 @@ from resnet.detection.detector import (
 )
 from resnet.device import resolve_threads
 from resnet.engine.distributed import DistContext
-from resnet.engine.loop import LoopSettings, fit, read_state, restore_state
+from resnet.engine.loop import LoopSettings, check_work_left, fit, read_state, restore_state
 from resnet.engine.optim import build_optimizer, param_groups
 from resnet.errors import ConfigError
 from resnet.run import Run
@@ -139,6 +139,7 @@ def train_detector(
     state = None
     if resume is not None:  # restored before the settings are rewritten: a misfit changes nothing
         state = restore_state(read_state(run), detector, optimizer, None, run.device)
+        check_work_left(state, settings, steps_per_epoch, run.folder())
     run.write_settings(record)  # `resnet detect train --resume` reads them back
     log(
         f"training Faster R-CNN on {model} FPN: {train_images} canvases x {epochs} epochs, "

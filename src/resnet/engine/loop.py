@@ -20,11 +20,11 @@ from torch import nn
 
 from resnet.engine.distributed import DistContext, all_reduce_max, all_reduce_sum
 from resnet.engine.optim import ModelEma, lr_factor, set_lr
-from resnet.errors import NonFiniteLossError, WeightsError
+from resnet.errors import ConfigError, NonFiniteLossError, WeightsError
 from resnet.models.pretrained import first_non_finite
 from resnet.run import Run
 
-__all__ = ["Task", "LoopSettings", "LoopState", "fit", "check_finite_weights"]
+__all__ = ["Task", "LoopSettings", "LoopState", "fit", "check_finite_weights", "check_work_left"]
 
 CHECK_EVERY = 25  # steps between host syncs (progress bar, non-finite check)
 STATE_FILE = "last.state.pt"
@@ -143,6 +143,23 @@ def fit(
     finally:
         log.close()
     return loop
+
+
+def check_work_left(
+    state: LoopState, settings: LoopSettings, steps_per_epoch: int, run_dir: Any
+) -> None:
+    """Refuse (``ConfigError``) to resume a run that has no step left to train: it would only
+    rewrite the run's settings with ones (a new lr, say) that no step ever used."""
+    total_steps = _schedule(settings, steps_per_epoch)["total_steps"]
+    if state.epoch < settings.epochs and state.step < total_steps:
+        return
+    planned = f"epochs {settings.epochs}" + (
+        f", max_steps {settings.max_steps}" if settings.max_steps is not None else ""
+    )
+    raise ConfigError(
+        f"{run_dir} has trained all it was planned to ({planned}): epoch {state.epoch}, step "
+        f"{state.step}; raise --epochs (or --max-steps) to train it further"
+    )
 
 
 def _schedule(settings: LoopSettings, steps_per_epoch: int) -> dict[str, Any]:

@@ -35,7 +35,7 @@ from resnet.engine.evaluate import (
     evaluate_loader,
     tta_view_count,
 )
-from resnet.engine.loop import LoopSettings, fit, read_state, restore_state
+from resnet.engine.loop import LoopSettings, check_work_left, fit, read_state, restore_state
 from resnet.engine.muon import Muon, scale_invariant_filters, split_filters
 from resnet.engine.optim import ModelEma, build_optimizer, param_groups, set_bn_eval
 from resnet.engine.setup import (
@@ -169,6 +169,10 @@ def _train(
     # Restored before config.yaml is rewritten: a resume point that does not fit the model or
     # optimizer (another optimizer given) fails with the run's own settings left in place.
     state = restore_state(read_state(run), model, optimizer, ema, run.device) if resumed else None
+    if state is not None:
+        check_work_left(
+            state, loop_settings(cfg, best_metric=None), len(data.train_loader), run.dir
+        )
     context = StepContext(cfg.amp, cfg.conv_kernels, run.device, compiled=cfg.compile)
     if cfg.time_budget is not None and not resumed:
         _plan_time_budget(cfg, data, model, optimizer, context, ctx, started)
