@@ -64,6 +64,20 @@ def test_explain_writes_one_overlay_per_image(checkpoint, images, tmp_path, caps
     assert sorted(p.name for p in out.iterdir()) == ["colour_gradcam.png", "grey_gradcam.png"]
 
 
+def test_the_class_to_explain_is_named_or_numbered(checkpoint, images, tmp_path, capsys):
+    """``--class-idx pullover`` is class 2, as ``--class-idx 2`` is (argparse refused names);
+    an unknown name or a bool is one error naming the classes."""
+    rows = explain_images(checkpoint, images[:1], out_dir=tmp_path / "a", class_idx="pullover")
+    assert rows[0]["class_idx"] == 2 and rows[0]["label"] == "pullover"
+    argv = ["explain", "--checkpoint", str(checkpoint), str(images[0]), "--out", str(tmp_path)]
+    assert main([*argv, "--json", "--class-idx", "pullover"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["class_idx"] == 2
+    assert main([*argv, "--class-idx", "pulover"]) == 2
+    assert "did you mean 'pullover'?" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="not a class of the checkpoint"):
+        explain_images(checkpoint, images[:1], out_dir=tmp_path / "b", class_idx=True)
+
+
 def test_one_path_on_its_own_is_one_input(checkpoint, images, tmp_path):
     """A str used to be read as one path per letter."""
     for single in (str(images[0]), images[0]):

@@ -24,7 +24,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "inputs", nargs="+", metavar="IMAGE", help="image files (.npy volumes), or folders of them"
     )
     explain.add_argument(
-        "--class-idx", type=int, default=None, help="class to explain (default: the predicted)"
+        "--class-idx",
+        default=None,
+        metavar="CLASS",
+        help="class to explain, by name or number (default: the predicted)",
     )
     explain.add_argument(
         "--target-layer", default=None, help="module name, e.g. layer4 (default: last stage)"

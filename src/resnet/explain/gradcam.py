@@ -8,6 +8,7 @@ any network of the zoo, 2D or 3D, because it needs only a module whose output is
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -124,7 +125,7 @@ def explain_images(
     inputs: Sequence[Union[str, os.PathLike]],
     *,
     out_dir: Union[str, os.PathLike] = "explain",
-    class_idx: Optional[int] = None,
+    class_idx: Union[int, str, None] = None,
     target_layer: Optional[str] = None,
     device: str = "auto",
     alpha: float = 0.5,
@@ -135,6 +136,7 @@ def explain_images(
     Inputs are images for 2D checkpoints and ``.npy`` uint8 (D, H, W) volumes for 3D ones
     (the middle slice is drawn); a folder stands for those inside it, in sorted order.
     Preprocessing (channels, size, normalisation) comes from the checkpoint's ``data_meta``.
+    ``class_idx`` is the class to explain, by number or by name (default: the predicted one).
     Returns one ``{"path", "out", "class_idx", "label", "prob"}`` per input.
     """
     from resnet.data import DatasetMeta, input_files, preprocess_images
@@ -156,11 +158,7 @@ def explain_images(
             "explain needs a checkpoint written by `resnet train`"
         )
     meta = DatasetMeta.from_dict(info["data_meta"])
-    if class_idx is not None and not 0 <= class_idx < meta.num_classes:
-        raise ConfigError(
-            f"--class-idx {class_idx} out of range: the checkpoint has classes "
-            f"0..{meta.num_classes - 1} ({', '.join(meta.class_names[:10])})"
-        )
+    class_idx = _class_number(class_idx, meta.class_names)
     results = []
     paths = input_files(inputs, meta)
     names = _overlay_names(paths)
@@ -216,3 +214,27 @@ def _overlay_names(paths: Sequence[Path]) -> list[str]:
         taken.add(name)
         names.append(name)
     return names
+
+
+def _class_number(value: Union[int, str, None], class_names: Sequence[str]) -> Optional[int]:
+    """The class index ``value`` names: a class name of the checkpoint, or its number."""
+    if value is None:
+        return None
+    listed = ", ".join(class_names[:10]) + (", ..." if len(class_names) > 10 else "")
+    if isinstance(value, str) and value in class_names:
+        return list(class_names).index(value)
+    if isinstance(value, str) and value.lstrip("-").isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        close = difflib.get_close_matches(str(value), class_names, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ConfigError(
+            f"--class-idx {value!r} is not a class of the checkpoint; {hint}use a class name "
+            f"or number ({listed})"
+        )
+    if not 0 <= value < len(class_names):
+        raise ConfigError(
+            f"--class-idx {value} out of range: the checkpoint has classes "
+            f"0..{len(class_names) - 1} ({listed})"
+        )
+    return value
