@@ -128,6 +128,36 @@ def test_predict_pngs_and_a_broken_file(checkpoint, tiny_npz, tmp_path, capsys):
     assert captured.err.count("resnet: error:") == 1 and str(broken) in captured.err
 
 
+def test_predict_averages_the_same_test_time_views_as_eval(checkpoint, tiny_npz, tmp_path, capsys):
+    """predict had no TTA, so a run scored with --tta labelled images otherwise than its
+    reported accuracy; it now averages the mirror and shifted views, as eval does."""
+    path, model, meta = checkpoint
+    test = load_dataset(str(tiny_npz), "test")
+    files = []
+    for i in range(4):
+        files.append(tmp_path / f"image{i}.png")
+        Image.fromarray(test.images[i, 0].numpy()).save(files[-1])
+    x = (test.images[:4].float() / 255 - meta.mean[0]) / meta.std[0]
+    views = [x, x.flip(-1)]
+    for shift in (2, -2):  # reflect-filled copies moved 2 pixels right and left, each mirrored
+        padded = torch.nn.functional.pad(x, (2, 2, 0, 0), mode="reflect")
+        moved = padded[..., 2 - shift : 2 - shift + x.shape[-1]]
+        views += [moved, moved.flip(-1)]
+    with torch.no_grad():
+        expected = torch.stack([model(view).softmax(1) for view in views]).mean(0)
+    rows = predict(path, files, topk=4, device="cpu", tta_flip=True, tta_shift=2)
+    for row, probs in zip(rows, expected):
+        by_index = {r["index"]: r["prob"] for r in row["topk"]}
+        assert [by_index[k] for k in range(4)] == pytest.approx(probs.tolist(), abs=1e-5)
+    argv = ["predict", "--checkpoint", str(path), "--json", "--topk", "4", *map(str, files)]
+    assert main([*argv, "--tta", "--tta-shift", "2"]) == 0
+    assert json.loads(capsys.readouterr().out) == rows
+    with pytest.raises(ConfigError, match="tta_flip must be true or false"):
+        predict(path, files, device="cpu", tta_flip="false")
+    with pytest.raises(ConfigError, match="test-time shift must be a whole number"):
+        predict(path, files, device="cpu", tta_shift=16)
+
+
 def test_predict_takes_folders_and_refuses_a_topk_below_one(checkpoint, tiny_npz, tmp_path):
     path, _, _ = checkpoint
     test = load_dataset(str(tiny_npz), "test")

@@ -101,14 +101,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     evaluate.add_argument("--data-dir", help="directory holding the dataset files")
     evaluate.add_argument("--split", default="test", choices=("train", "val", "test"))
-    evaluate.add_argument("--tta", action="store_true", help="average with the mirror image")
-    evaluate.add_argument(
-        "--tta-shift",
-        type=int,
-        default=0,
-        metavar="PIXELS",
-        help="also average with the image shifted this many pixels left and right",
-    )
+    _add_tta_arguments(evaluate)
     evaluate.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     evaluate.add_argument("--batch-size", type=int, default=256)
     evaluate.add_argument("--out-dir", help="write confusion_matrix.csv/.png here")
@@ -128,9 +121,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     predict.add_argument(
         "--topk", type=int, default=5, help="most probable classes to list (at most all)"
     )
+    _add_tta_arguments(predict)
     predict.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     predict.add_argument("--json", action="store_true", help="print machine-readable JSON")
     predict.set_defaults(func=_predict)
+
+
+def _add_tta_arguments(parser: argparse.ArgumentParser) -> None:
+    """Test-time augmentation, the same for eval and predict (``tta_views``)."""
+    parser.add_argument("--tta", action="store_true", help="average with the mirror image")
+    parser.add_argument(
+        "--tta-shift",
+        type=int,
+        default=0,
+        metavar="PIXELS",
+        help="also average with the image shifted this many pixels left and right",
+    )
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
@@ -221,7 +227,14 @@ def _eval(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from resnet.deploy.predict import predict
 
-    results = predict(args.checkpoint, args.inputs, topk=args.topk, device=args.device)
+    results = predict(
+        args.checkpoint,
+        args.inputs,
+        topk=args.topk,
+        device=args.device,
+        tta_flip=args.tta,
+        tta_shift=args.tta_shift,
+    )
     if args.json:
         print(json.dumps(results, indent=2))
     else:

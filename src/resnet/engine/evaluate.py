@@ -14,7 +14,15 @@ from torch.nn import functional as F
 from resnet.checks import is_whole
 from resnet.errors import ConfigError, DataError
 
-__all__ = ["check_tta_shift", "evaluate_loader", "shift_width", "tta_view_count", "tta_views"]
+__all__ = [
+    "check_tta_flip",
+    "check_tta_shift",
+    "evaluate_loader",
+    "shift_width",
+    "tta_log_probs",
+    "tta_view_count",
+    "tta_views",
+]
 
 
 @torch.no_grad()
@@ -39,7 +47,6 @@ def evaluate_loader(
     """
     was_training = model.training
     model.eval()
-    context = context if context is not None else contextlib.nullcontext()
     # An OnnxModule has no parameters and runs on the CPU.
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
@@ -48,11 +55,7 @@ def evaluate_loader(
     confusion = None
     seen = 0
     for x, y in loader:
-        views = tta_views(x, flip=tta_flip, shift=tta_shift)
-        with context:
-            logits = [model(view).float() for view in views]
-        log_probs = torch.stack([view.double().log_softmax(1) for view in logits])  # (V, B, K)
-        log_probs = log_probs.logsumexp(0) - math.log(len(views))  # the mean probability
+        log_probs = tta_log_probs(model, x, flip=tta_flip, shift=tta_shift, context=context)
         if confusion is None:
             num_classes = num_classes or log_probs.shape[1]
             confusion = torch.zeros(num_classes**2, dtype=torch.int64, device=device)
@@ -73,6 +76,18 @@ def evaluate_loader(
         "num_samples": seen,
         "confusion_matrix": matrix,
     }
+
+
+def tta_log_probs(
+    model: nn.Module, x: torch.Tensor, *, flip: bool = False, shift: int = 0, context: Any = None
+) -> torch.Tensor:
+    """The log of the mean softmax of ``model`` over the ``tta_views`` of ``x``: (B, K), in
+    float64 (one view: its log-softmax). ``context`` wraps the forward passes (autocast)."""
+    views = tta_views(x, flip=flip, shift=shift)
+    with context if context is not None else contextlib.nullcontext():
+        logits = [model(view).float() for view in views]
+    log_probs = torch.stack([view.double().log_softmax(1) for view in logits])  # (V, B, K)
+    return log_probs.logsumexp(0) - math.log(len(views))  # the mean probability
 
 
 def tta_views(x: torch.Tensor, *, flip: bool = False, shift: int = 0) -> list[torch.Tensor]:
