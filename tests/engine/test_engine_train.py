@@ -253,14 +253,16 @@ def test_engine_whitening_needs_a_training_batch():
 
 def test_a_train_subset_beyond_the_split_or_of_one_class_is_refused(tmp_path):
     """train_subset 100000 of 256 images used to train on all 256 while config.yaml said 100000;
-    the first 100 of an .npz stored class by class hold one class."""
+    a train_subset of one class (of the 4 named) is refused. The first 50 of an .npz stored class
+    by class held one class; such data is now spread (tests/data: test_a_subset_of_arrays_...)."""
     with pytest.raises(ConfigError, match="train_subset 100000 is more than the 256 images"):
         train(tiny_config(make_npz(tmp_path / "d.npz"), tmp_path / "runs", train_subset=100000))
-    sorted_npz = tmp_path / "sorted.npz"
     with np.load(make_npz(tmp_path / "d.npz")) as arrays:
-        order = np.argsort(arrays["train_labels"], kind="stable")
-        np.savez(sorted_npz, **{**arrays, "train_images": arrays["train_images"][order],
-                                "train_labels": arrays["train_labels"][order]})  # fmt: skip
+        saved = dict(arrays)
+    one_class = tmp_path / "one.npz"
+    first_zero = saved["train_labels"].copy()
+    first_zero[:200] = 0  # shuffled after that: not stored class by class, so the first 50 stay
+    np.savez(one_class, **{**saved, "train_labels": first_zero})
     with pytest.raises(DataError, match=r"\(train_subset 50\): the train split holds .* one class"):
-        train(tiny_config(sorted_npz, tmp_path / "runs", train_subset=50))
+        train(tiny_config(one_class, tmp_path / "runs", train_subset=50))
     assert not (tmp_path / "runs").exists()

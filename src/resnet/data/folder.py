@@ -17,13 +17,14 @@ from pathlib import Path
 
 import torch
 
-from resnet.checks import is_whole, whole_number
+from resnet.checks import is_whole
 from resnet.data.decode import open_image, read_image_header
 from resnet.data.meta import (
     DEFAULT_VAL_FRACTION,
     DatasetMeta,
     channel_mean_std,
     seeded_split,
+    spread_indices,
     subset_indices,
 )
 from resnet.data.preprocess import IMAGE_EXTENSIONS, pil_to_tensor, resize_center_crop
@@ -71,8 +72,7 @@ class ImageFolderDataset:
         ``len / n``-th sample instead keeps each class's share, the same ones every time.
         """
         if is_whole(n_or_indices):
-            count = min(whole_number("subset size", n_or_indices, minimum=0), len(self.samples))
-            n_or_indices = (torch.arange(count) * len(self.samples)) // max(count, 1)
+            n_or_indices = spread_indices(n_or_indices, len(self.samples))
         index = subset_indices(n_or_indices, len(self.samples), self.meta.name)
         return replace(self, samples=[self.samples[i] for i in index.tolist()])
 

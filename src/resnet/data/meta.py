@@ -168,9 +168,34 @@ class ArrayDataset:
         return self.images[index], int(self.labels[index])
 
     def subset(self, n_or_indices: int | Sequence[int] | torch.Tensor) -> ArrayDataset:
-        """The first ``n`` samples (int), or the samples at the given indices; metadata is kept."""
+        """``n`` samples (int), or the samples at the given indices; metadata is kept.
+
+        ``n`` takes the first ``n`` of shuffled data (Fashion-MNIST, CIFAR, MedMNIST), but
+        ``n`` spread evenly over data stored class by class (an ``.npz`` built by concatenating
+        each class's images): its first ``n`` would hold the first classes only, and an epoch
+        scored on them read 99% while the model knew one class.
+        """
+        if is_whole(n_or_indices) and grouped_by_class(self.labels):
+            n_or_indices = spread_indices(n_or_indices, len(self))
         index = subset_indices(n_or_indices, len(self), self.meta.name)
         return ArrayDataset(self.images[index], self.labels[index], self.meta)
+
+
+def grouped_by_class(labels: torch.Tensor | np.ndarray) -> bool:
+    """Whether every class's samples lie in one contiguous block (sorted by class, in any
+    class order), so that the first samples are those of the first classes only."""
+    labels = torch.as_tensor(labels).reshape(-1)
+    if labels.numel() < 2:
+        return False
+    blocks = int((labels[1:] != labels[:-1]).sum()) + 1
+    return blocks == int(labels.unique().numel()) > 1
+
+
+def spread_indices(count: Any, length: int) -> torch.Tensor:
+    """``count`` indices spread evenly over ``length`` samples (every ``length / count``-th),
+    the same ones every time, keeping each class's share where samples lie class by class."""
+    count = min(whole_number("subset size", count, minimum=0), length)
+    return (torch.arange(count) * length) // max(count, 1)
 
 
 def subset_indices(n_or_indices: Any, length: int, name: str) -> torch.Tensor:
