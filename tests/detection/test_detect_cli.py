@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+import yaml
 
 from resnet.cli import main
 from resnet.detection.detector import DetectorConfig, build_detector, save_detector
@@ -62,6 +63,25 @@ def test_bad_training_options_exit_2(tmp_path, capsys) -> None:
     _error_line(capsys)
     assert main(["detect", "train", "--model", "resnet20", "--out", str(tmp_path)]) == 2
     assert "ImageNet-family" in _error_line(capsys)
+
+
+def test_resume_applies_epochs_and_lr_and_refuses_what_changes_the_run(tmp_path, capsys):
+    """`resnet detect train --resume RUN --epochs 2` read the run's config.yaml and dropped
+    every flag: the epochs asked for never ran, a new --canvas-size was ignored silently."""
+    run = tmp_path / "det"
+    small = ["--train-images", "4", "--batch-size", "2", "--canvas-size", "64", "--device", "cpu"]
+    assert main(["detect", "train", "--epochs", "1", *small, "--out", str(run)]) == 0
+    capsys.readouterr()
+    settings = (run / "config.yaml").read_text()
+    for flag, value in (("--canvas-size", "96"), ("--model", "resnet34"), ("--seed", "3")):
+        assert main(["detect", "train", "--resume", str(run), "--epochs", "2", flag, value]) == 2
+        assert f"drop {flag}, or start a new run" in _error_line(capsys)
+    assert (run / "config.yaml").read_text() == settings
+    resumed = ["detect", "train", "--resume", str(run), "--epochs", "2", "--lr", "0.01"]
+    assert main([*resumed, "--canvas-size", "64", "--device", "cpu"]) == 0  # the same: fine
+    assert "trained 4 steps" in capsys.readouterr().out
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["epochs"] == 2 and saved["lr"] == 0.01 and saved["canvas_size"] == 64
 
 
 @pytest.mark.parametrize("where", [[], ["--out", "mine"]])

@@ -142,6 +142,8 @@ def test_detector_resumes_bitwise_through_the_engine(tmp_path, monkeypatch) -> N
     settings = (tmp_path / "whole" / "config.yaml").read_bytes()
     with pytest.raises(ConfigError, match="has trained all it was planned to .epochs 2.: epoch 2"):
         train_detector(**{**options, "lr": 0.5}, resume=tmp_path / "whole")
+    with pytest.raises(ConfigError, match="seed is 1 there, 2 given; drop --seed"):
+        train_detector(**{**options, "epochs": 3, "seed": 2}, resume=tmp_path / "whole")
     assert (tmp_path / "whole" / "config.yaml").read_bytes() == settings
 
 

@@ -20,21 +20,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     detect.set_defaults(func=lambda _args: _usage(detect))
 
     train = actions.add_parser("train", help="train a detector on freshly generated canvases")
-    train.add_argument("--model", default="resnet18", help="4-stage backbone (default resnet18)")
-    train.add_argument("--epochs", type=int, default=3, help="passes, each on fresh canvases")
-    train.add_argument("--train-images", type=int, default=1000, help="canvases per epoch")
-    train.add_argument("--batch-size", type=int, default=8)
-    train.add_argument("--lr", type=real(0, above=True), default=0.02, help="peak SGD lr")
-    train.add_argument("--canvas-size", type=int, default=64, help="canvas side in pixels")
-    train.add_argument("--weights", default=None, help="weight file for the backbone network")
+    # Defaults are None here and _TRAIN_DEFAULTS below, so that --resume can tell a flag the
+    # user gave (to be applied or refused) from one left at its default.
+    train.add_argument("--model", help="4-stage backbone (default resnet18)")
+    train.add_argument("--epochs", type=int, help="passes, each on fresh canvases (default 3)")
+    train.add_argument("--train-images", type=int, help="canvases per epoch (default 1000)")
+    train.add_argument("--batch-size", type=int, help="default 8")
+    train.add_argument("--lr", type=real(0, above=True), help="peak SGD lr (default 0.02)")
+    train.add_argument("--canvas-size", type=int, help="canvas side in pixels (default 64)")
+    train.add_argument("--weights", help="weight file for the backbone network")
     train.add_argument(
-        "--trainable-layers", type=int, default=5, help="backbone stages to train, 0..5"
+        "--trainable-layers", type=int, help="backbone stages to train, 0..5 (default 5)"
     )
     train.add_argument("--out", default=None, help="run folder (default runs/detect-MODEL[-N])")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last epoch")
-    train.add_argument("--max-steps", type=int, default=None, help="stop after N steps")
+    train.add_argument("--max-steps", type=int, help="stop after N steps")
     _add_common(train)
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=int, help="default 0")
     train.add_argument(
         "--threads", type=thread_count, help="CPU threads, or free: the CPUs idle at start"
     )
@@ -71,17 +73,20 @@ def _usage(parser: argparse.ArgumentParser) -> int:
     return 2
 
 
+_TRAIN_DEFAULTS = {
+    "model": "resnet18", "epochs": 3, "train_images": 1000, "batch_size": 8, "lr": 0.02,
+    "canvas_size": 64, "seed": 0, "weights": None, "trainable_layers": 5, "max_steps": None,
+}  # fmt: skip
+
+
 def _train(args: argparse.Namespace) -> int:
     from resnet.detection import train_detector
 
-    options = {
-        "model": args.model, "epochs": args.epochs, "train_images": args.train_images,
-        "batch_size": args.batch_size, "lr": args.lr, "canvas_size": args.canvas_size,
-        "seed": args.seed, "weights": args.weights, "trainable_layers": args.trainable_layers,
-        "max_steps": args.max_steps,
-    }  # fmt: skip
-    if args.resume:
-        options = _saved_options(args.resume)
+    given = {key: getattr(args, key) for key in _TRAIN_DEFAULTS if getattr(args, key) is not None}
+    # A resumed run starts from its own settings; a flag given that changes its data or network
+    # is refused by train_detector (check_same_run), epochs and lr apply.
+    start = _saved_options(args.resume) if args.resume is not None else _TRAIN_DEFAULTS
+    options = {**start, **given}
     summary = train_detector(**options, out=args.out, device=args.device, resume=args.resume,
                              data_dir=args.data_dir, threads=args.threads)  # fmt: skip
     print(f"trained {summary.steps} steps in {summary.seconds:.0f}s; saved {summary.out_dir}")
@@ -103,11 +108,9 @@ def _saved_options(run_dir: str) -> dict:
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
         raise ConfigError(f"{path}: cannot read the run's settings ({error}); pass a run "
                           "folder written by `resnet detect train`") from None  # fmt: skip
-    keys = ("model", "epochs", "train_images", "batch_size", "lr", "canvas_size", "seed",
-            "weights", "trainable_layers", "max_steps")  # fmt: skip
-    if not isinstance(saved, dict) or any(key not in saved for key in keys):
+    if not isinstance(saved, dict) or any(key not in saved for key in _TRAIN_DEFAULTS):
         raise ConfigError(f"{path}: not the settings of a detection run; pass its run folder")
-    return {key: saved[key] for key in keys}
+    return {key: saved[key] for key in _TRAIN_DEFAULTS}
 
 
 def _eval(args: argparse.Namespace) -> int:

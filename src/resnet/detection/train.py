@@ -35,7 +35,14 @@ from resnet.engine.optim import build_optimizer, param_groups
 from resnet.errors import ConfigError
 from resnet.run import Run
 
-__all__ = ["train_detector", "TrainSummary", "load_items", "DetectionTask"]
+__all__ = [
+    "train_detector",
+    "TrainSummary",
+    "load_items",
+    "DetectionTask",
+    "CHANGEABLE_ON_RESUME",
+    "check_same_run",
+]
 
 _LOSSES = ("loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg")
 
@@ -138,6 +145,7 @@ def train_detector(
     task = DetectionTask(detector, config, items, train_images, batch_size, seed, record)
     state = None
     if resume is not None:  # restored before the settings are rewritten: a misfit changes nothing
+        check_same_run(run.folder(), record)
         state = restore_state(read_state(run), detector, optimizer, None, run.device)
         check_work_left(state, settings, steps_per_epoch, run.folder())
     run.write_settings(record)  # `resnet detect train --resume` reads them back
@@ -151,6 +159,27 @@ def train_detector(
     final_loss = loop.history[-1]["loss"] if loop.history else float("nan")
     return TrainSummary(run.folder(), loop.epoch, loop.step, final_loss,
                         time.perf_counter() - started)  # fmt: skip
+
+
+# What a resumed detection run may change: how long it trains, its peak lr and the device.
+CHANGEABLE_ON_RESUME = ("epochs", "max_steps", "lr", "device")
+
+
+def check_same_run(run_dir: Union[str, os.PathLike], record: dict) -> None:
+    """Refuse (``ConfigError``) to resume ``run_dir`` with settings that change its data or its
+    network (canvas size, items, seed, batch, backbone): they were used silently mid-run."""
+    from resnet.io import load_yaml
+
+    path = Path(run_dir) / "config.yaml"
+    saved = load_yaml(path.read_text(encoding="utf-8")) if path.is_file() else None
+    if not isinstance(saved, dict):
+        raise ConfigError(f"{path}: no settings of a detection run; pass its run folder")
+    for key, value in record.items():
+        if key not in CHANGEABLE_ON_RESUME and saved.get(key) != value:
+            raise ConfigError(
+                f"--resume continues {run_dir} as it was trained: {key} is {saved.get(key)!r} "
+                f"there, {value!r} given; drop --{key.replace('_', '-')}, or start a new run"
+            )
 
 
 class DetectionTask:
