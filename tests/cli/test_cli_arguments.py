@@ -9,7 +9,7 @@ import argparse
 import pytest
 
 from resnet.cli import build_parser, main
-from resnet.cli.arguments import real
+from resnet.cli.arguments import count, real
 
 
 def test_real_takes_finite_numbers_in_range_only():
@@ -77,6 +77,67 @@ def test_every_real_flag_refuses_non_finite_values(
     assert "Traceback" not in err and last.count("error:") == 1
     assert flag in last or "train" in path, last  # train's flags: the config names the field
     assert "finite" in last and value in last
+    assert list(tmp_path.iterdir()) == []
+
+
+# `resnet train`'s flags set TrainConfig fields, which the config checks with the field's range.
+CONFIG_FLAGS = ("train",)
+
+
+def _whole_flags():
+    for path, parser in _commands(build_parser()):
+        for action in parser._actions:
+            if path[:1] == CONFIG_FLAGS:
+                continue
+            where = f"{' '.join(path)} {action.option_strings}"
+            assert action.type is not int, f"{where}: use count() (a negative or 0 ran on)"
+            if getattr(action.type, "__name__", "") == "count":
+                yield path, action
+
+
+WHOLE_FLAGS = [(path, action.option_strings[0]) for path, action in _whole_flags()]
+
+
+def test_count_takes_whole_numbers_in_range_only():
+    layers = count(0, 5)
+    assert layers("0") == 0 and layers("5") == 5 and count(1)("1000000") == 1000000
+    for parse, text in [(layers, "6"), (layers, "-1"), (count(1), "0"), (count(0), "1.5")]:
+        with pytest.raises(argparse.ArgumentTypeError, match=f"got '{text}'"):
+            parse(text)
+    with pytest.raises(argparse.ArgumentTypeError, match="expected a whole number from 0 to 5"):
+        layers("9")
+
+
+def test_the_walk_finds_the_whole_number_flags():
+    assert len(WHOLE_FLAGS) >= 30
+    assert (("detect", "train"), "--seed") in WHOLE_FLAGS and (
+        ("eval",),
+        "--tta-shift",
+    ) in WHOLE_FLAGS
+
+
+@pytest.mark.parametrize(
+    "path, flag", WHOLE_FLAGS, ids=[" ".join(p) + f" {f}" for p, f in WHOLE_FLAGS]
+)
+def test_every_whole_number_flag_refuses_a_negative_at_parse_time(
+    path, flag, tmp_path, capsys, monkeypatch
+):
+    """`detect eval --seed -1` reached numpy as "ValueError: expected non-negative integer",
+    `detect train --max-steps 0` trained nothing and saved the run, `exp block --size 100000`
+    would allocate 120 GB: every whole-number flag has a range, checked before anything runs."""
+    monkeypatch.chdir(tmp_path)
+    parser = dict(_commands(build_parser()))[path]
+    argv = [*path]
+    for action in parser._actions:
+        placeholder = next(iter(action.choices)) if action.choices else "placeholder"
+        if not action.option_strings and action.nargs in (None, "+"):
+            argv.append(placeholder)
+        elif action.option_strings and action.required:
+            argv += [action.option_strings[0], placeholder]
+    assert main([*argv, flag, "-1"]) == 2
+    err = capsys.readouterr().err.strip()
+    last = err.splitlines()[-1]
+    assert "Traceback" not in err and flag in last and "expected a whole number" in last, last
     assert list(tmp_path.iterdir()) == []
 
 

@@ -73,10 +73,20 @@ def test_three_channel_canvases_repeat_the_gray_value(canvases) -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs",
-    [{"item_sizes": (30, 200)}, {"channels": 2}, {"items_per_canvas": (0, 2)}],
+    "kwargs, message",
+    [
+        ({"item_sizes": (30, 200)}, "must satisfy 4 <= low"),
+        ({"channels": 2}, "channels must be 1"),
+        ({"items_per_canvas": (0, 2)}, "items_per_canvas"),
+        # Bounded before the (N, side, side) array: 100000 px asked numpy for 28 GiB.
+        ({"canvas_size": 100000, "item_sizes": (20, 56)}, "canvas_size 100000 is out of range"),
+        ({"num_canvases": 20000, "canvas_size": 512}, "20000 canvases of 512x512 take 4.9 GiB"),
+        ({"seed": -1}, "seed must be a whole number >= 0, got -1"),  # numpy's ValueError
+        ({"seed": (3, -2)}, "seed must be a whole number >= 0, got -2"),
+    ],
 )
-def test_bad_options(kwargs) -> None:
+def test_bad_options(kwargs, message) -> None:
     items = torch.zeros(2, 1, 28, 28, dtype=torch.uint8)
-    with pytest.raises(ConfigError):
-        build_canvases(items, torch.tensor([0, 1]), 3, class_names=["a", "b"], **kwargs)
+    options = {"num_canvases": 3, **kwargs}
+    with pytest.raises(ConfigError, match=message):
+        build_canvases(items, torch.tensor([0, 1]), class_names=["a", "b"], **options)

@@ -60,7 +60,8 @@ def test_non_image_input_exits_2(checkpoint, tmp_path, capsys) -> None:
 
 def test_bad_training_options_exit_2(tmp_path, capsys) -> None:
     assert main(["detect", "train", "--epochs", "0", "--out", str(tmp_path)]) == 2
-    _error_line(capsys)
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # argparse: usage, then one error
+    assert "argument --epochs: expected a whole number >= 1, got '0'" in last
     assert main(["detect", "train", "--model", "resnet20", "--out", str(tmp_path)]) == 2
     assert "ImageNet-family" in _error_line(capsys)
 

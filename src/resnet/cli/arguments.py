@@ -43,17 +43,20 @@ def real(
     return parse
 
 
-def count(low: int = 1) -> Callable[[str], int]:
-    """An argparse ``type``: a whole number >= ``low`` (``--seeds 0`` used to run no seed and
-    fail at the summary, after the machine had been measured)."""
+def count(low: int = 1, high: Optional[int] = None) -> Callable[[str], int]:
+    """An argparse ``type``: a whole number from ``low`` to ``high`` (None: no upper end).
+    ``--seeds 0`` used to run no seed and fail at the summary, after the machine had been
+    measured; ``--seed -1`` reached numpy as a ValueError (tests/cli/test_cli_arguments.py
+    walks the parser so that every whole-number flag is parsed so)."""
+    wanted = f"from {low} to {high}" if high is not None else f">= {low}"
 
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             value = low - 1
-        if value < low:
-            raise argparse.ArgumentTypeError(f"expected a whole number >= {low}, got {text!r}")
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"expected a whole number {wanted}, got {text!r}")
         return value
 
     parse.__name__ = "count"

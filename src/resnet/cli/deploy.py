@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from resnet.cli.arguments import real
+from resnet.cli.arguments import count, real
 
 __all__ = ["register"]
 
@@ -44,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument("--checkpoint", required=True, help="run dir, .safetensors or .json")
     export.add_argument("--format", required=True, choices=("onnx", "torchscript", "pt2"))
     export.add_argument("--out", default=None, help="output file (default: beside the checkpoint)")
-    export.add_argument("--opset", type=int, default=17, help="ONNX opset version")
+    export.add_argument("--opset", type=count(1), default=17, help="ONNX opset version")
     export.add_argument(
         "--atol", type=real(0, above=True), default=1e-4, help="largest allowed |exported - torch|"
     )
@@ -67,13 +67,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     export.add_argument(
         "--calibration-samples",
-        type=int,
+        type=count(1),
         default=256,
         metavar="N",
         help="--int8: calibration images",
     )
     export.add_argument(
-        "--check-samples", type=int, default=2000, metavar="N", help="--int8: check images (0: all)"
+        "--check-samples",
+        type=count(0),
+        default=2000,
+        metavar="N",
+        help="--int8: check images (0: all)",
     )
     export.add_argument(
         "--min-agreement",

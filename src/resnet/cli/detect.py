@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from resnet.cli.arguments import real
+from resnet.cli.arguments import count, real
 from resnet.cli.train import thread_count
 
 __all__ = ["register"]
@@ -23,20 +23,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     # Defaults are None here and _TRAIN_DEFAULTS below, so that --resume can tell a flag the
     # user gave (to be applied or refused) from one left at its default.
     train.add_argument("--model", help="4-stage backbone (default resnet18)")
-    train.add_argument("--epochs", type=int, help="passes, each on fresh canvases (default 3)")
-    train.add_argument("--train-images", type=int, help="canvases per epoch (default 1000)")
-    train.add_argument("--batch-size", type=int, help="default 8")
+    train.add_argument("--epochs", type=count(1), help="passes, each on fresh canvases (default 3)")
+    train.add_argument("--train-images", type=count(1), help="canvases per epoch (default 1000)")
+    train.add_argument("--batch-size", type=count(1), help="default 8")
     train.add_argument("--lr", type=real(0, above=True), help="peak SGD lr (default 0.02)")
-    train.add_argument("--canvas-size", type=int, help="canvas side in pixels (default 64)")
+    train.add_argument("--canvas-size", type=count(1), help="canvas side in pixels (default 64)")
     train.add_argument("--weights", help="weight file for the backbone network")
     train.add_argument(
-        "--trainable-layers", type=int, help="backbone stages to train, 0..5 (default 5)"
+        "--trainable-layers", type=count(0, 5), help="backbone stages to train, 0..5 (default 5)"
     )
     train.add_argument("--out", default=None, help="run folder (default runs/detect-MODEL[-N])")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last epoch")
-    train.add_argument("--max-steps", type=int, help="stop after N steps")
+    train.add_argument("--max-steps", type=count(1), help="stop after N steps")
     _add_common(train)
-    train.add_argument("--seed", type=int, help="default 0")
+    train.add_argument("--seed", type=count(0), help="default 0")
     train.add_argument(
         "--threads", type=thread_count, help="CPU threads, or free: the CPUs idle at start"
     )
@@ -44,8 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     evaluate = actions.add_parser("eval", help="mAP@0.5 and mAP@[.5:.95] on held-out canvases")
     evaluate.add_argument("checkpoint", help="run folder written by `resnet detect train`")
-    evaluate.add_argument("--images", type=int, default=500, help="held-out canvases")
-    evaluate.add_argument("--seed", type=int, default=None, help="canvas seed (default fixed)")
+    evaluate.add_argument("--images", type=count(1), default=500, help="held-out canvases")
+    evaluate.add_argument("--seed", type=count(0), default=None, help="canvas seed (default fixed)")
     evaluate.add_argument("--json", action="store_true", help="print machine-readable JSON")
     _add_common(evaluate)
     evaluate.set_defaults(func=_eval)
@@ -54,10 +54,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     predict.add_argument("checkpoint", help="run folder written by `resnet detect train`")
     predict.add_argument("images", nargs="*", help="PNG/JPEG files (default: new canvases)")
     predict.add_argument("--out", default=None, help="folder for the PNGs (default CKPT/predict)")
-    predict.add_argument("--canvases", type=int, default=4, help="canvases when no images given")
-    predict.add_argument("--seed", type=int, default=2024)
+    predict.add_argument(
+        "--canvases", type=count(1), default=4, help="canvases when no images given"
+    )
+    predict.add_argument("--seed", type=count(0), default=2024)
     predict.add_argument("--score-threshold", type=real(0, 1), default=0.5)
-    predict.add_argument("--scale", type=int, default=3, help="enlarge images before drawing")
+    predict.add_argument(
+        "--scale", type=count(1, 16), default=3, help="enlarge images before drawing"
+    )
     predict.add_argument("--json", action="store_true", help="print machine-readable JSON")
     _add_common(predict)
     predict.set_defaults(func=_predict)

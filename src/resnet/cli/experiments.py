@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from resnet.cli.arguments import real
+from resnet.cli.arguments import count, real
 from resnet.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ def _common(
     parser.add_argument("--out-dir", default=None, help="output folder (default: runs/NAME-N)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     if seed:
-        parser.add_argument("--seed", type=int, default=0, help="random seed")
+        parser.add_argument("--seed", type=count(0), default=0, help="random seed")
     if data:
         parser.add_argument(
             "--dataset",
@@ -46,15 +46,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     names = exp.add_subparsers(dest="experiment", metavar="NAME", required=True)
 
     block = names.add_parser("block", help="ResidualBlock(3) on a (1,3,64,64) input")
-    block.add_argument("--channels", type=int, default=3, help="channels of the block")
-    block.add_argument("--size", type=int, default=64, help="input height and width")
+    block.add_argument("--channels", type=count(1, 1024), default=3, help="channels of the block")
+    block.add_argument("--size", type=count(1, 1024), default=64, help="input height and width")
     _common(block, data=False)
     block.set_defaults(func=_block)
 
     grad = names.add_parser("gradflow", help="gradient norm of every layer, by depth")
-    grad.add_argument("--depth", type=int, default=56, choices=(20, 32, 44, 56, 110))
-    grad.add_argument("--steps", type=int, default=10, help="SGD steps before the 2nd probe")
-    grad.add_argument("--batch-size", type=int, default=128)
+    grad.add_argument("--depth", type=count(1), default=56, choices=(20, 32, 44, 56, 110))
+    grad.add_argument("--steps", type=count(1), default=10, help="SGD steps before the 2nd probe")
+    grad.add_argument("--batch-size", type=count(1), default=128)
     grad.add_argument("--lr", type=real(0, above=True), default=0.01, help="lr of the probe steps")
     grad.add_argument(
         "--norms", nargs="+", default=["batch", "none"], choices=("batch", "none", "group")
@@ -63,12 +63,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     grad.set_defaults(func=_gradflow)
 
     degr = names.add_parser("degradation", help="train plain and residual nets of 2+ depths")
-    degr.add_argument("--depths", type=int, nargs="+", default=[20, 56])
-    degr.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per seed")
-    degr.add_argument("--train-subset", type=int, default=None, help="first N train images")
-    degr.add_argument("--test-subset", type=int, default=None, help="first N test images")
-    degr.add_argument("--epochs", type=int, default=10)
-    degr.add_argument("--batch-size", type=int, default=128)
+    degr.add_argument("--depths", type=count(1), nargs="+", default=[20, 56])
+    degr.add_argument("--seeds", type=count(0), nargs="+", default=[0], help="one run per seed")
+    degr.add_argument("--train-subset", type=count(1), default=None, help="first N train images")
+    degr.add_argument("--test-subset", type=count(1), default=None, help="first N test images")
+    degr.add_argument("--epochs", type=count(1), default=10)
+    degr.add_argument("--batch-size", type=count(1), default=128)
     degr.add_argument("--lr", type=real(0, above=True), default=0.1)
     degr.add_argument("--schedule", default="cosine", choices=("cosine", "onecycle", "constant"))
     degr.add_argument("--warmup-epochs", type=real(0), default=0.0, help="linear lr warmup")
@@ -77,7 +77,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help="one precision for every net (auto: bf16 where native)")  # fmt: skip
     degr.add_argument("--zero-init-residual", action="store_true",
                       help="start each residual block as the identity (Goyal 2017)")  # fmt: skip
-    degr.add_argument("--curve-every", type=int, default=None,
+    degr.add_argument("--curve-every", type=count(1), default=None,
                       help="training error every N iterations (per-iteration curves)")  # fmt: skip
     degr.add_argument(
         "--tolerance", type=real(0, 1), default=0.01, help="'matches' margin (0.01 = 1 point)"
@@ -97,10 +97,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             metavar="[LABEL=]PATH",
             help="a run folder or checkpoint; repeat for plain and residual",
         )
-        sub.add_argument("--eval-subset", type=int, default=500, help="first N test images")
+        sub.add_argument("--eval-subset", type=count(1), default=500, help="first N test images")
         if name == "landscape":
-            sub.add_argument("--points", type=int, default=21, help="odd number of 1D points")
-            sub.add_argument("--points-2d", type=int, default=11, help="odd grid side")
+            sub.add_argument("--points", type=count(1), default=21, help="odd number of 1D points")
+            sub.add_argument("--points-2d", type=count(1), default=11, help="odd grid side")
             sub.add_argument("--span", type=real(0, above=True), default=1.0, help="largest step")
             sub.add_argument("--no-2d", action="store_true", help="only the 1D curve")
         _common(sub, dataset=None)
@@ -111,7 +111,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument("--out-dir", default=None, help="output folder (default: runs/demo-N)")
     demo.add_argument("--data-dir", default=None, help="where Fashion-MNIST is")
     demo.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    demo.add_argument("--seed", type=int, default=0, help="random seed")
+    demo.add_argument("--seed", type=count(0), default=0, help="random seed")
     demo.set_defaults(func=_demo)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from resnet.cli.arguments import count
 from resnet.errors import ConfigError
 
 __all__ = ["register"]
@@ -21,10 +22,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     summary = subparsers.add_parser("summary", help="per-stage output shapes and parameters")
     summary.add_argument("name", help="model name, see `resnet models`")
     summary.add_argument(
-        "--input-size", type=int, default=None, help="input side in pixels (default: the model's)"
+        "--input-size",
+        type=count(1),
+        default=None,
+        help="input side in pixels (default: the model's)",
     )
-    summary.add_argument("--in-chans", type=int, default=3, help="input channels")
-    summary.add_argument("--num-classes", type=int, default=None, help="classifier outputs")
+    summary.add_argument("--in-chans", type=count(1), default=3, help="input channels")
+    summary.add_argument("--num-classes", type=count(1), default=None, help="classifier outputs")
     summary.set_defaults(func=_summary)
 
 

@@ -15,7 +15,7 @@ import os
 import sys
 from typing import Any
 
-from resnet.cli.arguments import real
+from resnet.cli.arguments import count, real
 from resnet.errors import ConfigError
 
 __all__ = ["register", "parse_overrides", "thread_count"]
@@ -103,7 +103,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--split", default="test", choices=("train", "val", "test"))
     _add_tta_arguments(evaluate)
     evaluate.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
-    evaluate.add_argument("--batch-size", type=int, default=256)
+    evaluate.add_argument("--batch-size", type=count(1), default=256)
     evaluate.add_argument("--out-dir", help="write confusion_matrix.csv/.png here")
     evaluate.add_argument(
         "--dtype",
@@ -119,7 +119,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     predict.add_argument("inputs", nargs="+", help="image files, or folders of them")
     predict.add_argument(
-        "--topk", type=int, default=5, help="most probable classes to list (at most all)"
+        "--topk", type=count(1), default=5, help="most probable classes to list (at most all)"
     )
     _add_tta_arguments(predict)
     predict.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
@@ -132,7 +132,7 @@ def _add_tta_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tta", action="store_true", help="average with the mirror image")
     parser.add_argument(
         "--tta-shift",
-        type=int,
+        type=count(0),
         default=0,
         metavar="PIXELS",
         help="also average with the image shifted this many pixels left and right",

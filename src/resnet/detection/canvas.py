@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from resnet.checks import is_whole, whole_number
 from resnet.errors import ConfigError, DataError
 from resnet.io import atomic_write
 
@@ -38,6 +39,10 @@ __all__ = [
 ]
 
 Seed = Union[int, Sequence[int]]
+# Canvases are drawn a whole set at a time, (N, side, side) uint8: the side and the set's bytes
+# are bounded so that a typo (--canvas-size 100000: 18.6 GiB for 2 canvases) is an error first.
+MAX_CANVAS_SIZE = 1024
+MAX_CANVAS_BYTES = 4 << 30
 _PLACEMENT_TRIES = 30  # random positions tried per item before the item is left out
 
 
@@ -92,6 +97,8 @@ def build_canvases(
     """
     _check_options(item_images, item_labels, num_canvases, canvas_size, channels,
                    items_per_canvas, item_sizes)  # fmt: skip
+    for part in seed if isinstance(seed, Sequence) else [seed]:  # numpy: "expected non-negative"
+        whole_number("seed", part, minimum=0)
     items = item_images.reshape(item_images.shape[0], *item_images.shape[-2:])
     rng = np.random.default_rng(list(seed) if isinstance(seed, Sequence) else seed)
     canvases = np.zeros((num_canvases, canvas_size, canvas_size), dtype=np.uint8)
@@ -212,8 +219,19 @@ def _resize_item(item: Tensor, side: int) -> np.ndarray:
     return resized[0, 0].round().clamp(0, 255).to(torch.uint8).numpy()
 
 
-def check_item_sizes(item_sizes: tuple[int, int], canvas_size: int) -> None:
-    """``ConfigError`` unless items ``item_sizes`` (low, high) px wide fit on the canvas."""
+def check_item_sizes(item_sizes: tuple[int, int], canvas_size: int, num_canvases: int = 1) -> None:
+    """``ConfigError`` unless items ``item_sizes`` (low, high) px wide fit on the canvas, and
+    the canvas side and ``num_canvases`` of them stay within the bounds above."""
+    if not is_whole(canvas_size) or not 1 <= canvas_size <= MAX_CANVAS_SIZE:
+        raise ConfigError(
+            f"canvas_size {canvas_size} is out of range; use 1 to {MAX_CANVAS_SIZE} pixels"
+        )
+    if num_canvases * canvas_size**2 > MAX_CANVAS_BYTES:
+        gib = num_canvases * canvas_size**2 / 2**30
+        raise ConfigError(
+            f"{num_canvases} canvases of {canvas_size}x{canvas_size} take {gib:.1f} GiB, more "
+            f"than {MAX_CANVAS_BYTES >> 30} GiB; use fewer (train_images) or smaller canvases"
+        )
     small, large = item_sizes
     if not 4 <= small <= large <= canvas_size:
         raise ConfigError(
@@ -244,4 +262,4 @@ def _check_options(
     low, high = items_per_canvas
     if not 1 <= low <= high:
         raise ConfigError(f"items_per_canvas must be 1 <= low <= high, got {items_per_canvas}")
-    check_item_sizes(item_sizes, canvas_size)
+    check_item_sizes(item_sizes, canvas_size, num_canvases)

@@ -19,6 +19,7 @@ from typing import Any, Optional, Union
 import torch
 from torch import nn
 
+from resnet.checks import whole_number
 from resnet.detection.backbone import check_fpn_model
 from resnet.detection.canvas import build_canvases, check_item_sizes
 from resnet.detection.detector import (
@@ -103,11 +104,12 @@ def train_detector(
         raise ConfigError("epochs, train_images and batch_size must all be at least 1")
     if not lr > 0:
         raise ConfigError(f"lr must be positive, got {lr}")
+    whole_number("seed", seed, minimum=0)  # the canvases' numpy generator takes no negative
     if threads is not None:
         torch.set_num_threads(resolve_threads(threads))
     check_fpn_model(model)  # before the data is read
     item_sizes = tuple(item_sizes or default_item_sizes(canvas_size))
-    check_item_sizes(item_sizes, canvas_size)  # before the run folder is made
+    check_item_sizes(item_sizes, canvas_size, train_images)  # before the run folder is made
     if run is None:
         run = (
             Run.resume(resume, device=device)
