@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from resnet.cli.arguments import count
 from resnet.device import resolve_precision
 from resnet.engine.setup import StepContext
 from resnet.models import create_model
@@ -71,8 +72,8 @@ def site_seconds(act: str, shape: torch.Size, dtype: torch.dtype, repeats: int) 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="resnet9_slim", choices=("resnet9_slim", "resnet9"))
-    parser.add_argument("--batch", type=int, default=256)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--batch", type=count(1), default=256)
+    parser.add_argument("--repeats", type=count(1), default=7)
     args = parser.parse_args(argv)
     amp = resolve_precision("auto", torch.device("cpu"))
     dtype = torch.bfloat16 if amp == "bf16" else torch.float32

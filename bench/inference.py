@@ -41,6 +41,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from resnet import create_model  # noqa: E402
+from resnet.cli.arguments import count  # noqa: E402
 from resnet.deploy.optimize import optimize_for_inference  # noqa: E402
 from resnet.device import has_fast_bfloat16  # noqa: E402
 from resnet.models.profile import count_gflops  # noqa: E402
@@ -154,7 +155,7 @@ def _timed(fn: Callable) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--threads", type=count(1), default=torch.get_num_threads())
     parser.add_argument("--compile", action="store_true", help="also time torch.compile")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -23,6 +23,7 @@ import sys
 import torch
 from peak import machine_header, step_seconds
 
+from resnet.cli.arguments import count
 from resnet.device import allowed_cpus, free_cpus, resolve_precision
 
 
@@ -46,7 +47,7 @@ def step_ms(model_name: str, threads: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="resnet9_slim")
-    parser.add_argument("--busy", type=int, default=None, help="CPUs to keep busy (half)")
+    parser.add_argument("--busy", type=count(0), default=None, help="CPUs to keep busy (half)")
     args = parser.parse_args()
     allowed = allowed_cpus()
     busy = args.busy if args.busy is not None else max(1, len(allowed) // 2)

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from resnet.cli.arguments import count
 from resnet.engine.kernels import small_map_conv, takes_small_map
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -95,7 +96,7 @@ def _steps(dtype: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dtype", choices=("bf16", "fp32"), default="bf16")
-    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--repeats", type=count(1), default=10)
     parser.add_argument("--steps", action="store_true", help="also whole training steps")
     args = parser.parse_args()
     print(machine_header(args.dtype), flush=True)

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from resnet.cli.arguments import count
 from resnet.data import ArrayDataset, DatasetMeta, load_dataset, make_loader
 from resnet.models import create_model
 
@@ -230,12 +231,15 @@ def folder_case(args) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--warmup", type=int, default=5, help="untimed steps")
-    parser.add_argument("--steps", type=int, default=20, help="timed steps")
-    parser.add_argument("--workers", type=int, default=2, help="baseline DataLoader workers")
+    parser.add_argument("--warmup", type=count(0), default=5, help="untimed steps")
+    parser.add_argument("--steps", type=count(1), default=20, help="timed steps")
+    parser.add_argument("--workers", type=count(0), default=2, help="baseline DataLoader workers")
     parser.add_argument("--data-dir", default=str(FASHION))
     parser.add_argument(
-        "--loader-steps", type=int, default=20, help="batches for the loader-only line (0: skip)"
+        "--loader-steps",
+        type=count(0),
+        default=20,
+        help="batches for the loader-only line (0: skip)",
     )
     parser.add_argument(
         "--only", choices=("resnet20", "resnet18", "folder"), help="run one case only"

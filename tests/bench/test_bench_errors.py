@@ -19,6 +19,8 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
         ("time_to_accuracy.py", ["--set", "lr=abc"], "lr must be a number"),
         ("peak.py", ["--models", "resnt20"], "unknown model 'resnt20'"),
         ("optimizer_step.py", ["--models", "resnt20"], "unknown model 'resnt20'"),
+        ("train_throughput.py", ["--steps", "0"], "--steps: expected a whole number >= 1"),
+        ("activations.py", ["--batch", "-8"], "--batch: expected a whole number >= 1"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(script, args, message):
@@ -32,3 +34,10 @@ def test_bad_input_is_one_line_and_exit_2(script, args, message):
     last = done.stderr.strip().splitlines()[-1]
     assert message in last and "error:" in last
     assert "GFLOP/s" not in done.stdout  # refused before the machine was measured
+
+
+def test_no_bench_flag_is_a_bare_int():
+    """A bare ``type=int`` lets 0 and negatives run (``--steps 0`` timed no step and divided by
+    zero); whole-number flags use ``resnet.cli.arguments.count`` as the CLI's do."""
+    bare = [p.name for p in sorted(BENCH.glob("*.py")) if "type=int" in p.read_text()]
+    assert bare == []
