@@ -37,7 +37,7 @@ def test_bad_input_is_one_line_and_exit_2(script, args, message):
 
 
 def test_no_bench_flag_is_a_bare_int():
-    """A bare ``type=int`` lets 0 and negatives run (``--steps 0`` timed no step and divided by
-    zero); whole-number flags use ``resnet.cli.arguments.count`` as the CLI's do."""
+    """A bare ``type=int`` lets 0 and negatives through to the measurement; whole-number flags
+    use ``resnet.cli.arguments.count`` as the CLI's do."""
     bare = [p.name for p in sorted(BENCH.glob("*.py")) if "type=int" in p.read_text()]
     assert bare == []
