@@ -53,7 +53,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny_npz, tmp_path
     assert load_checkpoint(run)[1]["epoch"] == 1
 
 
-def test_transfer_learning_freezes_the_backbone(tmp_path):
+def test_transfer_learning_freezes_the_backbone(tmp_path, capsys):
     source = make_npz(tmp_path / "source.npz", num_classes=4, seed=1)
     target = make_npz(tmp_path / "target.npz", num_classes=2, seed=2)
     base = train(tiny_config(source, tmp_path, name="base", epochs=1, model_kwargs={}))
@@ -64,6 +64,9 @@ def test_transfer_learning_freezes_the_backbone(tmp_path):
             freeze_stages=1, backbone_lr_scale=0.1,
         )
     )  # fmt: skip
+    # The run says what the file gave: the 4-class head does not fit 2 classes, so fc is new.
+    printed = capsys.readouterr().out
+    assert f"pretrained {base.run_dir}: " in printed and "left out: fc is new" in printed
     weights = load_file(str(tuned.last_checkpoint))
     frozen = [k for k in weights if k.startswith(("conv1.", "bn1.", "layer1."))]
     assert "layer1.0.bn1.running_mean" in frozen

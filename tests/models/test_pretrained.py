@@ -26,6 +26,7 @@ def test_torchvision_file_loads_and_matches(torchvision_resnet18_file):
     model = create_model("resnet18")
     report = load_weights(model, torchvision_resnet18_file)
     assert not report.adapted_conv1 and not report.dropped_classifier
+    assert report.describe() == "122 tensors loaded; fc included"
     for key, value in _state(torchvision_resnet18_file).items():
         torch.testing.assert_close(model.state_dict()[key], value)
 
@@ -56,7 +57,10 @@ def test_other_num_classes_drops_the_classifier(torchvision_resnet18_file):
     model = create_model("resnet18", num_classes=7)
     fresh_fc = model.fc.weight.clone()
     report = load_weights(model, torchvision_resnet18_file)
-    assert report.dropped_classifier
+    assert report.dropped_classifier and report.loaded == 120  # 122 less fc.weight and fc.bias
+    assert report.describe().endswith(
+        "its classifier (another number of classes) left out: fc is new"
+    )
     torch.testing.assert_close(model.fc.weight, fresh_fc)
     torch.testing.assert_close(
         model.layer4[1].conv2.weight, _state(torchvision_resnet18_file)["layer4.1.conv2.weight"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -172,10 +173,16 @@ def _loaders(cfg, ctx, per_rank_batch, train_set, eval_set, test_set, eval_split
 
 
 def build_model(
-    cfg: TrainConfig, meta: Any, device: torch.device, *, sync_bn: bool = False
+    cfg: TrainConfig,
+    meta: Any,
+    device: torch.device,
+    *,
+    sync_bn: bool = False,
+    log: Callable[[str], None] = print,
 ) -> tuple[nn.Module, list[str]]:
     """The network for ``meta`` (2D or 3D), pretrained and partly frozen as ``cfg`` says; with
     ``sync_bn`` (a multi-process run) and ``cfg.sync_bn`` its BatchNorms share batch statistics.
+    ``log`` gets one line on what a pretrained file gave (``LoadReport.describe``).
 
     Returns the model on ``device`` and the names of its frozen parameters.
     """
@@ -194,7 +201,8 @@ def build_model(
             f"pick a {len(meta.image_size)}D model from `resnet models`"
         )
     if cfg.pretrained is not None:
-        load_weights(model, _weight_file(cfg.pretrained))
+        report = load_weights(model, _weight_file(cfg.pretrained))
+        log(f"pretrained {cfg.pretrained}: {report.describe()}")
     frozen = freeze_backbone(model, cfg.freeze_stages)
     if sync_bn and cfg.sync_bn:
         from resnet.engine.distributed import convert_sync_batchnorm

@@ -161,7 +161,8 @@ def _train(
     data = load_data(cfg, ctx, check_batch_split(cfg.batch_size, ctx), datasets)
     check_tta_shift(cfg.eval_tta_shift, data.meta.image_size[-1])  # before training, not after
     check_tta_flip(cfg.eval_tta, data.meta)
-    model, frozen = build_model(cfg, data.meta, run.device, sync_bn=ctx.distributed)
+    log = print if ctx.is_main else (lambda _line: None)
+    model, frozen = build_model(cfg, data.meta, run.device, sync_bn=ctx.distributed, log=log)
     if not resumed and cfg.pretrained is None:
         init_from_data(model, data.train_loader)  # before EMA and DDP copy the weights
     optimizer = build_run_optimizer(cfg, model, data.meta)

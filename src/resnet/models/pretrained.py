@@ -48,6 +48,27 @@ class LoadReport:
     renamed_classifier: str = ""  # the file's name for the classifier, when not ``fc``
     stripped_prefix: str = ""  # the wrapper's attribute name every key began with ("model.")
     skipped: list[str] = field(default_factory=list)
+    loaded: int = 0  # tensors copied into the model
+
+    def describe(self) -> str:
+        """One line saying what was loaded and what was changed to fit, e.g. for a run's log:
+        whether the classifier is the file's or a new one is what a fine-tuner needs to know."""
+        changes = []
+        if self.stripped_prefix:
+            changes.append(f"the keys' prefix {self.stripped_prefix!r} dropped")
+        if self.renamed_classifier:
+            changes.append(f"its classifier {self.renamed_classifier!r} read as fc")
+        if self.adapted_conv1:
+            changes.append("conv1 adapted to the input channels")
+        if self.dropped_classifier:
+            changes.append("its classifier (another number of classes) left out: fc is new")
+        elif self.backbone_only:
+            changes.append("it has no classifier: fc is new")
+        elif self.skipped:
+            changes.append("its classifier not used (features only)")
+        else:
+            changes.append("fc included")
+        return f"{self.loaded} tensors loaded; " + ", ".join(changes)
 
 
 def read_state_dict(source: Source) -> dict[str, Tensor]:
@@ -189,6 +210,7 @@ def load_weights(model: nn.Module, source: Source) -> LoadReport:
     _check_fit(state, own, label, target, ignore_missing=classifier_keys)
     # Every key is checked above; only counters (and the kept classifier) may be missing here.
     target.load_state_dict(state, strict=False)
+    report.loaded = len(state)
     return report
 
 
