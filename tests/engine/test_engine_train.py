@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -269,3 +270,30 @@ def test_a_train_subset_beyond_the_split_or_of_one_class_is_refused(tmp_path):
     with pytest.raises(DataError, match=r"\(train_subset 50\): the train split holds .* one class"):
         train(tiny_config(one_class, tmp_path / "runs", train_subset=50))
     assert not (tmp_path / "runs").exists()
+
+
+def test_epochs_are_scored_on_the_datas_own_val_split_and_best_is_never_picked_on_test(tmp_path):
+    """An .npz with val arrays (MedMNIST's layout) was scored every epoch on test when
+    val_fraction was 0, and best.* was the epoch with the best *test* accuracy: `resnet eval` of
+    the run then reported a test score chosen on the test set, above the run's "final:". Epochs
+    are now scored on the data's own val split; without any val split best.* is the latest
+    epoch, the model "final:" scores."""
+    with np.load(make_npz(tmp_path / "d.npz")) as arrays:
+        saved = dict(arrays)
+    with_val = tmp_path / "with_val.npz"
+    np.savez(with_val, **saved, val_images=saved["test_images"][:32],
+             val_labels=saved["test_labels"][:32])  # fmt: skip
+    result = train(tiny_config(with_val, tmp_path / "runs", name="v", lr=0.5))
+    assert all("val_acc" in row and "test_acc" not in row for row in result.history)
+    best = json.loads((result.run_dir / "best.json").read_text())
+    picked = max(result.history, key=lambda row: row["val_acc"])
+    assert best["epoch"] == picked["epoch"] and "test_acc" in result.metrics
+    # A constant lr of 4 makes the test accuracy jump about: epoch 3 is the best on test.
+    plain = train(tiny_config(tmp_path / "d.npz", tmp_path / "runs", name="t", lr=4.0, epochs=4,
+                              schedule="constant"))  # fmt: skip
+    accuracy = [row["test_acc"] for row in plain.history]
+    assert max(accuracy) > accuracy[-1]  # so best-on-test would have kept an earlier epoch
+    assert json.loads((plain.run_dir / "best.json").read_text())["epoch"] == 4
+    assert (plain.run_dir / "best.safetensors").read_bytes() == (
+        plain.run_dir / "last.safetensors"
+    ).read_bytes()

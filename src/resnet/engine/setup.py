@@ -18,7 +18,7 @@ from resnet.engine.config import TrainConfig
 from resnet.engine.distributed import DistContext
 from resnet.engine.kernels import SmallMapConvolutions
 from resnet.engine.optim import freeze_backbone
-from resnet.errors import ConfigError, DataError
+from resnet.errors import ConfigError, DataError, NoSplitError
 
 __all__ = [
     "RunData", "StepContext", "seed_everything", "load_data", "build_model", "autocast_context",
@@ -115,21 +115,28 @@ def _splits(cfg: TrainConfig, given: dict) -> tuple[Any, Any, Optional[Any], str
         options["image_size"] = cfg.image_size
 
     def split(name: str) -> Any:
-        return given[name] if name in given else load_dataset(cfg.dataset, name, **options)
+        if name in given:
+            return given[name]
+        if given and name == "val" and cfg.val_fraction <= 0:  # in memory: the splits given
+            raise NoSplitError("no val split was given")
+        return load_dataset(cfg.dataset, name, **options)
 
     train_set = split("train")
     _check_class_count(train_set, cfg.dataset)
-    eval_split = "val" if cfg.val_fraction > 0 or "val" in given else "test"
     try:
         test_set = split("test")
     except DataError:
         test_set = None
-    if eval_split == "val":
-        eval_set = split("val")
-    elif test_set is None:
+    # Epochs are scored (and best.* picked) on a validation split wherever there is one: the
+    # data's own (MedMNIST's val arrays, a root/val/ folder beside root/test/) or val_fraction
+    # of train. The data's own val split used to be passed over for test when val_fraction was
+    # 0, so the epoch kept as best was chosen on the test set it was then scored on.
+    try:
+        eval_set, eval_split = split("val"), "val"
+    except NoSplitError:
+        eval_set, eval_split = test_set, "test"
+    if eval_set is None:
         raise ConfigError(f"{cfg.dataset} has no test split; set val_fraction > 0 (e.g. 0.1)")
-    else:
-        eval_set = test_set
     return train_set, eval_set, test_set, eval_split
 
 

@@ -182,7 +182,11 @@ def _train(
     runner = _runner(model, cfg, ctx, run.device)
     task = ClassificationTask(model, data, cfg, frozen, context)
     _print_header(cfg, data, run, ctx, context, optimizer)
-    settings = loop_settings(cfg, best_metric=f"{data.eval_split}_acc")
+    # best.* is the epoch the run picks: the best on validation where a split was held out.
+    # Without one, the best on test would be a test score chosen on the test set (eval reported
+    # it above the run's "final:"), so best is the latest epoch, the model "final:" scores.
+    best_metric = "val_acc" if data.eval_split == "val" else "epoch"
+    settings = loop_settings(cfg, best_metric=best_metric)
     loop = fit(run, task, optimizer, settings, ctx=ctx, runner=runner, ema=ema,
                context=context, state=state)  # fmt: skip
     eval_model = ema.module if ema is not None else model
