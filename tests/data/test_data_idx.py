@@ -196,3 +196,25 @@ def test_real_fashion_mnist_matches_known_statistics():
     pixels = train.images[:2000].double() / 255
     sample_mean = pixels.mean().item()
     assert sample_mean == pytest.approx(0.2860, abs=0.01)  # independent spot check
+
+
+def test_mnist_and_fashion_mnist_files_are_told_apart(tmp_path, isolated_search):
+    """The two datasets' files have the same names and shapes: Fashion-MNIST's four files under
+    --dataset mnist trained clothes as digits, and other labels of the official size under
+    --dataset fashion-mnist (MNIST's, KMNIST's) trained as clothes, without a word."""
+    fashion = tmp_path / "fashion"
+    other = tmp_path / "other"
+    for split in ("train", "test"):
+        images, labels = (read_idx(FASHION_DIR / f"{name}.gz") for name in IDX_FILES[split])
+        for folder, written in ((fashion, labels), (other, np.roll(labels, 1))):
+            folder.mkdir(exist_ok=True)
+            write_idx(folder / IDX_FILES[split][0], images)
+            write_idx(folder / IDX_FILES[split][1], written)
+    assert len(load_dataset("fashion-mnist", "test", data_dir=fashion)) == 10000
+    with pytest.raises(DataError, match="holds Fashion-MNIST's files, not MNIST's"):
+        load_dataset("mnist", "test", data_dir=fashion)
+    with pytest.raises(DataError, match="labels that are not Fashion-MNIST's"):
+        load_dataset("fashion-mnist", "test", data_dir=other)
+    assert len(load_dataset("mnist", "test", data_dir=other)) == 10000
+    write_idx_dataset(tmp_path / "small", gz=False)  # files of other sizes are not judged
+    assert len(load_dataset("fashion-mnist", "test", data_dir=tmp_path / "small")) == 12

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import gzip
+import hashlib
 import math
 import os
 import struct
@@ -29,6 +30,7 @@ __all__ = [
     "write_idx",
     "find_idx_files",
     "missing_idx_files",
+    "check_idx_dataset",
     "load_idx_split",
 ]
 
@@ -213,3 +215,33 @@ def load_idx_split(
             "classes; the file is damaged or from another dataset"
         )
     return images[:, None], labels.astype(np.int64)
+
+
+# MNIST, Fashion-MNIST (and KMNIST) ship files of the same names and shapes, so a folder of the
+# wrong one loads without a complaint and trains digits under the names of clothes. The label
+# files tell them apart: SHA-256 of Fashion-MNIST's label bytes (after the 8-byte header).
+FASHION_MNIST_LABELS_SHA256 = {
+    60000: "657fbd221bfc9f4198cc14b5619cc33ec57c58dd0e47af4d99d6650759e869a7",
+    10000: "3d0e6c6ea990b53b6f8f500a41cac93881d981b315f84578b7d915342ade01e9",
+}
+
+
+def check_idx_dataset(name: str, labels: np.ndarray, where: Path) -> None:
+    """``DataError`` when a split of the official size (60,000 / 10,000) is not the dataset
+    ``name`` says: ``fashion-mnist`` whose labels are not Fashion-MNIST's, or ``mnist`` whose
+    labels are. Splits of other sizes (files made for tests, subsets) are not judged."""
+    expected = FASHION_MNIST_LABELS_SHA256.get(len(labels))
+    if expected is None or name not in ("fashion-mnist", "mnist"):
+        return
+    digest = hashlib.sha256(np.ascontiguousarray(labels, dtype=np.uint8).tobytes()).hexdigest()
+    if name == "fashion-mnist" and digest != expected:
+        raise DataError(
+            f"{where} holds {len(labels)} labels that are not Fashion-MNIST's (MNIST and KMNIST "
+            "ship files of the same names); point --data-dir at Fashion-MNIST's files, or "
+            "name the dataset they are"
+        )
+    if name == "mnist" and digest == expected:
+        raise DataError(
+            f"{where} holds Fashion-MNIST's files, not MNIST's (they have the same names); "
+            "use --dataset fashion-mnist, or point --data-dir at MNIST's files"
+        )

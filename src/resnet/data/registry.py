@@ -19,7 +19,13 @@ import torch
 
 from resnet.checks import switches
 from resnet.data.cifar import CIFAR_VARIANTS, find_cifar_files, load_cifar, missing_cifar_files
-from resnet.data.idx import IDX_FILES, find_idx_files, load_idx_split, missing_idx_files
+from resnet.data.idx import (
+    IDX_FILES,
+    check_idx_dataset,
+    find_idx_files,
+    load_idx_split,
+    missing_idx_files,
+)
 from resnet.data.meta import (
     DEFAULT_VAL_FRACTION,
     ArrayDataset,
@@ -240,6 +246,8 @@ def _load_builtin(
         key = ("cifar", found, *(_stamp(p) for p in (*found.train, found.test)))
         return splits, names or CLASS_NAMES[name], key
     splits = {s: load_idx_split(*found[s], num_classes=10) for s in IDX_FILES}
+    for split, (_, labels) in splits.items():
+        check_idx_dataset(name, labels, found[split][1])
     key = ("idx", *((str(p), *_stamp(p)) for pair in found.values() for p in pair))
     return splits, CLASS_NAMES[name], key
 
