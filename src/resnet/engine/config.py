@@ -74,9 +74,11 @@ class TrainConfig:
     dataset: str = "fashion-mnist"  # a registered name, an image folder or a MedMNIST .npz
     data_dir: Optional[str] = None  # where the dataset files live (None: the data layer's default)
     train_subset: Optional[int] = None  # train on N images only (fast experiments): the first N,
-    # or for an image folder (stored class by class) N spread evenly over it
-    # Fraction of train held out for validation when the source has no val split. 0 means no
-    # validation: each epoch is scored on the test split, as the paper's curves are (Fig. 4).
+    # or for data stored class by class (an image folder) N spread evenly over it
+    # Fraction of train held out for validation when the source has no val split of its own
+    # (which is used whenever present). 0 and no val split: each epoch is scored on the test
+    # split, as the paper's curves are (Fig. 4), and best.* is the last epoch, not the best on
+    # test (a test score chosen on the test set).
     val_fraction: float = DEFAULT_VAL_FRACTION
     eval_subset: Optional[int] = None  # score at most N val/test images each epoch (as above)
     # Image folders only: the side images are resized to (None: their own median size, at
