@@ -25,5 +25,8 @@ def test_train_cli_learns_balls_from_cubes(tmp_path, capsys):
     assert info["data_meta"]["image_size"] == [16, 16, 16]
     assert info["data_meta"]["class_names"] == ["ball", "cube"]
     assert isinstance(model.conv1, torch.nn.Conv3d) and model.conv1.in_channels == 1
-    # 256 held-out volumes, balanced: chance is about 50%.
-    assert info["metrics"]["test_acc"] >= 0.9, info["metrics"]
+    # Epochs are scored (best kept) on the file's own val split; the final model on its 256
+    # test volumes, balanced: chance is about 50%.
+    assert info["metrics"]["val_acc"] >= 0.9, info["metrics"]
+    final = json.loads((tmp_path / "runs" / "shapes" / "results.json").read_text())
+    assert final["test_acc"] >= 0.9, final
