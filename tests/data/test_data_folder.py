@@ -1,13 +1,21 @@
 """Image folders: class scanning, corrupt files, seeded and folder splits, the DataLoader path."""
 
+import unicodedata
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from resnet.data import ImageFolderDataset, load_dataset, make_loader, preprocess_images
+from resnet.data import (
+    ImageFolderDataset,
+    as_trained,
+    load_dataset,
+    make_loader,
+    preprocess_images,
+)
 from resnet.errors import ConfigError, DataError
 
 
@@ -200,3 +208,25 @@ def test_a_subset_of_a_folder_keeps_every_class_share(tmp_path, write_images):
     assert [p for p, _ in picked.samples] == [data.samples[i][0] for i in (0, 3, 6, 9, 12, 15)]
     assert len(data.subset(100)) == 18 and len(data.subset(0)) == 0
     assert data.subset([17, 0]).labels.tolist() == [2, 0]  # indices are taken as given
+
+
+def test_class_names_written_on_macos_match_the_same_names_written_elsewhere(
+    tmp_path, write_images
+):
+    """macOS writes file names decomposed (NFD): Korean class folders unzipped from a Mac did
+    not match the same names typed elsewhere (NFC), and the error showed two identical names."""
+    nfc = ["셔츠", "바지"]
+    nfd = [unicodedata.normalize("NFD", name) for name in nfc]
+    assert nfd != nfc
+    write_images(tmp_path / "photos" / "train", classes=nfd, per_class=3, size=(8, 8))
+    write_images(tmp_path / "photos" / "test", classes=nfc, per_class=2, size=(8, 8))
+    train = load_dataset(str(tmp_path / "photos"), "train", val_fraction=0.0)
+    test = load_dataset(str(tmp_path / "photos"), "test")
+    assert train.meta.class_names == sorted(nfc) and len(train) == 6
+    assert len(test) == 4 and sorted(test.labels.tolist()) == [0, 0, 1, 1]
+    # A checkpoint that recorded the decomposed names scores folders of the composed ones.
+    trained = replace(train.meta, class_names=sorted(nfd))
+    assert as_trained(test, trained, "photos").meta.class_names == sorted(nfd)
+    write_images(tmp_path / "both", classes=[nfc[0], nfd[0]], per_class=1, size=(8, 8))
+    with pytest.raises(DataError, match="the same name in two Unicode forms"):
+        load_dataset(str(tmp_path / "both"), "train", val_fraction=0.0)

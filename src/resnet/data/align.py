@@ -7,6 +7,7 @@ differ from the checkpoint's, and using them gives a number that means nothing.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import replace
 from typing import Any
 
@@ -49,6 +50,9 @@ def _class_index(names: list[str], trained: list[str], dataset: str) -> torch.Te
     folder with only some of the classes is scored; a class it was not trained on is an error:
     Fashion-MNIST's model on MNIST (10 classes each) gave a number that meant nothing.
     """
+    # Compared in Unicode NFC: a checkpoint whose folder names macOS wrote decomposed (NFD).
+    names = [unicodedata.normalize("NFC", name) for name in names]
+    trained = [unicodedata.normalize("NFC", name) for name in trained]
     if names == trained or trained == [str(i) for i in range(len(trained))]:
         if len(names) != len(trained):
             raise DataError(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import unicodedata
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -214,9 +215,7 @@ def _index_folder(
         test_dir = root / "test" if (root / "test").is_dir() else None
     else:
         train_dir, val_dir, test_dir = root, None, None
-    classes = sorted(
-        p.name for p in train_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
-    )
+    classes = sorted(_class_folders(train_dir))
     if not classes:
         raise DataError(f"{train_dir} has no class sub-folders; {layout_msg}")
     for name in classes:  # class names end up in checkpoints and logs, which are UTF-8
@@ -253,6 +252,24 @@ def _index_folder(
     )
 
 
+def _class_folders(directory: Path) -> dict[str, str]:
+    """``{class name: folder name}`` of the class folders in ``directory``, the class name in
+    Unicode NFC. macOS writes names decomposed (NFD: Korean 티셔츠 as its jamo), other systems
+    composed, so the same class from two machines looked the same and did not match."""
+    found: dict[str, str] = {}
+    for folder in sorted(p.name for p in directory.iterdir() if p.is_dir()):
+        if folder.startswith("."):
+            continue
+        name = unicodedata.normalize("NFC", folder)
+        if name in found:
+            raise DataError(
+                f"{directory}: class folders {found[name]!r} and {folder!r} are the same name in "
+                "two Unicode forms (one written on macOS); merge them into one folder"
+            )
+        found[name] = folder
+    return found
+
+
 def _printable_utf8(name: str) -> bool:
     try:
         name.encode("utf-8")  # undecodable bytes in a file name come back as lone surrogates
@@ -264,7 +281,7 @@ def _printable_utf8(name: str) -> bool:
 def _scan(
     directory: Path, classes: list[str], unreadable: list[Path], skipped: list[Path]
 ) -> list[tuple[Path, int]]:
-    found = sorted(p.name for p in directory.iterdir() if p.is_dir() and not p.name.startswith("."))
+    found = _class_folders(directory)
     unknown = sorted(set(found) - set(classes))
     if unknown:
         raise DataError(
@@ -273,9 +290,9 @@ def _scan(
         )
     samples = []
     for label, name in enumerate(classes):
-        if not (directory / name).is_dir():
+        if name not in found:
             continue
-        for path in _class_files(directory / name, skipped):
+        for path in _class_files(directory / found[name], skipped):
             try:  # header only: cheap, catches non-images, empty files and decompression bombs
                 read_image_header(path)
             except PixelRangeError:
