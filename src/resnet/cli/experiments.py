@@ -65,8 +65,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     degr = names.add_parser("degradation", help="train plain and residual nets of 2+ depths")
     degr.add_argument("--depths", type=count(1), nargs="+", default=[20, 56])
     degr.add_argument("--seeds", type=count(0), nargs="+", default=[0], help="one run per seed")
-    degr.add_argument("--train-subset", type=count(1), default=None, help="first N train images")
-    degr.add_argument("--test-subset", type=count(1), default=None, help="first N test images")
+    degr.add_argument(
+        "--train-subset",
+        type=count(1),
+        default=None,
+        help="N train images (the first N; spread over data stored class by class)",
+    )
+    degr.add_argument(
+        "--test-subset",
+        type=count(1),
+        default=None,
+        help="at most N test images (as --train-subset)",
+    )
     degr.add_argument("--epochs", type=count(1), default=10)
     degr.add_argument("--batch-size", type=count(1), default=128)
     degr.add_argument("--lr", type=real(0, above=True), default=0.1)
@@ -97,7 +107,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             metavar="[LABEL=]PATH",
             help="a run folder or checkpoint; repeat for plain and residual",
         )
-        sub.add_argument("--eval-subset", type=count(1), default=500, help="first N test images")
+        sub.add_argument(
+            "--eval-subset",
+            type=count(1),
+            default=500,
+            help="at most N test images (as --train-subset)",
+        )
         if name == "landscape":
             sub.add_argument("--points", type=count(1), default=21, help="odd number of 1D points")
             sub.add_argument("--points-2d", type=count(1), default=11, help="odd grid side")
