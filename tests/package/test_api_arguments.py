@@ -36,6 +36,11 @@ CALLS = {
         ConfigError,
         "num_classes must be a whole number",
     ),
+    "create_model(num_classes=0)": (  # timm's headless model: the error says how it is done here
+        lambda: resnet.create_model("resnet18", num_classes=0),
+        ConfigError,
+        "pre_logits=True), for feature maps create_model",
+    ),
     "list_models(None)": (lambda: resnet.list_models(None), ConfigError, "pattern must be"),
     "reset_classifier(2.5)": (
         lambda: resnet.create_model("resnet20").reset_classifier(2.5),

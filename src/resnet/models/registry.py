@@ -87,6 +87,12 @@ def create_model(
     """
     entry = model_entry(name)
     _check_switches(name, {"features_only": features_only}, (create_model,))
+    if kwargs.get("num_classes") == 0 and not isinstance(kwargs["num_classes"], bool):
+        raise ConfigError(  # timm's headless model: here the same comes from the interface
+            "num_classes=0 (timm's model without a classifier) is not how this zoo does it: "
+            "for pooled features use model.forward_head(model.forward_features(x), "
+            "pre_logits=True), for feature maps create_model(..., features_only=True)"
+        )
     for key in ("num_classes", "in_chans"):  # every family takes them; 1.5 failed deep in torch
         if key in kwargs:  # as int: numpy integers are not JSON, and checkpoints record these
             kwargs[key] = whole_number(key, kwargs[key])
