@@ -39,7 +39,7 @@ CALLS = {
     "create_model(num_classes=0)": (  # timm's headless model: the error says how it is done here
         lambda: resnet.create_model("resnet18", num_classes=0),
         ConfigError,
-        "pre_logits=True), for feature maps create_model",
+        "for pooled features use model.forward_head",
     ),
     "list_models(None)": (lambda: resnet.list_models(None), ConfigError, "pattern must be"),
     "reset_classifier(2.5)": (
