@@ -258,6 +258,20 @@ def test_a_val_split_of_the_datas_own_is_scored_without_a_val_fraction(
     assert evaluate(tmp_path / "f", split="val", device="cpu")["num_samples"] == 6
 
 
+def test_the_train_split_of_a_run_that_held_out_val_is_what_it_trained_on(
+    checkpoint, tiny_npz, tmp_path
+):
+    """`--split train` of a run with val_fraction 0.25 scored all 256 train images, the 64 it
+    held out for validation among them; it now scores the 192 it trained on, and val the 64."""
+    _, model, meta = checkpoint
+    config = {"dataset": str(tiny_npz), "data_dir": None, "val_fraction": 0.25}
+    save_checkpoint(tmp_path / "held" / "best", model, data_meta=meta, epoch=1, step=1,
+                    metrics={}, config=config)  # fmt: skip
+    scored = {split: evaluate(tmp_path / "held", split=split, device="cpu")["num_samples"]
+              for split in ("train", "val", "test")}  # fmt: skip
+    assert scored == {"train": 192, "val": 64, "test": 64}
+
+
 def _renamed_copy(source, path, names, relabel):
     with np.load(source) as arrays:
         saved = {key: arrays[key] for key in arrays.files}

@@ -128,8 +128,10 @@ def _data_to_score(
         # root/<class>/<image> of new photos: every one is scored
         split, data = "all", load_dataset(dataset, "train", val_fraction=0.0)
     else:
-        if split == "val" and trained.get("val_fraction"):
-            options["val_fraction"] = trained["val_fraction"]  # the run's held-out part of train
+        if dataset == trained.get("dataset") and trained.get("val_fraction"):
+            # The run's own split: "val" its held-out part of train, "train" the rest (the whole
+            # of train held the validation images too).
+            options["val_fraction"] = trained["val_fraction"]
         try:
             data = load_dataset(dataset, split, **options)
         except NoSplitError as error:  # no val split of its own (a val/ folder) and none held out
