@@ -240,13 +240,13 @@ class TrainConfig:
 
 
 # What a resumed run may not change, and what would change mid-run if it did: a val_fraction
-# or seed changed on --resume moved validation images into training and kept scoring "val".
+# changed on --resume moved validation images into training and kept scoring "val".
 _FIXED_ON_RESUME = {
     "dataset": "the training data",
     "train_subset": "the training data",
     "val_fraction": "the train/validation split",
     "image_size": "the images",
-    "seed": "the data order and the train/validation split",
+    "seed": "the data order and augmentation",
     "batch_size": "the steps per epoch",
     "model": "the network",
     "model_kwargs": "the network",
