@@ -34,7 +34,10 @@ def test_residual_block_refuses_a_channel_count_that_is_not_a_whole_positive_num
 @pytest.mark.parametrize("value", [0, 1.5, None, False])
 @pytest.mark.parametrize("name", ["resnet20", "resnet18", "resnet9", "resnet10_3d"])
 def test_every_family_refuses_counts_that_are_not_whole_positive_numbers(name, key, value):
-    with pytest.raises(ConfigError, match=f"{key} must be a whole number >= 1, got {value!r}"):
+    message = f"{key} must be a whole number >= 1, got {value!r}"
+    if key == "num_classes" and value == 0 and value is not False:
+        message = "num_classes=0 .timm's model without a classifier. is not how this zoo"
+    with pytest.raises(ConfigError, match=message):
         create_model(name, **{key: value})
 
 
