@@ -190,3 +190,14 @@ def test_invalid_loader_arguments_are_config_errors():
         TensorLoader(dataset, 2, rank=0, world_size=5)
     with pytest.raises(ConfigError, match="batch_size"):
         TensorLoader(dataset, 0)
+
+
+def test_a_pad_as_wide_as_the_image_is_refused_where_it_crops():
+    """pad 100 on 28x28 images trained on crops that were mostly, or wholly, zero padding."""
+    dataset = make_dataset(4)  # 8x8
+    with pytest.raises(ConfigError, match=r"pad 8 is not below the images' side \(8\)"):
+        TensorLoader(dataset, 2, augment=True, pad=8)
+    assert TensorLoader(dataset, 2, augment=True, pad=7).pad == 7
+    assert TensorLoader(dataset, 2, augment=False, pad=100).pad == 100  # no crop, no refusal
+    volumes = make_dataset(4, shape=(1, 4, 4, 4))  # volumes are not cropped by default
+    assert not TensorLoader(volumes, 2, augment=True, pad=16).crop

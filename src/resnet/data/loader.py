@@ -128,6 +128,12 @@ class TensorLoader(EpochLoader):
         self.crop = augment and (self.spatial_dims == 2 if crop is None else crop)
         self.flip = augment and flip
         self.erasing = erasing if augment else 0.0
+        side = min(dataset.images.shape[2:], default=0)
+        if self.crop and pad >= side:
+            raise ConfigError(
+                f"pad {pad} is not below the images' side ({side}): a random crop could hold no "
+                f"pixel of the image; use a pad below {side} (the paper pads 32x32 images by 4)"
+            )
         if self.erasing and self.spatial_dims != 2:
             raise ConfigError(
                 f"random_erasing works on 2D images, not {self.spatial_dims}D volumes; "

@@ -84,8 +84,10 @@ class TrainConfig:
     # Image folders only: the side images are resized to (None: their own median size, at
     # most 224, so 96x96 photos are not trained at 5.4x the compute of their own size).
     image_size: Optional[int] = None
-    augment: bool = True  # random crop after zero padding + horizontal flip (paper, sec. 4.2)
-    pad: int = 4  # pixels of zero padding before the random crop
+    # Random crop after zero padding + horizontal flip (paper, sec. 4.2); an image folder gets
+    # random-resized-crop + flip instead (the paper's ImageNet augmentation), so pad is unused.
+    augment: bool = True
+    pad: int = 4  # pixels of zero padding before the random crop (below the image side)
     # Probability of erasing a random rectangle of each training image (arXiv 1708.04896;
     # resnet.data.erasing), applied with the other augmentation.
     random_erasing: float = 0.0
