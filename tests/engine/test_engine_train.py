@@ -104,7 +104,7 @@ def test_real_fashion_mnist_short_run(tmp_path):
     assert result.metrics["test_acc"] > 0.7  # the full 10k test split
 
 
-def test_a_warmup_as_long_as_the_run_is_pointed_out(tiny_npz, tmp_path, capsys):
+def test_a_warmup_or_milestone_the_run_never_reaches_is_pointed_out(tiny_npz, tmp_path, capsys):
     """`--epochs 1` on a recipe with a longer warmup still runs (a quick try), but says that
     its lr never anneals; a warmup shorter than the run says nothing."""
     result = train(tiny_config(tiny_npz, tmp_path, epochs=1, warmup_epochs=1.5, max_steps=2))
@@ -113,6 +113,14 @@ def test_a_warmup_as_long_as_the_run_is_pointed_out(tiny_npz, tmp_path, capsys):
     assert result.history[-1]["lr"] < 0.05  # still rising: 2 steps of a 1.5-epoch warmup
     train(tiny_config(tiny_npz, tmp_path, epochs=2, warmup_epochs=1.5, max_steps=2))
     assert "warmup_epochs" not in capsys.readouterr().out
+    # A step milestone past the run's end (here step 5 of a 2-step run) never drops the lr.
+    step = {"schedule": "step", "milestones_unit": "steps", "max_steps": 2}
+    train(tiny_config(tiny_npz, tmp_path, epochs=2, milestones=[1, 5], **step))
+    assert "note: milestone(s) 5 (steps) lie at or past the run's end (step 2)" in (
+        capsys.readouterr().out
+    )
+    train(tiny_config(tiny_npz, tmp_path, epochs=2, milestones=[1], **step))
+    assert "note: milestone" not in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("source", ["npz", "folder"])

@@ -113,13 +113,8 @@ def fit(
     loop = state if state is not None else LoopState()
     steps_per_epoch = task.steps_per_epoch()
     schedule = _schedule(settings, steps_per_epoch)
-    if 0 < settings.epochs <= settings.warmup_epochs and run.is_main:
-        print(
-            f"note: warmup_epochs {settings.warmup_epochs:g} is not shorter than the run's "
-            f"{settings.epochs} epochs, so the lr rises until the run ends and never anneals; "
-            "lower warmup_epochs (or raise epochs) for the whole schedule",
-            flush=True,
-        )
+    for note in _schedule_notes(settings, schedule) if run.is_main else []:
+        print(f"note: {note}", flush=True)
     log = run.column_log(task.columns, tensorboard=settings.tensorboard)
     eval_model = ema.module if ema is not None else task.model
     try:
@@ -143,6 +138,26 @@ def fit(
     finally:
         log.close()
     return loop
+
+
+def _schedule_notes(settings: LoopSettings, schedule: dict[str, Any]) -> list[str]:
+    """Parts of the lr schedule the run will never reach, said before it starts."""
+    notes = []
+    if 0 < settings.epochs <= settings.warmup_epochs:
+        notes.append(
+            f"warmup_epochs {settings.warmup_epochs:g} is not shorter than the run's "
+            f"{settings.epochs} epochs, so the lr rises until the run ends and never anneals; "
+            "lower warmup_epochs (or raise epochs) for the whole schedule"
+        )
+    total = schedule["total_steps"]
+    late = [m for m, step in zip(settings.milestones, schedule["milestones"]) if step >= total]
+    if settings.schedule == "step" and late:
+        notes.append(
+            f"milestone(s) {', '.join(f'{m:g}' for m in late)} ({settings.milestones_unit}) lie "
+            f"at or past the run's end (step {total}), so their lr drop never happens; lower "
+            "them (or train longer) for the whole schedule"
+        )
+    return notes
 
 
 def check_work_left(
