@@ -27,8 +27,12 @@ def write_npz(path, sample_shape, *, label_shape=(), splits=("train", "val", "te
         ((9, 7), lambda a: a[:, None], (9, 7)),
         ((9, 7, 3), lambda a: a.transpose(0, 3, 1, 2), (9, 7)),
         ((5, 6, 7), lambda a: a[:, None], (5, 6, 7)),
+        # PyTorch's channels-first images were read as 3-slice volumes (a 2D net refused them
+        # with "pick a 3D model").
+        ((3, 9, 7), lambda a: a, (9, 7)),
+        ((1, 9, 7), lambda a: a, (9, 7)),
     ],
-    ids=["gray", "rgb", "volume"],
+    ids=["gray", "rgb", "volume", "rgb-channels-first", "gray-channels-first"],
 )
 @pytest.mark.parametrize("label_shape", [(), (1,)])
 def test_npz_splits_round_trip(tmp_path, sample_shape, to_channels_first, image_size, label_shape):
@@ -102,3 +106,11 @@ def test_npz_that_is_not_a_zip_is_a_data_error(tmp_path):
     assert str(path) in str(info.value)
     with pytest.raises(DataError, match="does not exist"):
         load_dataset(str(tmp_path / "missing.npz"))
+
+
+@pytest.mark.parametrize("sample_shape", [(9, 7, 4), (4, 9, 7)])
+def test_four_channel_images_are_refused_with_the_fix(tmp_path, sample_shape):
+    """RGBA arrays were read as volumes of depth 9 (or 4) and failed later, or trained as such."""
+    write_npz(tmp_path / "rgba.npz", sample_shape)
+    with pytest.raises(DataError, match=r"4 channels \(RGBA\?\).*keep the colour channels"):
+        load_dataset(str(tmp_path / "rgba.npz"), "train")

@@ -1,7 +1,8 @@
 """``.npz`` arrays in the MedMNIST layout (arXiv 2110.14795): ``{train,val,test}_{images,labels}``.
 
 Images are uint8 (N, H, W) grayscale, (N, H, W, 3) RGB, or (N, D, H, W) volumes; labels are
-(N,) or (N, 1) integers. An optional ``class_names`` string array names the classes.
+(N,) or (N, 1) integers. An optional ``class_names`` string array names the classes. PyTorch's
+channels-first (N, 1 or 3, H, W) is read as images too (a volume of 1 or 3 slices is none).
 """
 
 from __future__ import annotations
@@ -148,6 +149,13 @@ def _to_channels_first(images: np.ndarray, path: str, key: str) -> np.ndarray:
         return np.ascontiguousarray(images[:, None])
     if images.ndim == 4 and images.shape[-1] in (1, 3):  # (N, H, W, C)
         return np.ascontiguousarray(images.transpose(0, 3, 1, 2))
+    if images.ndim == 4 and images.shape[1] in (1, 3):  # (N, C, H, W): it was read as volumes
+        return np.ascontiguousarray(images)
+    if images.ndim == 4 and 4 in (images.shape[1], images.shape[-1]):
+        raise DataError(
+            f"{path}: {key} has shape {images.shape}: 4 channels (RGBA?), which no layout here "
+            "takes; keep the colour channels (x[..., :3] or x[:, :3]) or make it grayscale"
+        )
     if images.ndim == 4:  # (N, D, H, W) volumes
         return np.ascontiguousarray(images[:, None])
     raise DataError(
