@@ -194,6 +194,27 @@ def test_a_finished_run_is_not_resumed_and_keeps_its_settings(tmp_path, capsys, 
     assert {p.name: p.read_bytes() for p in (runs / "run").iterdir()} == before
 
 
+def test_a_run_whose_data_changed_is_not_resumed(tmp_path, capsys, write_images):
+    """A folder that gained images between two sessions has other mean/std statistics: the
+    resumed epochs were normalised otherwise than the first ones, without a word."""
+    photos = tmp_path / "photos"
+    write_images(photos / "train", classes=("cat", "dog"), per_class=4, size=(8, 8))
+    write_images(photos / "test", classes=("cat", "dog"), per_class=2, size=(8, 8))
+    runs = tmp_path / "runs"
+    args = ["train", "--model", "resnet8", "--dataset", str(photos), "--epochs", "1",
+            "--batch-size", "4", "--device", "cpu", "--runs-dir", str(runs), "--name", "run",
+            "--no-progress", "--set", "log_tensorboard=false",
+            "--set", "num_threads=1"]  # fmt: skip
+    assert main(args) == 0
+    before = {p.name: p.read_bytes() for p in (runs / "run").iterdir()}
+    write_images(photos / "train", classes=("cat",), per_class=6, size=(8, 8), seed=5)
+    capsys.readouterr()
+    assert main(["train", "--resume", str(runs / "run"), "--epochs", "2"]) == 2
+    line = _one_error_line(capsys)
+    assert "changed since its last epoch (mean" in line and "start a new run" in line
+    assert {p.name: p.read_bytes() for p in (runs / "run").iterdir()} == before
+
+
 def test_weights_that_turn_nan_are_never_checkpointed(tmp_path, capsys, npz, monkeypatch):
     """The last step of an epoch turns a weight NaN while its loss (computed before the update)
     was finite. The run stops with one line and writes no best/last checkpoint."""

@@ -302,3 +302,29 @@ class StepContext:
         if self.kernels is not None:
             self.kernels.__exit__(*exc)
         self.autocast.__exit__(*exc)
+
+
+def check_same_data(run_dir: Any, meta: Any) -> None:
+    """Refuse (``DataError``) to resume a run whose data changed since its last checkpoint: an
+    image folder that gained or lost images has other mean/std statistics, so the resumed
+    epochs would be normalised otherwise than the first ones, and other classes or sizes would
+    not fit the network at all."""
+    from resnet.data import DatasetMeta
+    from resnet.engine.checkpoint import read_checkpoint_info
+
+    if not (Path(run_dir) / "last.json").is_file():  # stopped within its first epoch
+        return
+    recorded = read_checkpoint_info(Path(run_dir) / "last").get("data_meta")
+    if not recorded:
+        return
+    before = DatasetMeta.from_dict(recorded)
+    changed = [
+        f"{name} {getattr(before, name)} -> {getattr(meta, name)}"
+        for name in ("class_names", "channels", "image_size", "mean", "std")
+        if getattr(before, name) != getattr(meta, name)
+    ]
+    if changed:
+        raise DataError(
+            f"the data of {run_dir} changed since its last epoch ({'; '.join(changed)[:300]}); "
+            "restore the data the run started on, or start a new run"
+        )

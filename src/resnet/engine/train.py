@@ -42,6 +42,7 @@ from resnet.engine.setup import (
     RunData,
     StepContext,
     build_model,
+    check_same_data,
     init_from_data,
     load_data,
     seed_everything,
@@ -171,6 +172,7 @@ def _train(
     # optimizer (another optimizer given) fails with the run's own settings left in place.
     state = restore_state(read_state(run), model, optimizer, ema, run.device) if resumed else None
     if state is not None:
+        check_same_data(run.dir, data.meta)
         check_work_left(
             state, loop_settings(cfg, best_metric=None), len(data.train_loader), run.dir
         )
