@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -305,3 +306,13 @@ def test_epochs_are_scored_on_the_datas_own_val_split_and_best_is_never_picked_o
     assert (plain.run_dir / "best.safetensors").read_bytes() == (
         plain.run_dir / "last.safetensors"
     ).read_bytes()
+
+
+def test_fine_tuning_options_without_pretrained_weights_are_pointed_out(tiny_npz, tmp_path):
+    """--freeze-stages 2 with no --pretrained trained on random frozen stages, silently."""
+    config = tiny_config(tiny_npz, tmp_path, epochs=1, max_steps=1, freeze_stages=1)
+    with pytest.warns(UserWarning, match=r"freeze_stages 1 \(random stages that never learn\)"):
+        train(config)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a plain run warns of nothing
+        train(tiny_config(tiny_npz, tmp_path, epochs=1, max_steps=1))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -210,6 +211,8 @@ def build_model(
     if cfg.pretrained is not None:
         report = load_weights(model, _weight_file(cfg.pretrained))
         log(f"pretrained {cfg.pretrained}: {report.describe()}")
+    else:
+        _warn_transfer_options_without_weights(cfg)
     frozen = freeze_backbone(model, cfg.freeze_stages)
     if sync_bn and cfg.sync_bn:
         from resnet.engine.distributed import convert_sync_batchnorm
@@ -219,6 +222,29 @@ def build_model(
     if cfg.channels_last and len(meta.image_size) == 2:
         model = model.to(memory_format=torch.channels_last)
     return model, frozen
+
+
+def _warn_transfer_options_without_weights(cfg: TrainConfig) -> None:
+    """Fine-tuning options on a randomly initialised network run, but are rarely meant: frozen
+    stages keep their random filters, frozen BatchNorm its initial statistics (0 and 1)."""
+    given = [
+        text
+        for text, on in (
+            (
+                f"freeze_stages {cfg.freeze_stages} (random stages that never learn)",
+                cfg.freeze_stages,
+            ),
+            ("freeze_bn (BatchNorm statistics fixed at 0 and 1)", cfg.freeze_bn),
+            (f"backbone_lr_scale {cfg.backbone_lr_scale:g}", cfg.backbone_lr_scale != 1),
+        )
+        if on
+    ]
+    if given:
+        warnings.warn(
+            f"{', '.join(given)} without pretrained weights: these fine-tuning options act on "
+            "a random network; pass --pretrained FILE, or drop them",
+            stacklevel=3,
+        )
 
 
 def init_from_data(model: nn.Module, train_loader: Any, images: int = WHITENING_IMAGES) -> None:
