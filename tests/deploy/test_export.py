@@ -12,7 +12,7 @@ from resnet.cli import main
 from resnet.data import DatasetMeta
 from resnet.deploy.export import META_FILE, read_export_metadata
 from resnet.engine.checkpoint import save_checkpoint
-from resnet.errors import ConfigError
+from resnet.errors import ConfigError, WeightsError
 
 META = DatasetMeta(
     name="tiny-fashion",
@@ -227,3 +227,41 @@ def test_class_names_must_name_every_output(tmp_path):
     with pytest.raises(ConfigError, match=r"names \d+ classes but resnet20 has \d+ outputs"):
         export_model(model, "onnx", tmp_path / "x.onnx", data_meta=META)
     assert not (tmp_path / "x.onnx").exists()
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
+def test_eval_and_predict_run_every_exported_format_as_the_checkpoint(checkpoint, tmp_path):
+    """`resnet eval --checkpoint model.pt2` (or a TorchScript file) failed with "an exported
+    model (torch.export.load runs it)"; only ONNX ran. All three now score as the checkpoint."""
+    pytest.importorskip("onnxruntime")
+    import numpy as np
+
+    from resnet.deploy.evaluate import evaluate
+    from resnet.deploy.predict import predict
+
+    stem, model = checkpoint
+    rng = np.random.default_rng(0)
+    data = tmp_path / "data.npz"
+    arrays = {f"{s}_{k}": v for s, n in (("train", 16), ("test", 24)) for k, v in (
+        ("images", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)),
+        ("labels", rng.integers(0, 4, n)))}  # fmt: skip
+    np.savez(data, **arrays, class_names=np.array(META.class_names))
+    image = tmp_path / "shoe.png"
+    from PIL import Image
+
+    Image.fromarray(arrays["test_images"][0]).save(image)
+    reference = evaluate(stem, dataset=str(data), device="cpu", dtype="float32")
+    expected = predict(stem, [image], topk=4, device="cpu")[0]["topk"]
+    for fmt, name in (("onnx", "m.onnx"), ("torchscript", "m.pt"), ("pt2", "m.pt2")):
+        export_model(stem, fmt, tmp_path / name)
+        scored = evaluate(tmp_path / name, dataset=str(data), device="cpu")
+        assert scored["confusion_matrix"] == reference["confusion_matrix"], fmt
+        assert scored["loss"] == pytest.approx(reference["loss"], abs=1e-5), fmt
+        got = predict(tmp_path / name, [image], topk=4, device="cpu")[0]["topk"]
+        assert [r["index"] for r in got] == [r["index"] for r in expected], fmt
+        assert [r["prob"] for r in got] == pytest.approx([r["prob"] for r in expected], abs=1e-5)
+    with pytest.raises(ConfigError, match="keeps the precision it was exported with"):
+        evaluate(tmp_path / "m.pt2", dataset=str(data), device="cpu", dtype="bfloat16")
+    (tmp_path / "broken.pt2").write_bytes(b"not a program")
+    with pytest.raises(WeightsError, match="broken.pt2: not a readable exported model"):
+        evaluate(tmp_path / "broken.pt2", dataset=str(data), device="cpu")

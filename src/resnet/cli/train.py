@@ -91,7 +91,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     evaluate = subparsers.add_parser("eval", help="score a checkpoint on a dataset split")
     evaluate.add_argument(
-        "--checkpoint", required=True, help="run dir, .safetensors, .json or an exported .onnx"
+        "--checkpoint",
+        required=True,
+        help="run dir, .safetensors, .json, or an exported .onnx, .pt2 or TorchScript file",
     )
     evaluate.add_argument(
         "--dataset",
@@ -115,7 +117,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     predict = subparsers.add_parser("predict", help="classify image files with a checkpoint")
     predict.add_argument(
-        "--checkpoint", required=True, help="run dir, .safetensors, .json or an exported .onnx"
+        "--checkpoint",
+        required=True,
+        help="run dir, .safetensors, .json, or an exported .onnx, .pt2 or TorchScript file",
     )
     predict.add_argument("inputs", nargs="+", help="image files, or folders of them")
     predict.add_argument(

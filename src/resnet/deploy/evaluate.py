@@ -36,8 +36,9 @@ def evaluate(
 ) -> dict[str, Any]:
     """Score a checkpoint on a dataset split (default: the dataset it was trained on).
 
-    ``checkpoint`` may also be a file of ``resnet export --format onnx [--int8]``: it then runs
-    in onnxruntime on the CPU, with the class names, normalisation and dataset in its metadata.
+    ``checkpoint`` may also be a file of ``resnet export`` (ONNX, fp32 or int8, run by
+    onnxruntime; pt2; TorchScript): it runs on the CPU, with the class names, normalisation and
+    dataset in its metadata.
 
     ``dtype="bfloat16"`` (or ``"float16"`` on a GPU) scores the network as it would be deployed
     at that precision: ``optimize_for_inference(model, dtype=...)``, BN folded, 16-bit weights
@@ -64,7 +65,7 @@ def evaluate(
     target = resolve_device(device)
     model, info, target = load_inference_model(checkpoint, device=target)
     if dtype in ("bfloat16", "float16"):
-        if not list(model.parameters()):
+        if info.get("exported"):
             raise ConfigError(
                 f"{checkpoint}: an exported file keeps the precision it was exported with; "
                 "drop --dtype, or score the checkpoint itself"

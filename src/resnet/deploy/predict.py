@@ -35,7 +35,8 @@ def predict(
     A folder among ``inputs`` stands for the images inside it (``.npy`` volumes for a 3D
     checkpoint), in sorted order.
 
-    ``checkpoint`` may also be an exported ``.onnx`` file (fp32 or int8, run by onnxruntime).
+    ``checkpoint`` may also be an exported file: ``.onnx`` (fp32 or int8, run by onnxruntime),
+    ``.pt2`` or TorchScript.
     An input that cannot be read as an image gets ``{"path", "error"}`` (one line naming the
     file); the others are still predicted. ``tta_flip`` / ``tta_shift`` average the mirror
     image and shifted copies as ``evaluate`` does (``resnet eval --tta --tta-shift N``), so

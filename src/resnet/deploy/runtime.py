@@ -10,8 +10,11 @@ instead of an onnxruntime shape error.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import warnings
+import zipfile
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -21,7 +24,7 @@ from torch import nn
 from resnet.deploy.export import decode_metadata, first_line, require_onnx
 from resnet.errors import DataError, WeightsError
 
-__all__ = ["OnnxModule", "load_inference_model", "training_precision"]
+__all__ = ["OnnxModule", "export_info", "load_inference_model", "training_precision"]
 
 _FIX = "re-export it with `resnet export --format onnx`"
 
@@ -95,56 +98,120 @@ class OnnxModule(nn.Module):
         return torch.from_numpy(logits)
 
     def checkpoint_info(self) -> dict[str, Any]:
-        """What a checkpoint's ``.json`` says, from the file's metadata: ``data_meta`` (class
-        names, input size, normalisation), ``model_name`` and the ``train_config`` dataset, so
+        """What a checkpoint's ``.json`` says, from the file's metadata (``export_info``), so
         ``evaluate`` and ``predict`` take an exported file where they take a checkpoint."""
-        meta = self.metadata
-        if not meta.get("class_names") or meta.get("mean") is None or meta.get("std") is None:
-            raise WeightsError(
-                f"{self.source}: no class names or normalisation in its metadata; export it "
-                "from a checkpoint written by `resnet train` (resnet export --checkpoint RUN)"
-            )
-        name = meta.get("dataset") or meta.get("model_name", "onnx")
-        data_meta = {
-            "name": name,
-            "class_names": meta["class_names"],
-            "channels": meta["channels"],
-            "image_size": meta["image_size"],
-            "mean": meta["mean"],
-            "std": meta["std"],
-        }
-        from resnet.data import DatasetMeta
-
-        try:
-            DatasetMeta.from_dict(data_meta)  # the metadata is editable: check every value
-        except DataError as error:
-            raise WeightsError(f"{self.source}: {error}") from None
         outputs = self.session.get_outputs()[0].shape[-1]
-        if isinstance(outputs, int) and outputs != len(data_meta["class_names"]):
-            raise WeightsError(
-                f"{self.source}: {len(data_meta['class_names'])} class names for a network "
-                f"with {outputs} outputs; {_FIX}"
-            )
-        dataset = meta.get("dataset")
-        return {
-            "model_name": meta.get("model_name"),
-            "data_meta": data_meta,
-            "train_config": {"dataset": dataset} if dataset else {},
-        }
+        return export_info(
+            self.metadata, self.source, outputs if isinstance(outputs, int) else None
+        )
 
     def extra_repr(self) -> str:
         return f"{self.source!r}, threads={self.threads}"
+
+
+def export_info(meta: dict[str, Any], source: str, outputs: Optional[int] = None) -> dict:
+    """A checkpoint's ``.json`` rebuilt from an exported file's metadata: ``data_meta`` (class
+    names, input size, normalisation), ``model_name``, the ``train_config`` dataset, and
+    ``exported: True`` (it keeps the precision it was exported in)."""
+    if not meta.get("class_names") or meta.get("mean") is None or meta.get("std") is None:
+        raise WeightsError(
+            f"{source}: no class names or normalisation in its metadata; export it from a "
+            "checkpoint written by `resnet train` (resnet export --checkpoint RUN)"
+        )
+    data_meta = {
+        "name": meta.get("dataset") or meta.get("model_name", "exported"),
+        "class_names": meta["class_names"],
+        "channels": meta.get("channels"),
+        "image_size": meta.get("image_size"),
+        "mean": meta["mean"],
+        "std": meta["std"],
+    }
+    from resnet.data import DatasetMeta
+
+    try:
+        DatasetMeta.from_dict(data_meta)  # the metadata is editable: check every value
+    except DataError as error:
+        raise WeightsError(f"{source}: {error}") from None
+    if outputs is not None and outputs != len(data_meta["class_names"]):
+        raise WeightsError(
+            f"{source}: {len(data_meta['class_names'])} class names for a network with "
+            f"{outputs} outputs; re-export it with `resnet export`"
+        )
+    dataset = meta.get("dataset")
+    return {
+        "model_name": meta.get("model_name"),
+        "data_meta": data_meta,
+        "train_config": {"dataset": dataset} if dataset else {},
+        "exported": True,
+    }
+
+
+def _is_torch_export(path: Path) -> bool:
+    """A ``.pt2`` program, or a TorchScript archive (a zip holding ``constants.pkl``, which a
+    ``torch.save``d weight file lacks) whatever its name (``model.pt``, ``x.torchscript.pt``)."""
+    if path.suffix.lower() == ".pt2":
+        return True
+    if path.suffix.lower() not in (".pt", ".pth") or not zipfile.is_zipfile(path):
+        return False
+    with contextlib.suppress(zipfile.BadZipFile, OSError), zipfile.ZipFile(path) as archive:
+        return any(name.endswith("/constants.pkl") for name in archive.namelist())
+    return False
+
+
+def _load_torch_export(path: Path) -> tuple[nn.Module, dict]:
+    """A ``resnet export --format torchscript|pt2`` file as a module, with its ``export_info``."""
+    from resnet.deploy.export import META_FILE
+
+    extra = {META_FILE: ""}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch.jit.load's deprecation notice is torch's
+            if path.suffix.lower() == ".pt2":
+                model = torch.export.load(str(path), extra_files=extra).module()
+            else:
+                model = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    except Exception as error:  # torch raises RuntimeError, zipfile and pickle errors here
+        raise WeightsError(
+            f"{path}: not a readable exported model ({first_line(error)}); re-export it with "
+            "`resnet export`"
+        ) from None
+    try:
+        meta = json.loads(extra[META_FILE] or "{}")
+    except json.JSONDecodeError:
+        raise WeightsError(f"{path}: its {META_FILE} is not JSON; re-export it") from None
+    return _ExportedModule(model, str(path)), export_info(meta, str(path))
+
+
+class _ExportedModule(nn.Module):
+    """A loaded TorchScript or pt2 program behind ``forward``. It is kept out of the module
+    tree: a pt2 program refuses ``.eval()`` ("not supported yet"), and an exported file runs as
+    it was exported, on the CPU."""
+
+    def __init__(self, program: Any, source: str) -> None:
+        super().__init__()
+        object.__setattr__(self, "program", program)  # not a child: .eval() does not reach it
+        self.source = source
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.program(x.detach().cpu().float().contiguous())
+
+    def extra_repr(self) -> str:
+        return repr(self.source)
 
 
 def load_inference_model(
     path: str | os.PathLike, *, device: str | torch.device = "cpu"
 ) -> tuple[nn.Module, dict, torch.device]:
     """``(model, info, device)`` for scoring or predicting: a checkpoint as ``load_checkpoint``
-    loads it, or an exported ``.onnx`` file (fp32 or int8) run by onnxruntime on the CPU, with
-    an ``info`` rebuilt from the file's metadata (its ``device`` is then always the CPU)."""
+    loads it, or an exported file, run on the CPU with an ``info`` rebuilt from its metadata:
+    ``.onnx`` (fp32 or int8) by onnxruntime, ``.torchscript.pt`` and ``.pt2`` by torch."""
     if Path(path).suffix.lower() == ".onnx":
         model = OnnxModule(path)
         return model, model.checkpoint_info(), torch.device("cpu")
+    if _is_torch_export(Path(path)):
+        model, info = _load_torch_export(Path(path))  # run on the CPU, as exported
+        return model, info, torch.device("cpu")
     from resnet.engine.checkpoint import load_checkpoint
 
     model, info = load_checkpoint(path, device=device)
@@ -156,11 +223,11 @@ def training_precision(
 ) -> tuple[str, Any]:
     """(name, context or None) to score ``model`` in: the ``StepContext`` its training evaluated
     in, so a checkpoint trained under bf16 autocast is run under it too, unless ``dtype`` says
-    otherwise, and with the same convolution kernels (``conv_kernels``); an exported file (no
-    parameters) keeps the precision it was exported with."""
+    otherwise, and with the same convolution kernels (``conv_kernels``); an exported file keeps
+    the precision it was exported with."""
     from resnet.engine.setup import StepContext
 
-    if not list(model.parameters()):
+    if info.get("exported") or not list(model.parameters()):
         return dtype or "float32", None
     config = info.get("train_config") or {}
     amp = config.get("amp") if dtype is None else "off"

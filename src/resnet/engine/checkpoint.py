@@ -144,7 +144,7 @@ def _other_kind(path: Path) -> str:
         )
     if suffix == ".pt2" or path.name.lower().endswith(".torchscript.pt"):
         return (
-            "an exported pt2/TorchScript model (torch.export.load / torch.jit.load run it); "
+            "an exported pt2/TorchScript model, which `resnet eval` and `resnet predict` run; "
             "this command needs the run's checkpoint (its folder or best.safetensors)"
         )
     if suffix in (".pth", ".pt", ".bin"):
