@@ -58,7 +58,7 @@ class TrainResult:
     """What a run produced."""
 
     run_dir: Optional[Path]
-    best_checkpoint: Optional[Path]  # run_dir/best.safetensors
+    best_checkpoint: Optional[Path]  # run_dir/best.safetensors: best on val, else the last
     last_checkpoint: Optional[Path]  # run_dir/last.safetensors
     history: list[dict] = field(default_factory=list)  # one row per epoch, as in metrics.csv
     curve: list[dict] = field(default_factory=list)  # every curve_every steps, as in curve.csv
