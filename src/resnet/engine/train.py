@@ -20,7 +20,7 @@ from torch import nn
 
 from resnet.device import resolve_precision, resolve_threads
 from resnet.engine.budget import measure_step_times, plan_steps
-from resnet.engine.checkpoint import save_checkpoint
+from resnet.engine.classification import ClassificationTask, final_metrics, scores_test_at_end
 from resnet.engine.config import TrainConfig, resumed_config
 from resnet.engine.distributed import (
     DistContext,
@@ -29,15 +29,10 @@ from resnet.engine.distributed import (
     check_batch_split,
     init_distributed,
 )
-from resnet.engine.evaluate import (
-    check_tta_flip,
-    check_tta_shift,
-    evaluate_loader,
-    tta_view_count,
-)
+from resnet.engine.evaluate import check_tta_flip, check_tta_shift, tta_view_count
 from resnet.engine.loop import LoopSettings, check_work_left, fit, read_state, restore_state
 from resnet.engine.muon import Muon, scale_invariant_filters, split_filters
-from resnet.engine.optim import ModelEma, build_optimizer, param_groups, set_bn_eval
+from resnet.engine.optim import ModelEma, build_optimizer, param_groups
 from resnet.engine.setup import (
     RunData,
     StepContext,
@@ -192,7 +187,7 @@ def _train(
     loop = fit(run, task, optimizer, settings, ctx=ctx, runner=runner, ema=ema,
                context=context, state=state)  # fmt: skip
     eval_model = ema.module if ema is not None else model
-    final = _final_metrics(cfg, data, eval_model, loop.history, context)
+    final = final_metrics(cfg, data, eval_model, loop.history, context)
     if run.is_main:
         from resnet.io import atomic_save_json
 
@@ -260,7 +255,7 @@ def _plan_time_budget(
     nominal = steps_per_epoch * cfg.epochs
     nominal = min(nominal, cfg.max_steps) if cfg.max_steps is not None else nominal
     final_images = 0
-    if _scores_test_at_end(cfg, data):
+    if scores_test_at_end(cfg, data):
         views = tta_view_count(flip=cfg.eval_tta, shift=cfg.eval_tta_shift)
         final_images = data.test_loader.num_samples * views
     plan = plan_steps(
@@ -317,92 +312,3 @@ def _print_header(cfg: TrainConfig, data: RunData, run: Run, ctx: DistContext, c
     )
     if isinstance(optimizer, Muon):
         print(optimizer.describe(), flush=True)
-
-
-class ClassificationTask:
-    """Images and labels: cross-entropy (with label smoothing), top-1 on the eval split."""
-
-    def __init__(self, model: nn.Module, data: RunData, cfg: TrainConfig, frozen, context):
-        self.model, self.data, self.cfg, self.frozen = model, data, cfg, frozen
-        self.context = context  # autocast and kernels, see StepContext
-        self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-        split = data.eval_split
-        self.columns = [
-            ("epoch", "epoch", "d"), ("step", "step", "d"),
-            ("train_loss", "train_loss", ".4f"), ("train_acc", "train_acc", ".4f"),
-            (f"{split}_loss", f"{split}_loss", ".4f"), (f"{split}_acc", f"{split}_acc", ".4f"),
-            ("lr", "lr", ".5f"), ("images_per_s", "img/s", ".0f"), ("seconds", "seconds", ".1f"),
-        ]  # fmt: skip
-
-    def steps_per_epoch(self) -> int:
-        return len(self.data.train_loader)
-
-    def batches(self, epoch: int):
-        self.data.train_loader.set_epoch(epoch)
-        return self.data.train_loader
-
-    def train_mode(self) -> None:
-        self.model.train()
-        set_bn_eval(self.model, all_bn=self.cfg.freeze_bn, frozen_names=self.frozen)
-
-    def loss(self, runner: nn.Module, batch) -> tuple[torch.Tensor, torch.Tensor]:
-        x, y = batch
-        logits = runner(x)
-        loss = self.criterion(logits.float(), y)
-        with torch.no_grad():
-            sums = torch.stack(
-                [loss.detach().double() * y.numel(), (logits.argmax(1) == y).sum().double(),
-                 torch.tensor(float(y.numel()), dtype=torch.float64, device=y.device)]
-            )  # fmt: skip
-        return loss, sums
-
-    def epoch_row(self, sums: torch.Tensor) -> dict[str, float]:
-        loss_sum, correct, seen = sums.tolist()
-        return {
-            "train_loss": loss_sum / max(seen, 1),
-            "train_acc": correct / max(seen, 1),
-            "images": seen,
-        }
-
-    def evaluate(self, model: nn.Module, epoch: int) -> dict[str, float]:
-        loader, classes = self.data.eval_loader, self.data.meta.num_classes
-        scores = evaluate_loader(model, loader, num_classes=classes, context=self.context)
-        split = self.data.eval_split
-        return {f"{split}_loss": scores["loss"], f"{split}_acc": scores["top1"]}
-
-    def save(self, stem, model: nn.Module, *, epoch: int, step: int, metrics: dict) -> None:
-        save_checkpoint(stem, model, data_meta=self.data.meta, epoch=epoch, step=step,
-                        metrics=metrics, config=self.cfg.to_dict())  # fmt: skip
-
-
-def _scores_test_at_end(cfg: TrainConfig, data: RunData) -> bool:
-    """Whether the final model is scored on the test split after training: there is one, and
-    the last epoch's row does not already hold its plain score on all of it."""
-    if data.test_loader is None:
-        return False
-    tta = tta_view_count(flip=cfg.eval_tta, shift=cfg.eval_tta_shift) > 1
-    return not (data.eval_split == "test" and not tta and cfg.eval_subset is None)
-
-
-def _final_metrics(cfg: TrainConfig, data: RunData, eval_model: nn.Module, history, context):
-    """Test numbers of the final model (the last epoch's if they were computed on test already)."""
-    final: dict[str, float] = {}
-    if history:
-        final["train_loss"] = history[-1]["train_loss"]
-        final["train_acc"] = history[-1]["train_acc"]
-    if data.test_loader is None:
-        return final
-    if not _scores_test_at_end(cfg, data) and history:  # the last epoch scored all of test
-        final["test_loss"] = history[-1]["test_loss"]
-        final["test_acc"] = history[-1]["test_acc"]
-        return final
-    scores = evaluate_loader(
-        eval_model,
-        data.test_loader,
-        num_classes=data.meta.num_classes,
-        context=context,
-        tta_flip=cfg.eval_tta,
-        tta_shift=cfg.eval_tta_shift,
-    )
-    final.update(test_loss=scores["loss"], test_acc=scores["top1"], test_top5=scores["top5"])
-    return final
