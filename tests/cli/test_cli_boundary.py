@@ -299,3 +299,23 @@ def test_a_2d_model_given_volumes_is_one_line(tmp_path, capsys):
 def test_sizes_are_bounded_before_any_allocation(capsys, args, message):
     assert main(args) == 2
     assert message in _one_error_line(capsys)
+
+
+def test_summary_of_a_run_shows_its_network_at_its_data_size(tmp_path, capsys):
+    """`resnet summary runs/NAME` was "unknown model 'runs/NAME'": a run's network is now shown
+    at the channels and size it was trained on."""
+    from resnet.data import DatasetMeta
+    from resnet.engine.checkpoint import save_checkpoint
+    from resnet.models import create_model
+    from resnet.models.profile import count_parameters
+
+    model = create_model("resnet20", num_classes=4, in_chans=1)
+    meta = DatasetMeta("bands", ["a", "b", "c", "d"], 1, (20, 24), (0.5,), (0.25,))
+    save_checkpoint(tmp_path / "run" / "best", model, data_meta=meta, epoch=1, step=1,
+                    metrics={})  # fmt: skip
+    assert main(["summary", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"{tmp_path / 'run'} (resnet20): input (1, 20, 24)"
+    assert out[-1].startswith(f"total params {count_parameters(model):,}")
+    assert main(["summary", str(tmp_path / "run"), "--in-chans", "3"]) == 2
+    assert "fixes its input channels and classes" in _one_error_line(capsys)

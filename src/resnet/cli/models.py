@@ -20,14 +20,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     models.set_defaults(func=_models)
 
     summary = subparsers.add_parser("summary", help="per-stage output shapes and parameters")
-    summary.add_argument("name", help="model name, see `resnet models`")
+    summary.add_argument(
+        "name", help="model name (see `resnet models`), or a run folder / checkpoint"
+    )
     summary.add_argument(
         "--input-size",
         type=count(1),
         default=None,
         help="input side in pixels (default: the model's)",
     )
-    summary.add_argument("--in-chans", type=count(1), default=3, help="input channels")
+    summary.add_argument("--in-chans", type=count(1), help="input channels (default 3)")
     summary.add_argument("--num-classes", type=count(1), default=None, help="classifier outputs")
     summary.set_defaults(func=_summary)
 
@@ -73,26 +75,65 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _summary(args: argparse.Namespace) -> int:
-    from resnet.models import create_model, model_entry
-    from resnet.models.profile import count_gflops, count_parameters, stage_summary
+    from pathlib import Path
 
+    from resnet.models import create_model, model_entry
+
+    if Path(args.name).exists():  # a run folder or checkpoint: its network at its data's size
+        return _checkpoint_summary(args)
     entry = model_entry(args.name)
     size = entry.default_input_size if args.input_size is None else args.input_size
-    if not 8 <= size <= 4096:
-        raise ConfigError(f"--input-size {size} is out of range; use 8 to 4096 pixels")
-    if not 1 <= args.in_chans <= 4096:
-        raise ConfigError(f"--in-chans {args.in_chans} is out of range; use 1 to 4096")
-    if args.num_classes is not None and not 1 <= args.num_classes <= 100_000:
-        raise ConfigError(f"--num-classes {args.num_classes} is out of range; use 1 to 100000")
-    kwargs = {"in_chans": args.in_chans}
+    in_chans = 3 if args.in_chans is None else args.in_chans
+    _check_sizes(size, in_chans, args.num_classes)
+    kwargs = {"in_chans": in_chans}
     if args.num_classes is not None:
         kwargs["num_classes"] = args.num_classes
     model = create_model(args.name, **kwargs)
-    shape = (args.in_chans,) + (size,) * getattr(model, "spatial_dims", 2)
-    print(f"{args.name}: input {tuple(shape)}")
+    shape = (in_chans,) + (size,) * getattr(model, "spatial_dims", 2)
+    _print_summary(model, shape, args.name)
+    return 0
+
+
+def _checkpoint_summary(args: argparse.Namespace) -> int:
+    from resnet.engine.checkpoint import load_checkpoint
+
+    if args.in_chans is not None or args.num_classes is not None:
+        raise ConfigError(
+            f"{args.name} fixes its input channels and classes; drop --in-chans/--num-classes"
+        )
+    model, info = load_checkpoint(args.name)
+    meta = info.get("data_meta") or {}
+    channels = meta.get("channels") or getattr(model.conv1, "in_channels", 3)
+    spatial = list(meta.get("image_size") or [])
+    if args.input_size is not None or not spatial:
+        dims = getattr(model, "spatial_dims", 2)
+        spatial = [args.input_size or _default_size(info["model_name"])] * dims
+    _check_sizes(max(spatial), channels, None)
+    _print_summary(model, (channels, *spatial), f"{args.name} ({info['model_name']})")
+    return 0
+
+
+def _default_size(name: str) -> int:
+    from resnet.models import model_entry
+
+    return model_entry(name).default_input_size
+
+
+def _check_sizes(size: int, in_chans: int, num_classes) -> None:
+    if not 8 <= size <= 4096:
+        raise ConfigError(f"--input-size {size} is out of range; use 8 to 4096 pixels")
+    if not 1 <= in_chans <= 4096:
+        raise ConfigError(f"--in-chans {in_chans} is out of range; use 1 to 4096")
+    if num_classes is not None and not 1 <= num_classes <= 100_000:
+        raise ConfigError(f"--num-classes {num_classes} is out of range; use 1 to 100000")
+
+
+def _print_summary(model, shape: tuple[int, ...], label: str) -> None:
+    from resnet.models.profile import count_gflops, count_parameters, stage_summary
+
+    print(f"{label}: input {tuple(shape)}")
     print(f"{'stage':<8} {'output shape':<20} {'params':>12}")
     for row in stage_summary(model, shape):
         print(f"{row['stage']:<8} {str(row['output_shape']):<20} {row['params']:>12,}")
     total = count_parameters(model)
     print(f"total params {total:,}   GFLOPs {count_gflops(model, shape):.3f}")
-    return 0
