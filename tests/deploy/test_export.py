@@ -165,7 +165,8 @@ def test_an_export_never_replaces_a_file_of_another_kind(checkpoint, tmp_path, c
     argv = ["export", "--checkpoint", str(stem), "--format", fmt, "--out", str(victim)]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and f"a {fmt} file's name must end in" in err
+    kind = {"onnx": "an ONNX", "torchscript": "a TorchScript", "pt2": "a pt2"}[fmt]
+    assert len(err.splitlines()) == 1 and f"{kind} file's name must end in" in err
     assert victim.read_bytes() == b"the user's own file"
     with pytest.raises(ConfigError, match="name must end in"):
         export_model(stem, fmt, victim)

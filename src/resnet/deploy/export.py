@@ -49,6 +49,7 @@ __all__ = [
 ]
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "pt2": ".pt2"}
+_ARTICLED = {"onnx": "an ONNX", "torchscript": "a TorchScript", "pt2": "a pt2"}
 # What a written file's name must end in, by format: readers tell the formats apart by suffix.
 OUT_SUFFIXES = {"onnx": (".onnx",), "torchscript": (".pt", ".pth"), "pt2": (".pt2",)}
 META_FILE = "resnet_meta.json"  # the extra file of TorchScript and pt2 archives
@@ -218,7 +219,7 @@ def output_path(out_path: Union[str, os.PathLike, None], fmt: str) -> Optional[P
     out, suffixes = Path(out_path), OUT_SUFFIXES[fmt]
     if not out.name.lower().endswith(suffixes):
         raise ConfigError(
-            f"--out {out}: a {fmt} file's name must end in {' or '.join(suffixes)}; "
+            f"--out {out}: {_ARTICLED[fmt]} file's name must end in {' or '.join(suffixes)}; "
             f"use e.g. {out.with_name(out.stem + suffixes[0])}"
         )
     return out
