@@ -23,7 +23,7 @@ from resnet.errors import ConfigError, DataError, NoSplitError
 
 __all__ = [
     "RunData", "StepContext", "seed_everything", "load_data", "build_model", "autocast_context",
-    "init_from_data", "WHITENING_IMAGES",
+    "init_from_data", "check_same_data", "WHITENING_IMAGES",
 ]  # fmt: skip
 
 WHITENING_IMAGES = 512  # training images a whitened stem is computed from
