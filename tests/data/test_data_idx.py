@@ -174,6 +174,24 @@ def test_failed_download_is_reported(tmp_path, isolated_search, monkeypatch):
         load_dataset("mnist", data_dir=tmp_path, download=True)
 
 
+def test_a_failed_download_leaves_no_empty_folders(tmp_path, isolated_search, monkeypatch):
+    """torchvision made ~/.cache/resnet/mnist/MNIST/raw before the network failed, and the
+    empty folders stayed; folders that were there before, and files, stay."""
+
+    def half_done(name, target):
+        (target / "MNIST" / "raw").mkdir(parents=True)
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(data_registry, "_download", half_done)
+    with pytest.raises(DataError, match="download failed"):
+        load_dataset("mnist", download=True)  # into the (isolated) cache
+    assert not (tmp_path / "no-cache" / "mnist").exists()
+    (tmp_path / "mine" / "notes").mkdir(parents=True)
+    with pytest.raises(DataError, match="download failed"):
+        load_dataset("mnist", data_dir=tmp_path / "mine", download=True)
+    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["notes"]
+
+
 def test_unknown_name_is_a_data_error(tmp_path):
     with pytest.raises(DataError, match="unknown dataset"):
         load_dataset("imagenet-22k")

@@ -10,6 +10,7 @@ appended), and downloads go to ``~/.cache/resnet/<name>``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -232,12 +233,15 @@ def _load_builtin(
     found = _find_builtin(name, dataset_search_dirs(name, data_dir))
     failure = "download is disabled"
     if found is None and download:
+        before = _folders_under(target)
         try:
             _download(name, target)
             found = _find_builtin(name, [target, target / name])
             failure = "the download left no usable files"
         except Exception as exc:  # no network, no torchvision, disk full, ...: all explained below
             failure = f"the download failed ({type(exc).__name__}: {_first_line(exc)})"
+        if found is None:  # a failed download left empty folders (cifar10/, mnist/MNIST/raw)
+            _remove_empty_folders(target, keep=before)
     if found is None:
         raise DataError(_missing_message(name, data_dir, failure))
 
@@ -250,6 +254,21 @@ def _load_builtin(
         check_idx_dataset(name, labels, found[split][1])
     key = ("idx", *((str(p), *_stamp(p)) for pair in found.values() for p in pair))
     return splits, CLASS_NAMES[name], key
+
+
+def _folders_under(root: Path) -> set[Path]:
+    """``root`` and the folders below it, as they are now (none if it does not exist)."""
+    if not root.is_dir():
+        return set()
+    return {root, *(p for p in root.rglob("*") if p.is_dir())}
+
+
+def _remove_empty_folders(root: Path, keep: set[Path]) -> None:
+    """Remove the folders under (and including) ``root`` that are empty and not in ``keep``,
+    deepest first, so a failed download leaves the disk as it found it."""
+    for folder in sorted(_folders_under(root) - keep, key=lambda p: len(p.parts), reverse=True):
+        with contextlib.suppress(OSError):  # not empty (a file was written) or not ours
+            folder.rmdir()
 
 
 def _find_builtin(name: str, dirs: list[Path]) -> Any:
