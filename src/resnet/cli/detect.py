@@ -20,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     detect.set_defaults(func=lambda _args: _usage(detect))
 
     train = actions.add_parser("train", help="train a detector on freshly generated canvases")
-    # Defaults are None here and _TRAIN_DEFAULTS below, so that --resume can tell a flag the
+    # Defaults are None here (train_detector's own apply), so that --resume can tell a flag the
     # user gave (to be applied or refused) from one left at its default.
     train.add_argument("--model", help="4-stage backbone (default resnet18)")
     train.add_argument("--epochs", type=count(1), help="passes, each on fresh canvases (default 3)")
@@ -77,44 +77,31 @@ def _usage(parser: argparse.ArgumentParser) -> int:
     return 2
 
 
-_TRAIN_DEFAULTS = {
-    "model": "resnet18", "epochs": 3, "train_images": 1000, "batch_size": 8, "lr": 0.02,
-    "canvas_size": 64, "seed": 0, "weights": None, "trainable_layers": 5, "max_steps": None,
-}  # fmt: skip
+# The options `resnet detect train` passes on; their defaults are train_detector's own.
+_TRAIN_OPTIONS = ("model", "epochs", "train_images", "batch_size", "lr", "canvas_size", "seed",
+                  "weights", "trainable_layers", "max_steps")  # fmt: skip
 
 
 def _train(args: argparse.Namespace) -> int:
-    from resnet.detection import train_detector
+    import inspect
 
-    given = {key: getattr(args, key) for key in _TRAIN_DEFAULTS if getattr(args, key) is not None}
+    from resnet.detection import train_detector
+    from resnet.detection.train import saved_settings
+
+    given = {key: getattr(args, key) for key in _TRAIN_OPTIONS if getattr(args, key) is not None}
     # A resumed run starts from its own settings; a flag given that changes its data or network
     # is refused by train_detector (check_same_run), epochs and lr apply.
-    start = _saved_options(args.resume) if args.resume is not None else _TRAIN_DEFAULTS
-    options = {**start, **given}
-    summary = train_detector(**options, out=args.out, device=args.device, resume=args.resume,
-                             data_dir=args.data_dir, threads=args.threads)  # fmt: skip
+    if args.resume is not None:
+        saved = saved_settings(args.resume)
+        start = {key: saved[key] for key in _TRAIN_OPTIONS if key in saved}
+    else:
+        parameters = inspect.signature(train_detector).parameters
+        start = {key: parameters[key].default for key in _TRAIN_OPTIONS}
+    summary = train_detector(**{**start, **given}, out=args.out, device=args.device,
+                             resume=args.resume, data_dir=args.data_dir,
+                             threads=args.threads)  # fmt: skip
     print(f"trained {summary.steps} steps in {summary.seconds:.0f}s; saved {summary.out_dir}")
     return 0
-
-
-def _saved_options(run_dir: str) -> dict:
-    """The options a detection run was started with (its config.yaml)."""
-    from pathlib import Path
-
-    import yaml
-
-    from resnet.errors import ConfigError
-    from resnet.io import load_yaml
-
-    path = Path(run_dir) / "config.yaml"
-    try:
-        saved = load_yaml(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-        raise ConfigError(f"{path}: cannot read the run's settings ({error}); pass a run "
-                          "folder written by `resnet detect train`") from None  # fmt: skip
-    if not isinstance(saved, dict) or any(key not in saved for key in _TRAIN_DEFAULTS):
-        raise ConfigError(f"{path}: not the settings of a detection run; pass its run folder")
-    return {key: saved[key] for key in _TRAIN_DEFAULTS}
 
 
 def _eval(args: argparse.Namespace) -> int:

@@ -103,7 +103,7 @@ def _checkpoint_summary(args: argparse.Namespace) -> int:
         )
     model, info = load_checkpoint(args.name)
     meta = info.get("data_meta") or {}
-    channels = meta.get("channels") or getattr(model.conv1, "in_channels", 3)
+    channels = meta.get("channels") or (info.get("model_kwargs") or {}).get("in_chans", 3)
     spatial = list(meta.get("image_size") or [])
     if args.input_size is not None or not spatial:
         dims = getattr(model, "spatial_dims", 2)

@@ -35,6 +35,7 @@ __all__ = [
     "output_path",
     "META_FILE",
     "read_export_metadata",
+    "load_exported_program",
     "load_export_source",
     "train_config_of",
     "export_metadata",
@@ -127,12 +128,20 @@ def read_export_metadata(path: Union[str, os.PathLike]) -> dict[str, Any]:
 
         proto = onnx.load(str(path), load_external_data=False)
         return decode_metadata({p.key: p.value for p in proto.metadata_props})
-    extra = {META_FILE: ""}
-    if path.suffix == ".pt2":
-        torch.export.load(str(path), extra_files=extra)
-    else:
-        torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
-    return json.loads(extra[META_FILE])
+    return load_exported_program(path)[1]
+
+
+def load_exported_program(path: Union[str, os.PathLike]) -> tuple[Any, dict[str, Any]]:
+    """A TorchScript or pt2 file of ``export_model``: the loaded program (a pt2 file's
+    ``.module()``) and its metadata (``{}`` when the file carries none)."""
+    path, extra = Path(path), {META_FILE: ""}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit.load's deprecation notice is torch's
+        if path.suffix.lower() == ".pt2":
+            program = torch.export.load(str(path), extra_files=extra).module()
+        else:
+            program = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    return program, json.loads(extra[META_FILE] or "{}")
 
 
 def load_export_source(

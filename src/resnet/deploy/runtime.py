@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import warnings
 import zipfile
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -160,26 +159,18 @@ def _is_torch_export(path: Path) -> bool:
 
 def _load_torch_export(path: Path) -> tuple[nn.Module, dict]:
     """A ``resnet export --format torchscript|pt2`` file as a module, with its ``export_info``."""
-    from resnet.deploy.export import META_FILE
+    from resnet.deploy.export import META_FILE, load_exported_program
 
-    extra = {META_FILE: ""}
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch.jit.load's deprecation notice is torch's
-            if path.suffix.lower() == ".pt2":
-                model = torch.export.load(str(path), extra_files=extra).module()
-            else:
-                model = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+        program, meta = load_exported_program(path)
+    except json.JSONDecodeError:
+        raise WeightsError(f"{path}: its {META_FILE} is not JSON; re-export it") from None
     except Exception as error:  # torch raises RuntimeError, zipfile and pickle errors here
         raise WeightsError(
             f"{path}: not a readable exported model ({first_line(error)}); re-export it with "
             "`resnet export`"
         ) from None
-    try:
-        meta = json.loads(extra[META_FILE] or "{}")
-    except json.JSONDecodeError:
-        raise WeightsError(f"{path}: its {META_FILE} is not JSON; re-export it") from None
-    return _ExportedModule(model, str(path)), export_info(meta, str(path))
+    return _ExportedModule(program, str(path)), export_info(meta, str(path))
 
 
 class _ExportedModule(nn.Module):

@@ -43,6 +43,7 @@ __all__ = [
     "DetectionTask",
     "CHANGEABLE_ON_RESUME",
     "check_same_run",
+    "saved_settings",
 ]
 
 _LOSSES = ("loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg")
@@ -167,15 +168,28 @@ def train_detector(
 CHANGEABLE_ON_RESUME = ("epochs", "max_steps", "lr", "device")
 
 
-def check_same_run(run_dir: Union[str, os.PathLike], record: dict) -> None:
-    """Refuse (``ConfigError``) to resume ``run_dir`` with settings that change its data or its
-    network (canvas size, items, seed, batch, backbone): they were used silently mid-run."""
+def saved_settings(run_dir: Union[str, os.PathLike]) -> dict[str, Any]:
+    """The settings a detection run was started with (its ``config.yaml``), or ``ConfigError``
+    naming the file when it cannot be read or is not a detection run's."""
+    import yaml
+
     from resnet.io import load_yaml
 
     path = Path(run_dir) / "config.yaml"
-    saved = load_yaml(path.read_text(encoding="utf-8")) if path.is_file() else None
-    if not isinstance(saved, dict):
-        raise ConfigError(f"{path}: no settings of a detection run; pass its run folder")
+    try:
+        saved = load_yaml(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise ConfigError(f"{path}: cannot read the run's settings ({error}); pass a run "
+                          "folder written by `resnet detect train`") from None  # fmt: skip
+    if not isinstance(saved, dict) or "canvas_size" not in saved:
+        raise ConfigError(f"{path}: not the settings of a detection run; pass its run folder")
+    return saved
+
+
+def check_same_run(run_dir: Union[str, os.PathLike], record: dict) -> None:
+    """Refuse (``ConfigError``) to resume ``run_dir`` with settings that change its data or its
+    network (canvas size, items, seed, batch, backbone): they were used silently mid-run."""
+    saved = saved_settings(run_dir)
     for key, value in record.items():
         if key not in CHANGEABLE_ON_RESUME and saved.get(key) != value:
             raise ConfigError(

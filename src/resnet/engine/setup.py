@@ -227,18 +227,13 @@ def build_model(
 def _warn_transfer_options_without_weights(cfg: TrainConfig) -> None:
     """Fine-tuning options on a randomly initialised network run, but are rarely meant: frozen
     stages keep their random filters, frozen BatchNorm its initial statistics (0 and 1)."""
-    given = [
-        text
-        for text, on in (
-            (
-                f"freeze_stages {cfg.freeze_stages} (random stages that never learn)",
-                cfg.freeze_stages,
-            ),
-            ("freeze_bn (BatchNorm statistics fixed at 0 and 1)", cfg.freeze_bn),
-            (f"backbone_lr_scale {cfg.backbone_lr_scale:g}", cfg.backbone_lr_scale != 1),
-        )
-        if on
-    ]
+    given = []
+    if cfg.freeze_stages:
+        given.append(f"freeze_stages {cfg.freeze_stages} (random stages that never learn)")
+    if cfg.freeze_bn:
+        given.append("freeze_bn (BatchNorm statistics fixed at 0 and 1)")
+    if cfg.backbone_lr_scale != 1:
+        given.append(f"backbone_lr_scale {cfg.backbone_lr_scale:g}")
     if given:
         warnings.warn(
             f"{', '.join(given)} without pretrained weights: these fine-tuning options act on "
