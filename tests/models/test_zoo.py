@@ -7,10 +7,11 @@ from safetensors.torch import save_file
 from resnet import create_model, list_models, load_weights
 from resnet.models import model_entry
 from resnet.models.profile import count_parameters, stage_summary
-from resnet.models.resnet_d import RESNET_D_VARIANTS
+from resnet.models.resnet_d import PREACT_VARIANTS, RESNET_D_VARIANTS
 from resnet.models.senet import ATTENTION_VARIANTS
 
-TIMM_NAMES = set(RESNET_D_VARIANTS) | set(ATTENTION_VARIANTS)
+# Compared with timm's nets (test_timm_parity.py, test_timm_resnetv2.py).
+TIMM_NAMES = set(RESNET_D_VARIANTS) | set(ATTENTION_VARIANTS) | set(PREACT_VARIANTS)
 
 ALL_MODELS = list_models()
 # The deepest and widest nets share their code with a lighter sibling in the full matrix (e.g.

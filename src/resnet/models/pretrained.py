@@ -1,5 +1,5 @@
-"""Load weight files saved by torchvision, timm, MONAI, MedicalNet, the public CIFAR reproduction
-or this package into a model of the zoo.
+"""Load weight files saved by torchvision, timm (ResNet and ResNetV2), transformers, MONAI,
+MedicalNet, the public CIFAR reproduction or this package into a model of the zoo.
 
 No download happens here: the user points at a file (``.pth``/``.pt``/``.th``/``.bin`` or
 ``.safetensors``) or passes a state_dict. Files are read with ``weights_only=True`` (or as
@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from resnet.errors import ConfigError, WeightsError
 from resnet.models.hf_names import from_transformers_names, is_transformers_resnet, saved_weights
+from resnet.models.timm_v2_names import from_timm_resnetv2_names, is_timm_resnetv2
 
 __all__ = [
     "load_weights",
@@ -77,7 +78,8 @@ def read_state_dict(source: Source) -> dict[str, Tensor]:
     Unwraps training checkpoints (``state_dict``, ``model``, ``model_state_dict``,
     ``state_dict_ema``) and the ``module.``/``_orig_mod.`` prefixes of DDP and torch.compile, and
     renames transformers' ResNet (a ``save_pretrained`` folder or its weight file) to
-    torchvision's names (``resnet.models.hf_names``).
+    torchvision's names (``resnet.models.hf_names``) and timm's ResNetV2 to our pre-activation
+    nets' (``resnet.models.timm_v2_names``).
     """
     if not isinstance(source, (str, os.PathLike, Mapping)):
         raise WeightsError(
@@ -100,6 +102,8 @@ def read_state_dict(source: Source) -> dict[str, Tensor]:
             state = {k[len(prefix) :]: v for k, v in state.items()}
     if is_transformers_resnet(state):
         state = from_transformers_names(state, path, label)
+    elif is_timm_resnetv2(state):
+        state = from_timm_resnetv2_names(state, label)
     check_finite(state, label)
     return state
 

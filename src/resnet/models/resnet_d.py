@@ -8,6 +8,10 @@ The paper's tweaks are options of the one ``ResNet``, not new networks:
   (``downsample="avg"``);
 - timm's "t" nets: ResNet-D with a tiered stem, narrower first conv (``stem="deep_tiered"``).
 
+The same stems and shortcuts on the pre-activation nets (``PREACT_VARIANTS``) are timm's
+``resnetv2_18d`` .. ``resnetv2_152d`` and ``resnetv2_50t`` (their files load through
+``timm_v2_names``).
+
 Names, module names and shapes are timm's (``timm.create_model(name).state_dict()`` loads into
 ``create_model(name)`` with ``strict=True`` and gives the same outputs). The bottleneck is v1.5,
 as in ``imagenet.py``.
@@ -17,11 +21,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from resnet.models.blocks import BasicBlock, Bottleneck
+from resnet.models.blocks import BasicBlock, Bottleneck, PreActBasicBlock, PreActBottleneck
 from resnet.models.registry import register_model
 from resnet.models.resnet import BlockType, ResNet
 
-__all__ = ["RESNET_D_VARIANTS", "variant_builder"]
+__all__ = ["RESNET_D_VARIANTS", "PREACT_VARIANTS", "variant_builder"]
 
 # The stem and shortcut of each letter (arXiv 1812.01187 Fig. 2; "t" is timm's).
 _C = {"stem": "deep"}
@@ -72,6 +76,16 @@ RESNET_D_VARIANTS: dict[str, tuple[BlockType, tuple[int, ...], dict[str, Any], s
     ),
 }
 
+# Pre-activation (arXiv 1603.05027) with the D and T stems and shortcuts: timm's ResNetV2 ones.
+PREACT_VARIANTS: dict[str, tuple[BlockType, tuple[int, ...], dict[str, Any], str]] = {
+    "preact_resnet18d": (PreActBasicBlock, (2, 2, 2, 2), _D, "Pre-activation ResNet-18-D"),
+    "preact_resnet34d": (PreActBasicBlock, (3, 4, 6, 3), _D, "Pre-activation ResNet-34-D"),
+    "preact_resnet50d": (PreActBottleneck, (3, 4, 6, 3), _D, "Pre-activation ResNet-50-D"),
+    "preact_resnet50t": (PreActBottleneck, (3, 4, 6, 3), _T, "Pre-activation ResNet-50-T"),
+    "preact_resnet101d": (PreActBottleneck, _DEEP, _D, "Pre-activation ResNet-101-D"),
+    "preact_resnet152d": (PreActBottleneck, (3, 8, 36, 3), _D, "Pre-activation ResNet-152-D"),
+}
+
 
 def variant_builder(
     name: str, block: BlockType, layers: tuple[int, ...], options: dict[str, Any], doc: str
@@ -90,5 +104,5 @@ def variant_builder(
     return register_model(builder)
 
 
-for _name, (_block, _layers, _options, _doc) in RESNET_D_VARIANTS.items():
+for _name, (_block, _layers, _options, _doc) in {**RESNET_D_VARIANTS, **PREACT_VARIANTS}.items():
     variant_builder(_name, _block, _layers, _options, _doc)
