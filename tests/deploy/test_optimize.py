@@ -111,6 +111,25 @@ def test_conv_with_other_users_is_not_folded():
     assert fold_batch_norms(model) == 0
 
 
+def test_a_weight_standardised_conv_keeps_its_norm():
+    # Standardising rescales each filter to unit variance: a BN scale folded into it would vanish.
+    model = create_model("resnet18", weight_standardization=True, num_classes=10)
+    torch.manual_seed(0)
+    x = torch.randn(4, 3, 32, 32)
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.weight.data.uniform_(0.5, 1.5)
+            module.momentum = 1.0  # statistics of x, so the logits stay of a sane size
+    with torch.no_grad():
+        model(x)
+        model.eval()
+        expected = model(x)
+        assert find_conv_bn_pairs(model) == []
+        # Channels-last rounding only (logits of size ~1); a folded scale would change them whole.
+        optimized = optimize_for_inference(model)(x)
+        torch.testing.assert_close(optimized, expected, atol=1e-4, rtol=1e-4)
+
+
 def test_training_mode_is_refused():
     with pytest.raises(ConfigError, match="eval"):
         fold_batch_norms(create_model("resnet20").train())

@@ -1,10 +1,11 @@
 """timm's ResNetV2 files load into our pre-activation nets and compute what timm computes.
 
 timm keeps ResNetV2 in another module layout (``stem``, ``stages.S.blocks.B``, a 1x1-conv head),
-so these go through ``load_weights``' renaming, not a strict ``load_state_dict``; the nets no
-model here computes (BiT's weight-standardised convolutions, EvoNorm, FRN) must be refused.
+so these go through ``load_weights``' renaming, not a strict ``load_state_dict``. BiT's files
+need the weight-standardised ``bit_resnet*``; EvoNorm and FRN nets have no model here.
 """
 
+import numpy as np
 import pytest
 import timm  # a dev dependency: the parity tests never skip
 import torch
@@ -12,11 +13,11 @@ from parity_helpers import randomise_norms
 
 from resnet import create_model, load_weights
 from resnet.errors import WeightsError
-from resnet.models.timm_v2_names import TIMM_RESNETV2
+from resnet.models.timm_v2_names import TIMM_RESNETV2, from_timm_resnetv2_names
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-# Float32 through up to 152 blocks: the measured differences are 1e-7 to 5e-7 of the logits.
-TOLERANCE = 1e-5
+# Float64 through up to 152 blocks.
+TOLERANCE = 1e-9
 
 
 def _reference(name: str) -> torch.nn.Module:
@@ -31,12 +32,16 @@ def _reference(name: str) -> torch.nn.Module:
 
 
 def _relative_difference(ours: torch.nn.Module, reference: torch.nn.Module, side: int) -> float:
-    # Pre-activation blocks add without normalising, so deep nets' logits reach 1e5 here.
+    # In float64: pre-activation blocks add without normalising (deep nets' logits reach 1e5
+    # here) and 100 standardised convs round differently from timm's, so float32 would leave
+    # 1e-5 of noise where a real mismatch must show.
     torch.manual_seed(1)
-    x = torch.randn(1, 3, side, side)
+    x = torch.randn(1, 3, side, side, dtype=torch.float64)
     with torch.no_grad():
-        expected = reference(x)
-        return ((ours(x) - expected).abs().max() / expected.abs().max()).item()
+        expected = reference.double()(x)
+        difference = (ours.double()(x) - expected).abs().max() / expected.abs().max()
+    reference.float(), ours.float()
+    return difference.item()
 
 
 def _load_and_compare(timm_name: str, ours_name: str, **kwargs) -> float:
@@ -49,7 +54,12 @@ def _load_and_compare(timm_name: str, ours_name: str, **kwargs) -> float:
     return _relative_difference(ours.eval(), reference, side)
 
 
-@pytest.mark.parametrize("timm_name", sorted(TIMM_RESNETV2))
+# BiT's wide nets (217M to 936M parameters) share their code with bit_resnet50x1 and 101x1:
+# their keys and shapes are compared on the meta device.
+WIDE_BIT = [name for name in TIMM_RESNETV2 if name.endswith("_bit") and "x1" not in name]
+
+
+@pytest.mark.parametrize("timm_name", sorted(set(TIMM_RESNETV2) - set(WIDE_BIT)))
 def test_timm_resnetv2_files_load_into_the_preact_nets(timm_name):
     difference = _load_and_compare(timm_name, TIMM_RESNETV2[timm_name])
     assert difference < TOLERANCE, f"{timm_name}: relative difference {difference}"
@@ -77,26 +87,110 @@ def test_a_headless_file_and_a_grey_stem_load_too():
     assert report.backbone_only and report.adapted_conv1
 
 
-@pytest.mark.parametrize(
-    ("timm_name", "words", "group_norm"),
-    [
-        # Once renamed, BiT's every key and shape fits a group-norm preact_resnet50: only the
-        # refusal keeps its tensors out of a net without weight standardisation.
-        ("resnetv2_50x1_bit", "weight-standardised", True),
-        ("resnetv2_50d_evos", "EvoNorm", False),
-        ("resnetv2_50d_frn", "FilterResponseNorm", False),
-    ],
-)
-def test_nets_no_model_here_computes_are_refused_by_name(timm_name, words, group_norm):
+@pytest.mark.parametrize("timm_name", WIDE_BIT)
+def test_wide_bit_nets_have_timms_keys_and_shapes(timm_name):
     with torch.device("meta"):
         state = timm.create_model(timm_name, pretrained=False).state_dict()
-    target = "preact_resnet50" if group_norm else "preact_resnet50d"
-    model = create_model(target, norm_layer="group" if group_norm else None)
+        ours = create_model(TIMM_RESNETV2[timm_name])
+    renamed = from_timm_resnetv2_names(state, timm_name)
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {
+        k: v.shape for k, v in renamed.items()
+    }
+
+
+def test_standardised_weights_and_the_zero_padded_pool_are_what_make_bit_bit():
+    # A BiT file fits a group-norm preact_resnet50 key for key; only standardising computes it,
+    # and a max-pool padding with -inf instead of zeros differs where the stem's output is < 0.
+    reference = _reference("resnetv2_50x1_bit")
+    state = from_timm_resnetv2_names(reference.state_dict(), "bit")
+    nets = {
+        "bit": create_model("bit_resnet50x1"),
+        "plain convs": create_model("preact_resnet50", norm_layer="group"),
+        "max pool": create_model("bit_resnet50x1", stem_pool="max"),
+    }
+    differences = {}
+    for name, net in nets.items():
+        net.load_state_dict(state)
+        differences[name] = _relative_difference(net.eval(), reference, 64)
+    assert differences["bit"] < TOLERANCE
+    assert differences["plain convs"] > 0.01 and differences["max pool"] > 1e-6, differences
+
+
+@pytest.mark.parametrize(
+    ("timm_name", "target", "words"),
+    [
+        ("resnetv2_50x1_bit", "preact_resnet50", "load it into the bit_resnet"),
+        ("resnetv2_50d_gn", "preact_resnet50d", "load it into the preact_resnet"),
+    ],
+)
+def test_files_are_refused_by_a_net_that_standardises_otherwise(timm_name, target, words):
+    state = timm.create_model(timm_name, pretrained=False).state_dict()
+    standardizes = timm_name.endswith("_bit")
+    model = create_model(target, norm_layer="group", weight_standardization=not standardizes)
     with pytest.raises(WeightsError, match=words):
         load_weights(model, state)
+
+
+@pytest.mark.parametrize(
+    ("timm_name", "words"),
+    [("resnetv2_50d_evos", "EvoNorm"), ("resnetv2_50d_frn", "FilterResponseNorm")],
+)
+def test_other_norms_are_refused_by_name(timm_name, words):
+    with torch.device("meta"):
+        state = timm.create_model(timm_name, pretrained=False).state_dict()
+    with pytest.raises(WeightsError, match=words):
+        load_weights(create_model("preact_resnet50d"), state)
 
 
 def test_the_wrong_stem_is_a_key_error_not_a_silent_load():
     state = _reference("resnetv2_18d").state_dict()
     with pytest.raises(WeightsError, match="does not fit model preact_resnet18"):
         load_weights(create_model("preact_resnet18"), state)
+
+
+def _bit_npz(state: dict, path) -> None:
+    """``state`` (timm's names) written as google-research/big_transfer's ``.npz``: TensorFlow
+    names, HWIO kernels, the head a 1x1 conv kernel."""
+    arrays = {}
+    for key, value in state.items():
+        if key.endswith("num_batches_tracked"):
+            continue
+        parts = key.split(".")
+        if parts[0] == "stages":
+            unit = f"resnet/block{int(parts[1]) + 1}/unit{int(parts[3]) + 1:02d}/"
+            module, leaf = parts[4], parts[-1]
+            if module == "downsample":
+                name = unit + "a/proj/standardized_conv2d/kernel"
+            else:
+                letter = "abc"[int(module[-1]) - 1]
+                kind = "standardized_conv2d/kernel" if module.startswith("conv") else None
+                kind = kind or f"group_norm/{'gamma' if leaf == 'weight' else 'beta'}"
+                name = f"{unit}{letter}/{kind}"
+        else:
+            name = {
+                "stem.conv.weight": "resnet/root_block/standardized_conv2d/kernel",
+                "norm.weight": "resnet/group_norm/gamma",
+                "norm.bias": "resnet/group_norm/beta",
+                "head.fc.weight": "resnet/head/conv2d/kernel",
+                "head.fc.bias": "resnet/head/conv2d/bias",
+            }[key]
+        array = value.numpy()
+        arrays[name] = array.transpose(2, 3, 1, 0) if array.ndim == 4 else array
+    np.savez(path, **arrays)
+
+
+def test_googles_bit_npz_loads_as_timm_reads_it(tmp_path):
+    reference = _reference("resnetv2_50x1_bit")
+    _bit_npz(reference.state_dict(), tmp_path / "BiT-M-R50x1.npz")
+    # timm's own reader of the original files is the reference for the layout.
+    timm_read = timm.create_model("resnetv2_50x1_bit", pretrained=False).eval()
+    timm_read.load_pretrained(str(tmp_path / "BiT-M-R50x1.npz"))
+    ours = create_model("bit_resnet50x1")
+    report = load_weights(ours, tmp_path / "BiT-M-R50x1.npz")
+    assert report.describe() == "153 tensors loaded; fc included"
+    assert _relative_difference(ours.eval(), timm_read, 64) < TOLERANCE
+    assert _relative_difference(ours, reference, 64) < TOLERANCE
+    with pytest.raises(WeightsError, match="load it into the bit_resnet"):
+        load_weights(
+            create_model("preact_resnet50", norm_layer="group"), tmp_path / "BiT-M-R50x1.npz"
+        )

@@ -6,12 +6,14 @@ from safetensors.torch import save_file
 
 from resnet import create_model, list_models, load_weights
 from resnet.models import model_entry
+from resnet.models.bit import BIT_VARIANTS
 from resnet.models.profile import count_parameters, stage_summary
 from resnet.models.resnet_d import PREACT_VARIANTS, RESNET_D_VARIANTS
 from resnet.models.senet import ATTENTION_VARIANTS
 
 # Compared with timm's nets (test_timm_parity.py, test_timm_resnetv2.py).
 TIMM_NAMES = set(RESNET_D_VARIANTS) | set(ATTENTION_VARIANTS) | set(PREACT_VARIANTS)
+TIMM_NAMES |= set(BIT_VARIANTS)
 
 ALL_MODELS = list_models()
 # The deepest and widest nets share their code with a lighter sibling in the full matrix (e.g.
@@ -21,6 +23,7 @@ HEAVY_MARKERS = (
     "101", "152", "110", "1202", "200", "wrn22", "wrn28", "wide_resnet", "resnet50_3d",
     # timm's variants: one light net per option stays in the matrix (below)
     "resnetrs", "resnet14t", "34d", "seresnet34", "50c", "50d", "50t", "seresnet50", "seresnext50",
+    "x2", "x3", "x4",  # BiT's wide nets: bit_resnet50x1 stays
 )  # fmt: skip
 HEAVY = [n for n in ALL_MODELS if any(marker in n for marker in HEAVY_MARKERS)]
 # ResNet-RS-50 stays: the one net with a conv stem pool.

@@ -62,7 +62,8 @@ def find_conv_bn_pairs(model: nn.Module) -> list[tuple[str, str]]:
         source = node.args[0] if node.args else None
         if not isinstance(source, fx.Node) or source.op != "call_module":
             continue
-        if not isinstance(model.get_submodule(source.target), _CONVS):
+        # Exactly a plain conv: a weight-standardised one (BiT's) would undo a folded scale.
+        if type(model.get_submodule(source.target)) not in _CONVS:
             continue
         # The conv's raw output must feed nothing else, and neither module may be reused.
         if len(source.users) == 1 and calls[source.target] == 1 and calls[node.target] == 1:

@@ -4,7 +4,7 @@ Importing this package imports every builder module, which fills the registry.
 """
 
 # The builder modules register their models on import (the registry imports none of them).
-from resnet.models import cifar, fast, imagenet, resnet3d, resnet_d, senet  # noqa: F401
+from resnet.models import bit, cifar, fast, imagenet, resnet3d, resnet_d, senet  # noqa: F401
 from resnet.models.blocks import (
     BasicBlock,
     Bottleneck,

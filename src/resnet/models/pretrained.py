@@ -1,9 +1,9 @@
 """Load weight files saved by torchvision, timm (ResNet and ResNetV2), transformers, MONAI,
 MedicalNet, the public CIFAR reproduction or this package into a model of the zoo.
 
-No download happens here: the user points at a file (``.pth``/``.pt``/``.th``/``.bin`` or
-``.safetensors``) or passes a state_dict. Files are read with ``weights_only=True`` (or as
-safetensors), so a weight file can never run code.
+No download happens here: the user points at a file (``.pth``/``.pt``/``.th``/``.bin``,
+``.safetensors`` or BiT's ``.npz``) or passes a state_dict. Files are read with
+``weights_only=True``, as safetensors or without pickles, so a weight file can never run code.
 """
 
 from __future__ import annotations
@@ -14,12 +14,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from resnet.errors import ConfigError, WeightsError
+from resnet.models.bit_names import from_bit_npz_names, is_bit_npz
 from resnet.models.hf_names import from_transformers_names, is_transformers_resnet, saved_weights
-from resnet.models.timm_v2_names import from_timm_resnetv2_names, is_timm_resnetv2
+from resnet.models.timm_v2_names import (
+    from_timm_resnetv2_names,
+    is_timm_resnetv2,
+    standardizes_weights,
+)
 
 __all__ = [
     "load_weights",
@@ -81,6 +87,12 @@ def read_state_dict(source: Source) -> dict[str, Tensor]:
     torchvision's names (``resnet.models.hf_names``) and timm's ResNetV2 to our pre-activation
     nets' (``resnet.models.timm_v2_names``).
     """
+    return _read_state(source)[0]
+
+
+def _read_state(source: Source) -> tuple[dict[str, Tensor], Optional[bool]]:
+    """``read_state_dict``'s state, and whether the file's convolutions standardise their weights
+    (None where its names do not say: only timm's ResNetV2 names tell BiT from the others)."""
     if not isinstance(source, (str, os.PathLike, Mapping)):
         raise WeightsError(
             f"weights come from a file path or a state_dict mapping, got {type(source).__name__}"
@@ -100,12 +112,17 @@ def read_state_dict(source: Source) -> dict[str, Tensor]:
     for prefix in _PREFIXES * 2:  # either wrapper may wrap the other
         if state and all(k.startswith(prefix) for k in state):
             state = {k[len(prefix) :]: v for k, v in state.items()}
-    if is_transformers_resnet(state):
+    standardized = None
+    if is_bit_npz(state):
+        standardized = True
+        state = from_bit_npz_names(state)
+    elif is_transformers_resnet(state):
         state = from_transformers_names(state, path, label)
     elif is_timm_resnetv2(state):
+        standardized = standardizes_weights(state)
         state = from_timm_resnetv2_names(state, label)
     check_finite(state, label)
-    return state
+    return state, standardized
 
 
 def first_non_finite(state: Mapping[str, Tensor]) -> Optional[str]:
@@ -154,6 +171,9 @@ def _read_file(path: Path) -> Any:
             from safetensors.torch import load_file
 
             return load_file(str(path), device="cpu")
+        if path.suffix == ".npz":  # Google's BiT checkpoints (``bit_names.py``)
+            with np.load(path, allow_pickle=False) as arrays:
+                return {name: torch.from_numpy(arrays[name]) for name in arrays.files}
         # weights_only: a weight file must never be able to run code on load.
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # every reader has its own exception types
@@ -162,7 +182,7 @@ def _read_file(path: Path) -> Any:
         )
         raise WeightsError(
             f"{path}: not a readable weight file ({first_line[:160]}); "
-            "expected a state_dict saved with torch.save or safetensors"
+            "expected a state_dict saved with torch.save or safetensors, or BiT's .npz"
         ) from None
 
 
@@ -188,7 +208,8 @@ def load_weights(model: nn.Module, source: Source) -> LoadReport:
         )
     target = model.model if hasattr(model, "out_indices") and hasattr(model, "model") else model
     label = _label(source)
-    state = read_state_dict(source)
+    state, standardized = _read_state(source)
+    _check_standardization(standardized, target, label)
     own = target.state_dict()
     report = LoadReport()
     state = _strip_wrapper_name(state, own, report)
@@ -216,6 +237,25 @@ def load_weights(model: nn.Module, source: Source) -> LoadReport:
     target.load_state_dict(state, strict=False)
     report.loaded = len(state)
     return report
+
+
+def _check_standardization(standardized: Optional[bool], target: nn.Module, label: str) -> None:
+    """A BiT file's tensors fit a group-norm ``preact_resnet50`` key for key, and other timm
+    ResNetV2 files fit ``bit_resnet50x1``'s; either would load and compute another network."""
+    model_standardizes = bool(getattr(target, "weight_standardization", False))
+    if standardized is None or standardized == model_standardizes:
+        return
+    name = getattr(target, "model_name", type(target).__name__)
+    if standardized:
+        raise WeightsError(
+            f"{label}: a BiT file (timm's resnetv2_*_bit), whose convolutions standardise their "
+            f"weights, and {name} does not; load it into the bit_resnet* of its size "
+            "(resnetv2_50x1_bit -> bit_resnet50x1)"
+        )
+    raise WeightsError(
+        f"{label}: a timm ResNetV2 whose convolutions use their weights as they are, and {name} "
+        "standardises them (a BiT net); load it into the preact_resnet* of its name"
+    )
 
 
 def _strip_wrapper_name(

@@ -30,6 +30,7 @@ from resnet.models.blocks import (
 )
 from resnet.models.layers import SHORTCUT_PADS, avg_pool_nd, conv1x1
 from resnet.models.norm import NormOption, resolve_norm_layer
+from resnet.models.std_conv import standardize_convs
 from resnet.models.stems import STEM_POOLS, make_stem_conv, make_stem_pool, stem_preset
 
 __all__ = ["ResNet", "BlockType", "STEM_OUTS", "DOWNSAMPLES"]
@@ -60,7 +61,8 @@ class ResNet(nn.Module):
         spatial_dims: 1 (signals), 2 (images) or 3 (volumes): picks ConvNd, BatchNormNd, pooling.
         stem: ``"imagenet"`` (7x7/2 conv), ``"cifar"`` (one 3x3 conv), ``"deep"`` or
             ``"deep_tiered"`` (three 3x3 convs), see ``stems.py``.
-        stem_pool: ``"max"``, ``"conv"`` (ResNet-RS) or ``"none"``; None keeps ``stem``'s.
+        stem_pool: ``"max"``, ``"max_zero_pad"`` (BiT), ``"conv"`` (ResNet-RS) or ``"none"``;
+            None keeps ``stem``'s.
         stem_out: what follows the stem conv, one of ``STEM_OUTS``; None: ``"none"`` for
             pre-activation blocks, ``"norm_relu"`` otherwise.
         conv1_t_size, conv1_t_stride, no_max_pool: override the stem's kernel and stride (an int or
@@ -81,6 +83,8 @@ class ResNet(nn.Module):
         drop_path_rate: stochastic depth rate of the last block, rising linearly from 0.
         norm_layer: ``"batch"`` (default), ``"group"``, ``"frozen_batch"``, ``"none"`` or a
             constructor taking the channel count; resolved here, once, for every layer.
+        weight_standardization: every convolution standardises its filters before it convolves
+            (``std_conv.py``; BiT's nets, with group norm).
     """
 
     def __init__(
@@ -112,6 +116,7 @@ class ResNet(nn.Module):
         width_per_group: int = 64,
         drop_path_rate: float = 0.0,
         norm_layer: NormOption = None,
+        weight_standardization: bool = False,
     ) -> None:
         super().__init__()
         _check_options(layers, planes, strides, shortcut, num_classes, in_chans)
@@ -167,6 +172,9 @@ class ResNet(nn.Module):
         self.avgpool = _AVG_POOL[spatial_dims]((1,) * spatial_dims)
         self.fc = nn.Linear(self.num_features, num_classes)
 
+        self.weight_standardization = bool(weight_standardization)
+        if self.weight_standardization:
+            standardize_convs(self)
         self._init_weights(zero_init_residual and residual)
 
     def _make_stem(

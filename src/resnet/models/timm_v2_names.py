@@ -1,7 +1,8 @@
 """timm's ResNetV2 (``resnetv2_*``, the pre-activation ResNet of arXiv 1603.05027) in our names.
 
 timm keeps its pre-activation nets in another module layout than its ResNet; the tensors are
-those of our ``preact_resnet*`` (``resnet_d.PREACT_VARIANTS`` for the D and T stems):
+those of our ``preact_resnet*`` (``resnet_d.PREACT_VARIANTS`` for the D and T stems) and
+``bit_resnet*`` (``bit.py``):
 
     stem.conv                                     -> conv1 (the 7x7 stem)
     stem.conv1, .norm1, .conv2, .norm2, .conv3    -> conv1.0, .1, .3, .4, .6 (deep, tiered stems)
@@ -10,11 +11,11 @@ those of our ``preact_resnet*`` (``resnet_d.PREACT_VARIANTS`` for the D and T st
                                                      nets, after their average pool)
     norm, head.fc (a 1x1 conv)                    -> norm, fc (a linear layer)
 
-Batch-norm nets load into the ``preact_resnet`` of ``TIMM_RESNETV2``; ``resnetv2_50d_gn`` is
-``preact_resnet50d`` with ``norm_layer="group"``. BiT's nets (``resnetv2_*_bit``) standardise
-their convolutions' weights, and EvoNorm or FRN nets normalise otherwise: no model of this zoo
-computes what their tensors mean, so their files are refused by name, never loaded into a net
-that would compute something else.
+``TIMM_RESNETV2`` names the model each net loads into; ``resnetv2_50d_gn`` is
+``preact_resnet50d`` with ``norm_layer="group"``. BiT's tensors (group norm after a 7x7 stem) are
+raw weights its convolutions standardise, so they fit a group-norm ``preact_resnet50`` key for
+key and would compute another network there: ``standardizes_weights`` tells ``load_weights``
+which kind the file is. EvoNorm and FRN nets normalise otherwise and are refused by name.
 """
 
 from __future__ import annotations
@@ -26,13 +27,22 @@ from torch import Tensor
 
 from resnet.errors import WeightsError
 
-__all__ = ["TIMM_RESNETV2", "is_timm_resnetv2", "from_timm_resnetv2_names"]
+__all__ = [
+    "TIMM_RESNETV2",
+    "is_timm_resnetv2",
+    "standardizes_weights",
+    "from_timm_resnetv2_names",
+]
 
 # timm's name -> ours (same tensors, same outputs).
 TIMM_RESNETV2 = {
     **{f"resnetv2_{d}": f"preact_resnet{d}" for d in (18, 34, 50, 101, 152)},
     **{f"resnetv2_{d}d": f"preact_resnet{d}d" for d in (18, 34, 50, 101, 152)},
     "resnetv2_50t": "preact_resnet50t",
+    **{
+        f"resnetv2_{d}x{w}_bit": f"bit_resnet{d}x{w}"
+        for d, w in ((50, 1), (50, 3), (101, 1), (101, 3), (152, 2), (152, 4))
+    },
 }
 
 _BLOCK = re.compile(r"^stages\.(\d+)\.blocks\.(\d+)\.")
@@ -47,9 +57,21 @@ def is_timm_resnetv2(state: Mapping[str, Tensor]) -> bool:
     return any(k in state for k in _STEMS) and any(_BLOCK.match(k) for k in state)
 
 
+def standardizes_weights(state: Mapping[str, Tensor]) -> bool:
+    """Whether a timm ResNetV2 state is BiT's: group norm (no running statistics) after the
+    7x7 stem. timm's other group-norm net, ``resnetv2_50d_gn``, has the deep stem."""
+    group_norm = not any(k.endswith("norm1.running_mean") for k in state)
+    return group_norm and "stem.conv.weight" in state
+
+
 def from_timm_resnetv2_names(state: Mapping[str, Tensor], label: str) -> dict[str, Tensor]:
     """``state`` renamed to ours; ``WeightsError`` for the nets no model of this zoo computes."""
-    _check_computable(state, label)
+    other_norm = next((k for k in state if k.endswith(_OTHER_NORM_PARTS)), None)
+    if other_norm is not None:
+        raise WeightsError(
+            f"{label}: a timm ResNetV2 with EvoNorm or FilterResponseNorm layers ({other_norm}); "
+            "no model of this zoo has them: use a batch-norm resnetv2_* file (preact_resnet*)"
+        )
     deep_stem = "stem.conv1.weight" in state  # timm's D and T nets also average-pool shortcuts
     shortcut = "downsample.1." if deep_stem else "downsample.0."
     renamed = {}
@@ -71,19 +93,3 @@ def from_timm_resnetv2_names(state: Mapping[str, Tensor], label: str) -> dict[st
                 value = value.flatten(1)
         renamed[key] = value
     return renamed
-
-
-def _check_computable(state: Mapping[str, Tensor], label: str) -> None:
-    other_norm = next((k for k in state if k.endswith(_OTHER_NORM_PARTS)), None)
-    if other_norm is not None:
-        raise WeightsError(
-            f"{label}: a timm ResNetV2 with EvoNorm or FilterResponseNorm layers ({other_norm}); "
-            "no model of this zoo has them: use a batch-norm resnetv2_* file (preact_resnet*)"
-        )
-    group_norm = not any(k.endswith("norm1.running_mean") for k in state)
-    if group_norm and "stem.conv.weight" in state:
-        raise WeightsError(
-            f"{label}: a BiT ResNetV2 (timm's resnetv2_*_bit: group norm and weight-"
-            "standardised convolutions); no model of this zoo standardises its weights, so "
-            "these tensors would compute another network: use a batch-norm resnetv2_* file"
-        )
