@@ -2,6 +2,7 @@
 
 import pickle
 
+import numpy as np
 import pytest
 import torch
 import torchvision
@@ -174,6 +175,17 @@ def test_corrupt_and_missing_files_raise_weights_error(tmp_path):
         load_weights(create_model("resnet20"), corrupt)
     with pytest.raises(WeightsError, match="not found"):
         load_weights(create_model("resnet20"), tmp_path / "missing.safetensors")
+
+
+def test_an_npz_that_is_not_bit_is_refused_naming_its_arrays(tmp_path):
+    dataset = tmp_path / "images.npz"
+    np.savez(dataset, train_images=np.zeros((2, 28, 28), np.uint8), train_labels=np.zeros(2))
+    with pytest.raises(WeightsError, match="train_images, train_labels.*--dataset"):
+        load_weights(create_model("resnet20"), dataset)
+    pickled = tmp_path / "objects.npz"  # never unpickled: .npz arrays of objects can run code
+    np.savez(pickled, a=np.array([{"x": 1}], dtype=object))
+    with pytest.raises(WeightsError, match="not a readable weight file"):
+        load_weights(create_model("resnet20"), pickled)
 
 
 class _RunsCode:

@@ -113,6 +113,12 @@ def _read_state(source: Source) -> tuple[dict[str, Tensor], Optional[bool]]:
         if state and all(k.startswith(prefix) for k in state):
             state = {k[len(prefix) :]: v for k, v in state.items()}
     standardized = None
+    if path is not None and path.suffix == ".npz" and not is_bit_npz(state):
+        raise WeightsError(
+            f"{label}: an .npz without BiT's resnet/root_block (its arrays: "
+            f"{', '.join(list(state)[:4])}); weights come as .pth, .safetensors or BiT's .npz, "
+            "and an .npz of images is a --dataset"
+        )
     if is_bit_npz(state):
         standardized = True
         state = from_bit_npz_names(state)
