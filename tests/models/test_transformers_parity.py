@@ -68,12 +68,7 @@ def test_the_backbone_alone_and_another_class_count_load_too(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "option, value",
-    [
-        ("downsample_in_bottleneck", True),
-        ("downsample_in_first_stage", True),
-        ("hidden_act", "gelu"),
-    ],
+    "option, value", [("downsample_in_first_stage", True), ("hidden_act", "gelu")]
 )
 def test_a_config_for_another_network_is_refused(tmp_path, option, value):
     """Same tensor names and shapes, other strides or activation: loading would be silently
@@ -83,6 +78,22 @@ def test_a_config_for_another_network_is_refused(tmp_path, option, value):
     for source in (tmp_path / "hub", tmp_path / "hub" / "model.safetensors"):
         with pytest.raises(WeightsError, match=f"config.json sets {option}="):
             load_weights(create_model("resnet50", num_classes=10), source)
+
+
+def test_the_papers_v1_loads_into_stride_in_1x1_and_only_there(tmp_path):
+    """``downsample_in_bottleneck``: the stride on the first 1x1 conv, as in the paper's Caffe
+    models; the same tensors in torchvision's v1.5 would compute another network."""
+    theirs = _saved_transformers_resnet(tmp_path / "v1", "resnet50", downsample_in_bottleneck=True)
+    ours = create_model("resnet50", num_classes=10, stride_in_1x1=True).eval()
+    load_weights(ours, tmp_path / "v1")
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), theirs(pixel_values=x).logits, rtol=1e-4, atol=1e-4)
+    with pytest.raises(WeightsError, match="the paper's v1; its tensors assume stride_in_1x1=True"):
+        load_weights(create_model("resnet50", num_classes=10), tmp_path / "v1")
+    _saved_transformers_resnet(tmp_path / "v15", "resnet50")
+    with pytest.raises(WeightsError, match="stride_in_1x1=False and resnet50 has True"):
+        load_weights(ours, tmp_path / "v15" / "model.safetensors")
 
 
 def test_a_folder_without_weights_is_one_weights_error(tmp_path):

@@ -9,11 +9,11 @@ from resnet.models import model_entry
 from resnet.models.bit import BIT_VARIANTS
 from resnet.models.profile import count_parameters, stage_summary
 from resnet.models.resnet_d import PREACT_VARIANTS, RESNET_D_VARIANTS
-from resnet.models.senet import ATTENTION_VARIANTS
+from resnet.models.senet import ATTENTION_VARIANTS, LEGACY_SE_VARIANTS
 
-# Compared with timm's nets (test_timm_parity.py, test_timm_resnetv2.py).
+# Compared with timm's nets (test_timm_parity.py, test_timm_resnetv2.py, test_senet_legacy.py).
 TIMM_NAMES = set(RESNET_D_VARIANTS) | set(ATTENTION_VARIANTS) | set(PREACT_VARIANTS)
-TIMM_NAMES |= set(BIT_VARIANTS)
+TIMM_NAMES |= set(BIT_VARIANTS) | set(LEGACY_SE_VARIANTS)
 
 ALL_MODELS = list_models()
 # The deepest and widest nets share their code with a lighter sibling in the full matrix (e.g.

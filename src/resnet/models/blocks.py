@@ -146,6 +146,7 @@ class Bottleneck(nn.Module):
 
     This is "ResNet v1.5" as in torchvision: the stride sits on the 3x3 convolution instead of
     the first 1x1 convolution of the original paper, which is slightly more accurate on ImageNet.
+    ``stride_in_1x1=True`` puts it where the paper (and its Caffe models, SENet's among them) did.
     """
 
     expansion: int = 4
@@ -165,16 +166,17 @@ class Bottleneck(nn.Module):
         *,
         spatial_dims: int = 2,
         attn_layer: Optional[AttentionLayer] = None,
+        stride_in_1x1: bool = False,
     ) -> None:
         super().__init__()
         _check_plain_options(residual, drop_path_rate)
         norm_layer = resolve_norm_layer(norm_layer, spatial_dims)
         width = int(planes * (base_width / 64.0)) * groups
-        self.conv1 = conv1x1(inplanes, width, spatial_dims=spatial_dims)
+        stride_1x1, stride_3x3 = (stride, 1) if stride_in_1x1 else (1, stride)
+        self.conv1 = conv1x1(inplanes, width, stride_1x1, spatial_dims=spatial_dims)
         self.bn1 = norm_layer(width)
-        self.conv2 = conv_nd(spatial_dims)(
-            width, width, 3, stride, padding=dilation, groups=groups, dilation=dilation, bias=False
-        )
+        conv = conv_nd(spatial_dims)
+        self.conv2 = conv(width, width, 3, stride_3x3, dilation, dilation, groups, bias=False)
         self.bn2 = norm_layer(width)
         self.conv3 = conv1x1(width, planes * self.expansion, spatial_dims=spatial_dims)
         self.bn3 = norm_layer(planes * self.expansion)

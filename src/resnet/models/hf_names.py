@@ -9,8 +9,11 @@ A ``save_pretrained`` folder holds ``model.safetensors`` (or ``pytorch_model.bin
     classifier.1                                           -> fc
 
 (``ResNetModel`` saved alone has no ``resnet.`` prefix and no classifier.) The names say nothing
-about strides, so ``config.json``, where it lies beside the file, is checked for the options that
-would make the same tensors compute something else than torchvision's ResNet v1.5.
+about strides, so ``config.json``, where it lies beside the file, is read for the options that
+would make the same tensors compute something else than torchvision's ResNet v1.5: a first
+stage that halves the map and another activation are refused; ``downsample_in_bottleneck``
+(the paper's v1, stride on the first 1x1) is what ``stride_in_1x1`` builds
+(``config_stride_in_1x1``).
 """
 
 from __future__ import annotations
@@ -25,7 +28,12 @@ from torch import Tensor
 
 from resnet.errors import WeightsError
 
-__all__ = ["is_transformers_resnet", "from_transformers_names", "saved_weights"]
+__all__ = [
+    "is_transformers_resnet",
+    "from_transformers_names",
+    "config_stride_in_1x1",
+    "saved_weights",
+]
 
 # What ``save_pretrained`` writes the weights to, newest format first.
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -54,7 +62,6 @@ def _block_name(match: re.Match) -> str:
 _RULES = ((_STEM, _stem_name), (_BLOCK, _block_name), (_CLASSIFIER, lambda match: "fc."))
 # config.json values under which the tensors mean torchvision's ResNet (v1.5: stride on the 3x3).
 _TORCHVISION_CONFIG = {
-    "downsample_in_bottleneck": False,  # True: stride on the first 1x1 conv (ResNet v1)
     "downsample_in_first_stage": False,  # True: layer1 halves the map too
     "hidden_act": "relu",
 }
@@ -70,14 +77,9 @@ def is_transformers_resnet(state: Mapping[str, Tensor]) -> bool:
     return any(_STEM.match(key) for key in state)
 
 
-def from_transformers_names(
-    state: Mapping[str, Tensor], source: Optional[Path], label: str
-) -> dict[str, Tensor]:
+def from_transformers_names(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """``state`` renamed to torchvision's names; keys no rule knows keep theirs (and are then
-    reported as unexpected). ``source`` is the weight file: its folder's ``config.json``, if
-    any, must not stride, activate or downsample differently from torchvision's ResNet."""
-    if source is not None and (source.parent / "config.json").is_file():
-        _check_config(source.parent / "config.json", label)
+    reported as unexpected). Read the config beside the file first (``config_stride_in_1x1``)."""
     renamed = {}
     for key, value in state.items():
         for pattern, replace in _RULES:
@@ -89,7 +91,17 @@ def from_transformers_names(
     return renamed
 
 
-def _check_config(path: Path, label: str) -> None:
+def config_stride_in_1x1(source: Optional[Path], label: str) -> Optional[bool]:
+    """Whether the ``config.json`` beside ``source`` puts the stride on the first 1x1 conv
+    (``downsample_in_bottleneck``); None without one. ``WeightsError`` for a config that makes
+    the tensors compute a network no model of this zoo builds."""
+    if source is None or not (source.parent / "config.json").is_file():
+        return None
+    config = _read_config(source.parent / "config.json", label)
+    return bool(config.get("downsample_in_bottleneck", False))
+
+
+def _read_config(path: Path, label: str) -> dict:
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as error:
@@ -105,3 +117,4 @@ def _check_config(path: Path, label: str) -> None:
                 f"tensors compute another network than torchvision's ResNet ({option}="
                 f"{json.dumps(expected)}); no model of this zoo matches it"
             )
+    return config

@@ -1,5 +1,5 @@
-"""Load weight files saved by torchvision, timm (ResNet and ResNetV2), transformers, MONAI,
-MedicalNet, the public CIFAR reproduction or this package into a model of the zoo.
+"""Load weight files saved by torchvision, timm (ResNet, ResNetV2, legacy SENet), transformers,
+BiT, MONAI, MedicalNet, the public CIFAR reproduction or this package into a model of the zoo.
 
 No download happens here: the user points at a file (``.pth``/``.pt``/``.th``/``.bin``,
 ``.safetensors`` or BiT's ``.npz``) or passes a state_dict. Files are read with
@@ -19,13 +19,8 @@ import torch
 from torch import Tensor, nn
 
 from resnet.errors import ConfigError, WeightsError
-from resnet.models.bit_names import from_bit_npz_names, is_bit_npz
-from resnet.models.hf_names import from_transformers_names, is_transformers_resnet, saved_weights
-from resnet.models.timm_v2_names import (
-    from_timm_resnetv2_names,
-    is_timm_resnetv2,
-    standardizes_weights,
-)
+from resnet.models.hf_names import saved_weights
+from resnet.models.layouts import Assumption, check_assumptions, from_other_layout
 
 __all__ = [
     "load_weights",
@@ -83,16 +78,15 @@ def read_state_dict(source: Source) -> dict[str, Tensor]:
 
     Unwraps training checkpoints (``state_dict``, ``model``, ``model_state_dict``,
     ``state_dict_ema``) and the ``module.``/``_orig_mod.`` prefixes of DDP and torch.compile, and
-    renames transformers' ResNet (a ``save_pretrained`` folder or its weight file) to
-    torchvision's names (``resnet.models.hf_names``) and timm's ResNetV2 to our pre-activation
-    nets' (``resnet.models.timm_v2_names``).
+    renames the layouts of transformers, timm's ResNetV2, BiT and SENet to ours
+    (``resnet.models.layouts``).
     """
     return _read_state(source)[0]
 
 
-def _read_state(source: Source) -> tuple[dict[str, Tensor], Optional[bool]]:
-    """``read_state_dict``'s state, and whether the file's convolutions standardise their weights
-    (None where its names do not say: only timm's ResNetV2 names tell BiT from the others)."""
+def _read_state(source: Source) -> tuple[dict[str, Tensor], list[Assumption]]:
+    """``read_state_dict``'s state, and the model options its tensors assume where its layout
+    says (``layouts.py``)."""
     if not isinstance(source, (str, os.PathLike, Mapping)):
         raise WeightsError(
             f"weights come from a file path or a state_dict mapping, got {type(source).__name__}"
@@ -112,23 +106,9 @@ def _read_state(source: Source) -> tuple[dict[str, Tensor], Optional[bool]]:
     for prefix in _PREFIXES * 2:  # either wrapper may wrap the other
         if state and all(k.startswith(prefix) for k in state):
             state = {k[len(prefix) :]: v for k, v in state.items()}
-    standardized = None
-    if path is not None and path.suffix == ".npz" and not is_bit_npz(state):
-        raise WeightsError(
-            f"{label}: an .npz without BiT's resnet/root_block (its arrays: "
-            f"{', '.join(list(state)[:4])}); weights come as .pth, .safetensors or BiT's .npz, "
-            "and an .npz of images is a --dataset"
-        )
-    if is_bit_npz(state):
-        standardized = True
-        state = from_bit_npz_names(state)
-    elif is_transformers_resnet(state):
-        state = from_transformers_names(state, path, label)
-    elif is_timm_resnetv2(state):
-        standardized = standardizes_weights(state)
-        state = from_timm_resnetv2_names(state, label)
+    state, assumptions = from_other_layout(state, path, label)
     check_finite(state, label)
-    return state, standardized
+    return state, assumptions
 
 
 def first_non_finite(state: Mapping[str, Tensor]) -> Optional[str]:
@@ -214,8 +194,8 @@ def load_weights(model: nn.Module, source: Source) -> LoadReport:
         )
     target = model.model if hasattr(model, "out_indices") and hasattr(model, "model") else model
     label = _label(source)
-    state, standardized = _read_state(source)
-    _check_standardization(standardized, target, label)
+    state, assumptions = _read_state(source)
+    check_assumptions(assumptions, target, label)
     own = target.state_dict()
     report = LoadReport()
     state = _strip_wrapper_name(state, own, report)
@@ -243,25 +223,6 @@ def load_weights(model: nn.Module, source: Source) -> LoadReport:
     target.load_state_dict(state, strict=False)
     report.loaded = len(state)
     return report
-
-
-def _check_standardization(standardized: Optional[bool], target: nn.Module, label: str) -> None:
-    """A BiT file's tensors fit a group-norm ``preact_resnet50`` key for key, and other timm
-    ResNetV2 files fit ``bit_resnet50x1``'s; either would load and compute another network."""
-    model_standardizes = bool(getattr(target, "weight_standardization", False))
-    if standardized is None or standardized == model_standardizes:
-        return
-    name = getattr(target, "model_name", type(target).__name__)
-    if standardized:
-        raise WeightsError(
-            f"{label}: a BiT file (timm's resnetv2_*_bit), whose convolutions standardise their "
-            f"weights, and {name} does not; load it into the bit_resnet* of its size "
-            "(resnetv2_50x1_bit -> bit_resnet50x1)"
-        )
-    raise WeightsError(
-        f"{label}: a timm ResNetV2 whose convolutions use their weights as they are, and {name} "
-        "standardises them (a BiT net); load it into the preact_resnet* of its name"
-    )
 
 
 def _strip_wrapper_name(

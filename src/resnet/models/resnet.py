@@ -85,6 +85,8 @@ class ResNet(nn.Module):
             constructor taking the channel count; resolved here, once, for every layer.
         weight_standardization: every convolution standardises its filters before it convolves
             (``std_conv.py``; BiT's nets, with group norm).
+        stride_in_1x1: bottlenecks stride their first 1x1 convolution, as the paper's original
+            ResNet-50/101/152 ("v1") and SENet's nets do, instead of the 3x3 ("v1.5", the default).
     """
 
     def __init__(
@@ -117,6 +119,7 @@ class ResNet(nn.Module):
         drop_path_rate: float = 0.0,
         norm_layer: NormOption = None,
         weight_standardization: bool = False,
+        stride_in_1x1: bool = False,
     ) -> None:
         super().__init__()
         _check_options(layers, planes, strides, shortcut, num_classes, in_chans)
@@ -127,6 +130,12 @@ class ResNet(nn.Module):
         norm_layer = resolve_norm_layer(norm_layer, spatial_dims)
         self._norm_layer = norm_layer
         self._attn_layer = attention_layer(attn_layer, attn_ratio, spatial_dims)
+        if stride_in_1x1 is True and block is not Bottleneck:  # non-bools: _check_switches
+            raise ConfigError(
+                f"stride_in_1x1 applies to the Bottleneck of ResNet-50 and up (the paper's v1), "
+                f"not to {block.__name__}: drop the option"
+            )
+        self.stride_in_1x1 = stride_in_1x1 is True
         self.spatial_dims = spatial_dims
         self.in_chans = in_chans
         self.preact = block in PREACT_BLOCKS
@@ -200,6 +209,7 @@ class ResNet(nn.Module):
             stem_pool = "none" if no_max_pool else "max"
         pool = stem_pool or preset_pool
         _check_choice("stem_pool", pool, STEM_POOLS)
+        self.stem_pool = pool
         self.conv1 = make_stem_conv(stem, in_chans, width, kernel, stride, self._norm_layer, dims)
         has_norm = self.stem_out == "norm_relu"
         self.bn1 = self._norm_layer(width) if has_norm else nn.Identity()
@@ -232,7 +242,9 @@ class ResNet(nn.Module):
     ) -> nn.Sequential:
         out_channels = planes * block.expansion
         downsample = self._make_shortcut(out_channels, stride)
-        attention = {} if self._attn_layer is None else {"attn_layer": self._attn_layer}
+        options: dict[str, Any] = {"stride_in_1x1": True} if self.stride_in_1x1 else {}
+        if self._attn_layer is not None:
+            options["attn_layer"] = self._attn_layer
         layers = []
         for index in range(blocks):
             layers.append(
@@ -248,7 +260,7 @@ class ResNet(nn.Module):
                     residual=self.residual,
                     drop_path_rate=drop_rates[index],
                     spatial_dims=self.spatial_dims,
-                    **attention,
+                    **options,
                 )
             )
             self.inplanes = out_channels

@@ -7,7 +7,8 @@
   in place of the stem's max-pool.
 
 Each is ``ResNet`` with ``attn_layer`` set; names, module names and shapes are timm's, so
-``timm.create_model(name).state_dict()`` loads strictly and gives the same outputs.
+``timm.create_model(name).state_dict()`` loads strictly and gives the same outputs. SENet's own
+nets (``LEGACY_SE_VARIANTS``, timm's ``legacy_se*``) load through ``senet_names``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from resnet.models.blocks import BasicBlock, Bottleneck
 from resnet.models.resnet import BlockType
 from resnet.models.resnet_d import variant_builder
 
-__all__ = ["ATTENTION_VARIANTS"]
+__all__ = ["ATTENTION_VARIANTS", "LEGACY_SE_VARIANTS"]
 
 _SE = {"attn_layer": "se"}
 _ECA = {"attn_layer": "eca"}
@@ -51,5 +52,38 @@ ATTENTION_VARIANTS: dict[str, tuple[BlockType, tuple[int, ...], dict[str, Any], 
     "resnetrs420": (_BN, (4, 44, 87, 4), _RS, "ResNet-RS-420"),
 }
 
-for _name, (_block, _layers, _options, _doc) in ATTENTION_VARIANTS.items():
+# SENet's own nets (Hu et al.'s Caffe models, via Cadene's pretrainedmodels; timm's legacy_se*):
+# Caffe's stem pool and SE-ResNet bottlenecks strided on the first 1x1 (their SE squeezes 256 to
+# 2048 channels by 16: timm's rounding to 8 changes none of those widths). timm's
+# legacy_seresnet18/34 put a ReLU before SE, which no block here does (senet_names refuses them).
+_LEGACY = {**_SE, "stem_pool": "max_ceil"}
+_LEGACY_V1 = {**_LEGACY, "stride_in_1x1": True}
+LEGACY_SE_VARIANTS: dict[str, tuple[BlockType, tuple[int, ...], dict[str, Any], str]] = {
+    "legacy_seresnet50": (_BN, (3, 4, 6, 3), _LEGACY_V1, "SENet's SE-ResNet-50"),
+    "legacy_seresnet101": (_BN, (3, 4, 23, 3), _LEGACY_V1, "SENet's SE-ResNet-101"),
+    "legacy_seresnet152": (_BN, (3, 8, 36, 3), _LEGACY_V1, "SENet's SE-ResNet-152"),
+    "legacy_seresnext26_32x4d": (
+        _BN,
+        (2, 2, 2, 2),
+        {**_LEGACY, **_X32x4},
+        "SENet's SE-ResNeXt-26 32x4d",
+    ),
+    "legacy_seresnext50_32x4d": (
+        _BN,
+        (3, 4, 6, 3),
+        {**_LEGACY, **_X32x4},
+        "SENet's SE-ResNeXt-50 32x4d",
+    ),
+    "legacy_seresnext101_32x4d": (
+        _BN,
+        (3, 4, 23, 3),
+        {**_LEGACY, **_X32x4},
+        "SENet's SE-ResNeXt-101 32x4d",
+    ),
+}
+
+for _name, (_block, _layers, _options, _doc) in {
+    **ATTENTION_VARIANTS,
+    **LEGACY_SE_VARIANTS,
+}.items():
     variant_builder(_name, _block, _layers, _options, _doc)

@@ -8,7 +8,8 @@
 
 Then a pool halves the resolution: a 3x3/2 max-pool (``"max"``), the same after a zero padding
 instead of its own (BiT's, ``"max_zero_pad"``: where a pre-activation stem's output is negative,
-a zero border wins the max), a 3x3/2 conv-BN-ReLU as in ResNet-RS (Bello et al. 2021, arXiv
+a zero border wins the max), unpadded with the last window cut short (Caffe's, as SENet's nets
+pool: ``"max_ceil"``), a 3x3/2 conv-BN-ReLU as in ResNet-RS (Bello et al. 2021, arXiv
 2103.07579; ``"conv"``), or nothing (``"none"``).
 The module names (``conv1``, ``conv1.0`` .. ``conv1.6``, ``maxpool.0``) are timm's.
 """
@@ -33,7 +34,7 @@ _PRESETS = {
     "deep_tiered": (3, 2, "max"),
 }
 STEM_TYPES = tuple(_PRESETS)
-STEM_POOLS = ("max", "max_zero_pad", "conv", "none")
+STEM_POOLS = ("max", "max_zero_pad", "max_ceil", "conv", "none")
 _MAX_POOLS = {1: nn.MaxPool1d, 2: nn.MaxPool2d, 3: nn.MaxPool3d}
 _ZERO_PADS = {1: nn.ConstantPad1d, 2: nn.ConstantPad2d, 3: nn.ConstantPad3d}
 
@@ -80,6 +81,8 @@ def make_stem_pool(
     """The stem's downsampling after the convolution(s), or ``nn.Identity`` for ``"none"``."""
     if pool == "max":
         return _MAX_POOLS[spatial_dims](3, 2, 1)
+    if pool == "max_ceil":
+        return _MAX_POOLS[spatial_dims](3, 2, 0, ceil_mode=True)
     if pool == "max_zero_pad":
         return nn.Sequential(_ZERO_PADS[spatial_dims](1, 0.0), _MAX_POOLS[spatial_dims](3, 2, 0))
     if pool == "conv":

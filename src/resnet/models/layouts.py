@@ -1,0 +1,105 @@
+"""Weight files in other projects' layouts: renamed to ours, with what their tensors assume.
+
+Some files fit a model of this zoo key for key and shape for shape, yet mean another network:
+BiT's tensors (convolutions that standardise their weights) fit a group-norm
+``preact_resnet50``; SENet's and the paper's v1 (the stride on the first 1x1 conv) fit
+``seresnet50`` and ``resnet50``. Loading them there raises nothing and computes something else.
+So each layout says which model options its tensors assume (``Assumption``), and
+``check_assumptions`` compares them with the model's before anything loads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from torch import Tensor, nn
+
+from resnet.errors import WeightsError
+from resnet.models.bit_names import from_bit_npz_names, is_bit_npz
+from resnet.models.hf_names import (
+    config_stride_in_1x1,
+    from_transformers_names,
+    is_transformers_resnet,
+)
+from resnet.models.senet_names import from_senet_names, is_senet_legacy, strides_first_1x1
+from resnet.models.timm_v2_names import (
+    from_timm_resnetv2_names,
+    is_timm_resnetv2,
+    standardizes_weights,
+)
+
+__all__ = ["Assumption", "from_other_layout", "check_assumptions"]
+
+# The value of each option in a model that does not have the attribute (not a ResNet).
+_DEFAULTS = {"weight_standardization": False, "stride_in_1x1": False, "stem_pool": None}
+
+
+@dataclass(frozen=True)
+class Assumption:
+    """The file's tensors compute what they were trained to only where ``option == value``."""
+
+    option: str
+    value: Any
+    what: str  # the file's kind and the model it loads into, for the message
+
+
+def from_other_layout(
+    state: dict[str, Tensor], path: Optional[Path], label: str
+) -> tuple[dict[str, Tensor], list[Assumption]]:
+    """``state`` in our names (unchanged if in none of the known layouts) and its assumptions."""
+    if path is not None and path.suffix == ".npz" and not is_bit_npz(state):
+        raise WeightsError(
+            f"{label}: an .npz without BiT's resnet/root_block (its arrays: "
+            f"{', '.join(list(state)[:4])}); weights come as .pth, .safetensors or BiT's .npz, "
+            "and an .npz of images is a --dataset"
+        )
+    if is_bit_npz(state):
+        bit = "a BiT checkpoint (BiT-M-R50x1.npz: load it into the bit_resnet of its size)"
+        return from_bit_npz_names(state), [Assumption("weight_standardization", True, bit)]
+    if is_transformers_resnet(state):
+        stride_in_1x1 = config_stride_in_1x1(path, label)
+        found = [] if stride_in_1x1 is None else [_transformers_stride(stride_in_1x1)]
+        return from_transformers_names(state), found
+    if is_timm_resnetv2(state):
+        return from_timm_resnetv2_names(state, label), [_timm_v2(standardizes_weights(state))]
+    if is_senet_legacy(state):
+        senet = "a file of SENet's own nets (timm's legacy_se*: load it into the legacy_se* model)"
+        stride_in_1x1 = strides_first_1x1(state)
+        renamed = from_senet_names(state, label)
+        found = [
+            Assumption("stem_pool", "max_ceil", senet),
+            Assumption("stride_in_1x1", stride_in_1x1, senet),
+        ]
+        return renamed, found
+    return state, []
+
+
+def _transformers_stride(stride_in_1x1: bool) -> Assumption:
+    kind = "the paper's v1" if stride_in_1x1 else "torchvision's v1.5"
+    what = f"a transformers ResNet whose config.json builds {kind}"
+    return Assumption("stride_in_1x1", stride_in_1x1, what)
+
+
+def _timm_v2(standardized: bool) -> Assumption:
+    what = (
+        "a BiT file (timm's resnetv2_*_bit: load it into the bit_resnet of its size, "
+        "resnetv2_50x1_bit -> bit_resnet50x1)"
+        if standardized
+        else "a timm ResNetV2 (resnetv2_*: load it into the preact_resnet of its name)"
+    )
+    return Assumption("weight_standardization", standardized, what)
+
+
+def check_assumptions(assumptions: list[Assumption], model: nn.Module, label: str) -> None:
+    """``WeightsError`` naming the first option ``model`` has otherwise than the file assumes."""
+    for assumption in assumptions:
+        value = getattr(model, assumption.option, _DEFAULTS[assumption.option])
+        if value != assumption.value:
+            name = getattr(model, "model_name", type(model).__name__)
+            raise WeightsError(
+                f"{label}: {assumption.what}; its tensors assume {assumption.option}="
+                f"{assumption.value!r} and {name} has {value!r}, so they would compute "
+                "another network there"
+            )
