@@ -22,6 +22,10 @@ TIMM_NAMES = sorted(RESNET_D_VARIANTS) + sorted(ATTENTION_VARIANTS) + list(SHARE
 # Their code is that of a compared sibling (resnext101_32x4d with wider groups, resnetrs200 with
 # more blocks), so only their keys and shapes are compared, built on the "meta" device.
 SHAPES_ONLY = (
+    "ecaresnet269d",  # ecaresnet101d with more blocks
+    "seresnext101_32x8d",  # seresnext101_32x4d, wider groups (and its D net)
+    "seresnext101d_32x8d",
+    "seresnext101_64x4d",  # more groups
     "resnext101_32x16d",
     "resnext101_32x32d",
     "resnetrs270",
@@ -29,7 +33,7 @@ SHAPES_ONLY = (
     "resnetrs420",
 )
 # Deep nets are compared at 32x32, the rest at 64x64 (where SE/ECA pool over more than 1 pixel).
-DEEP_MARKERS = ("101", "152", "200", "270", "350", "420")
+DEEP_MARKERS = ("101", "152", "200", "269", "270", "350", "420")
 
 
 def _reference(name: str) -> torch.nn.Module:

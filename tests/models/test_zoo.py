@@ -24,6 +24,7 @@ HEAVY_MARKERS = (
     # timm's variants: one light net per option stays in the matrix (below)
     "resnetrs", "resnet14t", "34d", "seresnet34", "50c", "50d", "50t", "seresnet50", "seresnext50",
     "x2", "x3", "x4",  # BiT's wide nets: bit_resnet50x1 stays
+    "50s", "50_gn", "seresnext26t", "ecaresnetlight", "269",
 )  # fmt: skip
 HEAVY = [n for n in ALL_MODELS if any(marker in n for marker in HEAVY_MARKERS)]
 # ResNet-RS-50 stays: the one net with a conv stem pool.

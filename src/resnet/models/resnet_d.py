@@ -31,6 +31,8 @@ __all__ = ["RESNET_D_VARIANTS", "PREACT_VARIANTS", "variant_builder"]
 _C = {"stem": "deep"}
 _D = {"stem": "deep", "downsample": "avg"}
 _T = {"stem": "deep_tiered", "downsample": "avg"}
+_S = {"stem": "deep", "stem_width": 128}  # timm's "s": the deep stem at 64, 64, 128 channels
+_GN = {"norm_layer": "group"}
 _BASIC, _BOTTLENECK = BasicBlock, Bottleneck
 _DEEP = (3, 4, 23, 3)  # ResNet-101's stages
 
@@ -46,7 +48,13 @@ RESNET_D_VARIANTS: dict[str, tuple[BlockType, tuple[int, ...], dict[str, Any], s
     "resnet50c": (_BOTTLENECK, (3, 4, 6, 3), _C, "ResNet-50-C: deep stem only"),
     "resnet50d": (_BOTTLENECK, (3, 4, 6, 3), _D, "ResNet-50-D"),
     "resnet50t": (_BOTTLENECK, (3, 4, 6, 3), _T, "ResNet-50-T"),
+    "resnet50s": (_BOTTLENECK, (3, 4, 6, 3), _S, "ResNet-50-S: a deep stem twice as wide"),
+    "resnet50_gn": (_BOTTLENECK, (3, 4, 6, 3), _GN, "ResNet-50 with group norm (32 groups)"),
+    "resnet101c": (_BOTTLENECK, _DEEP, _C, "ResNet-101-C"),
+    "resnet101s": (_BOTTLENECK, _DEEP, _S, "ResNet-101-S"),
     "resnet101d": (_BOTTLENECK, _DEEP, _D, "ResNet-101-D"),
+    "resnet152c": (_BOTTLENECK, (3, 8, 36, 3), _C, "ResNet-152-C"),
+    "resnet152s": (_BOTTLENECK, (3, 8, 36, 3), _S, "ResNet-152-S"),
     "resnet152d": (_BOTTLENECK, (3, 8, 36, 3), _D, "ResNet-152-D"),
     "resnet200": (_BOTTLENECK, (3, 24, 36, 3), {}, "ResNet-200 (arXiv 1603.05027's depth)"),
     "resnet200d": (_BOTTLENECK, (3, 24, 36, 3), _D, "ResNet-200-D"),

@@ -26,6 +26,8 @@ _ECA = {"attn_layer": "eca"}
 _D = {"stem": "deep", "downsample": "avg"}
 _T = {"stem": "deep_tiered", "downsample": "avg"}
 _X32x4 = {"groups": 32, "width_per_group": 4}
+_X32x8 = {"groups": 32, "width_per_group": 8}
+_X64x4 = {"groups": 64, "width_per_group": 4}
 _RS = {**_D, "stem_pool": "conv", "attn_layer": "se", "attn_ratio": 0.25}
 _B, _BN = BasicBlock, Bottleneck
 
@@ -36,13 +38,30 @@ ATTENTION_VARIANTS: dict[str, tuple[BlockType, tuple[int, ...], dict[str, Any], 
     "seresnet50": (_BN, (3, 4, 6, 3), _SE, "SE-ResNet-50"),
     "seresnet101": (_BN, (3, 4, 23, 3), _SE, "SE-ResNet-101"),
     "seresnet152": (_BN, (3, 8, 36, 3), _SE, "SE-ResNet-152"),
+    "seresnet152d": (_BN, (3, 8, 36, 3), {**_SE, **_D}, "SE-ResNet-152-D"),
     "seresnext26d_32x4d": (_BN, (2, 2, 2, 2), {**_SE, **_D, **_X32x4}, "SE-ResNeXt-26-D 32x4d"),
+    "seresnext26t_32x4d": (_BN, (2, 2, 2, 2), {**_SE, **_T, **_X32x4}, "SE-ResNeXt-26-T 32x4d"),
     "seresnext50_32x4d": (_BN, (3, 4, 6, 3), {**_SE, **_X32x4}, "SE-ResNeXt-50 32x4d"),
     "seresnext101_32x4d": (_BN, (3, 4, 23, 3), {**_SE, **_X32x4}, "SE-ResNeXt-101 32x4d"),
+    "seresnext101_32x8d": (_BN, (3, 4, 23, 3), {**_SE, **_X32x8}, "SE-ResNeXt-101 32x8d"),
+    "seresnext101d_32x8d": (
+        _BN,
+        (3, 4, 23, 3),
+        {**_SE, **_D, **_X32x8},
+        "SE-ResNeXt-101-D 32x8d",
+    ),
+    "seresnext101_64x4d": (_BN, (3, 4, 23, 3), {**_SE, **_X64x4}, "SE-ResNeXt-101 64x4d"),
+    "ecaresnetlight": (
+        _BN,
+        (1, 1, 11, 3),
+        {**_ECA, "downsample": "avg"},
+        "ECA-ResNet-Light: 1, 1, 11, 3 bottlenecks",
+    ),
     "ecaresnet26t": (_BN, (2, 2, 2, 2), {**_ECA, **_T}, "ECA-ResNet-26-T"),
     "ecaresnet50d": (_BN, (3, 4, 6, 3), {**_ECA, **_D}, "ECA-ResNet-50-D"),
     "ecaresnet50t": (_BN, (3, 4, 6, 3), {**_ECA, **_T}, "ECA-ResNet-50-T"),
     "ecaresnet101d": (_BN, (3, 4, 23, 3), {**_ECA, **_D}, "ECA-ResNet-101-D"),
+    "ecaresnet269d": (_BN, (3, 30, 48, 8), {**_ECA, **_D}, "ECA-ResNet-269-D"),
     "resnetrs50": (_BN, (3, 4, 6, 3), _RS, "ResNet-RS-50"),
     "resnetrs101": (_BN, (3, 4, 23, 3), _RS, "ResNet-RS-101"),
     "resnetrs152": (_BN, (3, 8, 36, 3), _RS, "ResNet-RS-152"),
