@@ -70,3 +70,13 @@ def test_parse_overrides():
     }
     with pytest.raises(ConfigError, match="KEY=VALUE"):
         parse_overrides(["lr"])
+
+
+def test_freeze_bn_on_a_net_without_batch_norm_is_refused(tiny_npz, tmp_path, capsys):
+    """Group norm keeps no statistics: --freeze-bn would have trained as if never given."""
+    runs = tmp_path / "runs"
+    argv = ["train", "--dataset", str(tiny_npz), "--model", "resnet8", "--freeze-bn",
+            "--set", "model_kwargs={norm_layer: group}", "--runs-dir", str(runs)]  # fmt: skip
+    assert main(argv) == 2
+    assert "resnet8 has no BatchNorm" in _one_line_error(capsys)
+    assert not list(runs.glob("*/*"))  # no run folder with files in it

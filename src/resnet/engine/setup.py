@@ -20,6 +20,7 @@ from resnet.engine.distributed import DistContext
 from resnet.engine.kernels import SmallMapConvolutions
 from resnet.engine.optim import freeze_backbone
 from resnet.errors import ConfigError, DataError, NoSplitError
+from resnet.models.norm import FrozenBatchNorm2d
 
 __all__ = [
     "RunData", "StepContext", "seed_everything", "load_data", "build_model", "autocast_context",
@@ -27,6 +28,9 @@ __all__ = [
 ]  # fmt: skip
 
 WHITENING_IMAGES = 512  # training images a whitened stem is computed from
+
+# The norms that hold statistics (frozen ones hold them fixed already): what freeze_bn acts on.
+_BATCH_NORMS = (nn.modules.batchnorm._BatchNorm, FrozenBatchNorm2d)
 
 
 def seed_everything(seed: int, deterministic: bool, num_threads: Optional[int] = None) -> None:
@@ -207,6 +211,11 @@ def build_model(
             f"{cfg.model} is a {dims}D network but {meta.name} holds "
             f"{kinds.get(len(meta.image_size), 'data')} of shape {tuple(meta.image_size)}; "
             f"pick a {len(meta.image_size)}D model from `resnet models`"
+        )
+    if cfg.freeze_bn and not any(isinstance(m, _BATCH_NORMS) for m in model.modules()):  # GN
+        raise ConfigError(
+            f"freeze_bn keeps BatchNorm statistics fixed, and {cfg.model} has no BatchNorm "
+            f"(its norm layers keep no statistics); drop --freeze-bn"
         )
     if cfg.pretrained is not None:
         report = load_weights(model, _weight_file(cfg.pretrained))
