@@ -169,3 +169,11 @@ def test_file_arguments_may_come_among_the_options(ordered, mixed):
 def test_a_double_dash_still_ends_the_options():
     args = build_parser().parse_args(["predict", "--checkpoint", "c", "--", "-x.png", "a.png"])
     assert args.inputs == ["-x.png", "a.png"] and args.checkpoint == "c"
+
+
+def test_the_model_table_keeps_its_columns_for_long_names(capsys):
+    """legacy_seresnext101_32x4d (25 characters) pushed its row's columns out of line."""
+    assert main(["models", "legacy_seresnext*"]) == 0
+    lines = capsys.readouterr().out.splitlines()[:-1]  # the last line is the GFLOPs note
+    assert len(lines) == 4
+    assert len({line.index(" imagenet") for line in lines[1:]} | {lines[0].index(" family")}) == 1

@@ -13,7 +13,7 @@ from resnet.models import BasicBlock, Bottleneck, ResNet
 from resnet.models.attention import EfficientChannelAttention, SqueezeExcite
 
 MODELS_DIR = Path(__file__).parents[2] / "src" / "resnet" / "models"
-BUILDER_MODULES = ("cifar", "imagenet", "resnet3d", "resnet_d", "senet")
+BUILDER_MODULES = ("bit", "cifar", "imagenet", "resnet3d", "resnet_d", "senet")
 
 
 def test_resnet_itself_resolves_norm_layer_names():

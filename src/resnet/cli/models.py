@@ -64,10 +64,11 @@ def _models(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"{'model':<20} {'family':<9} {'params (M)':>11} {'input':>6} {'GFLOPs':>8}")
+    width = max(20, *(len(row["name"]) for row in rows))  # legacy_seresnext101_32x4d: 25
+    print(f"{'model':<{width}} {'family':<9} {'params (M)':>11} {'input':>6} {'GFLOPs':>8}")
     for row in rows:
         print(
-            f"{row['name']:<20} {row['family']:<9} {row['params_m']:>11.3f} "
+            f"{row['name']:<{width}} {row['family']:<9} {row['params_m']:>11.3f} "
             f"{row['input_size']:>6} {row['gflops']:>8.3f}"
         )
     print("GFLOPs count one multiply-add as one FLOP, as the paper and torchvision do.")
