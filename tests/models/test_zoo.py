@@ -1,10 +1,14 @@
 """The timm-style test matrix: every registered model through the same checks."""
 
+import contextlib
+import copy
+
 import pytest
 import torch
 from safetensors.torch import save_file
 
 from resnet import create_model, list_models, load_weights
+from resnet.engine.kernels import SmallMapConvolutions
 from resnet.models import model_entry
 from resnet.models.bit import BIT_VARIANTS
 from resnet.models.profile import count_parameters, stage_summary
@@ -107,6 +111,30 @@ def test_backward_reaches_every_parameter(name, model):
     missing = [n for n, p in model.named_parameters() if p.grad is None]
     assert not missing, f"no gradient for {missing[:5]}"
     model.zero_grad(set_to_none=True)
+
+
+def test_the_engines_small_map_kernels_train_it_as_its_own_convolutions(name, model):
+    """The engine runs every step inside ``SmallMapConvolutions``: each net must train there,
+    channels-last as the engine runs it, with the gradients of its own convolutions. SE's
+    inplace ReLU on the kernel's output broke every SE net's first step."""
+    # Eval mode: train-mode BN over 2 samples of a 1x1 map is near-singular, and would turn
+    # float64 rounding into differences as large as a real error.
+    net = copy.deepcopy(model).double().eval()
+    x = _input(name, net).double()
+    if _spatial_dims(net) > 1:
+        layout = torch.channels_last if _spatial_dims(net) == 2 else torch.channels_last_3d
+        net, x = net.to(memory_format=layout), x.contiguous(memory_format=layout)
+    runs = []
+    for mode in (contextlib.nullcontext(), SmallMapConvolutions()):
+        net.zero_grad(set_to_none=True)
+        with mode:
+            logits = net(x)
+            logits.square().mean().backward()
+        runs.append([logits.detach()] + [p.grad for p in net.parameters() if p.grad is not None])
+    assert len(runs[0]) == len(runs[1])
+    for ours, reference in zip(runs[1], runs[0]):  # float64 rounding of gradients up to 1e13
+        scale = reference.abs().max().item()
+        torch.testing.assert_close(ours, reference, rtol=1e-7, atol=1e-9 * scale)
 
 
 def test_forward_features_then_head_equals_forward(name, model):

@@ -121,9 +121,15 @@ class _SmallMapConv(torch.autograd.Function):
         fmt = _channels_last(len(kernel))
         columns, out = _columns(x, kernel, stride, padding)
         flat_weight = weight.movedim(1, -1).reshape(out_c, -1)  # (O, prod(kernel)*C)
-        y = columns @ flat_weight.t()  # (B*prod(out), O)
+        # The product is written into the channels-last output's own memory: an output that
+        # were a view of it could not be changed in place (an inplace ReLU after SE's fc1).
+        y = torch.empty(
+            (x.shape[0], out_c, *out), dtype=columns.dtype, device=x.device, memory_format=fmt
+        )
+        flat_y = y.movedim(1, -1).view(-1, out_c)  # (B*prod(out), O)
+        torch.mm(columns, flat_weight.t(), out=flat_y)
         if bias is not None:
-            y += bias
+            flat_y += bias
         ctx.save_for_backward(columns, flat_weight)
         ctx.geometry = (x.shape, tuple(kernel), stride, padding, out)
         ctx.has_bias = bias is not None
@@ -132,7 +138,6 @@ class _SmallMapConv(torch.autograd.Function):
         ctx.weight_format = (
             fmt if weight.is_contiguous(memory_format=fmt) else torch.contiguous_format
         )
-        y = y.view(x.shape[0], *out, out_c).movedim(-1, 1)
         return y if x.is_contiguous(memory_format=fmt) else y.contiguous()
 
     @staticmethod
