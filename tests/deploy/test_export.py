@@ -10,7 +10,7 @@ import torch
 from resnet import create_model, export_model
 from resnet.cli import main
 from resnet.data import DatasetMeta
-from resnet.deploy.export import META_FILE, read_export_metadata
+from resnet.deploy.export import META_FILE, ExportError, read_export_metadata
 from resnet.engine.checkpoint import save_checkpoint
 from resnet.errors import ConfigError, WeightsError
 
@@ -112,6 +112,29 @@ def test_volume_model_exports_to_onnx(tmp_path):
         export_model(model, "onnx", tmp_path / "x.onnx", data_meta=META)  # 2D meta, 3D model
 
 
+@pytest.mark.parametrize("name", ["resnet10t", "preact_resnet18d"])
+def test_deep_stem_models_export_with_their_channels(tmp_path, name):
+    """Export read the input channels from ``conv1.in_channels``, which a deep stem's
+    ``conv1`` (a Sequential) lacks: every ResNet-C/D/T failed with an AttributeError."""
+    pytest.importorskip("onnxruntime")
+    model = create_model(name, num_classes=len(META.class_names), in_chans=META.channels)
+    report = export_model(model, "onnx", tmp_path / "deep.onnx", data_meta=META)
+    assert report["metadata"]["input_shape"] == [-1, META.channels, *META.image_size]
+
+
+def test_the_check_scales_with_the_size_of_the_outputs(tmp_path):
+    """Logits of ~1e4 round to ~1e-3 in float32: a fixed 1e-4 refused every such export."""
+    pytest.importorskip("onnxruntime")
+    torch.manual_seed(0)
+    model = create_model("resnet8", num_classes=len(META.class_names), in_chans=META.channels)
+    with torch.no_grad():
+        model.fc.weight.mul_(1e5)
+    report = export_model(model, "onnx", tmp_path / "big.onnx", data_meta=META)
+    assert report["max_abs_diff"] > 1e-4 and report["max_abs_diff"] <= report["limit"]
+    with pytest.raises(ExportError, match=r"atol 0\.0001 \+ rtol 0 x max \|output\|"):
+        export_model(model, "onnx", tmp_path / "strict.onnx", data_meta=META, rtol=0)
+
+
 def test_cli_export_reports_diff_and_writes_file(checkpoint, tmp_path, capsys):
     pytest.importorskip("onnxruntime")
     stem, _ = checkpoint
@@ -126,7 +149,7 @@ def test_cli_export_fails_with_exit_2_when_check_fails(checkpoint, tmp_path, cap
     stem, _ = checkpoint
     out = tmp_path / "strict.onnx"
     argv = ["export", "--checkpoint", str(stem), "--format", "onnx", "--out", str(out)]
-    assert main([*argv, "--atol", "1e-12"]) == 2  # float32 kernels never agree to 1e-12
+    assert main([*argv, "--atol", "1e-12", "--rtol", "0"]) == 2  # float32 never agrees to 1e-12
     err = capsys.readouterr().err.strip()
     assert err.startswith("resnet: error:") and "differs from PyTorch" in err
     assert len(err.splitlines()) == 1
@@ -191,6 +214,7 @@ def test_export_of_unknown_format_raises(tmp_path):
     "options, message",
     [({"atol": float("nan")}, "atol must be a finite number >= 0"),
      ({"atol": -1.0}, "atol must be a finite number >= 0"),
+     ({"rtol": float("inf")}, "rtol must be a finite number >= 0"),
      ({"opset": 9}, "opset 9 is not supported: use 10 or newer"),
      ({"opset": 17.5}, "opset 17.5 is not supported")],
 )  # fmt: skip

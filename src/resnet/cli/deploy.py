@@ -46,7 +46,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument("--out", default=None, help="output file (default: beside the checkpoint)")
     export.add_argument("--opset", type=count(1), default=17, help="ONNX opset version")
     export.add_argument(
-        "--atol", type=real(0, above=True), default=1e-4, help="largest allowed |exported - torch|"
+        "--atol", type=real(0, above=True), default=1e-4, help="allowed |exported - torch|, plus"
+    )
+    export.add_argument(
+        "--rtol", type=real(0), default=1e-5, help="... this times the largest |output|"
     )
     export.add_argument(
         "--int8",
@@ -124,7 +127,9 @@ def _export(args: argparse.Namespace) -> int:
     if given:
         raise ConfigError(f"{' and '.join(given)}: only used with --int8; add --int8 or drop it")
 
-    report = export_model(args.checkpoint, args.format, args.out, atol=args.atol, opset=args.opset)
+    report = export_model(
+        args.checkpoint, args.format, args.out, atol=args.atol, rtol=args.rtol, opset=args.opset
+    )
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -135,7 +140,7 @@ def _export(args: argparse.Namespace) -> int:
     )
     print(
         f"checked with {report['checked_with']}: max |diff| vs PyTorch = "
-        f"{report['max_abs_diff']:.3g} (limit {report['atol']:g})"
+        f"{report['max_abs_diff']:.3g} (limit {report['limit']:.3g})"
     )
     return 0
 

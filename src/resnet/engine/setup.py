@@ -20,6 +20,7 @@ from resnet.engine.distributed import DistContext
 from resnet.engine.kernels import SmallMapConvolutions
 from resnet.engine.optim import freeze_backbone
 from resnet.errors import ConfigError, DataError, NoSplitError
+from resnet.models.inputs import input_spec
 from resnet.models.norm import FrozenBatchNorm2d
 
 __all__ = [
@@ -203,8 +204,7 @@ def build_model(
     model = create_model(
         cfg.model, num_classes=meta.num_classes, in_chans=meta.channels, **cfg.model_kwargs
     )
-    conv1 = getattr(model, "conv1", None)
-    dims = conv1.weight.dim() - 2 if isinstance(conv1, nn.modules.conv._ConvNd) else None
+    dims = (input_spec(model) or (None, None))[1]  # a deep stem's conv1 is a Sequential
     if dims is not None and dims != len(meta.image_size):
         kinds = {1: "signals", 2: "images", 3: "volumes"}
         raise ConfigError(
