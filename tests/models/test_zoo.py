@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from resnet import create_model, list_models, load_weights
+from resnet import create_model, list_models, load_weights, optimize_for_inference
 from resnet.engine.kernels import SmallMapConvolutions
 from resnet.models import model_entry
 from resnet.models.bit import BIT_VARIANTS
@@ -135,6 +135,19 @@ def test_the_engines_small_map_kernels_train_it_as_its_own_convolutions(name, mo
     for ours, reference in zip(runs[1], runs[0]):  # float64 rounding of gradients up to 1e13
         scale = reference.abs().max().item()
         torch.testing.assert_close(ours, reference, rtol=1e-7, atol=1e-9 * scale)
+
+
+def test_inference_optimisation_traces_it_and_keeps_its_outputs(name, model):
+    """``optimize_for_inference`` (and so every export) folds BN by tracing the net with
+    torch.fx: SE and ECA read ``x.dim()`` in forward, which fx cannot trace, and every SE,
+    ECA and ResNet-RS net failed to export to TorchScript, pt2 and int8."""
+    net = copy.deepcopy(model).double().eval()  # float64: untrained nets amplify rounding
+    x = _input(name, net).double()
+    with torch.no_grad():
+        expected = net(x)
+        got = optimize_for_inference(net)(x)
+    scale = expected.abs().max().item()
+    torch.testing.assert_close(got, expected, rtol=1e-7, atol=1e-9 * max(scale, 1.0))
 
 
 def test_forward_features_then_head_equals_forward(name, model):

@@ -41,10 +41,11 @@ class SqueezeExcite(nn.Module):
         self.fc1 = conv(channels, hidden, 1)
         self.relu = nn.ReLU(inplace=True)
         self.fc2 = conv(hidden, channels, 1)
+        # Fixed here, not read from x.dim(): torch.fx (BN folding, export) traces a fixed graph.
+        self.spatial = list(range(2, 2 + spatial_dims))
 
     def forward(self, x: Tensor) -> Tensor:
-        dims = list(range(2, x.dim()))
-        squeezed = x.mean(dims, keepdim=True)  # (B, C, 1, 1)
+        squeezed = x.mean(self.spatial, keepdim=True)  # (B, C, 1, 1)
         gate = torch.sigmoid(self.fc2(self.relu(self.fc1(squeezed))))
         return x * gate
 
@@ -58,16 +59,18 @@ class EfficientChannelAttention(nn.Module):
 
     def __init__(self, channels: int, ratio: float = 0.0, *, spatial_dims: int = 2) -> None:
         super().__init__()
-        del ratio, spatial_dims  # one layer serves every spatial_dims; no bottleneck to size
+        del ratio  # no bottleneck to size
         t = int(abs(math.log2(channels) + 1) / 2)
         kernel = max(t if t % 2 else t + 1, 3)
         self.conv = nn.Conv1d(1, 1, kernel, padding=(kernel - 1) // 2, bias=False)
+        self.spatial = list(range(2, 2 + spatial_dims))  # fixed for torch.fx, as in SE
 
     def forward(self, x: Tensor) -> Tensor:
-        dims = list(range(2, x.dim()))
-        pooled = x.mean(dims).unsqueeze(1)  # (B, 1, C): channels as a sequence
+        pooled = x.mean(self.spatial).unsqueeze(1)  # (B, 1, C): channels as a sequence
         gate = torch.sigmoid(self.conv(pooled)).squeeze(1)  # (B, C)
-        return x * gate.view(gate.shape + (1,) * len(dims))
+        for _ in self.spatial:
+            gate = gate.unsqueeze(-1)  # (B, C, 1, ..., 1)
+        return x * gate
 
 
 def attention_layer(
