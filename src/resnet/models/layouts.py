@@ -78,7 +78,11 @@ def from_other_layout(
 
 def _transformers_stride(stride_in_1x1: bool) -> Assumption:
     kind = "the paper's v1" if stride_in_1x1 else "torchvision's v1.5"
-    what = f"a transformers ResNet whose config.json builds {kind}"
+    what = (
+        f"a transformers ResNet whose config.json builds {kind} (load it into a model built "
+        f"with stride_in_1x1={stride_in_1x1}, e.g. --set \"model_kwargs={{stride_in_1x1: "
+        f"{str(stride_in_1x1).lower()}}}\")"
+    )
     return Assumption("stride_in_1x1", stride_in_1x1, what)
 
 
