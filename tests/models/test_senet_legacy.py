@@ -61,8 +61,12 @@ def _ours_from(reference: torch.nn.Module) -> dict:
 
 def test_timms_current_seresnet_refuses_a_legacy_file():
     state = _reference("legacy_seresnet50").state_dict()
-    with pytest.raises(WeightsError, match="assume stem_pool='max_ceil' and seresnet50 has 'max'"):
+    with pytest.raises(WeightsError, match="assume stride_in_1x1=True and seresnet50 has False"):
         load_weights(create_model("seresnet50"), state)
+    # The stem pool is the fine-tuner's to choose (none for small images): it loads.
+    load_weights(create_model("legacy_seresnet50", stem_pool="none"), state)
+    with pytest.raises(ConfigError, match="contradicts stem_pool='max_ceil'.*stem_pool='none'"):
+        create_model("legacy_seresnet50", no_max_pool=True)
     v15 = create_model("legacy_seresnet50", stride_in_1x1=False)
     with pytest.raises(WeightsError, match="stride_in_1x1=True and legacy_seresnet50 has False"):
         load_weights(v15, state)

@@ -89,7 +89,9 @@ def test_the_papers_v1_loads_into_stride_in_1x1_and_only_there(tmp_path):
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(ours(x), theirs(pixel_values=x).logits, rtol=1e-4, atol=1e-4)
-    with pytest.raises(WeightsError, match="the paper's v1 .*; its tensors assume stride_in_1x1=True"):
+    with pytest.raises(
+        WeightsError, match="the paper's v1 .*; its tensors assume stride_in_1x1=True"
+    ):
         load_weights(create_model("resnet50", num_classes=10), tmp_path / "v1")
     _saved_transformers_resnet(tmp_path / "v15", "resnet50")
     with pytest.raises(WeightsError, match="stride_in_1x1=False and resnet50 has True"):

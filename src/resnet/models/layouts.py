@@ -33,7 +33,9 @@ from resnet.models.timm_v2_names import (
 __all__ = ["Assumption", "from_other_layout", "check_assumptions"]
 
 # The value of each option in a model that does not have the attribute (not a ResNet).
-_DEFAULTS = {"weight_standardization": False, "stride_in_1x1": False, "stem_pool": None}
+# Only options that change what the weights compute everywhere: a stem pool of another kind
+# (no_max_pool for small images, Caffe's ceil-mode pool) is a legitimate choice when fine-tuning.
+_DEFAULTS = {"weight_standardization": False, "stride_in_1x1": False}
 
 
 @dataclass(frozen=True)
@@ -68,11 +70,7 @@ def from_other_layout(
         senet = "a file of SENet's own nets (timm's legacy_se*: load it into the legacy_se* model)"
         stride_in_1x1 = strides_first_1x1(state)
         renamed = from_senet_names(state, label)
-        found = [
-            Assumption("stem_pool", "max_ceil", senet),
-            Assumption("stride_in_1x1", stride_in_1x1, senet),
-        ]
-        return renamed, found
+        return renamed, [Assumption("stride_in_1x1", stride_in_1x1, senet)]
     return state, []
 
 
@@ -80,8 +78,8 @@ def _transformers_stride(stride_in_1x1: bool) -> Assumption:
     kind = "the paper's v1" if stride_in_1x1 else "torchvision's v1.5"
     what = (
         f"a transformers ResNet whose config.json builds {kind} (load it into a model built "
-        f"with stride_in_1x1={stride_in_1x1}, e.g. --set \"model_kwargs={{stride_in_1x1: "
-        f"{str(stride_in_1x1).lower()}}}\")"
+        f'with stride_in_1x1={stride_in_1x1}, e.g. --set "model_kwargs={{stride_in_1x1: '
+        f'{str(stride_in_1x1).lower()}}}")'
     )
     return Assumption("stride_in_1x1", stride_in_1x1, what)
 

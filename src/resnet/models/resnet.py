@@ -205,7 +205,10 @@ class ResNet(nn.Module):
         stride = _per_dim(conv1_t_stride, preset_stride, dims, "conv1_t_stride")
         if no_max_pool is not None:
             if stem_pool is not None and (stem_pool == "none") != bool(no_max_pool):
-                raise ConfigError(f"no_max_pool={no_max_pool} contradicts stem_pool={stem_pool!r}")
+                raise ConfigError(
+                    f"no_max_pool={no_max_pool} contradicts stem_pool={stem_pool!r} (some models "
+                    "set it themselves); pass stem_pool alone, e.g. stem_pool='none'"
+                )
             stem_pool = "none" if no_max_pool else "max"
         pool = stem_pool or preset_pool
         _check_choice("stem_pool", pool, STEM_POOLS)
