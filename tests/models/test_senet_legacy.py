@@ -6,9 +6,8 @@ so it is refused, and the ``legacy_se*`` models build what the files mean.
 """
 
 import pytest
-import timm  # a dev dependency: the parity tests never skip
 import torch
-from parity_helpers import randomise_norms
+from parity_helpers import relative_difference, timm_reference, timm_state_on_meta
 
 from resnet import create_model, load_weights
 from resnet.errors import ConfigError, WeightsError
@@ -18,39 +17,24 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 TOLERANCE = 1e-9  # float64
 
 
-def _reference(name: str) -> torch.nn.Module:
-    torch.manual_seed(0)
-    reference = timm.create_model(name, pretrained=False).eval()
-    randomise_norms(reference)
-    return reference
-
-
-def _relative_difference(ours: torch.nn.Module, reference: torch.nn.Module, side: int) -> float:
-    torch.manual_seed(1)
-    x = torch.randn(1, 3, side, side, dtype=torch.float64)
-    with torch.no_grad():
-        expected = reference.double()(x)
-        return ((ours.double()(x) - expected).abs().max() / expected.abs().max()).item()
-
-
 @pytest.mark.parametrize("name", sorted(LEGACY_SE_VARIANTS))
 def test_senets_own_files_give_timms_outputs(name):
-    reference = _reference(name)
+    reference = timm_reference(name)
     ours = create_model(name)
     report = load_weights(ours, reference.state_dict())
     assert report.describe() == f"{len(reference.state_dict())} tensors loaded; fc included"
     # An odd side: Caffe's ceil-mode pool then covers one more row than a padded one would.
     side = 33 if any(depth in name for depth in ("101", "152")) else 65
-    assert _relative_difference(ours.eval(), reference, side) < TOLERANCE
+    assert relative_difference(ours.eval(), reference, side) < TOLERANCE
 
 
 @pytest.mark.parametrize(("option", "other"), [("stem_pool", "max"), ("stride_in_1x1", False)])
 def test_each_legacy_option_changes_what_the_tensors_compute(option, other):
-    reference = _reference("legacy_seresnet50")
+    reference = timm_reference("legacy_seresnet50")
     changed = create_model("legacy_seresnet50", **{option: other})
     # Past load_weights' refusal: the same tensors, strictly, into the other net.
     changed.load_state_dict(_ours_from(reference), strict=True)
-    assert _relative_difference(changed.eval(), reference, 65) > 1e-3
+    assert relative_difference(changed.eval(), reference, 65) > 1e-3
 
 
 def _ours_from(reference: torch.nn.Module) -> dict:
@@ -60,7 +44,7 @@ def _ours_from(reference: torch.nn.Module) -> dict:
 
 
 def test_timms_current_seresnet_refuses_a_legacy_file():
-    state = _reference("legacy_seresnet50").state_dict()
+    state = timm_reference("legacy_seresnet50").state_dict()
     with pytest.raises(WeightsError, match="assume stride_in_1x1=True and seresnet50 has False"):
         load_weights(create_model("seresnet50"), state)
     # The stem pool is the fine-tuner's to choose (none for small images): it loads.
@@ -77,8 +61,7 @@ def test_timms_current_seresnet_refuses_a_legacy_file():
     [("legacy_senet154", "SENet-154"), ("legacy_seresnet18", "a ReLU before SE")],
 )
 def test_senets_no_model_here_builds_are_refused_by_name(name, words):
-    with torch.device("meta"):
-        state = timm.create_model(name, pretrained=False).state_dict()
+    state = timm_state_on_meta(name)
     with pytest.raises(WeightsError, match=words):
         load_weights(create_model("legacy_seresnet50"), state)
 

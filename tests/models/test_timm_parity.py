@@ -7,7 +7,7 @@ this file is what shows the options build exactly timm's networks.
 import pytest
 import timm  # a dev dependency: the parity tests never skip
 import torch
-from parity_helpers import randomise_norms
+from parity_helpers import timm_reference
 
 from resnet import create_model, load_weights
 from resnet.models.resnet_d import RESNET_D_VARIANTS
@@ -36,13 +36,6 @@ SHAPES_ONLY = (
 DEEP_MARKERS = ("101", "152", "200", "269", "270", "350", "420")
 
 
-def _reference(name: str) -> torch.nn.Module:
-    torch.manual_seed(0)
-    reference = timm.create_model(name, pretrained=False).eval()
-    randomise_norms(reference)
-    return reference
-
-
 def _max_abs_diff(ours: torch.nn.Module, reference: torch.nn.Module, side: int) -> float:
     torch.manual_seed(1)
     x = torch.randn(1, 3, side, side)
@@ -52,7 +45,7 @@ def _max_abs_diff(ours: torch.nn.Module, reference: torch.nn.Module, side: int) 
 
 @pytest.mark.parametrize("name", [n for n in TIMM_NAMES if n not in SHAPES_ONLY])
 def test_timm_weights_load_strictly_and_outputs_agree(name):
-    reference = _reference(name)
+    reference = timm_reference(name)
     with torch.device("meta"):  # no time spent on our own random init: the weights are timm's
         ours = create_model(name).eval()
     reference_state = reference.state_dict()
@@ -76,7 +69,7 @@ def test_huge_timm_models_have_equal_keys_and_shapes(name):
 
 
 def test_the_comparison_sees_one_changed_statistic():
-    reference = _reference("ecaresnet26t")
+    reference = timm_reference("ecaresnet26t")
     ours = create_model("ecaresnet26t").eval()
     ours.load_state_dict(reference.state_dict(), strict=True)
     assert _max_abs_diff(ours, reference, 64) == 0.0
@@ -98,7 +91,7 @@ def test_variants_are_told_apart_by_their_keys(name, others):
 
 
 def test_a_deep_stem_is_adapted_to_grey_input():
-    reference = _reference("resnet18d")
+    reference = timm_reference("resnet18d")
     ours = create_model("resnet18d", in_chans=1).eval()
     report = load_weights(ours, reference.state_dict())
     assert report.adapted_conv1

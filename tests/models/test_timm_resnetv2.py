@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import timm  # a dev dependency: the parity tests never skip
 import torch
-from parity_helpers import randomise_norms
+from parity_helpers import relative_difference, timm_reference, timm_state_on_meta
 
 from resnet import create_model, load_weights
 from resnet.errors import WeightsError
@@ -20,38 +20,14 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 TOLERANCE = 1e-9
 
 
-def _reference(name: str) -> torch.nn.Module:
-    torch.manual_seed(0)
-    reference = timm.create_model(name, pretrained=False).eval()
-    randomise_norms(reference)
-    for module in reference.modules():  # group norms too (randomise_norms covers BN only)
-        if isinstance(module, torch.nn.GroupNorm):
-            module.weight.data.uniform_(0.5, 1.5)
-            module.bias.data.uniform_(-0.1, 0.1)
-    return reference
-
-
-def _relative_difference(ours: torch.nn.Module, reference: torch.nn.Module, side: int) -> float:
-    # In float64: pre-activation blocks add without normalising (deep nets' logits reach 1e5
-    # here) and 100 standardised convs round differently from timm's, so float32 would leave
-    # 1e-5 of noise where a real mismatch must show.
-    torch.manual_seed(1)
-    x = torch.randn(1, 3, side, side, dtype=torch.float64)
-    with torch.no_grad():
-        expected = reference.double()(x)
-        difference = (ours.double()(x) - expected).abs().max() / expected.abs().max()
-    reference.float(), ours.float()
-    return difference.item()
-
-
 def _load_and_compare(timm_name: str, ours_name: str, **kwargs) -> float:
-    reference = _reference(timm_name)
+    reference = timm_reference(timm_name)
     ours = create_model(ours_name, **kwargs)
     report = load_weights(ours, reference.state_dict())
     assert report.loaded == len(reference.state_dict())
     assert not (report.dropped_classifier or report.backbone_only or report.adapted_conv1)
     side = 32 if any(d in timm_name for d in ("101", "152")) else 64
-    return _relative_difference(ours.eval(), reference, side)
+    return relative_difference(ours.eval(), reference, side)
 
 
 # BiT's wide nets (217M to 936M parameters) share their code with bit_resnet50x1 and 101x1:
@@ -71,17 +47,17 @@ def test_the_group_norm_net_is_preact_resnet50d_with_group_norm():
 
 
 def test_the_comparison_sees_one_changed_statistic():
-    reference = _reference("resnetv2_18")
+    reference = timm_reference("resnetv2_18")
     ours = create_model("preact_resnet18").eval()
     load_weights(ours, reference.state_dict())
-    assert _relative_difference(ours, reference, 64) < TOLERANCE
+    assert relative_difference(ours, reference, 64) < TOLERANCE
     with torch.no_grad():  # raised, so the ReLU after it cannot hide the change
         ours.layer3[1].bn2.bias[0] += 2.0
-    assert _relative_difference(ours, reference, 64) > TOLERANCE
+    assert relative_difference(ours, reference, 64) > TOLERANCE
 
 
 def test_a_headless_file_and_a_grey_stem_load_too():
-    state = _reference("resnetv2_18d").state_dict()
+    state = timm_reference("resnetv2_18d").state_dict()
     backbone = {k: v for k, v in state.items() if not k.startswith("head.")}
     report = load_weights(create_model("preact_resnet18d", in_chans=1), backbone)
     assert report.backbone_only and report.adapted_conv1
@@ -89,8 +65,8 @@ def test_a_headless_file_and_a_grey_stem_load_too():
 
 @pytest.mark.parametrize("timm_name", WIDE_BIT)
 def test_wide_bit_nets_have_timms_keys_and_shapes(timm_name):
+    state = timm_state_on_meta(timm_name)
     with torch.device("meta"):
-        state = timm.create_model(timm_name, pretrained=False).state_dict()
         ours = create_model(TIMM_RESNETV2[timm_name])
     renamed = from_timm_resnetv2_names(state, timm_name)
     assert {k: v.shape for k, v in ours.state_dict().items()} == {
@@ -101,7 +77,7 @@ def test_wide_bit_nets_have_timms_keys_and_shapes(timm_name):
 def test_standardised_weights_and_the_zero_padded_pool_are_what_make_bit_bit():
     # A BiT file fits a group-norm preact_resnet50 key for key; only standardising computes it,
     # and a max-pool padding with -inf instead of zeros differs where the stem's output is < 0.
-    reference = _reference("resnetv2_50x1_bit")
+    reference = timm_reference("resnetv2_50x1_bit")
     state = from_timm_resnetv2_names(reference.state_dict(), "bit")
     nets = {
         "bit": create_model("bit_resnet50x1"),
@@ -111,7 +87,7 @@ def test_standardised_weights_and_the_zero_padded_pool_are_what_make_bit_bit():
     differences = {}
     for name, net in nets.items():
         net.load_state_dict(state)
-        differences[name] = _relative_difference(net.eval(), reference, 64)
+        differences[name] = relative_difference(net.eval(), reference, 64)
     assert differences["bit"] < TOLERANCE
     assert differences["plain convs"] > 0.01 and differences["max pool"] > 1e-6, differences
 
@@ -136,14 +112,13 @@ def test_files_are_refused_by_a_net_that_standardises_otherwise(timm_name, targe
     [("resnetv2_50d_evos", "EvoNorm"), ("resnetv2_50d_frn", "FilterResponseNorm")],
 )
 def test_other_norms_are_refused_by_name(timm_name, words):
-    with torch.device("meta"):
-        state = timm.create_model(timm_name, pretrained=False).state_dict()
+    state = timm_state_on_meta(timm_name)
     with pytest.raises(WeightsError, match=words):
         load_weights(create_model("preact_resnet50d"), state)
 
 
 def test_the_wrong_stem_is_a_key_error_not_a_silent_load():
-    state = _reference("resnetv2_18d").state_dict()
+    state = timm_reference("resnetv2_18d").state_dict()
     with pytest.raises(WeightsError, match="does not fit model preact_resnet18"):
         load_weights(create_model("preact_resnet18"), state)
 
@@ -180,7 +155,7 @@ def _bit_npz(state: dict, path) -> None:
 
 
 def test_googles_bit_npz_loads_as_timm_reads_it(tmp_path):
-    reference = _reference("resnetv2_50x1_bit")
+    reference = timm_reference("resnetv2_50x1_bit")
     _bit_npz(reference.state_dict(), tmp_path / "BiT-M-R50x1.npz")
     # timm's own reader of the original files is the reference for the layout.
     timm_read = timm.create_model("resnetv2_50x1_bit", pretrained=False).eval()
@@ -188,8 +163,8 @@ def test_googles_bit_npz_loads_as_timm_reads_it(tmp_path):
     ours = create_model("bit_resnet50x1")
     report = load_weights(ours, tmp_path / "BiT-M-R50x1.npz")
     assert report.describe() == "153 tensors loaded; fc included"
-    assert _relative_difference(ours.eval(), timm_read, 64) < TOLERANCE
-    assert _relative_difference(ours, reference, 64) < TOLERANCE
+    assert relative_difference(ours.eval(), timm_read, 64) < TOLERANCE
+    assert relative_difference(ours, reference, 64) < TOLERANCE
     with pytest.raises(WeightsError, match="load it into the bit_resnet"):
         load_weights(
             create_model("preact_resnet50", norm_layer="group"), tmp_path / "BiT-M-R50x1.npz"
