@@ -80,3 +80,20 @@ def test_freeze_bn_on_a_net_without_batch_norm_is_refused(tiny_npz, tmp_path, ca
     assert main(argv) == 2
     assert "resnet8 has no BatchNorm" in _one_line_error(capsys)
     assert not list(runs.glob("*/*"))  # no run folder with files in it
+
+
+def test_a_run_is_no_pretrained_file_for_a_net_that_computes_otherwise(tiny_npz, tmp_path, capsys):
+    """A resnet8 run with standardised convs fits a plain resnet8 key for key: --pretrained
+    loaded it there without a word, into a net that computes something else."""
+    runs = tmp_path / "runs"
+    common = ["--dataset", str(tiny_npz), "--model", "resnet8", "--max-steps", "1",
+              "--runs-dir", str(runs), "--no-progress", "--set", "amp=off"]  # fmt: skip
+    standardised = ["--set", "model_kwargs={weight_standardization: true}"]
+    assert main(["train", *common, *standardised, "--name", "ws"]) == 0
+    capsys.readouterr()
+    assert main(["train", *common, "--name", "plain", "--pretrained", str(runs / "ws")]) == 2
+    error = _one_line_error(capsys)
+    assert "a checkpoint of resnet8 (weight_standardization=True)" in error
+    assert "assume weight_standardization=True and resnet8 has False" in error
+    again = ["--name", "again", "--pretrained", str(runs / "ws")]
+    assert main(["train", *common, *standardised, *again]) == 0  # the same net: it loads

@@ -26,6 +26,7 @@ __all__ = [
     "create_model_from_checkpoint",
     "resolve_checkpoint",
     "read_checkpoint_info",
+    "checkpoint_assumptions",
     "unwrap_model",
 ]
 
@@ -153,6 +154,30 @@ def _other_kind(path: Path) -> str:
             "--pretrained FILE` (or resnet.load_weights), then pass that run"
         )
     return "not a checkpoint; pass a run directory, a .safetensors/.json file or their stem"
+
+
+def checkpoint_assumptions(path: str | os.PathLike) -> list:
+    """What the weights of this package's checkpoint at ``path`` assume of a model
+    (``resnet.models.layouts``): a resnet50 run built with ``stride_in_1x1=True`` fits a
+    default resnet50 key for key. Empty for a weight file without our ``.json`` beside it."""
+    from resnet.models import create_model, legacy_model_kwargs
+    from resnet.models.layouts import assumptions_of
+
+    try:
+        info = read_checkpoint_info(path)
+    except (WeightsError, FileNotFoundError):
+        return []
+    kwargs = legacy_model_kwargs(info["model_name"], info["model_kwargs"], info["format_version"])
+    try:
+        with torch.device("meta"):
+            model = create_model(info["model_name"], **kwargs)
+    except ConfigError:  # an unregistered model: load_weights says what does not fit
+        return []
+    options = {
+        k: v for k, v in info["model_kwargs"].items() if k not in ("in_chans", "num_classes")
+    }
+    built = ", ".join(f"{k}={v!r}" for k, v in options.items()) or "its defaults"
+    return assumptions_of(model, f"a checkpoint of {info['model_name']} ({built})")
 
 
 def read_checkpoint_info(path: str | os.PathLike) -> dict:

@@ -199,7 +199,9 @@ def build_model(
 
     Returns the model on ``device`` and the names of its frozen parameters.
     """
+    from resnet.engine.checkpoint import checkpoint_assumptions
     from resnet.models import create_model, load_weights
+    from resnet.models.layouts import check_assumptions
 
     model = create_model(
         cfg.model, num_classes=meta.num_classes, in_chans=meta.channels, **cfg.model_kwargs
@@ -218,7 +220,9 @@ def build_model(
             f"(its norm layers keep no statistics); drop --freeze-bn"
         )
     if cfg.pretrained is not None:
-        report = load_weights(model, _weight_file(cfg.pretrained))
+        weights = _weight_file(cfg.pretrained)
+        check_assumptions(checkpoint_assumptions(weights), model, str(cfg.pretrained))
+        report = load_weights(model, weights)
         log(f"pretrained {cfg.pretrained}: {report.describe()}")
     else:
         _warn_transfer_options_without_weights(cfg)

@@ -30,7 +30,7 @@ from resnet.models.timm_v2_names import (
     standardizes_weights,
 )
 
-__all__ = ["Assumption", "from_other_layout", "check_assumptions"]
+__all__ = ["Assumption", "from_other_layout", "assumptions_of", "check_assumptions"]
 
 # The value of each option in a model that does not have the attribute (not a ResNet).
 # Only options that change what the weights compute everywhere: a stem pool of another kind
@@ -92,6 +92,15 @@ def _timm_v2(standardized: bool) -> Assumption:
         else "a timm ResNetV2 (resnetv2_*: load it into the preact_resnet of its name)"
     )
     return Assumption("weight_standardization", standardized, what)
+
+
+def assumptions_of(model: nn.Module, what: str) -> list[Assumption]:
+    """What weights saved from ``model`` assume: its values of the options above (a run's own
+    checkpoint, whose names are ours, says nothing else about them)."""
+    return [
+        Assumption(option, getattr(model, option, default), what)
+        for option, default in _DEFAULTS.items()
+    ]
 
 
 def check_assumptions(assumptions: list[Assumption], model: nn.Module, label: str) -> None:
