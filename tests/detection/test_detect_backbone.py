@@ -146,3 +146,21 @@ def test_cifar_model_is_refused() -> None:
 def test_bad_options_are_config_errors(kwargs) -> None:
     with pytest.raises(ConfigError):
         fpn_backbone("resnet18", **kwargs)
+
+
+def test_a_group_norm_network_keeps_its_norms_with_and_without_weights(tmp_path) -> None:
+    """The backbone was built with norm_layer='batch' whatever the network: bit_resnet50x1 and
+    resnet50_gn became BatchNorm nets, and their own weight files no longer fit."""
+    from safetensors.torch import save_file
+
+    from resnet.models import create_model
+
+    torch.manual_seed(0)
+    save_file(create_model("resnet50_gn").state_dict(), str(tmp_path / "gn.safetensors"))
+    for weights in (None, tmp_path / "gn.safetensors"):
+        body = fpn_backbone("resnet50_gn", weights=weights).body
+        norms = [m for m in body.modules() if isinstance(m, (nn.GroupNorm, nn.BatchNorm2d))]
+        assert norms and all(isinstance(m, nn.GroupNorm) for m in norms), weights
+    # A BatchNorm network with weights still gets torchvision's frozen BatchNorm.
+    frozen = fpn_backbone("resnet18", weights=None, norm_layer="frozen_batch").body
+    assert any(isinstance(m, FrozenBatchNorm2d) for m in frozen.modules())

@@ -106,8 +106,9 @@ def fpn_backbone(
         extra_blocks: torchvision's ``LastLevelMaxPool()`` (default, adds ``'pool'``) or
             ``LastLevelP6P7(256, 256)`` for RetinaNet.
         in_chans: input channels (1 for grayscale; pretrained RGB stems are summed).
-        norm_layer: defaults to ``"frozen_batch"`` with weights (detection batches are too small
-            for batch statistics, the reason torchvision freezes them) and BatchNorm without.
+        norm_layer: None keeps the network's own norms, with its BatchNorms frozen when
+            ``weights`` are given (detection batches are too small for batch statistics, the
+            reason torchvision freezes them); a name replaces them all.
         out_channels: channels of every pyramid level.
     """
     from resnet.models import create_model, load_weights
@@ -123,14 +124,12 @@ def fpn_backbone(
         )
     returned = tuple(sorted(returned))
     check_fpn_model(name)
-    if norm_layer is None:
-        norm_layer = "frozen_batch" if weights is not None else "batch"
     # Weights are loaded into BatchNorm and frozen afterwards: a file saved from BatchNorm holds
-    # batch counters that a FrozenBatchNorm2d has no slot for.
-    freeze_norms = norm_layer == "frozen_batch"
-    network = create_model(
-        name, in_chans=in_chans, norm_layer="batch" if freeze_norms else norm_layer
-    )
+    # batch counters that a FrozenBatchNorm2d has no slot for. By default the network keeps its
+    # own norms (BiT's and resnet50_gn's are group norms, which hold no statistics to freeze).
+    freeze_norms = norm_layer == "frozen_batch" or (norm_layer is None and weights is not None)
+    own = {} if norm_layer is None else {"norm_layer": "batch" if freeze_norms else norm_layer}
+    network = create_model(name, in_chans=in_chans, **own)
     if len(network.feature_info) != 4:
         raise ConfigError(f"{name} has {len(network.feature_info)} stages; {_NEEDS}")
     if weights is not None:
