@@ -44,6 +44,9 @@ def test_missing_checkpoint(tmp_path, capsys):
     "name, says",
     [("model.onnx", "an exported ONNX model, which `resnet eval` and `resnet predict` run"),
      ("resnet50.pth", "a weight file, not a run checkpoint; start a run from it"),
+     ("BiT-M-R50x1.npz", "a weight file, not a run checkpoint; start a run from it"),
+     # timm's and the hub's model.safetensors: a weight file, not a run's without its .json
+     ("model.safetensors", "a weight file without model.json beside it, so not a run"),
      ("photo.png", "not a checkpoint; pass a run directory")],
 )  # fmt: skip
 def test_a_file_of_another_kind_as_checkpoint_says_what_it_is(tmp_path, capsys, name, says):

@@ -121,11 +121,18 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
             f"{path}: run directory holds no best.json/last.json checkpoint; "
             "pass a finished run directory or a .safetensors file"
         )
+    given = path
     for suffix in (".safetensors", ".json", ".state.pt"):
         if path.name.endswith(suffix):
             path = path.parent / path.name[: -len(suffix)]
             break
     if not _suffixed(path, ".json").is_file() or not _suffixed(path, ".safetensors").is_file():
+        if given.suffix == ".safetensors" and given.is_file():  # a weight file of its own
+            raise WeightsError(
+                f"{given}: a weight file without {path.name}.json beside it, so not a run "
+                "checkpoint; start a run from it with `resnet train --pretrained FILE` (or "
+                "resnet.load_weights), then pass that run"
+            )
         if path.is_file():  # an existing file of another kind: say which, not "not found"
             raise WeightsError(f"{path}: {_other_kind(path)}")
         raise WeightsError(
@@ -148,7 +155,7 @@ def _other_kind(path: Path) -> str:
             "an exported pt2/TorchScript model, which `resnet eval` and `resnet predict` run; "
             "this command needs the run's checkpoint (its folder or best.safetensors)"
         )
-    if suffix in (".pth", ".pt", ".bin"):
+    if suffix in (".pth", ".pt", ".bin", ".npz"):
         return (
             "a weight file, not a run checkpoint; start a run from it with `resnet train "
             "--pretrained FILE` (or resnet.load_weights), then pass that run"
