@@ -120,6 +120,11 @@ def test_the_wrong_stem_is_a_key_error_not_a_silent_load():
     state = timm_reference("resnetv2_18d").state_dict()
     with pytest.raises(WeightsError, match="does not fit model preact_resnet18"):
         load_weights(create_model("preact_resnet18"), state)
+    # A post-activation net: the keys do not fit, and the error names the nets that fit.
+    plain = timm_reference("resnetv2_18").state_dict()
+    with pytest.raises(WeightsError, match="does not fit model resnet18.*a timm ResNetV2 .*"
+                       "load it into the preact_resnet of its name"):  # fmt: skip
+        load_weights(create_model("resnet18"), plain)
 
 
 def _bit_npz(state: dict, path) -> None:

@@ -218,7 +218,12 @@ def load_weights(model: nn.Module, source: Source) -> LoadReport:
     elif classifier_keys and not any(k in state for k in classifier_keys):
         report.backbone_only = True
 
-    _check_fit(state, own, label, target, ignore_missing=classifier_keys)
+    try:
+        _check_fit(state, own, label, target, ignore_missing=classifier_keys)
+    except WeightsError as error:  # a known layout also says which model it loads into
+        if not assumptions:
+            raise
+        raise WeightsError(f"{error}; the file is {assumptions[0].what}") from None
     # Every key is checked above; only counters (and the kept classifier) may be missing here.
     target.load_state_dict(state, strict=False)
     report.loaded = len(state)
