@@ -28,6 +28,11 @@ _UNIT = re.compile(
 )
 _PARTS = {"kernel": "weight", "gamma": "weight", "beta": "bias", "bias": "bias"}
 _INDEX = {"a": 1, "b": 2, "c": 3}
+_OUTSIDE_UNITS = {
+    f"{_PREFIX}root_block/standardized_conv2d/": "conv1",
+    f"{_PREFIX}group_norm/": "norm",
+    f"{_PREFIX}head/conv2d/": "fc",
+}
 
 
 def is_bit_npz(state: Mapping[str, Tensor]) -> bool:
@@ -63,10 +68,5 @@ def _our_name(key: str) -> str | None:
             return where + f"downsample.0.{part}"
         module = "conv" if kind == "standardized_conv2d" else "bn"
         return where + f"{module}{_INDEX[letter]}.{part}"
-    stems = {
-        f"{_PREFIX}root_block/standardized_conv2d/": "conv1",
-        f"{_PREFIX}group_norm/": "norm",
-        f"{_PREFIX}head/conv2d/": "fc",
-    }
     prefix = key.rsplit("/", 1)[0] + "/"
-    return f"{stems[prefix]}.{part}" if prefix in stems else None
+    return f"{_OUTSIDE_UNITS[prefix]}.{part}" if prefix in _OUTSIDE_UNITS else None

@@ -34,7 +34,7 @@ __all__ = ["Assumption", "from_other_layout", "assumptions_of", "check_assumptio
 
 # The value of each option in a model that does not have the attribute (not a ResNet).
 # Only options that change what the weights compute everywhere: a stem pool of another kind
-# (no_max_pool for small images, Caffe's ceil-mode pool) is a legitimate choice when fine-tuning.
+# (stem_pool="none" for small images, Caffe's ceil-mode pool) is a fine-tuner's legitimate choice.
 _DEFAULTS = {"weight_standardization": False, "stride_in_1x1": False}
 
 

@@ -181,7 +181,7 @@ class ResNet(nn.Module):
         self.avgpool = _AVG_POOL[spatial_dims]((1,) * spatial_dims)
         self.fc = nn.Linear(self.num_features, num_classes)
 
-        self.weight_standardization = bool(weight_standardization)
+        self.weight_standardization = weight_standardization is True  # as stride_in_1x1
         if self.weight_standardization:
             standardize_convs(self)
         self._init_weights(zero_init_residual and residual)
@@ -212,7 +212,6 @@ class ResNet(nn.Module):
             stem_pool = "none" if no_max_pool else "max"
         pool = stem_pool or preset_pool
         _check_choice("stem_pool", pool, STEM_POOLS)
-        self.stem_pool = pool
         self.conv1 = make_stem_conv(stem, in_chans, width, kernel, stride, self._norm_layer, dims)
         has_norm = self.stem_out == "norm_relu"
         self.bn1 = self._norm_layer(width) if has_norm else nn.Identity()
