@@ -2,11 +2,13 @@
 before anything is measured (they used to print a traceback, some after minutes of work)."""
 
 import os
+import runpy
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
@@ -23,17 +25,34 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
         ("activations.py", ["--batch", "-8"], "--batch: expected a whole number >= 1"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_2(script, args, message):
+def test_bad_input_is_one_line_and_exit_2(script, args, message, monkeypatch, capsys):
+    """Run as ``python bench/SCRIPT`` runs it (its ``__main__`` block), in this process: a
+    process per case only repeated torch's import (the process itself: the test below)."""
+    monkeypatch.delenv("RESNET_DEBUG", raising=False)
+    monkeypatch.setattr(sys, "argv", [str(BENCH / script), *args])
+    threads = torch.get_num_threads()
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            runpy.run_path(str(BENCH / script), run_name="__main__")
+    finally:
+        torch.set_num_threads(threads)
+    out, err = capsys.readouterr()
+    assert stopped.value.code == 2
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert message in last and "error:" in last
+    assert "GFLOP/s" not in out  # refused before the machine was measured
+
+
+def test_a_bench_process_ends_bad_input_with_exit_2_and_one_line():
     env = {k: v for k, v in os.environ.items() if k != "RESNET_DEBUG"}
     done = subprocess.run(
-        [sys.executable, str(BENCH / script), *args], capture_output=True, text=True, env=env,
-        timeout=120,
+        [sys.executable, str(BENCH / "peak.py"), "--models", "resnt20"], capture_output=True,
+        text=True, env=env, timeout=120,
     )  # fmt: skip
     assert done.returncode == 2
-    assert "Traceback" not in done.stderr
-    last = done.stderr.strip().splitlines()[-1]
-    assert message in last and "error:" in last
-    assert "GFLOP/s" not in done.stdout  # refused before the machine was measured
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bench/peak.py: error: unknown model 'resnt20'")
 
 
 def test_no_bench_flag_is_a_bare_int():

@@ -1,6 +1,10 @@
 """The notebooks in ``notebooks/``: each runs headless on a tiny budget, is committed with the
 figures of a real run, and has a Korean twin with the same code.
 
+The twins are not executed again: their code is the English notebook's, token for token, and
+every string that differs is Korean prose with the same format fields
+(``test_korean_twin_has_the_same_code``), so nothing that runs can differ.
+
 Executing a notebook replaces its ``parameters`` cell (the budget knobs) with the tiny values
 below, so the whole file stays around a minute on a 2-core CPU.
 """
@@ -9,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import os
+import string
 from pathlib import Path
 
 import nbclient  # dev dependencies: the notebook tests never skip
@@ -103,7 +108,43 @@ def _code_without_text(source: str) -> str:
     return ast.dump(_WithoutText().visit(ast.parse(source)))
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def _plain_strings(source: str) -> list[str]:
+    """The string constants of ``source`` outside f-strings (an f-string's words may move)."""
+    tree = ast.parse(source)
+    in_fstrings = {id(v) for n in ast.walk(tree) if isinstance(n, ast.JoinedStr) for v in n.values}
+    return [
+        n.value
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in in_fstrings
+    ]
+
+
+def _is_korean(text: str) -> bool:
+    return any("\uac00" <= ch <= "\ud7a3" for ch in text)
+
+
+def _format_fields(text: str) -> list:
+    """The ``str.format`` fields of ``text`` (name, spec, conversion), in any order."""
+    try:
+        return sorted(
+            (f, s or "", c or "") for _, f, s, c in string.Formatter().parse(text) if f is not None
+        )
+    except ValueError:  # not a format string: its braces are the fields
+        return sorted(ch for ch in text if ch in "{}")
+
+
+def _same_strings_but_prose(english: str, korean: str) -> str:
+    """'' when every string the twins do not share is Korean prose with the same format
+    fields; else what differs. A name, a path or a model differs only if it is a bug."""
+    for a, b in zip(_plain_strings(english), _plain_strings(korean)):
+        if a != b and not _is_korean(b):
+            return f"{a!r} became {b!r}, which is not Korean prose: code strings must be equal"
+        if a != b and _format_fields(a) != _format_fields(b):
+            return f"{a!r} and {b!r} format other fields"
+    return ""
+
+
+@pytest.mark.parametrize("path", ENGLISH, ids=lambda p: p.name)
 def test_notebook_runs_on_a_tiny_budget(path: Path, tmp_path: Path) -> None:
     nb = nbformat.read(path, as_version=4)
     _parameters_cell(nb).source = TINY[_stem(path)]
@@ -146,9 +187,25 @@ def test_korean_twin_has_the_same_code(path: Path) -> None:
     for index, (a, b) in enumerate(zip(en, ko)):
         same = _code_without_text(a.source) == _code_without_text(b.source)
         assert same, f"code cell {index} differs beyond comments and strings"
+        differs = _same_strings_but_prose(a.source, b.source)
+        assert not differs, f"code cell {index}: {differs}"
     # The Korean twin's markdown is Korean.
     text = "".join(cell.source for cell in nbformat.read(twin, as_version=4).cells)
-    assert any("\uac00" <= ch <= "\ud7a3" for ch in text)
+    assert _is_korean(text)
+
+
+@pytest.mark.parametrize(
+    ("english", "korean", "found"),
+    [
+        ('plot(x, label="loss")', 'plot(x, label="손실")', ""),
+        ('create_model("resnet20")', 'create_model("resnet32")', "not Korean prose"),
+        ('print("{} of {:.2f}".format(a, b))', 'print("{:.2f}의 {}".format(b, a))', ""),
+        ('print("{} of {:.2f}".format(a, b))', 'print("{}의 {}".format(a, b))', "other fields"),
+    ],
+)
+def test_the_twin_check_tells_prose_from_code(english: str, korean: str, found: str) -> None:
+    differs = _same_strings_but_prose(english, korean)
+    assert (found in differs) if found else not differs
 
 
 def test_every_notebook_is_listed_in_both_readmes() -> None:
