@@ -101,7 +101,7 @@ def test_attention_gates_scale_each_channel_between_zero_and_one():
     "kwargs",
     [
         {"stem": "stem"},
-        {"stem_pool": "avg"},
+        {"stem_pool": "average"},
         {"stem_out": "norm"},
         {"downsample": "max"},
         {"attn_layer": "cbam"},

@@ -10,14 +10,16 @@ from safetensors.torch import save_file
 from resnet import create_model, list_models, load_weights, optimize_for_inference
 from resnet.engine.kernels import SmallMapConvolutions
 from resnet.models import model_entry
+from resnet.models.antialiased import ANTI_ALIASED_VARIANTS
 from resnet.models.bit import BIT_VARIANTS
 from resnet.models.profile import count_parameters, stage_summary
 from resnet.models.resnet_d import PREACT_VARIANTS, RESNET_D_VARIANTS
 from resnet.models.senet import ATTENTION_VARIANTS, LEGACY_SE_VARIANTS
 
-# Compared with timm's nets (test_timm_parity.py, test_timm_resnetv2.py, test_senet_legacy.py).
+# Compared with timm's nets (test_timm_parity.py, test_timm_resnetv2.py, test_senet_legacy.py,
+# test_antialiased.py).
 TIMM_NAMES = set(RESNET_D_VARIANTS) | set(ATTENTION_VARIANTS) | set(PREACT_VARIANTS)
-TIMM_NAMES |= set(BIT_VARIANTS) | set(LEGACY_SE_VARIANTS)
+TIMM_NAMES |= set(BIT_VARIANTS) | set(LEGACY_SE_VARIANTS) | set(ANTI_ALIASED_VARIANTS)
 
 ALL_MODELS = list_models()
 # The deepest and widest nets share their code with a lighter sibling in the full matrix (e.g.
@@ -29,6 +31,7 @@ HEAVY_MARKERS = (
     "resnetrs", "resnet14t", "34d", "seresnet34", "50c", "50d", "50t", "seresnet50", "seresnext50",
     "x2", "x3", "x4",  # BiT's wide nets: bit_resnet50x1 stays
     "50s", "50_gn", "seresnext26t", "ecaresnetlight", "269",
+    "aa50", "aa201", "blur50",  # anti-aliased: resnetblur18 stays
 )  # fmt: skip
 HEAVY = [n for n in ALL_MODELS if any(marker in n for marker in HEAVY_MARKERS)]
 # ResNet-RS-50 stays: the one net with a conv stem pool.
@@ -237,6 +240,19 @@ def test_heavy_model_forward_shape_and_no_nan(heavy_name):
         out = model.eval()(x)
     assert out.shape == (2, 10)
     assert torch.isfinite(out).all()
+
+
+ODD_MAP_MODELS = MATRIX_MODELS + sorted(set(ANTI_ALIASED_VARIANTS) - set(MATRIX_MODELS))
+
+
+@pytest.mark.parametrize("name", ODD_MAP_MODELS)
+def test_every_branch_keeps_its_shortcuts_size_on_odd_maps(name):
+    """At 40 pixels a side the third stage meets a 5x5 map: a branch that rounds 5 / 2 otherwise
+    than its shortcut stops on such images (timm's resnetaa50 does). Shapes only: meta device."""
+    with torch.device("meta"):
+        model = create_model(name, num_classes=3).eval()
+        x = torch.empty(1, model.in_chans, *(40,) * _spatial_dims(model))
+        assert model(x).shape == (1, 3)
 
 
 @pytest.mark.parametrize("name", [n for n in ALL_MODELS if n.startswith("plain")])

@@ -46,7 +46,7 @@ def _models(args: argparse.Namespace) -> int:
     rows = []
     for name in names:
         entry = model_entry(name)
-        # On the meta device: shapes without memory or random init, so the 75-model list takes
+        # On the meta device: shapes without memory or random init, so the whole list takes
         # seconds instead of minutes; parameters and FLOPs depend on shapes only.
         with torch.device("meta"):
             model = create_model(name)

@@ -4,7 +4,16 @@ Importing this package imports every builder module, which fills the registry.
 """
 
 # The builder modules register their models on import (the registry imports none of them).
-from resnet.models import bit, cifar, fast, imagenet, resnet3d, resnet_d, senet  # noqa: F401
+from resnet.models import (  # noqa: F401
+    antialiased,
+    bit,
+    cifar,
+    fast,
+    imagenet,
+    resnet3d,
+    resnet_d,
+    senet,
+)
 from resnet.models.blocks import (
     BasicBlock,
     Bottleneck,

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from resnet.checks import whole_number
 from resnet.errors import ConfigError
+from resnet.models.blur_pool import anti_alias_pool
 from resnet.models.layers import (
     SHORTCUT_PADS,
     DropPath,
@@ -77,6 +78,16 @@ def _check_plain_options(residual: bool, drop_path_rate: float) -> None:
         )
 
 
+def _anti_alias(anti_alias: Optional[str], stride: int, channels: int, dims: int) -> nn.Module:
+    """The low-pass subsampling that takes over a block's stride (``blur_pool.py``); the
+    identity where the block does not subsample or is not anti-aliased."""
+    if anti_alias is None or stride == 1:
+        return nn.Identity()
+    if stride != 2:
+        raise ConfigError(f"anti_alias subsamples by 2, and this block has stride {stride}")
+    return anti_alias_pool(anti_alias, channels, dims)
+
+
 class BasicBlock(nn.Module):
     """Two 3x3 convolutions (ResNet-18/34, CIFAR ResNets), torchvision's layout and names."""
 
@@ -98,6 +109,7 @@ class BasicBlock(nn.Module):
         spatial_dims: int = 2,
         attn_layer: Optional[AttentionLayer] = None,
         act_layer: str = "relu",
+        anti_alias: Optional[str] = None,
     ) -> None:
         super().__init__()
         if groups != 1 or base_width != 64:
@@ -106,7 +118,9 @@ class BasicBlock(nn.Module):
             raise ConfigError("BasicBlock does not support dilation > 1")
         _check_plain_options(residual, drop_path_rate)
         norm_layer = resolve_norm_layer(norm_layer, spatial_dims)
-        self.conv1 = conv3x3(inplanes, planes, stride, spatial_dims=spatial_dims)
+        self.aa = _anti_alias(anti_alias, stride, planes, spatial_dims)
+        conv1_stride = 1 if anti_alias is not None else stride
+        self.conv1 = conv3x3(inplanes, planes, conv1_stride, spatial_dims=spatial_dims)
         self.bn1 = norm_layer(planes)
         # torchvision's name, whatever act_layer (a name in layers.ACTIVATIONS) makes it.
         self.relu = activation(act_layer)
@@ -125,6 +139,7 @@ class BasicBlock(nn.Module):
         out = self.conv1(x)
         out = self.bn1(out)
         out = self.relu(out)
+        out = self.aa(out)  # subsamples here when anti-aliased, else the identity
 
         out = self.conv2(out)
         out = self.bn2(out)
@@ -167,12 +182,16 @@ class Bottleneck(nn.Module):
         spatial_dims: int = 2,
         attn_layer: Optional[AttentionLayer] = None,
         stride_in_1x1: bool = False,
+        anti_alias: Optional[str] = None,
     ) -> None:
         super().__init__()
         _check_plain_options(residual, drop_path_rate)
         norm_layer = resolve_norm_layer(norm_layer, spatial_dims)
         width = int(planes * (base_width / 64.0)) * groups
         stride_1x1, stride_3x3 = (stride, 1) if stride_in_1x1 else (1, stride)
+        self.aa = _anti_alias(anti_alias, stride, width, spatial_dims)
+        if anti_alias is not None:
+            stride_3x3 = 1
         self.conv1 = conv1x1(inplanes, width, stride_1x1, spatial_dims=spatial_dims)
         self.bn1 = norm_layer(width)
         conv = conv_nd(spatial_dims)
@@ -191,7 +210,7 @@ class Bottleneck(nn.Module):
         identity = x
 
         out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.aa(self.relu(self.bn2(self.conv2(out))))  # aa: the identity unless anti-aliased
         out = self.se(self.bn3(self.conv3(out)))
 
         if self.residual:

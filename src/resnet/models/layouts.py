@@ -3,7 +3,8 @@
 Some files fit a model of this zoo key for key and shape for shape, yet mean another network:
 BiT's tensors (convolutions that standardise their weights) fit a group-norm
 ``preact_resnet50``; SENet's and the paper's v1 (the stride on the first 1x1 conv) fit
-``seresnet50`` and ``resnet50``. Loading them there raises nothing and computes something else.
+``seresnet50`` and ``resnet50``; timm's anti-aliased ``resnetaa50d`` fits ``resnet50d`` (only
+its ``config.json`` names it). Loading them there raises nothing and computes something else.
 So each layout says which model options its tensors assume (``Assumption``), and
 ``check_assumptions`` compares them with the model's before anything loads.
 """
@@ -24,6 +25,7 @@ from resnet.models.hf_names import (
     is_transformers_resnet,
 )
 from resnet.models.senet_names import from_senet_names, is_senet_legacy, strides_first_1x1
+from resnet.models.timm_config import anti_alias_of, timm_architecture
 from resnet.models.timm_v2_names import (
     from_timm_resnetv2_names,
     is_timm_resnetv2,
@@ -35,7 +37,7 @@ __all__ = ["Assumption", "from_other_layout", "assumptions_of", "check_assumptio
 # The value of each option in a model that does not have the attribute (not a ResNet).
 # Only options that change what the weights compute everywhere: a stem pool of another kind
 # (stem_pool="none" for small images, Caffe's ceil-mode pool) is a fine-tuner's legitimate choice.
-_DEFAULTS = {"weight_standardization": False, "stride_in_1x1": False}
+_DEFAULTS = {"weight_standardization": False, "stride_in_1x1": False, "anti_alias": None}
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,11 @@ def from_other_layout(
         stride_in_1x1 = strides_first_1x1(state)
         renamed = from_senet_names(state, label)
         return renamed, [Assumption("stride_in_1x1", stride_in_1x1, senet)]
-    return state, []
+    architecture = timm_architecture(path)
+    if architecture is None:
+        return state, []
+    what = f"timm's {architecture} (its config.json names it: load it into that model)"
+    return state, [Assumption("anti_alias", anti_alias_of(architecture), what)]
 
 
 def _transformers_stride(stride_in_1x1: bool) -> Assumption:

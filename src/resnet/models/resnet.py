@@ -28,6 +28,7 @@ from resnet.models.blocks import (
     PreActBottleneck,
     ZeroPadShortcut,
 )
+from resnet.models.blur_pool import ANTI_ALIASES
 from resnet.models.layers import SHORTCUT_PADS, avg_pool_nd, conv1x1
 from resnet.models.norm import NormOption, resolve_norm_layer
 from resnet.models.std_conv import standardize_convs
@@ -61,8 +62,9 @@ class ResNet(nn.Module):
         spatial_dims: 1 (signals), 2 (images) or 3 (volumes): picks ConvNd, BatchNormNd, pooling.
         stem: ``"imagenet"`` (7x7/2 conv), ``"cifar"`` (one 3x3 conv), ``"deep"`` or
             ``"deep_tiered"`` (three 3x3 convs), see ``stems.py``.
-        stem_pool: ``"max"``, ``"max_zero_pad"`` (BiT), ``"conv"`` (ResNet-RS) or ``"none"``;
-            None keeps ``stem``'s.
+        stem_pool: one of ``STEM_POOLS`` (``stems.py``): ``"max"``, ``"max_zero_pad"`` (BiT),
+            ``"max_ceil"`` (Caffe's), ``"conv"`` (ResNet-RS), ``"avg"`` and ``"max_blur"``
+            (anti-aliased nets) or ``"none"``; None keeps ``stem``'s.
         stem_out: what follows the stem conv, one of ``STEM_OUTS``; None: ``"none"`` for
             pre-activation blocks, ``"norm_relu"`` otherwise.
         conv1_t_size, conv1_t_stride, no_max_pool: override the stem's kernel and stride (an int or
@@ -87,6 +89,9 @@ class ResNet(nn.Module):
             (``std_conv.py``; BiT's nets, with group norm).
         stride_in_1x1: bottlenecks stride their first 1x1 convolution, as the paper's original
             ResNet-50/101/152 ("v1") and SENet's nets do, instead of the 3x3 ("v1.5", the default).
+        anti_alias: ``"avg"`` or ``"blur"``: each block's strided convolution runs at stride 1
+            and a low-pass filter subsamples after it (``blur_pool.py``, arXiv 1904.11486);
+            None: none. The stem pool is ``stem_pool``'s to set (``"avg"``, ``"max_blur"``).
     """
 
     def __init__(
@@ -120,6 +125,7 @@ class ResNet(nn.Module):
         norm_layer: NormOption = None,
         weight_standardization: bool = False,
         stride_in_1x1: bool = False,
+        anti_alias: Optional[str] = None,
     ) -> None:
         super().__init__()
         _check_options(layers, planes, strides, shortcut, num_classes, in_chans)
@@ -136,6 +142,7 @@ class ResNet(nn.Module):
                 f"not to {block.__name__}: drop the option"
             )
         self.stride_in_1x1 = stride_in_1x1 is True
+        self.anti_alias = _check_anti_alias(anti_alias, block, self.stride_in_1x1)
         self.spatial_dims = spatial_dims
         self.in_chans = in_chans
         self.preact = block in PREACT_BLOCKS
@@ -209,7 +216,7 @@ class ResNet(nn.Module):
                     f"no_max_pool={no_max_pool} contradicts stem_pool={stem_pool!r} (some models "
                     "set it themselves); pass stem_pool alone, e.g. stem_pool='none'"
                 )
-            stem_pool = "none" if no_max_pool else "max"
+            stem_pool = "none" if no_max_pool else (stem_pool or "max")
         pool = stem_pool or preset_pool
         _check_choice("stem_pool", pool, STEM_POOLS)
         self.conv1 = make_stem_conv(stem, in_chans, width, kernel, stride, self._norm_layer, dims)
@@ -245,6 +252,8 @@ class ResNet(nn.Module):
         out_channels = planes * block.expansion
         downsample = self._make_shortcut(out_channels, stride)
         options: dict[str, Any] = {"stride_in_1x1": True} if self.stride_in_1x1 else {}
+        if self.anti_alias is not None:
+            options["anti_alias"] = self.anti_alias
         if self._attn_layer is not None:
             options["attn_layer"] = self._attn_layer
         layers = []
@@ -333,6 +342,20 @@ def _check_options(
         raise ConfigError(f"num_classes must be at least 1, got {num_classes}")
     if in_chans < 1:
         raise ConfigError(f"in_chans must be at least 1, got {in_chans}")
+
+
+def _check_anti_alias(anti_alias: Any, block: BlockType, stride_in_1x1: bool) -> Optional[str]:
+    _check_choice("anti_alias", anti_alias, (None, *ANTI_ALIASES))
+    if anti_alias is not None and block in PREACT_BLOCKS:
+        raise ConfigError(
+            f"anti_alias applies to BasicBlock and Bottleneck, not to {block.__name__}: drop it"
+        )
+    if anti_alias is not None and stride_in_1x1:
+        raise ConfigError(
+            "anti_alias subsamples after the 3x3 convolution, stride_in_1x1 on the 1x1 before "
+            "it: use one of them"
+        )
+    return anti_alias
 
 
 def _check_choice(name: str, value: Any, choices: Sequence[Any]) -> None:

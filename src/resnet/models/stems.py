@@ -10,7 +10,9 @@ Then a pool halves the resolution: a 3x3/2 max-pool (``"max"``), the same after 
 instead of its own (BiT's, ``"max_zero_pad"``: where a pre-activation stem's output is negative,
 a zero border wins the max), unpadded with the last window cut short (Caffe's, as SENet's nets
 pool: ``"max_ceil"``), a 3x3/2 conv-BN-ReLU as in ResNet-RS (Bello et al. 2021, arXiv
-2103.07579; ``"conv"``), or nothing (``"none"``).
+2103.07579; ``"conv"``), the anti-aliased nets' pools (``blur_pool.py``: a 2x2/2 average pool,
+``"avg"``, or a 3x3/1 max-pool then the blur that subsamples, ``"max_blur"``), or nothing
+(``"none"``).
 The module names (``conv1``, ``conv1.0`` .. ``conv1.6``, ``maxpool.0``) are timm's.
 """
 
@@ -22,7 +24,8 @@ from typing import Optional
 from torch import nn
 
 from resnet.errors import ConfigError
-from resnet.models.layers import NormLayer, conv_nd
+from resnet.models.blur_pool import anti_alias_pool
+from resnet.models.layers import NormLayer, avg_pool_nd, conv_nd
 
 __all__ = ["STEM_TYPES", "STEM_POOLS", "stem_preset", "make_stem_conv", "make_stem_pool"]
 
@@ -34,7 +37,7 @@ _PRESETS = {
     "deep_tiered": (3, 2, "max"),
 }
 STEM_TYPES = tuple(_PRESETS)
-STEM_POOLS = ("max", "max_zero_pad", "max_ceil", "conv", "none")
+STEM_POOLS = ("max", "max_zero_pad", "max_ceil", "conv", "avg", "max_blur", "none")
 _MAX_POOLS = {1: nn.MaxPool1d, 2: nn.MaxPool2d, 3: nn.MaxPool3d}
 _ZERO_PADS = {1: nn.ConstantPad1d, 2: nn.ConstantPad2d, 3: nn.ConstantPad3d}
 
@@ -90,6 +93,11 @@ def make_stem_pool(
             raise ConfigError("stem_pool 'conv' needs a norm layer after its convolution")
         conv = conv_nd(spatial_dims)(width, width, 3, stride=2, padding=1, bias=False)
         return nn.Sequential(conv, norm_layer(width), nn.ReLU(inplace=True))
+    if pool == "avg":
+        return avg_pool_nd(spatial_dims)(2)  # timm's: rounds down, no shortcut to agree with
+    if pool == "max_blur":
+        max_pool = _MAX_POOLS[spatial_dims](3, 1, 1)
+        return nn.Sequential(max_pool, anti_alias_pool("blur", width, spatial_dims))
     if pool == "none":
         return nn.Identity()
     raise ConfigError(f"stem_pool must be one of {', '.join(STEM_POOLS)}, got {pool!r}")
