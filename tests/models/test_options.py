@@ -116,6 +116,14 @@ def test_bad_options_raise_config_error(kwargs):
         create_model("resnet18", **kwargs)
 
 
+@pytest.mark.parametrize("name", ["legacy_seresnet50", "resnetaa50", "resnetblur18", "resnetrs50"])
+def test_no_max_pool_false_keeps_a_models_own_stem_pool(name):
+    """MONAI's ``no_max_pool=False`` means "keep the pool", not "make it a max-pool"."""
+    with torch.device("meta"):
+        own, kept = create_model(name), create_model(name, no_max_pool=False)
+    assert repr(kept.maxpool) == repr(own.maxpool)
+
+
 def test_options_combine_on_any_depth():
     model = create_model(
         "resnet18", stem="deep_tiered", downsample="avg", attn_layer="eca", stem_pool="conv"
