@@ -17,12 +17,13 @@ def randomise_norms(model: torch.nn.Module) -> None:
             module.bias.data.uniform_(-0.1, 0.1)
 
 
-def timm_reference(name: str) -> torch.nn.Module:
-    """timm's ``name`` in eval mode with random weights and randomised norms (seed 0)."""
+def timm_reference(name: str, **kwargs) -> torch.nn.Module:
+    """timm's ``name`` (``kwargs``: its options) in eval mode with random weights and
+    randomised norms (seed 0)."""
     import timm  # a dev dependency: the parity tests never skip
 
     torch.manual_seed(0)
-    reference = timm.create_model(name, pretrained=False).eval()
+    reference = timm.create_model(name, pretrained=False, **kwargs).eval()
     randomise_norms(reference)
     return reference
 

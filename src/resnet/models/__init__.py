@@ -8,6 +8,7 @@ from resnet.models import (  # noqa: F401
     antialiased,
     bit,
     cifar,
+    clip,
     fast,
     imagenet,
     resnet3d,

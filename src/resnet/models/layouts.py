@@ -19,6 +19,12 @@ from torch import Tensor, nn
 
 from resnet.errors import WeightsError
 from resnet.models.bit_names import from_bit_npz_names, is_bit_npz
+from resnet.models.clip_names import (
+    from_openai_clip_names,
+    from_timm_clip_names,
+    is_openai_clip,
+    is_timm_clip,
+)
 from resnet.models.hf_names import (
     config_stride_in_1x1,
     from_transformers_names,
@@ -73,6 +79,11 @@ def from_other_layout(
         stride_in_1x1 = strides_first_1x1(state)
         renamed = from_senet_names(state, label)
         return renamed, [Assumption("stride_in_1x1", stride_in_1x1, senet)]
+    clip = "a CLIP ResNet (load it into the resnet*_clip model of its size: RN50 -> resnet50_clip)"
+    if is_openai_clip(state):
+        return from_openai_clip_names(state, label), [Assumption("anti_alias", "avg", clip)]
+    if is_timm_clip(state):
+        return from_timm_clip_names(state), [Assumption("anti_alias", "avg", clip)]
     architecture = timm_architecture(path)
     if architecture is None:
         return state, []

@@ -9,6 +9,7 @@ No download happens here: the user points at a file (``.pth``/``.pt``/``.th``/``
 from __future__ import annotations
 
 import os
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,8 +161,11 @@ def _read_file(path: Path) -> Any:
         if path.suffix == ".npz":  # Google's BiT checkpoints (``bit_names.py``)
             with np.load(path, allow_pickle=False) as arrays:
                 return {name: torch.from_numpy(arrays[name]) for name in arrays.files}
+        _refuse_torchscript(path)
         # weights_only: a weight file must never be able to run code on load.
         return torch.load(path, map_location="cpu", weights_only=True)
+    except WeightsError:
+        raise
     except Exception as error:  # every reader has its own exception types
         first_line = (
             str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
@@ -170,6 +174,20 @@ def _read_file(path: Path) -> Any:
             f"{path}: not a readable weight file ({first_line[:160]}); "
             "expected a state_dict saved with torch.save or safetensors, or BiT's .npz"
         ) from None
+
+
+def _refuse_torchscript(path: Path) -> None:
+    """A TorchScript archive (OpenAI's CLIP ``RN50.pt``) holds a program, not only weights."""
+    if not zipfile.is_zipfile(path):
+        return
+    with zipfile.ZipFile(path) as archive:
+        if not any(name.endswith("/constants.pkl") for name in archive.namelist()):
+            return
+    raise WeightsError(
+        f"{path}: a TorchScript archive (a program with its weights, as OpenAI's CLIP RN50.pt "
+        "is); this package reads weights only. If you trust its source, save its weights once: "
+        f"torch.save(torch.jit.load('{path}', map_location='cpu').state_dict(), 'weights.pth')"
+    )
 
 
 def load_weights(model: nn.Module, source: Source) -> LoadReport:

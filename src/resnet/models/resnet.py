@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from resnet.checks import whole_number
 from resnet.errors import ConfigError
 from resnet.models.attention import attention_layer
+from resnet.models.attention_pool import AttentionPool2d
 from resnet.models.blocks import (
     BasicBlock,
     Bottleneck,
@@ -34,7 +35,7 @@ from resnet.models.norm import NormOption, resolve_norm_layer
 from resnet.models.std_conv import standardize_convs
 from resnet.models.stems import STEM_POOLS, make_stem_conv, make_stem_pool, stem_preset
 
-__all__ = ["ResNet", "BlockType", "STEM_OUTS", "DOWNSAMPLES"]
+__all__ = ["ResNet", "BlockType", "STEM_OUTS", "DOWNSAMPLES", "GLOBAL_POOLS"]
 
 BlockType = Union[
     type[BasicBlock], type[Bottleneck], type[PreActBasicBlock], type[PreActBottleneck]
@@ -47,6 +48,7 @@ STEM_OUTS = ("norm_relu", "none", "relu")
 # The projection shortcut (option B): a strided 1x1 conv (ResNet-B), or a 2x2 average pool then a
 # 1x1 conv (ResNet-D, arXiv 1812.01187), which sees every input pixel instead of one in four.
 DOWNSAMPLES = ("conv", "avg")
+GLOBAL_POOLS = ("avg", "attention")
 _AVG_POOL = {1: nn.AdaptiveAvgPool1d, 2: nn.AdaptiveAvgPool2d, 3: nn.AdaptiveAvgPool3d}
 _NORMS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm)
 
@@ -92,6 +94,9 @@ class ResNet(nn.Module):
         anti_alias: ``"avg"`` or ``"blur"``: each block's strided convolution runs at stride 1
             and a low-pass filter subsamples after it (``blur_pool.py``, arXiv 1904.11486);
             None: none. The stem pool is ``stem_pool``'s to set (``"avg"``, ``"max_blur"``).
+        global_pool: ``"avg"`` (the paper's) or ``"attention"``: CLIP's attention pooling
+            (``attention_pool.py``), whose output projection is ``fc``; ``attention_grid`` is
+            the side of the map its positions were learned on (7: a 224 input).
     """
 
     def __init__(
@@ -126,6 +131,8 @@ class ResNet(nn.Module):
         weight_standardization: bool = False,
         stride_in_1x1: bool = False,
         anti_alias: Optional[str] = None,
+        global_pool: str = "avg",
+        attention_grid: int = 7,
     ) -> None:
         super().__init__()
         _check_options(layers, planes, strides, shortcut, num_classes, in_chans)
@@ -185,7 +192,9 @@ class ResNet(nn.Module):
         # Pre-activation nets end with BN-ReLU, since their blocks end with a bare addition.
         self.norm = norm_layer(self.num_features) if self.preact else nn.Identity()
         self.final_relu = nn.ReLU(inplace=True) if self.preact else nn.Identity()
-        self.avgpool = _AVG_POOL[spatial_dims]((1,) * spatial_dims)
+        self.global_pool = _make_global_pool(
+            global_pool, self.num_features, spatial_dims, attention_grid
+        )
         self.fc = nn.Linear(self.num_features, num_classes)
 
         self.weight_standardization = weight_standardization is True  # as stride_in_1x1
@@ -308,7 +317,7 @@ class ResNet(nn.Module):
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
         """(B, C, *s) -> pooled (B, C) when ``pre_logits``, else logits (B, num_classes)."""
-        x = torch.flatten(self.avgpool(x), 1)
+        x = torch.flatten(self.global_pool(x), 1)
         return x if pre_logits else self.fc(x)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -342,6 +351,17 @@ def _check_options(
         raise ConfigError(f"num_classes must be at least 1, got {num_classes}")
     if in_chans < 1:
         raise ConfigError(f"in_chans must be at least 1, got {in_chans}")
+
+
+def _make_global_pool(kind: str, channels: int, spatial_dims: int, grid: int) -> nn.Module:
+    _check_choice("global_pool", kind, GLOBAL_POOLS)
+    if kind == "avg":
+        return _AVG_POOL[spatial_dims]((1,) * spatial_dims)
+    if spatial_dims != 2:
+        raise ConfigError(
+            f"global_pool='attention' pools 2D maps; a {spatial_dims}D net uses 'avg'"
+        )
+    return AttentionPool2d(channels, whole_number("attention_grid", grid))
 
 
 def _check_anti_alias(anti_alias: Any, block: BlockType, stride_in_1x1: bool) -> Optional[str]:
