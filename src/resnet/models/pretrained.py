@@ -1,5 +1,6 @@
-"""Load weight files saved by torchvision, timm (ResNet, ResNetV2, legacy SENet), transformers,
-BiT, MONAI, MedicalNet, the public CIFAR reproduction or this package into a model of the zoo.
+"""Load weight files saved by torchvision, timm (ResNet, ResNetV2, legacy SENet, CLIP),
+transformers, BiT, OpenAI's CLIP (and open_clip), MONAI, MedicalNet, the public CIFAR
+reproduction or this package into a model of the zoo.
 
 No download happens here: the user points at a file (``.pth``/``.pt``/``.th``/``.bin``,
 ``.safetensors`` or BiT's ``.npz``) or passes a state_dict. Files are read with
@@ -79,7 +80,7 @@ def read_state_dict(source: Source) -> dict[str, Tensor]:
 
     Unwraps training checkpoints (``state_dict``, ``model``, ``model_state_dict``,
     ``state_dict_ema``) and the ``module.``/``_orig_mod.`` prefixes of DDP and torch.compile, and
-    renames the layouts of transformers, timm's ResNetV2, BiT and SENet to ours
+    renames the layouts of transformers, timm's ResNetV2, BiT, SENet and CLIP to ours
     (``resnet.models.layouts``).
     """
     return _read_state(source)[0]
