@@ -109,3 +109,12 @@ def test_a_clip_vit_and_a_torchscript_archive_are_refused_with_what_to_do(tmp_pa
 def test_attention_pooling_needs_a_2d_map():
     with pytest.raises(ConfigError, match="pools 2D maps"):
         ResNet(Bottleneck, [1, 1, 1, 1], spatial_dims=3, global_pool="attention")
+
+
+def test_positions_of_another_grid_say_which_grid_to_build():
+    """RN50x4's pool learned 9x9 positions (288-pixel images): into a 7x7 pool, say so."""
+    small = {"block": Bottleneck, "layers": [1, 1, 1, 1], "global_pool": "attention"}
+    state = ResNet(**small, attention_grid=9).state_dict()
+    model = ResNet(**small)
+    with pytest.raises(WeightsError, match=r"9x9 map \(288-pixel images\).*attention_grid=9"):
+        load_weights(model, state)

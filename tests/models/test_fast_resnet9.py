@@ -84,3 +84,22 @@ def test_act_layer_puts_the_activation_everywhere_relu_was(name, reference):
 def test_an_unknown_activation_is_refused_with_the_choices():
     with pytest.raises(ConfigError, match="unknown activation 'swish': choose one of relu, silu"):
         create_model("resnet9_slim", act_layer="swish")
+
+
+@pytest.mark.parametrize("kind", ["blur", "avg"])
+def test_anti_aliased_transitions_keep_every_stages_size(kind):
+    """MaxBlurPool (the max at stride 1, then the low-pass subsampling) halves a map exactly as
+    the 2x2 max-pool does: 28 -> 14 -> 7 -> 3, so recipes and checkpoints keep their shapes."""
+
+    def stage_shapes(model):
+        x, shapes = model.forward_stem(torch.randn(2, 1, 28, 28)), []
+        for stage in model.stages():
+            x = stage(x)
+            shapes.append(tuple(x.shape[-2:]))
+        return shapes
+
+    plain = create_model("resnet9_slim", in_chans=1).eval()
+    aliased = create_model("resnet9_slim", in_chans=1, anti_alias=kind).eval()
+    with torch.no_grad():
+        assert stage_shapes(aliased) == stage_shapes(plain) == [(14, 14), (7, 7), (3, 3)]
+    assert plain.state_dict().keys() == aliased.state_dict().keys()  # the filters hold no weights

@@ -17,7 +17,7 @@ through :meth:`ResNet9.whiten_stem`, which ``resnet train`` calls before the fir
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from torch import Tensor, nn
@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from resnet.checks import whole_number
 from resnet.errors import ConfigError
 from resnet.models.blocks import BasicBlock
+from resnet.models.blur_pool import anti_alias_pool
 from resnet.models.layers import activation, conv3x3
 from resnet.models.registry import register_model
 from resnet.models.whitening import patch_whitening_filters
@@ -32,7 +33,9 @@ from resnet.models.whitening import patch_whitening_filters
 __all__ = ["ResNet9"]
 
 
-def _transition(inplanes: int, planes: int, act_layer: str) -> nn.Sequential:
+def _transition(
+    inplanes: int, planes: int, act_layer: str, anti_alias: Optional[str] = None
+) -> nn.Sequential:
     """conv3x3 -> 2x2 max-pool -> BN -> activation (ReLU unless ``act_layer`` says): more
     channels, half the resolution.
 
@@ -40,9 +43,13 @@ def _transition(inplanes: int, planes: int, act_layer: str) -> nn.Sequential:
     on a quarter of the values: on a CPU those memory-bound passes, not the convolutions, are
     most of a training step.
     """
+    if anti_alias is None:
+        pool: nn.Module = nn.MaxPool2d(2)
+    else:  # Zhang 2019's MaxBlurPool: the max at stride 1, a low-pass filter subsamples
+        pool = nn.Sequential(nn.MaxPool2d(2, 1), anti_alias_pool(anti_alias, planes))
     return nn.Sequential(
         conv3x3(inplanes, planes),
-        nn.MaxPool2d(2),
+        pool,
         nn.BatchNorm2d(planes),
         activation(act_layer),
     )
@@ -67,6 +74,9 @@ class ResNet9(nn.Module):
         act_layer: the activation after every BN: ``"relu"`` (Page's), ``"gelu"`` (airbench's),
             ``"silu"`` or ``"hardswish"`` (``resnet.models.layers.ACTIVATIONS``). A smooth one
             trains a short run further (the fast recipe's 720 steps: see that recipe).
+        anti_alias: ``"blur"`` or ``"avg"``: each transition takes its max at stride 1 and a
+            low-pass filter subsamples (Zhang 2019's MaxBlurPool, ``blur_pool.py``); None: the
+            2x2 max-pool.
     """
 
     def __init__(
@@ -80,6 +90,7 @@ class ResNet9(nn.Module):
         whitened_stem: bool = False,
         logit_scale: float = 1.0,
         act_layer: str = "relu",
+        anti_alias: Optional[str] = None,
     ) -> None:
         super().__init__()
         if not 0.0 < width <= 8.0 or len(blocks) != 3 or any(b < 0 for b in blocks):
@@ -105,7 +116,7 @@ class ResNet9(nn.Module):
         inplanes = stem
         for index, (planes, count) in enumerate(zip(widths, blocks)):
             # Each stage halves the resolution: 32 -> 16 -> 8 -> 4 (28 -> 14 -> 7 -> 3).
-            layers = [_transition(inplanes, planes, act_layer)]
+            layers = [_transition(inplanes, planes, act_layer, anti_alias)]
             layers += [BasicBlock(planes, planes, act_layer=act_layer) for _ in range(count)]
             setattr(self, f"layer{index + 1}", nn.Sequential(*layers))
             self.feature_info.append(

@@ -9,6 +9,7 @@ No download happens here: the user points at a file (``.pth``/``.pt``/``.th``/``
 
 from __future__ import annotations
 
+import math
 import os
 import zipfile
 from collections.abc import Mapping
@@ -237,6 +238,7 @@ def load_weights(model: nn.Module, source: Source) -> LoadReport:
     elif classifier_keys and not any(k in state for k in classifier_keys):
         report.backbone_only = True
 
+    _check_attention_grid(state, own, label)
     try:
         _check_fit(state, own, label, target, ignore_missing=classifier_keys)
     except WeightsError as error:  # a known layout also says which model it loads into
@@ -282,6 +284,20 @@ def _rename_classifier(
                 f"fc.{k[len(prefix) :]}" if k.startswith(prefix) else k: v for k, v in state.items()
             }
     return state
+
+
+def _check_attention_grid(state: dict[str, Tensor], own: dict[str, Tensor], label: str) -> None:
+    """A CLIP attention pool learned on another map size (RN50x4's 9x9 against RN50's 7x7)."""
+    key = "global_pool.pos_embed"
+    if key not in state or key not in own or state[key].shape == own[key].shape:
+        return
+    theirs, ours = (math.isqrt(s[key].shape[0] - 1) for s in (state, own))
+    if state[key].shape[1] == own[key].shape[1] and theirs * theirs + 1 == state[key].shape[0]:
+        raise WeightsError(
+            f"{label}: its attention pool's positions were learned on a {theirs}x{theirs} map "
+            f"({32 * theirs}-pixel images), the model's on {ours}x{ours}: build the model with "
+            f"attention_grid={theirs}"
+        )
 
 
 def _check_fit(
