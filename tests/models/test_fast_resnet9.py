@@ -103,3 +103,14 @@ def test_anti_aliased_transitions_keep_every_stages_size(kind):
     with torch.no_grad():
         assert stage_shapes(aliased) == stage_shapes(plain) == [(14, 14), (7, 7), (3, 3)]
     assert plain.state_dict().keys() == aliased.state_dict().keys()  # the filters hold no weights
+
+
+def test_a_blurred_resnet9s_weights_are_refused_by_a_plain_one():
+    """Same keys, another network: a run's checkpoint states its anti_alias (layouts.py)."""
+    from resnet.errors import WeightsError
+    from resnet.models.layouts import assumptions_of, check_assumptions
+
+    aliased = create_model("resnet9_slim", in_chans=1, anti_alias="blur")
+    assumed = assumptions_of(aliased, "a checkpoint of resnet9_slim (anti_alias='blur')")
+    with pytest.raises(WeightsError, match="anti_alias='blur' and .* has None"):
+        check_assumptions(assumed, create_model("resnet9_slim", in_chans=1), "runs/x")

@@ -100,6 +100,7 @@ class ResNet9(nn.Module):
         if not 0.0 < logit_scale < float("inf"):
             raise ConfigError(f"logit_scale must be a positive number, got {logit_scale}")
         self.logit_scale = float(logit_scale)
+        self.anti_alias = anti_alias  # what its weights assume (resnet.models.layouts)
         stem, *widths = (max(8, round(c * width)) for c in (64, 128, 256, 512))
         self.in_chans, self.spatial_dims, self.num_stages = in_chans, 2, 3
         self.whitened_stem, self.stem_whitened = whitened_stem, False
