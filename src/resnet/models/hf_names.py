@@ -22,7 +22,7 @@ import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from torch import Tensor
 
@@ -32,6 +32,7 @@ __all__ = [
     "is_transformers_resnet",
     "from_transformers_names",
     "config_stride_in_1x1",
+    "read_config_json",
     "saved_weights",
 ]
 
@@ -101,13 +102,19 @@ def config_stride_in_1x1(source: Optional[Path], label: str) -> Optional[bool]:
     return bool(config.get("downsample_in_bottleneck", False))
 
 
-def _read_config(path: Path, label: str) -> dict:
+def read_config_json(path: Path) -> Any:
+    """The parsed ``config.json`` of a Hugging Face hub folder (transformers' or timm's), or a
+    ``WeightsError`` saying it cannot be read."""
     try:
-        config = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as error:
         raise WeightsError(
             f"{path}: not a readable config.json ({error}); fix or remove it"
         ) from None
+
+
+def _read_config(path: Path, label: str) -> dict:
+    config = read_config_json(path)
     if not isinstance(config, dict) or config.get("model_type", "resnet") != "resnet":
         raise WeightsError(f"{path}: not a transformers ResNet config (model_type 'resnet')")
     for option, expected in _TORCHVISION_CONFIG.items():

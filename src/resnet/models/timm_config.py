@@ -9,11 +9,10 @@ and would compute another network there.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
-from resnet.errors import WeightsError
+from resnet.models.hf_names import read_config_json
 
 __all__ = ["timm_architecture", "anti_alias_of"]
 
@@ -24,12 +23,7 @@ def timm_architecture(source: Optional[Path]) -> Optional[str]:
     path = None if source is None else source.parent / "config.json"
     if path is None or not path.is_file():
         return None
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise WeightsError(
-            f"{path}: not a readable config.json ({error}); fix or remove it"
-        ) from None
+    config = read_config_json(path)
     architecture = config.get("architecture") if isinstance(config, dict) else None
     return architecture if isinstance(architecture, str) else None
 
