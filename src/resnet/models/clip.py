@@ -23,8 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 from resnet.models.blocks import Bottleneck
-from resnet.models.registry import register_model
-from resnet.models.resnet import ResNet
+from resnet.models.resnet_d import variant_builder
 
 __all__ = ["CLIP_VARIANTS"]
 
@@ -54,15 +53,10 @@ def _clip_builder(name: str, attention: bool) -> Any:
     }
     if attention:
         options.update(global_pool="attention", attention_grid=size // 32, num_classes=embedding)
-
-    def builder(**kwargs: Any) -> ResNet:
-        return ResNet(Bottleneck, list(layers), **{**options, **kwargs})
-
-    builder.__name__ = name if attention else name.replace("_clip", "_clip_gap")
-    builder.__qualname__ = builder.__name__
+    registered = name if attention else name.replace("_clip", "_clip_gap")
     pool = f"attention pool, a {embedding}-d embedding" if attention else "average pool"
-    builder.__doc__ = f"CLIP's {openai} image encoder ({pool})."
-    return register_model(builder, default_input_size=size)
+    doc = f"CLIP's {openai} image encoder ({pool})"
+    return variant_builder(registered, Bottleneck, layers, options, doc, default_input_size=size)
 
 
 for _name in CLIP_VARIANTS:

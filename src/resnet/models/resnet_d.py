@@ -96,7 +96,12 @@ PREACT_VARIANTS: dict[str, tuple[BlockType, tuple[int, ...], dict[str, Any], str
 
 
 def variant_builder(
-    name: str, block: BlockType, layers: tuple[int, ...], options: dict[str, Any], doc: str
+    name: str,
+    block: BlockType,
+    layers: tuple[int, ...],
+    options: dict[str, Any],
+    doc: str,
+    default_input_size: int = 224,
 ) -> Any:
     """A registered builder ``name(**kwargs)``: ``ResNet(block, layers, **options)``.
 
@@ -109,7 +114,7 @@ def variant_builder(
     builder.__name__ = name
     builder.__qualname__ = name
     builder.__doc__ = f"{doc}."
-    return register_model(builder)
+    return register_model(builder, default_input_size=default_input_size)
 
 
 for _name, (_block, _layers, _options, _doc) in {**RESNET_D_VARIANTS, **PREACT_VARIANTS}.items():
