@@ -54,7 +54,7 @@ _FLAGS = (
         int,
         "train on N images only (a folder: spread over its classes)",
     ),
-    ("--pretrained", "pretrained", str, "weight file (torchvision, timm or ours) to start from"),
+    ("--pretrained", "pretrained", str, "weight file (torchvision, timm, Caffe...) to start from"),
     ("--freeze-stages", "freeze_stages", int, "freeze the stem and the first K stages"),
     ("--backbone-lr-scale", "backbone_lr_scale", real(), "lr multiplier of the backbone"),
 )

@@ -19,6 +19,8 @@ from torch import Tensor, nn
 
 from resnet.errors import WeightsError
 from resnet.models.bit_names import from_bit_npz_names, is_bit_npz
+from resnet.models.caffe_names import INPUT_NOTE, from_msra_caffe_names, is_caffe_blobs
+from resnet.models.caffe_names import strides_first_1x1 as caffe_strides_first_1x1
 from resnet.models.clip_names import (
     from_openai_clip_names,
     from_timm_clip_names,
@@ -38,7 +40,13 @@ from resnet.models.timm_v2_names import (
     standardizes_weights,
 )
 
-__all__ = ["Assumption", "from_other_layout", "assumptions_of", "check_assumptions"]
+__all__ = [
+    "Assumption",
+    "from_other_layout",
+    "input_conversion",
+    "assumptions_of",
+    "check_assumptions",
+]
 
 # The value of each option in a model that does not have the attribute (not a ResNet).
 # Only options that change what the weights compute everywhere: a stem pool of another kind
@@ -62,9 +70,11 @@ def from_other_layout(
     if path is not None and path.suffix == ".npz" and not is_bit_npz(state):
         raise WeightsError(
             f"{label}: an .npz without BiT's resnet/root_block (its arrays: "
-            f"{', '.join(list(state)[:4])}); weights come as .pth, .safetensors or BiT's .npz, "
-            "and an .npz of images is a --dataset"
+            f"{', '.join(list(state)[:4])}); weights come as .pth, .safetensors, BiT's .npz or "
+            "Caffe's .caffemodel, and an .npz of images is a --dataset"
         )
+    if is_caffe_blobs(state):
+        return from_msra_caffe_names(state, label), _caffe(caffe_strides_first_1x1(state))
     if is_bit_npz(state):
         bit = "a BiT checkpoint (BiT-M-R50x1.npz: load it into the bit_resnet of its size)"
         return from_bit_npz_names(state), [Assumption("weight_standardization", True, bit)]
@@ -89,6 +99,23 @@ def from_other_layout(
         return state, []
     what = f"timm's {architecture} (its config.json names it: load it into that model)"
     return state, [Assumption("anti_alias", anti_alias_of(architecture), what)]
+
+
+def input_conversion(state: dict[str, Tensor]) -> str:
+    """What ``from_other_layout`` changes of the input ``state``'s weights expect ("" if
+    nothing): Caffe's BGR 0-255 input becomes torchvision's (``caffe_names``)."""
+    return INPUT_NOTE if is_caffe_blobs(state) else ""
+
+
+def _caffe(bottlenecks: bool) -> list[Assumption]:
+    if not bottlenecks:  # basic blocks stride their first 3x3 in every layout
+        return []
+    what = (
+        "the paper's own Caffe ResNet (MSRA's ResNet-50/101/152-model.caffemodel: load it into "
+        "resnet50/101/152 built with stride_in_1x1=True, and stem_pool='max_ceil' to pool as "
+        'Caffe did, e.g. --set "model_kwargs={stride_in_1x1: true, stem_pool: max_ceil}")'
+    )
+    return [Assumption("stride_in_1x1", True, what)]
 
 
 def _transformers_stride(stride_in_1x1: bool) -> Assumption:

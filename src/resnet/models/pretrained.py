@@ -1,9 +1,9 @@
 """Load weight files saved by torchvision, timm (ResNet, ResNetV2, legacy SENet, CLIP),
 transformers, BiT, OpenAI's CLIP (and open_clip), MONAI, MedicalNet, the public CIFAR
-reproduction or this package into a model of the zoo.
+reproduction, the paper's own Caffe models or this package into a model of the zoo.
 
 No download happens here: the user points at a file (``.pth``/``.pt``/``.th``/``.bin``,
-``.safetensors`` or BiT's ``.npz``) or passes a state_dict. Files are read with
+``.safetensors``, BiT's ``.npz`` or MSRA's ``.caffemodel``) or passes a state_dict. Files are read with
 ``weights_only=True``, as safetensors or without pickles, so a weight file can never run code.
 """
 
@@ -22,8 +22,14 @@ import torch
 from torch import Tensor, nn
 
 from resnet.errors import ConfigError, WeightsError
+from resnet.models.caffe_proto import read_caffemodel
 from resnet.models.hf_names import saved_weights
-from resnet.models.layouts import Assumption, check_assumptions, from_other_layout
+from resnet.models.layouts import (
+    Assumption,
+    check_assumptions,
+    from_other_layout,
+    input_conversion,
+)
 
 __all__ = [
     "load_weights",
@@ -51,6 +57,7 @@ class LoadReport:
     dropped_classifier: bool = False  # the file's classifier had another number of classes
     backbone_only: bool = False  # the file has no classifier: the model keeps its fresh one
     renamed_classifier: str = ""  # the file's name for the classifier, when not ``fc``
+    converted_input: str = ""  # how the file's input convention was folded into the stem
     stripped_prefix: str = ""  # the wrapper's attribute name every key began with ("model.")
     skipped: list[str] = field(default_factory=list)
     loaded: int = 0  # tensors copied into the model
@@ -63,6 +70,8 @@ class LoadReport:
             changes.append(f"the keys' prefix {self.stripped_prefix!r} dropped")
         if self.renamed_classifier:
             changes.append(f"its classifier {self.renamed_classifier!r} read as fc")
+        if self.converted_input:
+            changes.append(self.converted_input)
         if self.adapted_conv1:
             changes.append("conv1 adapted to the input channels")
         if self.dropped_classifier:
@@ -87,9 +96,9 @@ def read_state_dict(source: Source) -> dict[str, Tensor]:
     return _read_state(source)[0]
 
 
-def _read_state(source: Source) -> tuple[dict[str, Tensor], list[Assumption]]:
-    """``read_state_dict``'s state, and the model options its tensors assume where its layout
-    says (``layouts.py``)."""
+def _read_state(source: Source) -> tuple[dict[str, Tensor], list[Assumption], str]:
+    """``read_state_dict``'s state, the model options its tensors assume where its layout
+    says (``layouts.py``), and how its input convention was converted ("" if it was not)."""
     if not isinstance(source, (str, os.PathLike, Mapping)):
         raise WeightsError(
             f"weights come from a file path or a state_dict mapping, got {type(source).__name__}"
@@ -109,9 +118,10 @@ def _read_state(source: Source) -> tuple[dict[str, Tensor], list[Assumption]]:
     for prefix in _PREFIXES * 2:  # either wrapper may wrap the other
         if state and all(k.startswith(prefix) for k in state):
             state = {k[len(prefix) :]: v for k, v in state.items()}
+    converted = input_conversion(state)
     state, assumptions = from_other_layout(state, path, label)
     check_finite(state, label)
-    return state, assumptions
+    return state, assumptions, converted
 
 
 def first_non_finite(state: Mapping[str, Tensor]) -> Optional[str]:
@@ -160,6 +170,8 @@ def _read_file(path: Path) -> Any:
             from safetensors.torch import load_file
 
             return load_file(str(path), device="cpu")
+        if path.suffix == ".caffemodel":  # the paper's own nets (``caffe_names.py``)
+            return read_caffemodel(path)
         if path.suffix == ".npz":  # Google's BiT checkpoints (``bit_names.py``)
             with np.load(path, allow_pickle=False) as arrays:
                 return {name: torch.from_numpy(arrays[name]) for name in arrays.files}
@@ -174,7 +186,8 @@ def _read_file(path: Path) -> Any:
         )
         raise WeightsError(
             f"{path}: not a readable weight file ({first_line[:160]}); "
-            "expected a state_dict saved with torch.save or safetensors, or BiT's .npz"
+            "expected a state_dict saved with torch.save or safetensors, BiT's .npz or a "
+            ".caffemodel"
         ) from None
 
 
@@ -214,10 +227,10 @@ def load_weights(model: nn.Module, source: Source) -> LoadReport:
         )
     target = model.model if hasattr(model, "out_indices") and hasattr(model, "model") else model
     label = _label(source)
-    state, assumptions = _read_state(source)
+    state, assumptions, converted = _read_state(source)
     check_assumptions(assumptions, target, label)
     own = target.state_dict()
-    report = LoadReport()
+    report = LoadReport(converted_input=converted)
     state = _strip_wrapper_name(state, own, report)
     state = _rename_classifier(state, own, report)
 
