@@ -40,6 +40,7 @@ __all__ = [
     "is_caffe_blobs",
     "from_msra_caffe_names",
     "strides_first_1x1",
+    "fold_caffe_input",
     "CAFFE_MEAN_BGR",
     "TORCHVISION_MEAN",
     "TORCHVISION_STD",
@@ -80,7 +81,7 @@ def from_msra_caffe_names(state: Mapping[str, Tensor], label: str) -> dict[str, 
             "nets are not read"
         )
     renamed = _batch_norm(blobs, "conv1", "bn_conv1", "scale_conv1", ("conv1", "bn1"), label)
-    _fold_caffe_input(renamed)
+    fold_caffe_input(renamed)
     for layer in blobs:
         match = _BLOCK.fullmatch(layer)
         if match is None:
@@ -145,9 +146,10 @@ def _batch_norm(
     }
 
 
-def _fold_caffe_input(state: dict[str, Tensor]) -> None:
-    """conv1 and bn1 rewritten to take torchvision's input: in Caffe's, channel c (BGR) is
-    ``255 * (x_n * std + mean) - caffe_mean``, with ``x_n`` our normalised RGB channel."""
+def fold_caffe_input(state: dict[str, Tensor]) -> None:
+    """conv1 and bn1 (our names) rewritten in place to take torchvision's input: in Caffe's (and
+    Keras's "caffe" mode), channel c (BGR) is ``255 * (x_n * std + mean) - caffe_mean``, with
+    ``x_n`` our normalised RGB channel."""
     if state["conv1.weight"].shape[1] != 3:
         raise WeightsError(
             f"a Caffe ResNet whose conv1 takes {state['conv1.weight'].shape[1]} channels; only "

@@ -32,6 +32,7 @@ from resnet.models.hf_names import (
     from_transformers_names,
     is_transformers_resnet,
 )
+from resnet.models.keras_names import KERAS_SUFFIXES, from_keras_names, is_keras_resnet
 from resnet.models.senet_names import from_senet_names, is_senet_legacy, strides_first_1x1
 from resnet.models.timm_config import anti_alias_of, timm_architecture
 from resnet.models.timm_v2_names import (
@@ -75,6 +76,18 @@ def from_other_layout(
         )
     if is_caffe_blobs(state):
         return from_msra_caffe_names(state, label), _caffe(caffe_strides_first_1x1(state))
+    if is_keras_resnet(state):
+        keras = (
+            "Keras's ResNet50/101/152 (keras.applications: the paper's v1; load it into "
+            "resnet50/101/152 built with stride_in_1x1=True, e.g. --set "
+            '"model_kwargs={stride_in_1x1: true}")'
+        )
+        return from_keras_names(state, label), [Assumption("stride_in_1x1", True, keras)]
+    if path is not None and path.suffix in KERAS_SUFFIXES:
+        raise WeightsError(
+            f"{label}: a Keras file whose layers ({', '.join(list(state)[:3])}, ...) are not "
+            "keras.applications' ResNet50/101/152's (conv1_conv, conv2_block1_1_conv, ...)"
+        )
     if is_bit_npz(state):
         bit = "a BiT checkpoint (BiT-M-R50x1.npz: load it into the bit_resnet of its size)"
         return from_bit_npz_names(state), [Assumption("weight_standardization", True, bit)]
@@ -103,8 +116,9 @@ def from_other_layout(
 
 def input_conversion(state: dict[str, Tensor]) -> str:
     """What ``from_other_layout`` changes of the input ``state``'s weights expect ("" if
-    nothing): Caffe's BGR 0-255 input becomes torchvision's (``caffe_names``)."""
-    return INPUT_NOTE if is_caffe_blobs(state) else ""
+    nothing): Caffe's (and Keras's "caffe" mode's) BGR 0-255 input becomes torchvision's
+    (``caffe_names``, ``keras_names``)."""
+    return INPUT_NOTE if is_caffe_blobs(state) or is_keras_resnet(state) else ""
 
 
 def _caffe(bottlenecks: bool) -> list[Assumption]:
