@@ -156,9 +156,10 @@ def write_caffemodel(path, blobs, layers, legacy_dims=False, double=False) -> No
     path.write_bytes(net.SerializeToString())
 
 
-def caffe_forward(blobs, x_bgr: torch.Tensor, bottleneck=True, stem_pad_value=None):
+def caffe_forward(blobs, x_bgr: torch.Tensor, bottleneck=True, stem_pad_value=None, ceil=True):
     """The net's logits for Caffe's input (BGR, 0-255, mean-subtracted), float64. ``stem_pad_value``
-    (per channel): conv1's border filled with it instead of zeros."""
+    (per channel): conv1's border filled with it instead of zeros; ``ceil=False``: the stem pools
+    as Detectron's does (padded by 1, rounding down)."""
     b = {k: [torch.from_numpy(v.astype(np.float64)) for v in vs] for k, vs in blobs.items()}
 
     def conv_bn(x, conv, norm, scale, stride, pad):
@@ -177,7 +178,8 @@ def caffe_forward(blobs, x_bgr: torch.Tensor, bottleneck=True, stem_pad_value=No
         channels = [F.pad(x[:, c : c + 1], (3,) * 4, value=v) for c, v in enumerate(stem_pad_value)]
         x, pad = torch.cat(channels, 1), 0
     x = F.relu(conv_bn(x, "conv1", "bn_conv1", "scale_conv1", 2, pad))
-    x = F.max_pool2d(x, 3, 2, ceil_mode=True)  # Caffe's pooling rounds up
+    # Caffe's pooling rounds up; Detectron's pads.
+    x = F.max_pool2d(x, 3, 2, ceil_mode=True) if ceil else F.max_pool2d(x, 3, 2, padding=1)
     stage = 2
     while any(k.startswith(f"res{stage}a_") for k in b):
         names = sorted(
@@ -203,3 +205,34 @@ def caffe_forward(blobs, x_bgr: torch.Tensor, bottleneck=True, stem_pad_value=No
     x = x.mean(dim=(2, 3))  # pool5: a 7x7 average at 224, global here
     weight, bias = b["fc1000"]
     return x @ weight.T + bias
+
+
+def detectron_arrays(blobs) -> dict[str, np.ndarray]:
+    """MSRA's Caffe blobs as Detectron's R-50.pkl holds them: Caffe2 names, each BatchNorm +
+    Scale folded into an affine per channel (``_bn_s``, ``_bn_b``; computed here in float64),
+    conv1's bias kept as ``conv1_b``."""
+    arrays = {}
+
+    def affine(conv, norm, scale, name):
+        weight, *bias = (v.astype(np.float64) for v in blobs[conv])
+        mean, var, factor = (v.astype(np.float64) for v in blobs[norm])
+        gamma, beta = (v.astype(np.float64) for v in blobs[scale])
+        s = gamma / np.sqrt(var / factor + _EPS)
+        arrays[f"{name}_w"] = blobs[conv][0]
+        if bias:
+            arrays[f"{name}_b"] = bias[0].astype(np.float32)
+        arrays[f"{name}_bn_s"] = s.astype(np.float32)
+        arrays[f"{name}_bn_b"] = (beta - s * mean / factor).astype(np.float32)
+
+    affine("conv1", "bn_conv1", "scale_conv1", "conv1")
+    arrays["res_conv1_bn_s"] = arrays.pop("conv1_bn_s")
+    arrays["res_conv1_bn_b"] = arrays.pop("conv1_bn_b")
+    for layer in blobs:
+        if not (layer.startswith("res") and "_branch" in layer):
+            continue
+        name, branch = layer[3:].split("_branch")
+        index = 0 if name[1:] == "a" else (int(name[2:]) if name[2:] else ord(name[1]) - 97)
+        suffix = f"{name}_branch{branch}"
+        affine(layer, f"bn{suffix}", f"scale{suffix}", f"res{name[0]}_{index}_branch{branch}")
+    arrays["fc1000_w"], arrays["fc1000_b"] = blobs["fc1000"]
+    return arrays

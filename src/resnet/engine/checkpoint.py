@@ -155,7 +155,7 @@ def _other_kind(path: Path) -> str:
             "an exported pt2/TorchScript model, which `resnet eval` and `resnet predict` run; "
             "this command needs the run's checkpoint (its folder or best.safetensors)"
         )
-    if suffix in (".pth", ".pt", ".bin", ".npz", ".caffemodel", ".h5", ".hdf5"):
+    if suffix in (".pth", ".pt", ".bin", ".npz", ".caffemodel", ".h5", ".hdf5", ".pkl"):
         return (
             "a weight file, not a run checkpoint; start a run from it with `resnet train "
             "--pretrained FILE` (or resnet.load_weights), then pass that run"

@@ -146,10 +146,12 @@ def _batch_norm(
     }
 
 
-def fold_caffe_input(state: dict[str, Tensor]) -> None:
+def fold_caffe_input(
+    state: dict[str, Tensor], mean_bgr: tuple[float, float, float] = CAFFE_MEAN_BGR
+) -> None:
     """conv1 and bn1 (our names) rewritten in place to take torchvision's input: in Caffe's (and
-    Keras's "caffe" mode), channel c (BGR) is ``255 * (x_n * std + mean) - caffe_mean``, with
-    ``x_n`` our normalised RGB channel."""
+    Keras's "caffe" mode, and Detectron's with its ``mean_bgr``), channel c (BGR) is
+    ``255 * (x_n * std + mean) - mean_bgr``, with ``x_n`` our normalised RGB channel."""
     if state["conv1.weight"].shape[1] != 3:
         raise WeightsError(
             f"a Caffe ResNet whose conv1 takes {state['conv1.weight'].shape[1]} channels; only "
@@ -158,7 +160,7 @@ def fold_caffe_input(state: dict[str, Tensor]) -> None:
     weight = state["conv1.weight"].double().flip(1)  # BGR -> RGB input channels
     std, mean, caffe_mean = (
         torch.tensor(v, dtype=torch.float64).view(1, 3, 1, 1)
-        for v in (TORCHVISION_STD, TORCHVISION_MEAN, CAFFE_MEAN_BGR[::-1])
+        for v in (TORCHVISION_STD, TORCHVISION_MEAN, mean_bgr[::-1])
     )
     offset = (weight * (255 * mean - caffe_mean)).sum(dim=(1, 2, 3))
     state["conv1.weight"] = (weight * 255 * std).float()

@@ -27,6 +27,7 @@ from resnet.models.clip_names import (
     is_openai_clip,
     is_timm_clip,
 )
+from resnet.models.detectron_names import from_detectron_names, is_detectron_resnet
 from resnet.models.hf_names import (
     config_stride_in_1x1,
     from_transformers_names,
@@ -83,6 +84,18 @@ def from_other_layout(
             '"model_kwargs={stride_in_1x1: true}")'
         )
         return from_keras_names(state, label), [Assumption("stride_in_1x1", True, keras)]
+    if is_detectron_resnet(state):
+        detectron = (
+            "Detectron's ImageNet ResNet (MSRA's R-50.pkl/R-101.pkl, detectron2's STRIDE_IN_1X1: "
+            "load it into resnet50/101 built with stride_in_1x1=True, e.g. --set "
+            '"model_kwargs={stride_in_1x1: true}")'
+        )
+        return from_detectron_names(state, label), [Assumption("stride_in_1x1", True, detectron)]
+    if path is not None and path.suffix == ".pkl":
+        raise WeightsError(
+            f"{label}: a pickle whose arrays ({', '.join(list(state)[:3])}, ...) are not in "
+            "Detectron's ResNet names (conv1_w, res_conv1_bn_s, res2_0_branch2a_w, ...)"
+        )
     if path is not None and path.suffix in KERAS_SUFFIXES:
         raise WeightsError(
             f"{label}: a Keras file whose layers ({', '.join(list(state)[:3])}, ...) are not "
@@ -116,9 +129,10 @@ def from_other_layout(
 
 def input_conversion(state: dict[str, Tensor]) -> str:
     """What ``from_other_layout`` changes of the input ``state``'s weights expect ("" if
-    nothing): Caffe's (and Keras's "caffe" mode's) BGR 0-255 input becomes torchvision's
-    (``caffe_names``, ``keras_names``)."""
-    return INPUT_NOTE if is_caffe_blobs(state) or is_keras_resnet(state) else ""
+    nothing): Caffe's (and Keras's "caffe" mode's, and Detectron's) BGR 0-255 input becomes
+    torchvision's (``caffe_names``, ``keras_names``, ``detectron_names``)."""
+    caffe_input = is_caffe_blobs(state) or is_keras_resnet(state) or is_detectron_resnet(state)
+    return INPUT_NOTE if caffe_input else ""
 
 
 def _caffe(bottlenecks: bool) -> list[Assumption]:

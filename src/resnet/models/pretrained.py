@@ -1,11 +1,12 @@
 """Load weight files saved by torchvision, timm (ResNet, ResNetV2, legacy SENet, CLIP),
 transformers, BiT, OpenAI's CLIP (and open_clip), MONAI, MedicalNet, the public CIFAR
-reproduction, the paper's own Caffe models, Keras or this package into a model of the zoo.
+reproduction, the paper's own Caffe models, Keras, Detectron or this package into a model of
+the zoo.
 
 No download happens here: the user points at a file (``.pth``/``.pt``/``.th``/``.bin``,
-``.safetensors``, BiT's ``.npz``, MSRA's ``.caffemodel`` or Keras's ``.h5``) or passes a
-state_dict. Files are read with
-``weights_only=True``, as safetensors or without pickles, so a weight file can never run code.
+``.safetensors``, BiT's ``.npz``, MSRA's ``.caffemodel``, Keras's ``.h5`` or Detectron's
+``.pkl``) or passes a state_dict. Files are read with ``weights_only=True``, as safetensors, or
+by an unpickler of arrays only, so a weight file can never run code.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from torch import Tensor, nn
 
 from resnet.errors import ConfigError, WeightsError
 from resnet.models.caffe_proto import read_caffemodel
+from resnet.models.detectron_names import read_detectron_pickle
 from resnet.models.hf_names import saved_weights
 from resnet.models.keras_names import KERAS_SUFFIXES, read_keras_h5
 from resnet.models.layouts import (
@@ -176,6 +178,8 @@ def _read_file(path: Path) -> Any:
             return read_caffemodel(path)
         if path.suffix in KERAS_SUFFIXES:  # keras.applications' ResNets (``keras_names.py``)
             return read_keras_h5(path)
+        if path.suffix == ".pkl":  # Detectron's ImageNet ResNets (``detectron_names.py``)
+            return read_detectron_pickle(path)
         if path.suffix == ".npz":  # Google's BiT checkpoints (``bit_names.py``)
             with np.load(path, allow_pickle=False) as arrays:
                 return {name: torch.from_numpy(arrays[name]) for name in arrays.files}
