@@ -149,3 +149,19 @@ def _v1_net(net_class) -> bytes:
     net = net_class(name="CaffeNet")
     net.layers.add(name="conv1")
     return net.SerializeToString()
+
+
+def test_a_backbone_loads_and_a_layer_of_another_net_is_refused(tmp_path):
+    blobs, layers = msra_blobs((1, 1, 1, 1), conv1_bias=False)
+    classifier = blobs.pop("fc1000")
+    write_caffemodel(tmp_path / "backbone.caffemodel", blobs, layers)
+    from resnet.models.blocks import Bottleneck
+
+    model = ResNet(Bottleneck, (1, 1, 1, 1), **MSRA)
+    report = load_weights(model, tmp_path / "backbone.caffemodel")
+    assert report.describe().endswith("it has no classifier: fc is new")
+    blobs["fc_flowers"] = [classifier[0][:5], classifier[1][:5]]
+    layers.append(("fc_flowers", "InnerProduct"))
+    write_caffemodel(tmp_path / "tuned.caffemodel", blobs, layers)
+    with pytest.raises(WeightsError, match="layers outside MSRA's ResNet .fc_flowers.; .*fc1000"):
+        read_state_dict(tmp_path / "tuned.caffemodel")

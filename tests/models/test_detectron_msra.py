@@ -81,6 +81,15 @@ def test_other_pickles_are_refused(msra, tmp_path):
         "R-50-GN.pkl": ({"blobs": group_norm}, "not its batch-norm ResNet"),
         "d2.pkl": ({"model": torchvision_d2}, "not in Detectron's ResNet names"),
         "list.pkl": ([1, 2], "without a dict of arrays"),
+        "detector.pkl": (
+            {
+                "blobs": {
+                    **arrays,
+                    "fpn_inner_res5_2_sum_w": np.zeros((256, 2048, 1, 1), np.float32),
+                }
+            },
+            r"outside Detectron's ImageNet ResNet \(fpn_inner_res5_2_sum_w\)",
+        ),
     }
     for name, (content, message) in cases.items():
         with pytest.raises(WeightsError, match=message):

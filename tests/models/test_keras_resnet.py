@@ -109,6 +109,23 @@ def test_notop_file_and_whole_saved_model_load(keras, tmp_path):
     assert all(torch.equal(saved[key], written[key]) for key in saved)
 
 
+def test_a_fine_tuned_head_is_read_as_fc(keras, tmp_path):
+    base = keras.applications.ResNet50(
+        weights=None, include_top=False, pooling="avg", input_shape=(32, 32, 3)
+    )
+    head = keras.layers.Dense(5, name="flowers")
+    _save(keras, keras.Model(base.input, head(base.output)), tmp_path / "tuned.h5")
+    model = create_model("resnet50", stride_in_1x1=True, num_classes=5)
+    assert load_weights(model, tmp_path / "tuned.h5").describe().endswith("fc included")
+    kernel = torch.from_numpy(np.asarray(head.kernel.numpy()))
+    assert torch.equal(model.fc.weight.detach(), kernel.T)
+    hidden = keras.layers.Dense(16, name="hidden")(base.output)
+    second = keras.layers.Dense(5, name="flowers")(hidden)
+    _save(keras, keras.Model(base.input, second), tmp_path / "two.h5")
+    with pytest.raises(WeightsError, match="outside keras.applications' ResNet .hidden, flowers"):
+        read_state_dict(tmp_path / "two.h5")
+
+
 def test_other_keras_files_are_refused(keras, tmp_path):
     import h5py
 

@@ -73,7 +73,7 @@ def from_msra_caffe_names(state: Mapping[str, Tensor], label: str) -> dict[str, 
     """``state`` (``LAYER.blobs.N`` keys) in our names, its input convention folded into the
     stem. ``WeightsError`` for a Caffe model not in MSRA's ResNet names."""
     blobs = _by_layer(state)
-    if "conv1" not in blobs or "fc1000" not in blobs or not any(map(_BLOCK.fullmatch, blobs)):
+    if "conv1" not in blobs or not any(map(_BLOCK.fullmatch, blobs)):
         shown = ", ".join(list(blobs)[:4])
         raise WeightsError(
             f"{label}: a Caffe model whose layers ({shown}, ...) are not MSRA's ResNet names "
@@ -82,6 +82,7 @@ def from_msra_caffe_names(state: Mapping[str, Tensor], label: str) -> dict[str, 
         )
     renamed = _batch_norm(blobs, "conv1", "bn_conv1", "scale_conv1", ("conv1", "bn1"), label)
     fold_caffe_input(renamed)
+    read = {"conv1", "bn_conv1", "scale_conv1", "fc1000"}
     for layer in blobs:
         match = _BLOCK.fullmatch(layer)
         if match is None:
@@ -93,9 +94,17 @@ def from_msra_caffe_names(state: Mapping[str, Tensor], label: str) -> dict[str, 
         suffix = f"{stage}{letter}{number}_branch{branch}"
         found = _batch_norm(blobs, layer, f"bn{suffix}", f"scale{suffix}", names, label)
         renamed.update({prefix + key: value for key, value in found.items()})
-    weight, bias = _blobs(blobs, "fc1000", 2, label)
-    renamed["fc.weight"] = weight.reshape(weight.shape[-2], weight.shape[-1])
-    renamed["fc.bias"] = bias.reshape(-1)
+        read.update({layer, f"bn{suffix}", f"scale{suffix}"})
+    unread = [layer for layer in blobs if layer not in read]
+    if unread:
+        raise WeightsError(
+            f"{label}: layers outside MSRA's ResNet ({', '.join(unread[:4])}); only conv1, "
+            "res*/bn*/scale* and fc1000 are read, so rename a fine-tuned classifier fc1000"
+        )
+    if "fc1000" in blobs:  # a file without it is a backbone
+        weight, bias = _blobs(blobs, "fc1000", 2, label)
+        renamed["fc.weight"] = weight.reshape(weight.shape[-2], weight.shape[-1])
+        renamed["fc.bias"] = bias.reshape(-1)
     return renamed
 
 

@@ -109,6 +109,7 @@ def from_detectron_names(state: Mapping[str, Tensor], label: str) -> dict[str, T
         )
     renamed = _conv_affine(state, "conv1", "res_conv1_bn", ("conv1", "bn1"), label)
     fold_caffe_input(renamed, DETECTRON_MEAN_BGR)
+    read = {"conv1_w", "conv1_b", "res_conv1_bn_s", "res_conv1_bn_b", "fc1000_w", "fc1000_b"}
     for key in state:
         match = _BLOCK.fullmatch(key)
         if match is None:
@@ -118,6 +119,13 @@ def from_detectron_names(state: Mapping[str, Tensor], label: str) -> dict[str, T
         found = _conv_affine(state, conv, f"{conv}_bn", _BRANCHES[branch], label)
         prefix = f"layer{int(stage) - 1}.{block}."
         renamed.update({prefix + name: value for name, value in found.items()})
+        read.update({key, f"{conv}_b", f"{conv}_bn_s", f"{conv}_bn_b"})
+    unread = [key for key in state if key not in read]
+    if unread:
+        raise WeightsError(
+            f"{label}: arrays outside Detectron's ImageNet ResNet ({', '.join(unread[:4])}): a "
+            "detector's heads or another network's; load the ImageNet file (R-50.pkl)"
+        )
     if "fc1000_w" in state:
         renamed["fc.weight"] = state["fc1000_w"].reshape(state["fc1000_w"].shape[0], -1)
         renamed["fc.bias"] = state["fc1000_b"]

@@ -25,6 +25,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -84,8 +85,9 @@ def from_keras_names(state: Mapping[str, Tensor], label: str) -> dict[str, Tenso
         )
     renamed = _conv_bn(state, "conv1_conv", "conv1_bn", ("conv1", "bn1"), label)
     fold_caffe_input(renamed)
-    layers = {key.split("/")[0] for key in state}
-    for layer in sorted(layers):
+    layers = list(dict.fromkeys(key.split("/")[0] for key in state))
+    read = {"conv1_conv", "conv1_bn"}
+    for layer in layers:
         match = _LAYER.fullmatch(layer)
         if match is None or match.group(4) != "conv":
             continue
@@ -94,10 +96,24 @@ def from_keras_names(state: Mapping[str, Tensor], label: str) -> dict[str, Tenso
         norm = layer.removesuffix("_conv") + "_bn"
         found = _conv_bn(state, layer, norm, _BRANCHES[branch], label)
         renamed.update({prefix + key: value for key, value in found.items()})
-    if "predictions/kernel" in state:
-        renamed["fc.weight"] = state["predictions/kernel"].T.contiguous()
-        renamed["fc.bias"] = state["predictions/bias"]
+        read.update({layer, norm})
+    head = _classifier(state, [layer for layer in layers if layer not in read], label)
+    if head is not None:
+        renamed["fc.weight"] = state[f"{head}/kernel"].T.contiguous()
+        renamed["fc.bias"] = state[f"{head}/bias"]
     return renamed
+
+
+def _classifier(state: Mapping[str, Tensor], unread: list[str], label: str) -> Optional[str]:
+    """The one Dense layer left (``predictions``, or the head a fine-tuner put on ``_notop``'s
+    pooled features), or None for a backbone; ``WeightsError`` for anything else."""
+    dense = len(unread) == 1 and state.get(f"{unread[0]}/kernel", torch.zeros(0)).dim() == 2
+    if not unread or (dense and f"{unread[0]}/bias" in state):
+        return unread[0] if unread else None
+    raise WeightsError(
+        f"{label}: layers outside keras.applications' ResNet ({', '.join(unread[:4])}); only "
+        "its own layers and one Dense classifier on the pooled features are read"
+    )
 
 
 def _conv_bn(
