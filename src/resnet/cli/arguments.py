@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable
 from typing import Optional
 
-__all__ = ["real", "count"]
+__all__ = ["real", "reals", "count"]
 
 
 def real(
@@ -40,6 +40,32 @@ def real(
         return value
 
     parse.__name__ = "real"  # argparse names the type in some messages
+    return parse
+
+
+def reals(
+    how_many: int, low: Optional[float] = None, high: Optional[float] = None, *, above: bool = False
+) -> Callable[[str], tuple[float, ...]]:
+    """An argparse ``type``: ``how_many`` comma-separated ``real(low, high, above=above)``
+    numbers in one argument (``--mean 0.5,0.5,0.5``)."""
+    one = real(low, high, above=above)
+    try:
+        one("nan")
+    except argparse.ArgumentTypeError as error:  # "expected a finite number from 0 to 1, ..."
+        wanted = str(error).split(", got")[0].removeprefix("expected ")
+
+    def parse(text: str) -> tuple[float, ...]:
+        parts = text.split(",")
+        try:
+            if len(parts) != how_many:
+                raise argparse.ArgumentTypeError(text)
+            return tuple(one(part) for part in parts)
+        except argparse.ArgumentTypeError:
+            raise argparse.ArgumentTypeError(
+                f"expected {how_many} comma-separated values, each {wanted}, got {text!r}"
+            ) from None
+
+    parse.__name__ = "real"  # the walk over real flags checks it refuses nan and inf too
     return parse
 
 

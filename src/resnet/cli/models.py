@@ -1,11 +1,11 @@
-"""``resnet models [PATTERN]`` and ``resnet summary NAME``."""
+"""``resnet models [PATTERN]``, ``resnet summary NAME`` and ``resnet import FILE``."""
 
 from __future__ import annotations
 
 import argparse
 import json
 
-from resnet.cli.arguments import count
+from resnet.cli.arguments import count, reals
 from resnet.errors import ConfigError
 
 __all__ = ["register"]
@@ -32,6 +32,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     summary.add_argument("--in-chans", type=count(1), help="input channels (default 3)")
     summary.add_argument("--num-classes", type=count(1), default=None, help="classifier outputs")
     summary.set_defaults(func=_summary)
+
+    imported = subparsers.add_parser(
+        "import",
+        help="make a weight file (torchvision, timm, Keras, Caffe...) a checkpoint that "
+        "predict, explain, eval and export take",
+    )
+    imported.add_argument("weights", help="weight file, e.g. resnet50-0676ba61.pth")
+    imported.add_argument("--model", required=True, help="model to load it into, e.g. resnet50")
+    imported.add_argument("--out", required=True, help="new folder for the checkpoint")
+    imported.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="model_kwargs=YAML",
+        help='model options, e.g. --set "model_kwargs={stride_in_1x1: true}"',
+    )
+    imported.add_argument(
+        "--class-names", default=None, help="text file, one class per line (default: ImageNet's)"
+    )
+    imported.add_argument(
+        "--image-size", type=count(8, 4096), default=None, help="input side (default: model's)"
+    )
+    imported.add_argument(
+        "--mean", type=reals(3, 0, 1), default=None, help="input mean R,G,B (ImageNet's)"
+    )
+    imported.add_argument(
+        "--std", type=reals(3, 0, 1, above=True), default=None, help="input std R,G,B (ImageNet's)"
+    )
+    imported.set_defaults(func=_import)
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -138,3 +167,37 @@ def _print_summary(model, shape: tuple[int, ...], label: str) -> None:
         print(f"{row['stage']:<8} {str(row['output_shape']):<20} {row['params']:>12,}")
     total = count_parameters(model)
     print(f"total params {total:,}   GFLOPs {count_gflops(model, shape):.3f}")
+
+
+def _import(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from resnet.cli.train import parse_overrides
+    from resnet.engine.imported import IMAGENET_MEAN, IMAGENET_STD, import_weights
+
+    overrides = parse_overrides(args.set)
+    unknown = sorted(set(overrides) - {"model_kwargs"})
+    if unknown or not isinstance(overrides.get("model_kwargs", {}), dict):
+        raise ConfigError(
+            f"resnet import --set takes model_kwargs={{...}} only, got {', '.join(args.set)}"
+        )
+    class_names = None
+    if args.class_names is not None:
+        lines = Path(args.class_names).read_text(encoding="utf-8").splitlines()
+        class_names = [line.strip() for line in lines if line.strip()]
+    path, report = import_weights(
+        args.weights,
+        args.model,
+        args.out,
+        model_kwargs=overrides.get("model_kwargs"),
+        class_names=class_names,
+        image_size=args.image_size,
+        mean=args.mean or IMAGENET_MEAN,
+        std=args.std or IMAGENET_STD,
+    )
+    print(f"{args.weights}: {report}")
+    mean = ", ".join(f"{v:g}" for v in (args.mean or IMAGENET_MEAN))
+    std = ", ".join(f"{v:g}" for v in (args.std or IMAGENET_STD))
+    print(f"checkpoint {path.parent} (inputs normalised with mean {mean}, std {std})")
+    print(f"try: resnet predict --checkpoint {path.parent} IMAGE")
+    return 0

@@ -1,0 +1,97 @@
+"""``resnet import``: a weight file becomes a checkpoint that ``predict`` labels images with.
+
+torchvision's own resnet18 (random weights, saved as torchvision's files are) is the reference:
+``predict`` on the imported checkpoint must give its probabilities on torchvision's input.
+"""
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from PIL import Image
+
+from resnet.cli import main
+from resnet.deploy.predict import predict
+from resnet.engine.checkpoint import read_checkpoint_info
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+@pytest.fixture(scope="module")
+def torchvision_file(tmp_path_factory):
+    torch.manual_seed(0)
+    reference = torchvision.models.resnet18()
+    for module in reference.modules():  # statistics as a trained net's, not 0 and 1
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.2, 0.2)
+            module.running_var.uniform_(0.5, 1.5)
+    path = tmp_path_factory.mktemp("weights") / "resnet18-f37072fd.pth"
+    torch.save(reference.state_dict(), path)
+    return path, reference.eval()
+
+
+def test_predict_on_an_imported_torchvision_file_is_torchvisions(torchvision_file, tmp_path):
+    path, reference = torchvision_file
+    out = tmp_path / "imagenet-resnet18"
+    assert main(["import", str(path), "--model", "resnet18", "--out", str(out)]) == 0
+    info = read_checkpoint_info(out)
+    categories = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.meta["categories"]
+    assert info["data_meta"]["class_names"] == categories
+    assert info["data_meta"]["image_size"] == [224, 224]
+
+    pixels = np.random.default_rng(0).integers(0, 256, (224, 224, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "photo.png")
+    [result] = predict(out, [tmp_path / "photo.png"], topk=3, device="cpu")
+    image = torch.from_numpy(pixels).permute(2, 0, 1)[None].float() / 255
+    normalised = (image - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
+    with torch.no_grad():
+        probabilities = reference(normalised).softmax(1)[0]
+    top = probabilities.topk(3)
+    assert [entry["index"] for entry in result["topk"]] == top.indices.tolist()
+    assert [entry["prob"] for entry in result["topk"]] == pytest.approx(
+        top.values.tolist(), abs=1e-5
+    )
+    assert result["label"] == categories[int(top.indices[0])]
+
+
+def test_a_classifier_of_other_classes_needs_their_names(tmp_path, capsys):
+    model = torchvision.models.resnet18(num_classes=3)
+    path = tmp_path / "flowers.pth"
+    torch.save(model.state_dict(), path)
+    assert main(["import", str(path), "--model", "resnet18", "--out", str(tmp_path / "a")]) == 2
+    assert "has 3 outputs, not ImageNet's 1,000: name them" in capsys.readouterr().err
+    names = tmp_path / "names.txt"
+    names.write_text("daisy\nrose\n")
+    flags = ["--class-names", str(names), "--out", str(tmp_path / "b")]
+    assert main(["import", str(path), "--model", "resnet18", *flags]) == 2
+    assert "2 class names for a classifier of 3 outputs" in capsys.readouterr().err
+    names.write_text("daisy\nrose\ntulip\n")
+    assert main(["import", str(path), "--model", "resnet18", *flags]) == 0
+    assert read_checkpoint_info(tmp_path / "b")["data_meta"]["class_names"] == [
+        "daisy",
+        "rose",
+        "tulip",
+    ]
+
+
+def test_what_cannot_become_a_checkpoint_is_refused(torchvision_file, tmp_path, capsys):
+    path, _ = torchvision_file
+    backbone = tmp_path / "backbone.pth"
+    torch.save({k: v for k, v in torch.load(path).items() if not k.startswith("fc.")}, backbone)
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "keep.txt").write_text("mine")
+    cases = [
+        ([str(backbone), "--out", str(tmp_path / "c")], "holds no classifier (fc)"),
+        ([str(path), "--out", str(tmp_path / "full")], "exists and is not an empty folder"),
+        ([str(path), "--out", str(tmp_path / "d"), "--set", "lr=0.1"], "model_kwargs={...} only"),
+        (
+            [str(path), "--out", str(tmp_path / "e"), "--set", "model_kwargs={num_classes: 10}"],
+            "num_classes=10, but the file's classifier has 1000 outputs",
+        ),
+    ]
+    for flags, message in cases:
+        assert main(["import", "--model", "resnet18", *flags]) == 2
+        assert message in capsys.readouterr().err
+    assert (tmp_path / "full" / "keep.txt").read_text() == "mine"
+    assert not any((tmp_path / name).exists() for name in "cde")
