@@ -95,3 +95,49 @@ def test_what_cannot_become_a_checkpoint_is_refused(torchvision_file, tmp_path, 
         assert message in capsys.readouterr().err
     assert (tmp_path / "full" / "keep.txt").read_text() == "mine"
     assert not any((tmp_path / name).exists() for name in "cde")
+
+
+def test_a_hub_folders_configs_set_what_was_not_given(tmp_path):
+    """timm's save_for_hf folder (pretrained_cfg) and a transformers folder (id2label,
+    preprocessor_config.json) say how their nets were fed; explicit values still win."""
+    import json
+
+    import timm
+    from timm.models._hub import save_for_hf  # timm's own writer of hub folders
+
+    from resnet.engine.imported import import_weights
+
+    timm_net = timm.create_model("resnet18", num_classes=3)
+    timm_net.pretrained_cfg = {
+        **timm_net.pretrained_cfg,
+        "mean": (0.5, 0.5, 0.5),
+        "std": (0.5, 0.5, 0.5),
+        "input_size": (3, 160, 160),
+    }
+    labels = {"label_names": ["cat", "dog", "fox"]}  # written as config.json's label_names
+    save_for_hf(timm_net, str(tmp_path / "timm"), model_config=labels, safe_serialization=True)
+    imported = import_weights(tmp_path / "timm", "resnet18", tmp_path / "a", std=(0.2, 0.2, 0.2))
+    meta = imported.meta
+    assert (meta.mean, meta.std, meta.image_size) == ((0.5,) * 3, (0.2,) * 3, (160, 160))
+    assert meta.class_names == ["cat", "dog", "fox"]
+    assert imported.from_hub == ["class_names", "image_size", "mean"]
+
+    from transformers import ResNetConfig, ResNetForImageClassification
+
+    labels = {"0": "tench, Tinca tinca", "1": "goldfish, Carassius auratus"}
+    config = ResNetConfig(layer_type="basic", depths=[2, 2, 2, 2], hidden_sizes=[64, 128, 256, 512])
+    config.id2label, config.label2id = labels, {v: int(k) for k, v in labels.items()}
+    ResNetForImageClassification(config).save_pretrained(tmp_path / "hf")
+    processor = {  # microsoft/resnet-50's preprocessor_config.json, its fields and layout
+        "crop_pct": 0.875,
+        "do_normalize": True,
+        "do_resize": True,
+        "image_mean": [0.485, 0.456, 0.406],
+        "image_processor_type": "ConvNextImageProcessor",
+        "image_std": [0.229, 0.224, 0.225],
+        "resample": 3,
+        "size": {"shortest_edge": 192},
+    }
+    (tmp_path / "hf" / "preprocessor_config.json").write_text(json.dumps(processor))
+    meta = import_weights(tmp_path / "hf", "resnet18", tmp_path / "b").meta
+    assert meta.class_names == list(labels.values()) and meta.image_size == (192, 192)

@@ -173,7 +173,7 @@ def _import(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from resnet.cli.train import parse_overrides
-    from resnet.engine.imported import IMAGENET_MEAN, IMAGENET_STD, import_weights
+    from resnet.engine.imported import import_weights
 
     overrides = parse_overrides(args.set)
     unknown = sorted(set(overrides) - {"model_kwargs"})
@@ -185,19 +185,23 @@ def _import(args: argparse.Namespace) -> int:
     if args.class_names is not None:
         lines = Path(args.class_names).read_text(encoding="utf-8").splitlines()
         class_names = [line.strip() for line in lines if line.strip()]
-    path, report = import_weights(
+    imported = import_weights(
         args.weights,
         args.model,
         args.out,
         model_kwargs=overrides.get("model_kwargs"),
         class_names=class_names,
         image_size=args.image_size,
-        mean=args.mean or IMAGENET_MEAN,
-        std=args.std or IMAGENET_STD,
+        mean=args.mean,
+        std=args.std,
     )
-    print(f"{args.weights}: {report}")
-    mean = ", ".join(f"{v:g}" for v in (args.mean or IMAGENET_MEAN))
-    std = ", ".join(f"{v:g}" for v in (args.std or IMAGENET_STD))
-    print(f"checkpoint {path.parent} (inputs normalised with mean {mean}, std {std})")
-    print(f"try: resnet predict --checkpoint {path.parent} IMAGE")
+    meta = imported.meta
+    print(f"{args.weights}: {imported.report}")
+    hub = f" (from its hub folder: {', '.join(imported.from_hub)})" if imported.from_hub else ""
+    print(
+        f"checkpoint {imported.path.parent}: {meta.num_classes} classes, {meta.image_size[0]}px "
+        f"inputs normalised with mean {', '.join(f'{v:g}' for v in meta.mean)}, std "
+        f"{', '.join(f'{v:g}' for v in meta.std)}{hub}"
+    )
+    print(f"try: resnet predict --checkpoint {imported.path.parent} IMAGE")
     return 0

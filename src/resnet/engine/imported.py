@@ -3,15 +3,17 @@ and ``export`` take: the ImageNet classifiers of torchvision, timm, Keras, Caffe
 label images with their own 1,000 classes, without a training run.
 
 A checkpoint also says how images become input (``DatasetMeta``: size, mean, std, class names),
-which no weight file holds: the defaults are ImageNet's as torchvision's weights take it (the
-Caffe, Keras and Detectron files are converted to that convention on load), and each can be set
-for weights trained otherwise (BiT's and many timm nets' mean and std are 0.5).
+which a weight file does not hold. Each comes from the caller, else from the hub folder the file
+was downloaded in (timm's ``config.json`` ``pretrained_cfg``; transformers' ``id2label`` and
+``preprocessor_config.json``), else ImageNet's as torchvision's weights take it (the Caffe,
+Keras and Detectron files are converted to that convention on load).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -21,7 +23,18 @@ from resnet.errors import ConfigError, WeightsError
 from resnet.models.caffe_names import TORCHVISION_MEAN as IMAGENET_MEAN
 from resnet.models.caffe_names import TORCHVISION_STD as IMAGENET_STD
 
-__all__ = ["import_weights", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["import_weights", "hub_inputs", "Imported", "IMAGENET_MEAN", "IMAGENET_STD"]
+
+
+@dataclass
+class Imported:
+    """What ``import_weights`` wrote: the checkpoint, the load report, and its ``DatasetMeta``
+    with the names of the settings the hub folder's configs gave."""
+
+    path: Path
+    report: str
+    meta: DatasetMeta
+    from_hub: list[str]
 
 
 def import_weights(
@@ -32,14 +45,15 @@ def import_weights(
     model_kwargs: Optional[dict[str, Any]] = None,
     class_names: Optional[Sequence[str]] = None,
     image_size: Optional[int] = None,
-    mean: Sequence[float] = IMAGENET_MEAN,
-    std: Sequence[float] = IMAGENET_STD,
-) -> tuple[Path, str]:
+    mean: Optional[Sequence[float]] = None,
+    std: Optional[Sequence[float]] = None,
+) -> Imported:
     """Load ``source`` into ``model_name`` (``resnet.load_weights``) and write ``out_dir`` as a
-    run folder holding that checkpoint (``best``). Returns its path and the load report.
+    run folder holding that checkpoint (``best``).
 
     The file must hold its classifier: its outputs are the classes, named by ``class_names``
-    (default: ImageNet's 1,000, as torchvision lists them, for a 1,000-way classifier).
+    (else its hub folder's labels, else ImageNet's 1,000 as torchvision lists them, for a
+    1,000-way classifier).
     """
     import torch
 
@@ -63,23 +77,65 @@ def import_weights(
             f"{source}: loads into {model_name} without its classifier, so it names no classes; "
             "fine-tune it instead: resnet train --pretrained FILE"
         )
-    names = _class_names(class_names, num_classes)
-    size = image_size or model_entry(model_name).default_input_size
-    channels = int(kwargs.get("in_chans", 3))
+    given = {"class_names": class_names, "image_size": image_size, "mean": mean, "std": std}
+    hub = {k: v for k, v in hub_inputs(source).items() if given[k] is None}
+    settings = {**hub, **{k: v for k, v in given.items() if v is not None}}
     meta = DatasetMeta(
         name=f"imported:{Path(source).name}",
-        class_names=names,
-        channels=channels,
-        image_size=(size, size),
-        mean=tuple(mean),
-        std=tuple(std),
+        class_names=_class_names(settings.get("class_names"), num_classes),
+        channels=int(kwargs.get("in_chans", 3)),
+        image_size=(settings.get("image_size") or model_entry(model_name).default_input_size,) * 2,
+        mean=tuple(settings.get("mean", IMAGENET_MEAN)),
+        std=tuple(settings.get("std", IMAGENET_STD)),
     )
     out.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
         path = save_checkpoint(
             out / "best", model.eval(), data_meta=meta, epoch=0, step=0, metrics={}
         )
-    return path, report.describe()
+    return Imported(path, report.describe(), meta, sorted(hub))
+
+
+def hub_inputs(source: str | os.PathLike) -> dict[str, Any]:
+    """What the hub folder holding ``source`` says of its inputs and classes (any of
+    ``class_names``, ``image_size``, ``mean``, ``std``): timm's ``config.json``
+    (``pretrained_cfg``), transformers' (``id2label``) and ``preprocessor_config.json``."""
+    path = Path(source)
+    folder = path if path.is_dir() else path.parent
+    found: dict[str, Any] = {}
+    config = _json_object(folder / "config.json")
+    timm = config.get("pretrained_cfg") or {}
+    for key in ("mean", "std"):
+        if isinstance(timm.get(key), list):
+            found[key] = timm[key]
+    if isinstance(timm.get("input_size"), list):
+        found["image_size"] = int(timm["input_size"][-1])
+    labels = timm.get("label_names") or config.get("label_names")
+    id2label = config.get("id2label") or {}
+    if not labels and id2label and not str(id2label.get("0", "LABEL_0")).startswith("LABEL_"):
+        labels = [id2label[str(i)] for i in range(len(id2label)) if str(i) in id2label]
+    if labels:
+        found["class_names"] = list(labels)
+    preprocessor = _json_object(folder / "preprocessor_config.json")
+    for key, ours in (("image_mean", "mean"), ("image_std", "std")):
+        if isinstance(preprocessor.get(key), list):
+            found[ours] = preprocessor[key]
+    # The side transformers' processor feeds the net: its crop, else its resize's short side.
+    for key in ("crop_size", "size"):
+        side = preprocessor.get(key)
+        if isinstance(side, dict):
+            side = side.get("height", side.get("shortest_edge"))
+        if isinstance(side, int):
+            found["image_size"] = side
+            break
+    return found
+
+
+def _json_object(path: Path) -> dict:
+    from resnet.models.hf_names import read_config_json
+
+    content = read_config_json(path) if path.is_file() else None
+    return content if isinstance(content, dict) else {}
 
 
 def _classifier_outputs(source: str | os.PathLike) -> int:
