@@ -65,42 +65,47 @@ class Assumption:
     what: str  # the file's kind and the model it loads into, for the message
 
 
+# Files whose format promises a layout: anything else in them is refused, by what it holds.
+_PROMISED = {
+    ".npz": (
+        is_bit_npz,
+        "an .npz without BiT's resnet/root_block",
+        "weights come as .pth, .safetensors, BiT's .npz, Caffe's .caffemodel, Keras's .h5 or "
+        "Detectron's .pkl, and an .npz of images is a --dataset",
+    ),
+    ".pkl": (
+        is_detectron_resnet,
+        "a pickle whose arrays are not in Detectron's ResNet names",
+        "expected conv1_w, res_conv1_bn_s, res2_0_branch2a_w, ...",
+    ),
+    **{
+        suffix: (
+            is_keras_resnet,
+            "a Keras file whose layers are not keras.applications' ResNet50/101/152's",
+            "expected conv1_conv, conv2_block1_1_conv, ...",
+        )
+        for suffix in KERAS_SUFFIXES
+    },
+}
+
+
 def from_other_layout(
     state: dict[str, Tensor], path: Optional[Path], label: str
 ) -> tuple[dict[str, Tensor], list[Assumption]]:
     """``state`` in our names (unchanged if in none of the known layouts) and its assumptions."""
-    if path is not None and path.suffix == ".npz" and not is_bit_npz(state):
+    promised = _PROMISED.get(path.suffix) if path is not None else None
+    if promised is not None and not promised[0](state):
         raise WeightsError(
-            f"{label}: an .npz without BiT's resnet/root_block (its arrays: "
-            f"{', '.join(list(state)[:4])}); weights come as .pth, .safetensors, BiT's .npz or "
-            "Caffe's .caffemodel, and an .npz of images is a --dataset"
+            f"{label}: {promised[1]} (its first: {', '.join(list(state)[:3])}); {promised[2]}"
         )
     if is_caffe_blobs(state):
         return from_msra_caffe_names(state, label), _caffe(caffe_strides_first_1x1(state))
     if is_keras_resnet(state):
-        keras = (
-            "Keras's ResNet50/101/152 (keras.applications: the paper's v1; load it into "
-            "resnet50/101/152 built with stride_in_1x1=True, e.g. --set "
-            '"model_kwargs={stride_in_1x1: true}")'
-        )
-        return from_keras_names(state, label), [Assumption("stride_in_1x1", True, keras)]
+        keras = "Keras's ResNet50/101/152 (keras.applications: the paper's v1"
+        return from_keras_names(state, label), _paper_v1(keras)
     if is_detectron_resnet(state):
-        detectron = (
-            "Detectron's ImageNet ResNet (MSRA's R-50.pkl/R-101.pkl, detectron2's STRIDE_IN_1X1: "
-            "load it into resnet50/101 built with stride_in_1x1=True, e.g. --set "
-            '"model_kwargs={stride_in_1x1: true}")'
-        )
-        return from_detectron_names(state, label), [Assumption("stride_in_1x1", True, detectron)]
-    if path is not None and path.suffix == ".pkl":
-        raise WeightsError(
-            f"{label}: a pickle whose arrays ({', '.join(list(state)[:3])}, ...) are not in "
-            "Detectron's ResNet names (conv1_w, res_conv1_bn_s, res2_0_branch2a_w, ...)"
-        )
-    if path is not None and path.suffix in KERAS_SUFFIXES:
-        raise WeightsError(
-            f"{label}: a Keras file whose layers ({', '.join(list(state)[:3])}, ...) are not "
-            "keras.applications' ResNet50/101/152's (conv1_conv, conv2_block1_1_conv, ...)"
-        )
+        detectron = "Detectron's ImageNet ResNet (MSRA's R-50.pkl, detectron2's STRIDE_IN_1X1"
+        return from_detectron_names(state, label), _paper_v1(detectron)
     if is_bit_npz(state):
         bit = "a BiT checkpoint (BiT-M-R50x1.npz: load it into the bit_resnet of its size)"
         return from_bit_npz_names(state), [Assumption("weight_standardization", True, bit)]
@@ -133,6 +138,14 @@ def input_conversion(state: dict[str, Tensor]) -> str:
     torchvision's (``caffe_names``, ``keras_names``, ``detectron_names``)."""
     caffe_input = is_caffe_blobs(state) or is_keras_resnet(state) or is_detectron_resnet(state)
     return INPUT_NOTE if caffe_input else ""
+
+
+def _paper_v1(kind: str) -> list[Assumption]:
+    what = (
+        f"{kind}; load it into resnet50/101/152 built with stride_in_1x1=True, e.g. --set "
+        '"model_kwargs={stride_in_1x1: true}")'
+    )
+    return [Assumption("stride_in_1x1", True, what)]
 
 
 def _caffe(bottlenecks: bool) -> list[Assumption]:
