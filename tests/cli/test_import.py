@@ -141,3 +141,17 @@ def test_a_hub_folders_configs_set_what_was_not_given(tmp_path):
     (tmp_path / "hf" / "preprocessor_config.json").write_text(json.dumps(processor))
     meta = import_weights(tmp_path / "hf", "resnet18", tmp_path / "b").meta
     assert meta.class_names == list(labels.values()) and meta.image_size == (192, 192)
+
+
+def test_a_bit_file_defaults_to_bits_input(tmp_path):
+    """BiT's nets take [-1, 1] (mean and std 0.5), whatever folder the file came in."""
+    import timm
+
+    from resnet.engine.imported import import_weights
+
+    path = tmp_path / "bit.pth"
+    torch.save(timm.create_model("resnetv2_50x1_bit").state_dict(), path)
+    meta = import_weights(path, "bit_resnet50x1", tmp_path / "bit").meta
+    assert (meta.mean, meta.std) == ((0.5,) * 3, (0.5,) * 3)
+    meta = import_weights(path, "bit_resnet50x1", tmp_path / "given", mean=(0.4, 0.4, 0.4)).meta
+    assert (meta.mean, meta.std) == ((0.4,) * 3, (0.5,) * 3)

@@ -79,7 +79,8 @@ def import_weights(
         )
     given = {"class_names": class_names, "image_size": image_size, "mean": mean, "std": std}
     hub = {k: v for k, v in hub_inputs(source).items() if given[k] is None}
-    settings = {**hub, **{k: v for k, v in given.items() if v is not None}}
+    explicit = {k: v for k, v in given.items() if v is not None}
+    settings = {**_known_inputs(model), **hub, **explicit}
     meta = DatasetMeta(
         name=f"imported:{Path(source).name}",
         class_names=_class_names(settings.get("class_names"), num_classes),
@@ -129,6 +130,14 @@ def hub_inputs(source: str | os.PathLike) -> dict[str, Any]:
             found["image_size"] = side
             break
     return found
+
+
+def _known_inputs(model: Any) -> dict[str, Any]:
+    """What a family's files always assume of their input, whatever folder they came in: BiT's
+    (Google's .npz, timm's resnetv2_*_bit) take [-1, 1], i.e. mean and std 0.5."""
+    if getattr(model, "weight_standardization", False):
+        return {"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}
+    return {}
 
 
 def _json_object(path: Path) -> dict:
