@@ -71,18 +71,33 @@ def test_timms_current_seresnet_refuses_a_legacy_file():
         load_weights(v15, state)
 
 
-@pytest.mark.parametrize(
-    ("name", "words"),
-    [("legacy_senet154", "SENet-154"), ("legacy_seresnet18", "a ReLU before SE")],
-)
-def test_senets_no_model_here_builds_are_refused_by_name(name, words):
-    state = timm_state_on_meta(name)
-    with pytest.raises(WeightsError, match=words):
+def test_senet154_which_no_model_here_builds_is_refused_by_name():
+    state = timm_state_on_meta("legacy_senet154")
+    with pytest.raises(WeightsError, match="SENet-154"):
         load_weights(create_model("legacy_seresnet50"), state)
+
+
+def test_legacy_se_resnet18_activates_before_se_and_squeezes_unrounded():
+    """Its file fits a net that activates after SE only where the SE widths agree; the
+    activation's place is checked, and the 4-channel squeeze of 64 is SENet's, not timm's 8."""
+    state = timm_reference("legacy_seresnet18").state_dict()
+    assert state["layer1.0.se_module.fc1.weight"].shape[0] == 4
+    after = create_model("legacy_seresnet18", relu_before_attn=False)
+    with pytest.raises(WeightsError, match="relu_before_attn=True and legacy_seresnet18 has False"):
+        load_weights(after, state)
+    with pytest.raises(WeightsError, match=r"se.fc1.weight \(4, 64, 1, 1\) vs \(8, 64, 1, 1\)"):
+        load_weights(create_model("seresnet18", relu_before_attn=True, stem_pool="max_ceil"), state)
+    reference = timm_reference("legacy_seresnet18")
+    after.load_state_dict(_ours_from(reference), strict=True)  # past the refusal
+    assert relative_difference(after.eval(), reference, 65) > 1e-3
 
 
 def test_the_options_refuse_what_they_cannot_build():
     with pytest.raises(ConfigError, match="not to BasicBlock"):
         create_model("resnet18", stride_in_1x1=True)
+    with pytest.raises(ConfigError, match="relu_before_attn applies to basic blocks with"):
+        create_model("resnet18", relu_before_attn=True)
+    with pytest.raises(ConfigError, match="not to Bottleneck"):
+        create_model("seresnet50", relu_before_attn=True)
     with pytest.raises(ConfigError, match="stem_pool must be one of"):
         create_model("legacy_seresnet50", stem_pool="ceil")

@@ -19,7 +19,8 @@ from resnet.models.layers import conv_nd
 
 __all__ = ["SqueezeExcite", "EfficientChannelAttention", "ATTENTION_LAYERS", "attention_layer"]
 
-ATTENTION_LAYERS = ("se", "eca")
+# "se_legacy": SENet's own sizing (Hu et al.'s nets, timm's legacy_se*): channels // 16, unrounded.
+ATTENTION_LAYERS = ("se", "eca", "se_legacy")
 
 
 def _round_to_eight(value: float) -> int:
@@ -34,9 +35,17 @@ class SqueezeExcite(nn.Module):
     (1x1 convs, ``channels * ratio`` wide) and a sigmoid give one gate per channel.
     """
 
-    def __init__(self, channels: int, ratio: float = 1 / 16, *, spatial_dims: int = 2) -> None:
+    def __init__(
+        self,
+        channels: int,
+        ratio: float = 1 / 16,
+        *,
+        spatial_dims: int = 2,
+        round_to_eight: bool = True,
+    ) -> None:
         super().__init__()
-        hidden = _round_to_eight(channels * ratio)
+        # SENet's own nets squeeze to channels // 16 (4 for 64), timm's current ones round to 8.
+        hidden = _round_to_eight(channels * ratio) if round_to_eight else int(channels * ratio)
         conv = conv_nd(spatial_dims)
         self.fc1 = conv(channels, hidden, 1)
         self.relu = nn.ReLU(inplace=True)
@@ -86,5 +95,8 @@ def attention_layer(
         raise ConfigError(f"attn_layer must be one of {', '.join(ATTENTION_LAYERS)}, got {name!r}")
     if ratio is not None and not 0 < ratio <= 1:
         raise ConfigError(f"attn_ratio must be in (0, 1], got {ratio}")
+    ratio = 1 / 16 if ratio is None else ratio
+    if name == "se_legacy":
+        return partial(SqueezeExcite, ratio=ratio, spatial_dims=spatial_dims, round_to_eight=False)
     layer = SqueezeExcite if name == "se" else EfficientChannelAttention
-    return partial(layer, ratio=1 / 16 if ratio is None else ratio, spatial_dims=spatial_dims)
+    return partial(layer, ratio=ratio, spatial_dims=spatial_dims)

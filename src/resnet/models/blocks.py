@@ -110,6 +110,7 @@ class BasicBlock(nn.Module):
         attn_layer: Optional[AttentionLayer] = None,
         act_layer: str = "relu",
         anti_alias: Optional[str] = None,
+        relu_before_attn: bool = False,
     ) -> None:
         super().__init__()
         if groups != 1 or base_width != 64:
@@ -128,6 +129,8 @@ class BasicBlock(nn.Module):
         self.bn2 = norm_layer(planes)
         # Channel attention (SE, ECA) rescales the branch before the addition, as in timm.
         self.se = attn_layer(planes) if attn_layer is not None else nn.Identity()
+        # SENet's own SE-ResNet-18/34 (timm's legacy_seresnet18/34) activate before SE too.
+        self.relu_before_attn = relu_before_attn
         self.downsample = downsample if residual else None
         self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
         self.residual = residual
@@ -143,6 +146,8 @@ class BasicBlock(nn.Module):
 
         out = self.conv2(out)
         out = self.bn2(out)
+        if self.relu_before_attn:
+            out = self.relu(out)
         out = self.se(out)
 
         if self.residual:

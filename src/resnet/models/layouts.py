@@ -34,7 +34,12 @@ from resnet.models.hf_names import (
     is_transformers_resnet,
 )
 from resnet.models.keras_names import KERAS_SUFFIXES, from_keras_names, is_keras_resnet
-from resnet.models.senet_names import from_senet_names, is_senet_legacy, strides_first_1x1
+from resnet.models.senet_names import (
+    from_senet_names,
+    has_basic_blocks,
+    is_senet_legacy,
+    strides_first_1x1,
+)
 from resnet.models.timm_config import anti_alias_of, timm_architecture
 from resnet.models.timm_v2_names import (
     from_timm_resnetv2_names,
@@ -53,7 +58,12 @@ __all__ = [
 # The value of each option in a model that does not have the attribute (not a ResNet).
 # Only options that change what the weights compute everywhere: a stem pool of another kind
 # (stem_pool="none" for small images, Caffe's ceil-mode pool) is a fine-tuner's legitimate choice.
-_DEFAULTS = {"weight_standardization": False, "stride_in_1x1": False, "anti_alias": None}
+_DEFAULTS = {
+    "weight_standardization": False,
+    "stride_in_1x1": False,
+    "anti_alias": None,
+    "relu_before_attn": False,
+}
 
 
 @dataclass(frozen=True)
@@ -117,9 +127,9 @@ def from_other_layout(
         return from_timm_resnetv2_names(state, label), [_timm_v2(standardizes_weights(state))]
     if is_senet_legacy(state):
         senet = "a file of SENet's own nets (timm's legacy_se*: load it into the legacy_se* model)"
-        stride_in_1x1 = strides_first_1x1(state)
         renamed = from_senet_names(state, label)
-        return renamed, [Assumption("stride_in_1x1", stride_in_1x1, senet)]
+        found = [Assumption("stride_in_1x1", strides_first_1x1(state), senet)]
+        return renamed, [*found, Assumption("relu_before_attn", has_basic_blocks(state), senet)]
     clip = "a CLIP ResNet (load it into the resnet*_clip model of its size: RN50 -> resnet50_clip)"
     if is_openai_clip(state):
         return from_openai_clip_names(state, label), [Assumption("anti_alias", "avg", clip)]

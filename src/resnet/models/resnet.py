@@ -78,7 +78,8 @@ class ResNet(nn.Module):
         shortcut_pad: where option A puts its zero channels, ``"both"`` sides or ``"after"``.
         downsample: option B's projection, ``"conv"`` (strided 1x1) or ``"avg"`` (pool, 1x1).
         bias_downsample: give the projection conv a bias (MONAI's default for its 3D nets).
-        attn_layer, attn_ratio: channel attention in every block, ``"se"`` or ``"eca"`` (None:
+        attn_layer, attn_ratio: channel attention in every block, ``"se"``, ``"se_legacy"``
+            (SENet's own sizing) or ``"eca"`` (None:
             none), and SE's squeeze ratio (1/16 by default).
         residual: add the shortcut (a ResNet) or not (the plain network of the same depth).
         zero_init_residual: start each residual branch's last BN at zero, so every block starts
@@ -94,6 +95,8 @@ class ResNet(nn.Module):
         anti_alias: ``"avg"`` or ``"blur"``: each block's strided convolution runs at stride 1
             and a low-pass filter subsamples after it (``blur_pool.py``, arXiv 1904.11486);
             None: none. The stem pool is ``stem_pool``'s to set (``"avg"``, ``"max_blur"``).
+        relu_before_attn: basic blocks activate their second conv before the attention, as
+            SENet's own SE-ResNet-18/34 (timm's ``legacy_seresnet18/34``) do.
         global_pool: ``"avg"`` (the paper's) or ``"attention"``: CLIP's attention pooling
             (``attention_pool.py``), whose output projection is ``fc``; ``attention_grid`` is
             the side of the map its positions were learned on (7: a 224 input).
@@ -131,6 +134,7 @@ class ResNet(nn.Module):
         weight_standardization: bool = False,
         stride_in_1x1: bool = False,
         anti_alias: Optional[str] = None,
+        relu_before_attn: bool = False,
         global_pool: str = "avg",
         attention_grid: int = 7,
     ) -> None:
@@ -149,6 +153,12 @@ class ResNet(nn.Module):
                 f"not to {block.__name__}: drop the option"
             )
         self.stride_in_1x1 = stride_in_1x1 is True
+        if relu_before_attn is True and (block is not BasicBlock or attn_layer is None):
+            raise ConfigError(
+                "relu_before_attn applies to basic blocks with channel attention (SENet's "
+                f"SE-ResNet-18/34), not to {block.__name__} with attn_layer={attn_layer!r}"
+            )
+        self.relu_before_attn = relu_before_attn is True
         self.anti_alias = _check_anti_alias(anti_alias, block, self.stride_in_1x1)
         self.spatial_dims = spatial_dims
         self.in_chans = in_chans
@@ -263,6 +273,8 @@ class ResNet(nn.Module):
         options: dict[str, Any] = {"stride_in_1x1": True} if self.stride_in_1x1 else {}
         if self.anti_alias is not None:
             options["anti_alias"] = self.anti_alias
+        if self.relu_before_attn:
+            options["relu_before_attn"] = True
         if self._attn_layer is not None:
             options["attn_layer"] = self._attn_layer
         layers = []

@@ -72,12 +72,15 @@ ATTENTION_VARIANTS: dict[str, tuple[BlockType, tuple[int, ...], dict[str, Any], 
 }
 
 # SENet's own nets (Hu et al.'s Caffe models, via Cadene's pretrainedmodels; timm's legacy_se*):
-# Caffe's stem pool and SE-ResNet bottlenecks strided on the first 1x1 (their SE squeezes 256 to
-# 2048 channels by 16: timm's rounding to 8 changes none of those widths). timm's
-# legacy_seresnet18/34 put a ReLU before SE, which no block here does (senet_names refuses them).
-_LEGACY = {**_SE, "stem_pool": "max_ceil"}
+# Caffe's stem pool, SE squeezing by 16 unrounded (64 channels to 4, where timm's current SE
+# rounds to 8), SE-ResNet bottlenecks strided on the first 1x1, and timm's legacy
+# SE-ResNet-18/34 activating before SE.
+_LEGACY = {"attn_layer": "se_legacy", "stem_pool": "max_ceil"}
 _LEGACY_V1 = {**_LEGACY, "stride_in_1x1": True}
+_LEGACY_BASIC = {**_LEGACY, "relu_before_attn": True}
 LEGACY_SE_VARIANTS: dict[str, tuple[BlockType, tuple[int, ...], dict[str, Any], str]] = {
+    "legacy_seresnet18": (_B, (2, 2, 2, 2), _LEGACY_BASIC, "SENet's SE-ResNet-18 (timm's)"),
+    "legacy_seresnet34": (_B, (3, 4, 6, 3), _LEGACY_BASIC, "SENet's SE-ResNet-34 (timm's)"),
     "legacy_seresnet50": (_BN, (3, 4, 6, 3), _LEGACY_V1, "SENet's SE-ResNet-50"),
     "legacy_seresnet101": (_BN, (3, 4, 23, 3), _LEGACY_V1, "SENet's SE-ResNet-101"),
     "legacy_seresnet152": (_BN, (3, 8, 36, 3), _LEGACY_V1, "SENet's SE-ResNet-152"),

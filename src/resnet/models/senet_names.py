@@ -10,8 +10,8 @@ The networks differ from timm's SE-ResNets in what names cannot show, which the 
 ``legacy_se*`` models (``senet.LEGACY_SE_VARIANTS``) build: the stem pools as Caffe did (3x3/2,
 no padding, the last window cut short: ``stem_pool="max_ceil"``), and the SE-ResNet bottlenecks
 stride their first 1x1 conv (``stride_in_1x1``; the SE-ResNeXt ones stride the grouped 3x3).
-SENet-154's stem and blocks are built otherwise again, and timm's legacy SE-ResNet-18/34 put a
-ReLU before SE: no model here has them, and their files are refused by name.
+timm's legacy SE-ResNet-18/34 activate before SE (``relu_before_attn``). SENet-154's stem and
+blocks are built otherwise again: no model here has it, and its files are refused by name.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from torch import Tensor
 
 from resnet.errors import WeightsError
 
-__all__ = ["is_senet_legacy", "strides_first_1x1", "from_senet_names"]
+__all__ = ["is_senet_legacy", "strides_first_1x1", "has_basic_blocks", "from_senet_names"]
 
 _RENAMES = (("layer0.", ""), ("last_linear.", "fc."))
 
@@ -32,11 +32,17 @@ def is_senet_legacy(state: Mapping[str, Tensor]) -> bool:
     return "layer0.conv1.weight" in state and any(".se_module." in key for key in state)
 
 
+def has_basic_blocks(state: Mapping[str, Tensor]) -> bool:
+    """Whether it is SE-ResNet-18/34 (timm's legacy_seresnet18/34): no third conv."""
+    return "layer1.0.conv3.weight" not in state
+
+
 def strides_first_1x1(state: Mapping[str, Tensor]) -> bool:
     """Whether its bottlenecks stride the first 1x1: SE-ResNet-50/101/152's do, SE-ResNeXt's
-    (a grouped 3x3) do not."""
+    (a grouped 3x3) do not; basic blocks have no 1x1."""
     conv2 = state.get("layer1.0.conv2.weight")
-    return conv2 is not None and conv2.shape[1] == conv2.shape[0]  # grouped: a slice of input
+    grouped = conv2 is None or conv2.shape[1] != conv2.shape[0]  # grouped: a slice of input
+    return not grouped and not has_basic_blocks(state)
 
 
 def from_senet_names(state: Mapping[str, Tensor], label: str) -> dict[str, Tensor]:
@@ -45,11 +51,6 @@ def from_senet_names(state: Mapping[str, Tensor], label: str) -> dict[str, Tenso
         raise WeightsError(
             f"{label}: SENet-154 (a three-conv stem, 3x3 projection shortcuts and wider "
             "bottlenecks); no model of this zoo builds it: use legacy_seresnext101_32x4d's file"
-        )
-    if "layer1.0.conv3.weight" not in state:
-        raise WeightsError(
-            f"{label}: timm's legacy_seresnet18/34, whose basic blocks apply a ReLU before SE, "
-            "which no block of this zoo does: use seresnet18/34's files (timm's current SE nets)"
         )
     renamed = {}
     for key, value in state.items():
