@@ -1,4 +1,5 @@
-"""``resnet models [PATTERN]``, ``resnet summary NAME`` and ``resnet import FILE``."""
+"""``resnet models [PATTERN]``, ``resnet summary NAME``, ``resnet inspect FILE`` and
+``resnet import FILE``."""
 
 from __future__ import annotations
 
@@ -32,6 +33,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     summary.add_argument("--in-chans", type=count(1), help="input channels (default 3)")
     summary.add_argument("--num-classes", type=count(1), default=None, help="classifier outputs")
     summary.set_defaults(func=_summary)
+
+    inspect = subparsers.add_parser(
+        "inspect", help="what a weight file holds, and the models (and options) it loads into"
+    )
+    inspect.add_argument("weights", help="weight file or hub folder")
+    inspect.add_argument("--models", default="*", help="shell-style filter of the models tried")
+    inspect.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    inspect.set_defaults(func=_inspect)
 
     imported = subparsers.add_parser(
         "import",
@@ -167,6 +176,36 @@ def _print_summary(model, shape: tuple[int, ...], label: str) -> None:
         print(f"{row['stage']:<8} {str(row['output_shape']):<20} {row['params']:>12,}")
     total = count_parameters(model)
     print(f"total params {total:,}   GFLOPs {count_gflops(model, shape):.3f}")
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from resnet.engine.checkpoint import checkpoint_assumptions
+    from resnet.models.identify import inspect_weights
+
+    known = checkpoint_assumptions(args.weights)  # a run checkpoint's .json says how it was built
+    report = inspect_weights(args.weights, args.models, known)
+    if args.json:
+        print(json.dumps(asdict(report), indent=2))
+        return 0
+    classifier = f"a {report.classes}-class classifier" if report.classes else "no classifier"
+    print(
+        f"{args.weights}: {report.tensors} tensors, {report.values / 1e6:.3f} M values, "
+        f"{classifier}"
+    )
+    if report.kind:
+        print(f"  {report.kind}")
+    if report.converted:
+        print(f"  {report.converted}")
+    if not report.fits:
+        print(f"  loads into no model matching {args.models!r} as it is")
+        return 0
+    first = next(iter(report.fits))
+    options = f" {report.command_options(first)}" if report.fits[first] else ""
+    print(f"  loads into: {', '.join(report.fits)}")
+    print(f"  e.g. resnet train --model {first} --pretrained {args.weights}{options}")
+    return 0
 
 
 def _import(args: argparse.Namespace) -> int:

@@ -150,17 +150,15 @@ def _json_object(path: Path) -> dict:
 def _classifier_outputs(source: str | os.PathLike) -> int:
     """The number of outputs of the file's classifier (as ``load_weights`` names it: ``fc``)."""
     from resnet.models import read_state_dict
-    from resnet.models.pretrained import CLASSIFIER_NAMES
+    from resnet.models.identify import classifier_outputs
 
-    state = read_state_dict(source)
-    for name in CLASSIFIER_NAMES:
-        weight = state.get(f"{name}.weight")
-        if weight is not None and weight.dim() == 2:
-            return int(weight.shape[0])
-    raise WeightsError(
-        f"{source}: holds no classifier (fc), so it names no classes; fine-tune it instead: "
-        "resnet train --pretrained FILE"
-    )
+    outputs = classifier_outputs(read_state_dict(source))
+    if outputs is None:
+        raise WeightsError(
+            f"{source}: holds no classifier (fc), so it names no classes; fine-tune it instead: "
+            "resnet train --pretrained FILE"
+        )
+    return outputs
 
 
 def _class_names(given: Optional[Sequence[str]], num_classes: int) -> list[str]:

@@ -48,6 +48,7 @@ from resnet.models.timm_v2_names import (
 )
 
 __all__ = [
+    "OPTION_DEFAULTS",
     "Assumption",
     "from_other_layout",
     "input_conversion",
@@ -58,7 +59,7 @@ __all__ = [
 # The value of each option in a model that does not have the attribute (not a ResNet).
 # Only options that change what the weights compute everywhere: a stem pool of another kind
 # (stem_pool="none" for small images, Caffe's ceil-mode pool) is a fine-tuner's legitimate choice.
-_DEFAULTS = {
+OPTION_DEFAULTS = {
     "weight_standardization": False,
     "stride_in_1x1": False,
     "anti_alias": None,
@@ -194,14 +195,14 @@ def assumptions_of(model: nn.Module, what: str) -> list[Assumption]:
     checkpoint, whose names are ours, says nothing else about them)."""
     return [
         Assumption(option, getattr(model, option, default), what)
-        for option, default in _DEFAULTS.items()
+        for option, default in OPTION_DEFAULTS.items()
     ]
 
 
 def check_assumptions(assumptions: list[Assumption], model: nn.Module, label: str) -> None:
     """``WeightsError`` naming the first option ``model`` has otherwise than the file assumes."""
     for assumption in assumptions:
-        value = getattr(model, assumption.option, _DEFAULTS[assumption.option])
+        value = getattr(model, assumption.option, OPTION_DEFAULTS[assumption.option])
         if value != assumption.value:
             name = getattr(model, "model_name", type(model).__name__)
             raise WeightsError(

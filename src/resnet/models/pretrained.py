@@ -17,7 +17,7 @@ import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, NamedTuple, Optional, Union
 
 import numpy as np
 import torch
@@ -38,6 +38,9 @@ from resnet.models.layouts import (
 __all__ = [
     "load_weights",
     "read_state_dict",
+    "read_weights",
+    "fit_weights",
+    "ReadWeights",
     "check_finite",
     "first_non_finite",
     "LoadReport",
@@ -97,12 +100,19 @@ def read_state_dict(source: Source) -> dict[str, Tensor]:
     renames the layouts of transformers, timm's ResNetV2, BiT, SENet and CLIP to ours
     (``resnet.models.layouts``).
     """
-    return _read_state(source)[0]
+    return read_weights(source).state
 
 
-def _read_state(source: Source) -> tuple[dict[str, Tensor], list[Assumption], str]:
-    """``read_state_dict``'s state, the model options its tensors assume where its layout
-    says (``layouts.py``), and how its input convention was converted ("" if it was not)."""
+class ReadWeights(NamedTuple):
+    """A weight file as ``load_weights`` sees it."""
+
+    state: dict[str, Tensor]  # in our names (``read_state_dict``)
+    assumptions: list[Assumption]  # the model options its tensors assume (``layouts.py``)
+    converted: str  # how its input convention was folded into the stem ("" if it was not)
+
+
+def read_weights(source: Source) -> ReadWeights:
+    """``read_state_dict``'s state, with what its layout says of the model it needs."""
     if not isinstance(source, (str, os.PathLike, Mapping)):
         raise WeightsError(
             f"weights come from a file path or a state_dict mapping, got {type(source).__name__}"
@@ -125,7 +135,7 @@ def _read_state(source: Source) -> tuple[dict[str, Tensor], list[Assumption], st
     converted = input_conversion(state)
     state, assumptions = from_other_layout(state, path, label)
     check_finite(state, label)
-    return state, assumptions, converted
+    return ReadWeights(state, assumptions, converted)
 
 
 def first_non_finite(state: Mapping[str, Tensor]) -> Optional[str]:
@@ -235,9 +245,23 @@ def load_weights(model: nn.Module, source: Source) -> LoadReport:
         )
     target = model.model if hasattr(model, "out_indices") and hasattr(model, "model") else model
     label = _label(source)
-    state, assumptions, converted = _read_state(source)
-    check_assumptions(assumptions, target, label)
-    own = target.state_dict()
+    features_only = target is not model
+    state, report = fit_weights(target, read_weights(source), label, features_only=features_only)
+    # Every key is checked; only counters (and the kept classifier) may be missing here.
+    target.load_state_dict(state, strict=False)
+    report.loaded = len(state)
+    return report
+
+
+def fit_weights(
+    model: nn.Module, read: ReadWeights, label: str, *, features_only: bool = False
+) -> tuple[dict[str, Tensor], LoadReport]:
+    """``read``'s state made to fit ``model`` (what ``load_weights`` loads), and what was
+    changed to fit; ``WeightsError`` where it cannot. Nothing is copied into ``model``, so it
+    may live on the meta device (``identify.py`` tries a file on every model so)."""
+    state, assumptions, converted = read
+    check_assumptions(assumptions, model, label)
+    own = model.state_dict()
     report = LoadReport(converted_input=converted)
     state = _strip_wrapper_name(state, own, report)
     state = _rename_classifier(state, own, report)
@@ -250,7 +274,7 @@ def load_weights(model: nn.Module, source: Source) -> LoadReport:
     # BatchNorm's step counter means nothing to a frozen or absent BN: drop it where unused.
     state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked") or k in own}
     classifier_keys = [k for k in ("fc.weight", "fc.bias") if k in own]
-    if target is not model:  # a features_only model has no use for a classifier
+    if features_only:  # a features_only model has no use for a classifier
         report.skipped = [k for k in state if k.startswith("fc.")]
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}
     elif any(k in state and state[k].shape != own[k].shape for k in classifier_keys):
@@ -261,15 +285,12 @@ def load_weights(model: nn.Module, source: Source) -> LoadReport:
 
     _check_attention_grid(state, own, label)
     try:
-        _check_fit(state, own, label, target, ignore_missing=classifier_keys)
+        _check_fit(state, own, label, model, ignore_missing=classifier_keys)
     except WeightsError as error:  # a known layout also says which model it loads into
         if not assumptions:
             raise
         raise WeightsError(f"{error}; the file is {assumptions[0].what}") from None
-    # Every key is checked above; only counters (and the kept classifier) may be missing here.
-    target.load_state_dict(state, strict=False)
-    report.loaded = len(state)
-    return report
+    return state, report
 
 
 def _strip_wrapper_name(

@@ -299,6 +299,8 @@ class ResNet(nn.Module):
         return nn.Sequential(*layers)
 
     def _init_weights(self, zero_init_residual: bool) -> None:
+        if any(p.is_meta for p in self.parameters()):  # shapes only: nothing to initialise
+            return
         for module in self.modules():
             if isinstance(module, nn.modules.conv._ConvNd):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")

@@ -1,0 +1,64 @@
+"""``inspect_weights`` / ``resnet inspect``: which models of the zoo a file loads into, and with
+which options, found by trying it on every model (on the meta device)."""
+
+import json
+
+import pytest
+import torch
+import torchvision
+from parity_helpers import timm_reference
+
+from resnet.cli import main
+from resnet.models.identify import inspect_weights
+
+
+@pytest.fixture(scope="module")
+def torchvision_resnet18(tmp_path_factory):
+    path = tmp_path_factory.mktemp("weights") / "resnet18-f37072fd.pth"
+    torch.save(torchvision.models.resnet18().state_dict(), path)
+    return path
+
+
+def test_a_torchvision_file_loads_into_its_own_net_only(torchvision_resnet18):
+    report = inspect_weights(torchvision_resnet18)  # every model of the zoo is tried
+    assert report.fits == {"resnet18": {}}
+    assert (report.classes, report.tensors, report.kind) == (1000, 122, "")
+    assert report.values == sum(
+        t.numel()
+        for t in torchvision.models.resnet18().state_dict().values()
+        if t.is_floating_point()
+    )
+
+
+def test_the_options_a_layout_requires_are_named():
+    legacy = timm_reference("legacy_seresnet18").state_dict()  # SENet's: a ReLU before SE
+    report = inspect_weights(legacy, "*seresnet18*")
+    assert report.fits == {"legacy_seresnet18": {}}  # built so by default: nothing to add
+    assert "SENet's own nets" in report.kind
+    v1 = torchvision.models.resnet50().state_dict()
+    from resnet.models.layouts import Assumption
+
+    known = [Assumption("stride_in_1x1", True, "a checkpoint of resnet50 (stride_in_1x1=True)")]
+    report = inspect_weights(v1, "resnet5*", known)
+    assert report.fits == {"resnet50": {"stride_in_1x1": True}}
+    assert report.command_options("resnet50") == '--set "model_kwargs={stride_in_1x1: true}"'
+
+
+def test_a_backbone_fits_every_head_and_a_stranger_fits_nothing(tmp_path):
+    state = torchvision.models.resnet34().state_dict()
+    backbone = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    report = inspect_weights(backbone, "resnet3*")
+    assert report.classes is None and report.fits == {"resnet34": {}}
+    state["layer5.weight"] = torch.zeros(1)
+    assert inspect_weights(state, "resnet3*").fits == {}
+
+
+def test_the_command_prints_what_to_run(torchvision_resnet18, capsys):
+    assert main(["inspect", str(torchvision_resnet18), "--models", "resnet1*"]) == 0
+    out = capsys.readouterr().out
+    assert "122 tensors, 11.699 M values, a 1000-class classifier" in out
+    assert f"resnet train --model resnet18 --pretrained {torchvision_resnet18}" in out
+    assert main(["inspect", str(torchvision_resnet18), "--models", "resnet1*", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["fits"] == {"resnet18": {}}
+    assert main(["inspect", str(torchvision_resnet18.parent / "missing.pth")]) == 2
+    assert "weight file not found" in capsys.readouterr().err
