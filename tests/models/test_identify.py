@@ -62,3 +62,15 @@ def test_the_command_prints_what_to_run(torchvision_resnet18, capsys):
     assert json.loads(capsys.readouterr().out)["fits"] == {"resnet18": {}}
     assert main(["inspect", str(torchvision_resnet18.parent / "missing.pth")]) == 2
     assert "weight file not found" in capsys.readouterr().err
+
+
+def test_a_run_folder_or_its_json_stands_for_its_weights(torchvision_resnet18, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert (
+        main(["import", str(torchvision_resnet18), "--model", "resnet18", "--out", str(run)]) == 0
+    )
+    capsys.readouterr()
+    for given in (run, run / "best.json"):
+        assert main(["inspect", str(given), "--models", "resnet1*"]) == 0
+        out = capsys.readouterr().out
+        assert "a checkpoint of resnet18" in out and "loads into: resnet18" in out

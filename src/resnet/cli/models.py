@@ -184,8 +184,9 @@ def _inspect(args: argparse.Namespace) -> int:
     from resnet.engine.checkpoint import checkpoint_assumptions
     from resnet.models.identify import inspect_weights
 
+    source = _weights_source(args.weights)
     known = checkpoint_assumptions(args.weights)  # a run checkpoint's .json says how it was built
-    report = inspect_weights(args.weights, args.models, known)
+    report = inspect_weights(source, args.models, known)
     if args.json:
         print(json.dumps(asdict(report), indent=2))
         return 0
@@ -225,7 +226,7 @@ def _import(args: argparse.Namespace) -> int:
         lines = Path(args.class_names).read_text(encoding="utf-8").splitlines()
         class_names = [line.strip() for line in lines if line.strip()]
     imported = import_weights(
-        args.weights,
+        _weights_source(args.weights),
         args.model,
         args.out,
         model_kwargs=overrides.get("model_kwargs"),
@@ -244,3 +245,20 @@ def _import(args: argparse.Namespace) -> int:
     )
     print(f"try: resnet predict --checkpoint {imported.path.parent} IMAGE")
     return 0
+
+
+def _weights_source(given: str) -> str:
+    """A run folder or a checkpoint's ``.json`` stands for its weights (``best.safetensors``);
+    any other path is a weight file (or hub folder) as it is."""
+    from pathlib import Path
+
+    from resnet.engine.checkpoint import resolve_checkpoint
+    from resnet.errors import WeightsError
+
+    path = Path(given)
+    if not (path.is_dir() and any(path.glob("*.json"))) and path.suffix != ".json":
+        return given
+    try:
+        return str(resolve_checkpoint(path)) + ".safetensors"
+    except WeightsError:
+        return given  # a hub folder (config.json): load_weights reads it

@@ -204,8 +204,8 @@ def _read_file(path: Path) -> Any:
         )
         raise WeightsError(
             f"{path}: not a readable weight file ({first_line[:160]}); "
-            "expected a state_dict saved with torch.save or safetensors, BiT's .npz or a "
-            ".caffemodel"
+            "expected a torch.save or safetensors state_dict, BiT's .npz, Caffe's .caffemodel, "
+            "Keras's .h5 or Detectron's .pkl"
         ) from None
 
 
