@@ -39,14 +39,26 @@ def test_predict_on_an_imported_torchvision_file_is_torchvisions(torchvision_fil
     categories = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.meta["categories"]
     assert info["data_meta"]["class_names"] == categories
     assert info["data_meta"]["image_size"] == [224, 224]
+    assert info["data_meta"]["crop_fraction"] == 0.875
 
-    pixels = np.random.default_rng(0).integers(0, 256, (224, 224, 3), dtype=np.uint8)
+    # torchvision's own evaluation: resize the short side to 256, crop 224, normalise.
+    pixels = np.random.default_rng(0).integers(0, 256, (240, 300, 3), dtype=np.uint8)
     Image.fromarray(pixels).save(tmp_path / "photo.png")
     [result] = predict(out, [tmp_path / "photo.png"], topk=3, device="cpu")
-    image = torch.from_numpy(pixels).permute(2, 0, 1)[None].float() / 255
-    normalised = (image - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
+    from torchvision import transforms
+
+    evaluation = transforms.Compose(
+        [
+            transforms.Resize(256),
+            transforms.CenterCrop(224),
+            transforms.ToTensor(),
+            transforms.Normalize(MEAN, STD),
+        ]
+    )
     with torch.no_grad():
-        probabilities = reference(normalised).softmax(1)[0]
+        probabilities = reference(evaluation(Image.open(tmp_path / "photo.png"))[None]).softmax(1)[
+            0
+        ]
     top = probabilities.topk(3)
     assert [entry["index"] for entry in result["topk"]] == top.indices.tolist()
     assert [entry["prob"] for entry in result["topk"]] == pytest.approx(
@@ -120,7 +132,8 @@ def test_a_hub_folders_configs_set_what_was_not_given(tmp_path):
     meta = imported.meta
     assert (meta.mean, meta.std, meta.image_size) == ((0.5,) * 3, (0.2,) * 3, (160, 160))
     assert meta.class_names == ["cat", "dog", "fox"]
-    assert imported.from_hub == ["class_names", "image_size", "mean"]
+    assert meta.crop_fraction == timm_net.pretrained_cfg["crop_pct"]  # timm's 0.95 here
+    assert imported.from_hub == ["class_names", "crop_fraction", "image_size", "mean"]
 
     from transformers import ResNetConfig, ResNetForImageClassification
 
@@ -141,6 +154,7 @@ def test_a_hub_folders_configs_set_what_was_not_given(tmp_path):
     (tmp_path / "hf" / "preprocessor_config.json").write_text(json.dumps(processor))
     meta = import_weights(tmp_path / "hf", "resnet18", tmp_path / "b").meta
     assert meta.class_names == list(labels.values()) and meta.image_size == (192, 192)
+    assert meta.crop_fraction == 0.875
 
 
 def test_a_bit_file_defaults_to_bits_input(tmp_path):
@@ -152,6 +166,6 @@ def test_a_bit_file_defaults_to_bits_input(tmp_path):
     path = tmp_path / "bit.pth"
     torch.save(timm.create_model("resnetv2_50x1_bit").state_dict(), path)
     meta = import_weights(path, "bit_resnet50x1", tmp_path / "bit").meta
-    assert (meta.mean, meta.std) == ((0.5,) * 3, (0.5,) * 3)
+    assert (meta.mean, meta.std, meta.crop_fraction) == ((0.5,) * 3, (0.5,) * 3, 1.0)
     meta = import_weights(path, "bit_resnet50x1", tmp_path / "given", mean=(0.4, 0.4, 0.4)).meta
     assert (meta.mean, meta.std) == ((0.4,) * 3, (0.5,) * 3)

@@ -131,6 +131,26 @@ def test_meta_round_trips_through_json():
         DatasetMeta("x", ["a"], 3, (4, 4), (0.5,), (0.5,))
 
 
+@pytest.mark.parametrize("size", [(240, 300), (300, 240), (256, 256), (224, 224), (97, 131)])
+def test_a_crop_fraction_is_torchvisions_resize_then_centre_crop(size):
+    """0.875 at 224: torchvision's ImageNet evaluation (Resize(256), CenterCrop(224)), pixel
+    for pixel; checkpoints written before the field read as 1.0 (no crop)."""
+    from torchvision import transforms
+
+    from resnet.data.preprocess import pil_to_tensor, resize_center_crop
+
+    pixels = np.random.default_rng(0).integers(0, 256, (*size, 3), dtype=np.uint8)
+    image = Image.fromarray(pixels)
+    expected = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224)])(image)
+    ours = resize_center_crop(image, (224, 224), 224 / 256)
+    assert torch.equal(pil_to_tensor(ours), pil_to_tensor(expected))
+    old = {k: v for k, v in RGB.to_dict().items() if k != "crop_fraction"}
+    assert DatasetMeta.from_dict(old).crop_fraction == 1.0
+    for bad in (0, 1.5, "0.9", True):
+        with pytest.raises(DataError, match="crop_fraction must be in"):
+            DatasetMeta.from_dict({**RGB.to_dict(), "crop_fraction": bad})
+
+
 def test_a_subset_of_arrays_stored_class_by_class_keeps_every_class():
     """An .npz built class by class: its first 6 samples are class 0 only, and an epoch scored
     on them (eval_subset) read 99% for a model that knew one class. A count is spread evenly

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from resnet.cli.arguments import count, reals
+from resnet.cli.arguments import count, real, reals
 from resnet.errors import ConfigError
 
 __all__ = ["register"]
@@ -68,6 +68,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     imported.add_argument(
         "--std", type=reals(3, 0, 1, above=True), default=None, help="input std R,G,B (ImageNet's)"
+    )
+    imported.add_argument(
+        "--crop-fraction",
+        type=real(0.1, 1),
+        default=None,
+        help="share of the resized image the centre crop keeps (torchvision's 0.875)",
     )
     imported.set_defaults(func=_import)
 
@@ -234,14 +240,16 @@ def _import(args: argparse.Namespace) -> int:
         image_size=args.image_size,
         mean=args.mean,
         std=args.std,
+        crop_fraction=args.crop_fraction,
     )
     meta = imported.meta
     print(f"{args.weights}: {imported.report}")
     hub = f" (from its hub folder: {', '.join(imported.from_hub)})" if imported.from_hub else ""
     print(
         f"checkpoint {imported.path.parent}: {meta.num_classes} classes, {meta.image_size[0]}px "
-        f"inputs normalised with mean {', '.join(f'{v:g}' for v in meta.mean)}, std "
-        f"{', '.join(f'{v:g}' for v in meta.std)}{hub}"
+        f"centre crops of {meta.crop_fraction:g} of the resized image, normalised with mean "
+        f"{', '.join(f'{v:g}' for v in meta.mean)}, std {', '.join(f'{v:g}' for v in meta.std)}"
+        f"{hub}"
     )
     print(f"try: resnet predict --checkpoint {imported.path.parent} IMAGE")
     return 0

@@ -63,7 +63,8 @@ class ImageFolderDataset:
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         path, label = self.samples[index]
         image = open_image(path, self.meta.channels)
-        return pil_to_tensor(resize_center_crop(image, self.meta.image_size)), label
+        crop = self.meta.crop_fraction
+        return pil_to_tensor(resize_center_crop(image, self.meta.image_size, crop)), label
 
     def subset(self, n_or_indices: int | Sequence[int] | torch.Tensor) -> ImageFolderDataset:
         """``n`` samples spread evenly over the split (int), or the samples at the given indices.

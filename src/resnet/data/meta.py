@@ -39,6 +39,10 @@ class DatasetMeta:
     # normalization of val/test (and of a checkpoint's inputs) never depends on val_fraction.
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    # How much of the resized image the evaluation's centre crop keeps: 1.0 (ours: the image's
+    # short side scaled to the input side), 0.875 for ImageNet classifiers (torchvision's resize
+    # to 256 then crop 224). Training augments otherwise.
+    crop_fraction: float = 1.0
 
     def __post_init__(self) -> None:
         self.class_names = [str(c) for c in self.class_names]
@@ -91,6 +95,8 @@ class DatasetMeta:
             )
             _require(ok, f"{key} must hold {channels} finite numbers (one per channel)", values)
         _require(all(v > 0 for v in d["std"]), "std must be positive", d["std"])
+        crop = d.get("crop_fraction", 1.0)  # absent from checkpoints before 2026-12-04
+        _require(_is_number(crop) and 0.1 <= crop <= 1, "crop_fraction must be in [0.1, 1]", crop)
         return cls(
             name=d["name"],
             class_names=list(names),
@@ -98,6 +104,7 @@ class DatasetMeta:
             image_size=tuple(size),
             mean=tuple(float(v) for v in d["mean"]),
             std=tuple(float(v) for v in d["std"]),
+            crop_fraction=float(crop),
         )
 
 

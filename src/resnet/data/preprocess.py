@@ -64,19 +64,29 @@ def input_files(inputs: Sequence[str | os.PathLike], meta: DatasetMeta) -> list[
     return files
 
 
-def resize_center_crop(image: Image.Image, size: Sequence[int]) -> Image.Image:
-    """Scale (bilinear, keeping the aspect ratio) until ``size`` = (H, W) is covered, then take
-    the central (H, W) window. An image already at ``size`` is returned unchanged."""
+def resize_center_crop(
+    image: Image.Image, size: Sequence[int], crop_fraction: float = 1.0
+) -> Image.Image:
+    """Scale (bilinear, keeping the aspect ratio) until ``size / crop_fraction`` is covered,
+    then take the central ``size`` = (H, W) window: torchvision's ImageNet evaluation (resize
+    to 256, crop 224) with ``crop_fraction`` 0.875. An image already at ``size`` is returned
+    unchanged when ``crop_fraction`` is 1."""
     from PIL import Image
 
     height, width = int(size[0]), int(size[1])
-    if image.size == (width, height):
+    if image.size == (width, height) and crop_fraction == 1.0:
         return image
-    scale = max(height / image.height, width / image.width)
-    new_w = max(width, round(image.width * scale))
-    new_h = max(height, round(image.height * scale))
+    cover_h, cover_w = height / crop_fraction, width / crop_fraction
+    # torchvision's arithmetic, so its ImageNet evaluation is reproduced pixel for pixel: the
+    # side that decides the scale gets its size exactly, the other one rounds down.
+    if cover_h / image.height >= cover_w / image.width:
+        new_h = round(cover_h)
+        new_w = max(round(cover_w), int(image.width * new_h / image.height))
+    else:
+        new_w = round(cover_w)
+        new_h = max(round(cover_h), int(image.height * new_w / image.width))
     image = image.resize((new_w, new_h), Image.Resampling.BILINEAR)
-    left, top = (new_w - width) // 2, (new_h - height) // 2
+    left, top = int(round((new_w - width) / 2.0)), int(round((new_h - height) / 2.0))
     return image.crop((left, top, left + width, top + height))
 
 
@@ -142,7 +152,7 @@ def _image_tensor(item: Any, meta: DatasetMeta) -> torch.Tensor:
         image = convert_image(item, meta.channels)
     else:
         image = convert_image(Image.fromarray(_as_hwc_uint8(item)), meta.channels)
-    return pil_to_tensor(resize_center_crop(image, meta.image_size))
+    return pil_to_tensor(resize_center_crop(image, meta.image_size, meta.crop_fraction))
 
 
 def _as_hwc_uint8(item: Any) -> np.ndarray:

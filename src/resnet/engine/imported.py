@@ -25,6 +25,8 @@ from resnet.models.caffe_names import TORCHVISION_STD as IMAGENET_STD
 
 __all__ = ["import_weights", "hub_inputs", "Imported", "IMAGENET_MEAN", "IMAGENET_STD"]
 
+TORCHVISION_CROP = 224 / 256  # torchvision's ImageNet evaluation: resize to 256, crop 224
+
 
 @dataclass
 class Imported:
@@ -47,13 +49,15 @@ def import_weights(
     image_size: Optional[int] = None,
     mean: Optional[Sequence[float]] = None,
     std: Optional[Sequence[float]] = None,
+    crop_fraction: Optional[float] = None,
 ) -> Imported:
     """Load ``source`` into ``model_name`` (``resnet.load_weights``) and write ``out_dir`` as a
     run folder holding that checkpoint (``best``).
 
     The file must hold its classifier: its outputs are the classes, named by ``class_names``
     (else its hub folder's labels, else ImageNet's 1,000 as torchvision lists them, for a
-    1,000-way classifier).
+    1,000-way classifier). ``crop_fraction`` is what evaluation's centre crop keeps of the
+    resized image (default: the hub's ``crop_pct``, else torchvision's 224/256).
     """
     import torch
 
@@ -78,6 +82,7 @@ def import_weights(
             "fine-tune it instead: resnet train --pretrained FILE"
         )
     given = {"class_names": class_names, "image_size": image_size, "mean": mean, "std": std}
+    given["crop_fraction"] = crop_fraction
     hub = {k: v for k, v in hub_inputs(source).items() if given[k] is None}
     explicit = {k: v for k, v in given.items() if v is not None}
     settings = {**_known_inputs(model), **hub, **explicit}
@@ -88,6 +93,7 @@ def import_weights(
         image_size=(settings.get("image_size") or model_entry(model_name).default_input_size,) * 2,
         mean=tuple(settings.get("mean", IMAGENET_MEAN)),
         std=tuple(settings.get("std", IMAGENET_STD)),
+        crop_fraction=float(settings.get("crop_fraction", TORCHVISION_CROP)),
     )
     out.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
@@ -99,25 +105,28 @@ def import_weights(
 
 def hub_inputs(source: str | os.PathLike) -> dict[str, Any]:
     """What the hub folder holding ``source`` says of its inputs and classes (any of
-    ``class_names``, ``image_size``, ``mean``, ``std``): timm's ``config.json``
+    ``class_names``, ``image_size``, ``mean``, ``std``, ``crop_fraction``): timm's ``config.json``
     (``pretrained_cfg``), transformers' (``id2label``) and ``preprocessor_config.json``."""
     path = Path(source)
     folder = path if path.is_dir() else path.parent
     found: dict[str, Any] = {}
     config = _json_object(folder / "config.json")
+    preprocessor = _json_object(folder / "preprocessor_config.json")
     timm = config.get("pretrained_cfg") or {}
     for key in ("mean", "std"):
         if isinstance(timm.get(key), list):
             found[key] = timm[key]
     if isinstance(timm.get("input_size"), list):
         found["image_size"] = int(timm["input_size"][-1])
+    for crop in (timm.get("crop_pct"), preprocessor.get("crop_pct")):
+        if isinstance(crop, (int, float)) and 0.1 <= crop <= 1:
+            found["crop_fraction"] = float(crop)
     labels = timm.get("label_names") or config.get("label_names")
     id2label = config.get("id2label") or {}
     if not labels and id2label and not str(id2label.get("0", "LABEL_0")).startswith("LABEL_"):
         labels = [id2label[str(i)] for i in range(len(id2label)) if str(i) in id2label]
     if labels:
         found["class_names"] = list(labels)
-    preprocessor = _json_object(folder / "preprocessor_config.json")
     for key, ours in (("image_mean", "mean"), ("image_std", "std")):
         if isinstance(preprocessor.get(key), list):
             found[ours] = preprocessor[key]
@@ -135,8 +144,8 @@ def hub_inputs(source: str | os.PathLike) -> dict[str, Any]:
 def _known_inputs(model: Any) -> dict[str, Any]:
     """What a family's files always assume of their input, whatever folder they came in: BiT's
     (Google's .npz, timm's resnetv2_*_bit) take [-1, 1], i.e. mean and std 0.5."""
-    if getattr(model, "weight_standardization", False):
-        return {"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}
+    if getattr(model, "weight_standardization", False):  # BiT evaluates uncropped
+        return {"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5), "crop_fraction": 1.0}
     return {}
 
 
