@@ -169,3 +169,14 @@ def test_a_bit_file_defaults_to_bits_input(tmp_path):
     assert (meta.mean, meta.std, meta.crop_fraction) == ((0.5,) * 3, (0.5,) * 3, 1.0)
     meta = import_weights(path, "bit_resnet50x1", tmp_path / "given", mean=(0.4, 0.4, 0.4)).meta
     assert (meta.mean, meta.std) == ((0.4,) * 3, (0.5,) * 3)
+
+
+def test_a_clip_tower_is_not_a_classifier(tmp_path, capsys):
+    from resnet import create_model
+
+    path = tmp_path / "rn50.pth"  # in our names: what load_weights makes of OpenAI's RN50
+    torch.save(create_model("resnet50_clip").state_dict(), path)
+    flags = ["--model", "resnet50_clip", "--out", str(tmp_path / "clip")]
+    assert main(["import", str(path), *flags]) == 2
+    assert "a CLIP image tower, whose fc is the embedding projection" in capsys.readouterr().err
+    assert not (tmp_path / "clip").exists()

@@ -20,6 +20,7 @@ from typing import Any, Optional
 from resnet.data.meta import DatasetMeta
 from resnet.engine.checkpoint import save_checkpoint
 from resnet.errors import ConfigError, WeightsError
+from resnet.models.attention_pool import AttentionPool2d
 from resnet.models.caffe_names import TORCHVISION_MEAN as IMAGENET_MEAN
 from resnet.models.caffe_names import TORCHVISION_STD as IMAGENET_STD
 
@@ -76,6 +77,11 @@ def import_weights(
     kwargs["num_classes"] = num_classes
     model = create_model(model_name, **kwargs)
     report = load_weights(model, source)
+    if isinstance(getattr(model, "global_pool", None), AttentionPool2d):
+        raise WeightsError(
+            f"{source}: a CLIP image tower, whose fc is the embedding projection (to be compared "
+            "with text embeddings), not a classifier; fine-tune it: resnet train --pretrained FILE"
+        )
     if report.backbone_only or report.dropped_classifier:
         raise WeightsError(
             f"{source}: loads into {model_name} without its classifier, so it names no classes; "
