@@ -41,7 +41,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     inspect.add_argument("--models", default="*", help="shell-style filter of the models tried")
     inspect.add_argument("--json", action="store_true", help="print machine-readable JSON")
     inspect.set_defaults(func=_inspect)
+    _register_import(subparsers)
 
+
+def _register_import(subparsers: argparse._SubParsersAction) -> None:
     imported = subparsers.add_parser(
         "import",
         help="make a weight file (torchvision, timm, Keras, Caffe...) a checkpoint that "

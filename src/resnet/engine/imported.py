@@ -62,20 +62,44 @@ def import_weights(
     """
     import torch
 
-    from resnet.models import create_model, load_weights, model_entry
-
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"{out}: exists and is not an empty folder; choose a new --out")
-    kwargs = dict(model_kwargs or {})
+    model, report = _classifier(source, model_name, dict(model_kwargs or {}))
+    given = {"class_names": class_names, "image_size": image_size, "mean": mean, "std": std}
+    given["crop_fraction"] = crop_fraction
+    hub = {k: v for k, v in hub_inputs(source).items() if given[k] is None}
+    explicit = {k: v for k, v in given.items() if v is not None}
+    settings = {**_known_inputs(model), **hub, **explicit}
+    meta = DatasetMeta(
+        name=f"imported:{Path(source).name}",
+        class_names=_class_names(settings.get("class_names"), model.fc.out_features),
+        channels=int(model.in_chans),
+        image_size=(settings.get("image_size") or _default_size(model_name),) * 2,
+        mean=tuple(settings.get("mean", IMAGENET_MEAN)),
+        std=tuple(settings.get("std", IMAGENET_STD)),
+        crop_fraction=float(settings.get("crop_fraction", TORCHVISION_CROP)),
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad():
+        path = save_checkpoint(
+            out / "best", model.eval(), data_meta=meta, epoch=0, step=0, metrics={}
+        )
+    return Imported(path, report.describe(), meta, sorted(hub))
+
+
+def _classifier(source: str | os.PathLike, model_name: str, kwargs: dict[str, Any]) -> tuple:
+    """``model_name`` built with the file's number of classes and loaded: (model, report);
+    ``WeightsError`` for a file that holds no classifier or only an embedding."""
+    from resnet.models import create_model, load_weights
+
     num_classes = _classifier_outputs(source)
     if "num_classes" in kwargs and kwargs["num_classes"] != num_classes:
         raise ConfigError(
             f"model_kwargs num_classes={kwargs['num_classes']}, but the file's classifier has "
             f"{num_classes} outputs; leave num_classes out"
         )
-    kwargs["num_classes"] = num_classes
-    model = create_model(model_name, **kwargs)
+    model = create_model(model_name, **{**kwargs, "num_classes": num_classes})
     report = load_weights(model, source)
     if isinstance(getattr(model, "global_pool", None), AttentionPool2d):
         raise WeightsError(
@@ -87,26 +111,13 @@ def import_weights(
             f"{source}: loads into {model_name} without its classifier, so it names no classes; "
             "fine-tune it instead: resnet train --pretrained FILE"
         )
-    given = {"class_names": class_names, "image_size": image_size, "mean": mean, "std": std}
-    given["crop_fraction"] = crop_fraction
-    hub = {k: v for k, v in hub_inputs(source).items() if given[k] is None}
-    explicit = {k: v for k, v in given.items() if v is not None}
-    settings = {**_known_inputs(model), **hub, **explicit}
-    meta = DatasetMeta(
-        name=f"imported:{Path(source).name}",
-        class_names=_class_names(settings.get("class_names"), num_classes),
-        channels=int(kwargs.get("in_chans", 3)),
-        image_size=(settings.get("image_size") or model_entry(model_name).default_input_size,) * 2,
-        mean=tuple(settings.get("mean", IMAGENET_MEAN)),
-        std=tuple(settings.get("std", IMAGENET_STD)),
-        crop_fraction=float(settings.get("crop_fraction", TORCHVISION_CROP)),
-    )
-    out.mkdir(parents=True, exist_ok=True)
-    with torch.no_grad():
-        path = save_checkpoint(
-            out / "best", model.eval(), data_meta=meta, epoch=0, step=0, metrics={}
-        )
-    return Imported(path, report.describe(), meta, sorted(hub))
+    return model, report
+
+
+def _default_size(model_name: str) -> int:
+    from resnet.models import model_entry
+
+    return model_entry(model_name).default_input_size
 
 
 def hub_inputs(source: str | os.PathLike) -> dict[str, Any]:
