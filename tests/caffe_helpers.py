@@ -55,12 +55,13 @@ CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 _EPS = 1e-5  # Caffe's BatchNorm default
 
 
-def net_parameter_class():
-    """The ``caffe.NetParameter`` message class, built from the descriptor above."""
+def net_parameter_class(packed: bool = True):
+    """The ``caffe.NetParameter`` message class, built from the descriptor above (``packed``
+    False: every repeated number written as a field of its own, as older writers may)."""
     from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
     proto = descriptor_pb2.FileDescriptorProto(
-        name="caffe_subset.proto", package="caffe", syntax="proto2"
+        name=f"caffe_subset_{packed}.proto", package="caffe", syntax="proto2"
     )
     for name, fields in _MESSAGES:
         message = proto.message_type.add(name=name)
@@ -74,7 +75,7 @@ def net_parameter_class():
             if type_name:
                 added.type_name = type_name
             if options:
-                added.options.packed = True
+                added.options.packed = packed
     pool = descriptor_pool.DescriptorPool()
     pool.Add(proto)
     return message_factory.GetMessageClass(pool.FindMessageTypeByName("caffe.NetParameter"))
@@ -137,11 +138,11 @@ def msra_blobs(
     return {k: [v.astype(np.float32) for v in vs] for k, vs in blobs.items()}, layers
 
 
-def write_caffemodel(path, blobs, layers, legacy_dims=False, double=False) -> None:
+def write_caffemodel(path, blobs, layers, legacy_dims=False, double=False, packed=True) -> None:
     """``blobs`` as a ``.caffemodel``: each blob's ``shape`` (or, ``legacy_dims``, the old
     num/channels/height/width, an FC weight as 1x1xOxI) and its values as floats (``double``:
     doubles)."""
-    net = net_parameter_class()(name="ResNet-50")
+    net = net_parameter_class(packed)(name="ResNet-50")
     for name, kind in layers:
         layer = net.layer.add(name=name, type=kind, bottom=["in"], top=[name])
         for array in blobs.get(name, []):

@@ -5,6 +5,7 @@ Caffe computes it, on Caffe's input (BGR, 0-255, mean-subtracted); the loaded mo
 torchvision's input (RGB, ImageNet-normalised) and must give the same logits.
 """
 
+import numpy as np
 import pytest
 import torch
 from caffe_helpers import (
@@ -134,6 +135,25 @@ def test_not_a_resnet_or_not_a_caffe_model_is_refused(tmp_path):
         path.write_bytes(content)
         with pytest.raises(WeightsError, match=message):
             load_weights(create_model("resnet18"), path)
+
+
+def test_the_decoder_reads_packed_and_unpacked_numbers_alike(tmp_path):
+    from resnet.models.caffe_proto import read_caffemodel
+
+    rng = np.random.default_rng(0)
+    blobs = {"conv1": [rng.normal(size=(4, 3, 2, 2)).astype(np.float32)]}
+    blobs["fc1000"] = [rng.normal(size=(5, 4)).astype(np.float32), np.zeros(5, np.float32)]
+    layers = [("conv1", "Convolution"), ("relu", "ReLU"), ("fc1000", "InnerProduct")]
+    for packed in (True, False):
+        path = tmp_path / f"{packed}.caffemodel"
+        write_caffemodel(path, blobs, layers, packed=packed)
+        state = read_caffemodel(path)
+        assert list(state) == ["conv1.blobs.0", "fc1000.blobs.0", "fc1000.blobs.1"]
+        assert all(
+            torch.equal(state[f"{layer}.blobs.{i}"], torch.from_numpy(array))
+            for layer, arrays in blobs.items()
+            for i, array in enumerate(arrays)
+        )
 
 
 def test_an_incomplete_msra_file_names_the_missing_layer(tmp_path):
