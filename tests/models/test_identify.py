@@ -74,3 +74,16 @@ def test_a_run_folder_or_its_json_stands_for_its_weights(torchvision_resnet18, t
         assert main(["inspect", str(given), "--models", "resnet1*"]) == 0
         out = capsys.readouterr().out
         assert "a checkpoint of resnet18" in out and "loads into: resnet18" in out
+
+
+def test_the_model_a_layout_names_comes_first(tmp_path):
+    """timm's resnetaa50d fits resnet50d built anti-aliased, and, key for key, CLIP's trunk
+    (its parameter-free stem pool differs); its config.json names resnetaa50d, listed first."""
+    import timm
+    from timm.models._hub import save_for_hf
+
+    save_for_hf(timm.create_model("resnetaa50d"), str(tmp_path / "hub"), safe_serialization=True)
+    report = inspect_weights(tmp_path / "hub", "resnet*50*")
+    assert list(report.fits)[0] == "resnetaa50d" and report.fits["resnetaa50d"] == {}
+    assert report.fits["resnet50d"] == {"anti_alias": "avg"}
+    assert "resnet50" not in report.fits  # a plain stem: shapes differ

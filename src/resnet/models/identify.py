@@ -11,6 +11,7 @@ anti-aliasing was not trained with it. A model fits when ``load_weights`` would 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -62,11 +63,16 @@ def inspect_weights(
         needed = _needed_options(name, read, stated, options, classes)
         if needed is not None:
             fits[name] = needed
+    kind = assumptions[0].what if assumptions else ""
+    # First the models the file's layout names (timm's config.json: resnetaa50d), then those
+    # that need no option; parameter-free parts (a stem pool) let others fit key for key too.
+    ranked = sorted(fits, key=lambda name: (name not in _words(kind), bool(fits[name])))
+    fits = {name: fits[name] for name in ranked}
     return WeightsReport(
         tensors=len(state),
         values=sum(t.numel() for k, t in state.items() if t.is_floating_point()),
         classes=classes,
-        kind=assumptions[0].what if assumptions else "",
+        kind=kind,
         converted=read.converted,
         fits=fits,
     )
@@ -104,6 +110,14 @@ def classifier_outputs(state: dict) -> Optional[int]:
         if weight is not None and weight.dim() == 2:
             return int(weight.shape[0])
     return None
+
+
+def _words(text: str) -> set[str]:
+    """The model-like words of a layout's description ("resnet50/101/152" gives resnet50)."""
+    words = set(re.findall(r"[a-z_][a-z0-9_]*", text.lower()))
+    for stem, depths in re.findall(r"([a-z_]+)(\d+(?:/\d+)+)", text.lower()):
+        words.update(stem + depth for depth in depths.split("/"))
+    return words
 
 
 def _yaml(value: Any) -> str:
