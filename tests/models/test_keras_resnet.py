@@ -136,11 +136,13 @@ def test_other_keras_files_are_refused(keras, tmp_path):
     with h5py.File(tmp_path / "plain.h5", "w") as file:
         file["x"] = np.zeros(3)
     (tmp_path / "text.h5").write_text("not hdf5")
+    small.save_weights(tmp_path / "keras3.weights.h5")  # Keras 3's own weights format
     cases = {
         "v2.h5": "ResNet50V2/101V2/152V2",
         "dense.h5": "not keras.applications' ResNet50",
         "plain.h5": "without Keras's layer_names",
         "text.h5": "not a readable weight file",
+        "keras3.weights.h5": "Keras 3's .weights.h5, which stores layers by class",
     }
     for name, message in cases.items():
         with pytest.raises(WeightsError, match=message):

@@ -54,10 +54,15 @@ def read_keras_h5(path: Path) -> dict[str, Tensor]:
         ) from None
     with h5py.File(path, "r") as file:
         root = file.get("model_weights", file)  # a whole saved model keeps them there
+        if "layer_names" not in root.attrs and "layers" in root and "vars" in root:
+            raise WeightsError(
+                f"{path}: Keras 3's .weights.h5, which stores layers by class (conv2d_12), not "
+                "by name; save the model with Keras's model.save('model.h5'), which keeps them"
+            )
         if "layer_names" not in root.attrs:
             raise WeightsError(
-                f"{path}: an HDF5 file without Keras's layer_names; save the weights with "
-                "Keras's model.save_weights('weights.h5') (or pass keras.applications' file)"
+                f"{path}: an HDF5 file without Keras's layer_names; pass keras.applications' "
+                "file, or a model saved with Keras's model.save('model.h5')"
             )
         state = {}
         for layer in map(_text, root.attrs["layer_names"]):
