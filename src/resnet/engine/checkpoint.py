@@ -32,6 +32,11 @@ __all__ = [
 
 FORMAT_VERSION = 1
 _INFO_KEYS = ("format_version", "model_name", "model_kwargs", "epoch", "step", "metrics")
+# What to do with a weight file given where a run checkpoint is needed.
+_USE_WEIGHTS = (
+    "start a run from it with `resnet train --pretrained FILE`, or make a classifier's file a "
+    "checkpoint with `resnet import FILE --model NAME --out DIR`, then pass that run"
+)
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -130,8 +135,7 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
         if given.suffix == ".safetensors" and given.is_file():  # a weight file of its own
             raise WeightsError(
                 f"{given}: a weight file without {path.name}.json beside it, so not a run "
-                "checkpoint; start a run from it with `resnet train --pretrained FILE` (or "
-                "resnet.load_weights), then pass that run"
+                f"checkpoint; {_USE_WEIGHTS}"
             )
         if path.is_file():  # an existing file of another kind: say which, not "not found"
             raise WeightsError(f"{path}: {_other_kind(path)}")
@@ -156,10 +160,7 @@ def _other_kind(path: Path) -> str:
             "this command needs the run's checkpoint (its folder or best.safetensors)"
         )
     if suffix in (".pth", ".pt", ".bin", ".npz", ".caffemodel", ".h5", ".hdf5", ".pkl"):
-        return (
-            "a weight file, not a run checkpoint; start a run from it with `resnet train "
-            "--pretrained FILE` (or resnet.load_weights), then pass that run"
-        )
+        return f"a weight file, not a run checkpoint; {_USE_WEIGHTS}"
     return "not a checkpoint; pass a run directory, a .safetensors/.json file or their stem"
 
 
