@@ -190,10 +190,10 @@ def _print_summary(model, shape: tuple[int, ...], label: str) -> None:
 def _inspect(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from resnet.engine.checkpoint import checkpoint_assumptions
+    from resnet.engine.checkpoint import checkpoint_assumptions, weight_file
     from resnet.models.identify import inspect_weights
 
-    source = _weights_source(args.weights)
+    source = weight_file(args.weights)
     known = checkpoint_assumptions(args.weights)  # a run checkpoint's .json says how it was built
     report = inspect_weights(source, args.models, known)
     if args.json:
@@ -222,6 +222,7 @@ def _import(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from resnet.cli.train import parse_overrides
+    from resnet.engine.checkpoint import weight_file
     from resnet.engine.imported import import_weights
 
     overrides = parse_overrides(args.set)
@@ -235,7 +236,7 @@ def _import(args: argparse.Namespace) -> int:
         lines = Path(args.class_names).read_text(encoding="utf-8").splitlines()
         class_names = [line.strip() for line in lines if line.strip()]
     imported = import_weights(
-        _weights_source(args.weights),
+        weight_file(args.weights),
         args.model,
         args.out,
         model_kwargs=overrides.get("model_kwargs"),
@@ -256,20 +257,3 @@ def _import(args: argparse.Namespace) -> int:
     )
     print(f"try: resnet predict --checkpoint {imported.path.parent} IMAGE")
     return 0
-
-
-def _weights_source(given: str) -> str:
-    """A run folder or a checkpoint's ``.json`` stands for its weights (``best.safetensors``);
-    any other path is a weight file (or hub folder) as it is."""
-    from pathlib import Path
-
-    from resnet.engine.checkpoint import resolve_checkpoint
-    from resnet.errors import WeightsError
-
-    path = Path(given)
-    if not (path.is_dir() and any(path.glob("*.json"))) and path.suffix != ".json":
-        return given
-    try:
-        return str(resolve_checkpoint(path)) + ".safetensors"
-    except WeightsError:
-        return given  # a hub folder (config.json): load_weights reads it

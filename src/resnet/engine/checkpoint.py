@@ -27,6 +27,7 @@ __all__ = [
     "resolve_checkpoint",
     "read_checkpoint_info",
     "checkpoint_assumptions",
+    "weight_file",
     "unwrap_model",
 ]
 
@@ -186,6 +187,19 @@ def checkpoint_assumptions(path: str | os.PathLike) -> list:
     }
     built = ", ".join(f"{k}={v!r}" for k, v in options.items()) or "its defaults"
     return assumptions_of(model, f"a checkpoint of {info['model_name']} ({built})")
+
+
+def weight_file(path: str | os.PathLike) -> Path:
+    """A weight file path; a run directory or checkpoint ``.json`` means its ``.safetensors``
+    (a transformers or timm hub folder stays a folder: ``load_weights`` reads it)."""
+    from resnet.models.hf_names import saved_weights
+
+    candidate = Path(path)
+    if candidate.is_dir() and saved_weights(candidate) is not None:
+        return candidate
+    if candidate.is_dir() or candidate.suffix == ".json":
+        return _suffixed(resolve_checkpoint(candidate), ".safetensors")
+    return candidate
 
 
 def read_checkpoint_info(path: str | os.PathLike) -> dict:

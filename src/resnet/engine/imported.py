@@ -62,6 +62,8 @@ def import_weights(
     """
     import torch
 
+    from resnet.models import model_entry
+
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"{out}: exists and is not an empty folder; choose a new --out")
@@ -75,7 +77,7 @@ def import_weights(
         name=f"imported:{Path(source).name}",
         class_names=_class_names(settings.get("class_names"), model.fc.out_features),
         channels=int(model.in_chans),
-        image_size=(settings.get("image_size") or _default_size(model_name),) * 2,
+        image_size=(settings.get("image_size") or model_entry(model_name).default_input_size,) * 2,
         mean=tuple(settings.get("mean", IMAGENET_MEAN)),
         std=tuple(settings.get("std", IMAGENET_STD)),
         crop_fraction=float(settings.get("crop_fraction", TORCHVISION_CROP)),
@@ -92,15 +94,23 @@ def _classifier(source: str | os.PathLike, model_name: str, kwargs: dict[str, An
     """``model_name`` built with the file's number of classes and loaded: (model, report);
     ``WeightsError`` for a file that holds no classifier or only an embedding."""
     from resnet.models import create_model, load_weights
+    from resnet.models.identify import classifier_outputs
+    from resnet.models.pretrained import read_weights
 
-    num_classes = _classifier_outputs(source)
+    read = read_weights(source)  # once: the classes are counted on what is then loaded
+    num_classes = classifier_outputs(read.state)
+    if num_classes is None:
+        raise WeightsError(
+            f"{source}: holds no classifier (fc), so it names no classes; fine-tune it instead: "
+            "resnet train --pretrained FILE"
+        )
     if "num_classes" in kwargs and kwargs["num_classes"] != num_classes:
         raise ConfigError(
             f"model_kwargs num_classes={kwargs['num_classes']}, but the file's classifier has "
             f"{num_classes} outputs; leave num_classes out"
         )
     model = create_model(model_name, **{**kwargs, "num_classes": num_classes})
-    report = load_weights(model, source)
+    report = load_weights(model, read)
     if isinstance(getattr(model, "global_pool", None), AttentionPool2d):
         raise WeightsError(
             f"{source}: a CLIP image tower, whose fc is the embedding projection (to be compared "
@@ -112,12 +122,6 @@ def _classifier(source: str | os.PathLike, model_name: str, kwargs: dict[str, An
             "fine-tune it instead: resnet train --pretrained FILE"
         )
     return model, report
-
-
-def _default_size(model_name: str) -> int:
-    from resnet.models import model_entry
-
-    return model_entry(model_name).default_input_size
 
 
 def hub_inputs(source: str | os.PathLike) -> dict[str, Any]:
@@ -171,20 +175,6 @@ def _json_object(path: Path) -> dict:
 
     content = read_config_json(path) if path.is_file() else None
     return content if isinstance(content, dict) else {}
-
-
-def _classifier_outputs(source: str | os.PathLike) -> int:
-    """The number of outputs of the file's classifier (as ``load_weights`` names it: ``fc``)."""
-    from resnet.models import read_state_dict
-    from resnet.models.identify import classifier_outputs
-
-    outputs = classifier_outputs(read_state_dict(source))
-    if outputs is None:
-        raise WeightsError(
-            f"{source}: holds no classifier (fc), so it names no classes; fine-tune it instead: "
-            "resnet train --pretrained FILE"
-        )
-    return outputs
 
 
 def _class_names(given: Optional[Sequence[str]], num_classes: int) -> list[str]:

@@ -199,7 +199,7 @@ def build_model(
 
     Returns the model on ``device`` and the names of its frozen parameters.
     """
-    from resnet.engine.checkpoint import checkpoint_assumptions
+    from resnet.engine.checkpoint import checkpoint_assumptions, weight_file
     from resnet.models import create_model, load_weights
     from resnet.models.layouts import check_assumptions
 
@@ -220,7 +220,7 @@ def build_model(
             f"(its norm layers keep no statistics); drop --freeze-bn"
         )
     if cfg.pretrained is not None:
-        weights = _weight_file(cfg.pretrained)
+        weights = weight_file(cfg.pretrained)
         check_assumptions(checkpoint_assumptions(weights), model, str(cfg.pretrained))
         report = load_weights(model, weights)
         log(f"pretrained {cfg.pretrained}: {report.describe()}")
@@ -277,22 +277,6 @@ def init_from_data(model: nn.Module, train_loader: Any, images: int = WHITENING_
             "images than batch_size, or whitened_stem: false"
         )
     model.whiten_stem(torch.cat(batches)[:images])
-
-
-def _weight_file(path: str) -> Path:
-    """A weight file path; a run directory or checkpoint ``.json`` means its ``.safetensors``
-    (a transformers ``save_pretrained`` folder stays a folder)."""
-    from resnet.models.hf_names import saved_weights
-
-    candidate = Path(path)
-    if candidate.is_dir() and saved_weights(candidate) is not None:
-        return candidate  # a transformers save_pretrained folder: load_weights reads it
-    if candidate.is_dir() or candidate.suffix == ".json":
-        from resnet.engine.checkpoint import resolve_checkpoint
-
-        stem = resolve_checkpoint(candidate)
-        return stem.parent / (stem.name + ".safetensors")
-    return candidate
 
 
 def autocast_context(amp: str, device: torch.device) -> Any:

@@ -38,7 +38,12 @@ from torch import Tensor
 from resnet.errors import WeightsError
 from resnet.models.caffe_names import fold_caffe_input
 
-__all__ = ["read_detectron_pickle", "is_detectron_resnet", "from_detectron_names"]
+__all__ = [
+    "read_detectron_pickle",
+    "is_detectron_resnet",
+    "from_detectron_names",
+    "DETECTRON_MEAN_BGR",
+]
 
 DETECTRON_MEAN_BGR = (103.530, 116.280, 123.675)
 _EPS = 1e-5  # BatchNorm's, which the affine's variance cancels

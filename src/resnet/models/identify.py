@@ -95,7 +95,7 @@ def _needed_options(
         if any(getattr(model, k, default) != wanted[k] for k, default in OPTION_DEFAULTS.items()):
             continue
         try:
-            fit_weights(model, read, name)
+            fit_weights(model, read)
         except WeightsError:
             return None
         return needed

@@ -109,6 +109,7 @@ class ReadWeights(NamedTuple):
     state: dict[str, Tensor]  # in our names (``read_state_dict``)
     assumptions: list[Assumption]  # the model options its tensors assume (``layouts.py``)
     converted: str  # how its input convention was folded into the stem ("" if it was not)
+    label: str  # what its messages call it: the path, or "the given state_dict"
 
 
 def read_weights(source: Source) -> ReadWeights:
@@ -135,7 +136,7 @@ def read_weights(source: Source) -> ReadWeights:
     converted = input_conversion(state)
     state, assumptions = from_other_layout(state, path, label)
     check_finite(state, label)
-    return ReadWeights(state, assumptions, converted)
+    return ReadWeights(state, assumptions, converted, label)
 
 
 def first_non_finite(state: Mapping[str, Tensor]) -> Optional[str]:
@@ -223,8 +224,9 @@ def _refuse_torchscript(path: Path) -> None:
     )
 
 
-def load_weights(model: nn.Module, source: Source) -> LoadReport:
-    """Load a weight file (or a state_dict) into ``model``, adapting what can be adapted.
+def load_weights(model: nn.Module, source: Union[Source, ReadWeights]) -> LoadReport:
+    """Load a weight file (or a state_dict, or what ``read_weights`` read of either) into
+    ``model``, adapting what can be adapted.
 
     - training checkpoints and DDP/compile prefixes are unwrapped (``read_state_dict``), and so
       is the attribute a training wrapper kept the network in (a Lightning module's
@@ -244,9 +246,8 @@ def load_weights(model: nn.Module, source: Source) -> LoadReport:
             "load_weights(create_model('resnet18'), 'resnet18.pth')"
         )
     target = model.model if hasattr(model, "out_indices") and hasattr(model, "model") else model
-    label = _label(source)
-    features_only = target is not model
-    state, report = fit_weights(target, read_weights(source), label, features_only=features_only)
+    read = source if isinstance(source, ReadWeights) else read_weights(source)
+    state, report = fit_weights(target, read, features_only=target is not model)
     # Every key is checked; only counters (and the kept classifier) may be missing here.
     target.load_state_dict(state, strict=False)
     report.loaded = len(state)
@@ -254,12 +255,12 @@ def load_weights(model: nn.Module, source: Source) -> LoadReport:
 
 
 def fit_weights(
-    model: nn.Module, read: ReadWeights, label: str, *, features_only: bool = False
+    model: nn.Module, read: ReadWeights, *, features_only: bool = False
 ) -> tuple[dict[str, Tensor], LoadReport]:
     """``read``'s state made to fit ``model`` (what ``load_weights`` loads), and what was
     changed to fit; ``WeightsError`` where it cannot. Nothing is copied into ``model``, so it
     may live on the meta device (``identify.py`` tries a file on every model so)."""
-    state, assumptions, converted = read
+    state, assumptions, converted, label = read
     check_assumptions(assumptions, model, label)
     own = model.state_dict()
     report = LoadReport(converted_input=converted)
