@@ -13,9 +13,18 @@ from PIL import Image
 from resnet.cli import main
 from resnet.deploy.predict import predict
 from resnet.engine.checkpoint import read_checkpoint_info
+from resnet.errors import ConfigError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def _torchvision_evaluation():
+    """torchvision's ImageNet evaluation: resize the short side to 256, crop 224, normalise."""
+    from torchvision import transforms
+
+    steps = [transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor()]
+    return transforms.Compose([*steps, transforms.Normalize(MEAN, STD)])
 
 
 @pytest.fixture(scope="module")
@@ -45,16 +54,7 @@ def test_predict_on_an_imported_torchvision_file_is_torchvisions(torchvision_fil
     pixels = np.random.default_rng(0).integers(0, 256, (240, 300, 3), dtype=np.uint8)
     Image.fromarray(pixels).save(tmp_path / "photo.png")
     [result] = predict(out, [tmp_path / "photo.png"], topk=3, device="cpu")
-    from torchvision import transforms
-
-    evaluation = transforms.Compose(
-        [
-            transforms.Resize(256),
-            transforms.CenterCrop(224),
-            transforms.ToTensor(),
-            transforms.Normalize(MEAN, STD),
-        ]
-    )
+    evaluation = _torchvision_evaluation()
     with torch.no_grad():
         probabilities = reference(evaluation(Image.open(tmp_path / "photo.png"))[None]).softmax(1)[
             0
@@ -65,6 +65,36 @@ def test_predict_on_an_imported_torchvision_file_is_torchvisions(torchvision_fil
         top.values.tolist(), abs=1e-5
     )
     assert result["label"] == categories[int(top.indices[0])]
+
+
+def test_eval_of_an_imported_file_on_a_folder_named_by_wordnet_ids(torchvision_file, tmp_path,
+                                                                   capsys):  # fmt: skip
+    """ImageNet's validation set sorted into class folders names them n01440764, ...: scored by
+    an imported torchvision file, top-1 is what torchvision's own evaluation gives."""
+    from resnet.data.imagenet import imagenet_wnids
+
+    path, reference = torchvision_file
+    out = tmp_path / "imported"
+    assert main(["import", str(path), "--model", "resnet18", "--out", str(out)]) == 0
+    evaluation = _torchvision_evaluation()
+    rng = np.random.default_rng(1)
+    images = [Image.fromarray(rng.integers(0, 256, (230 + 9 * i, 260, 3), dtype=np.uint8))
+              for i in range(4)]  # fmt: skip
+    with torch.no_grad():
+        predicted = reference(torch.stack([evaluation(im) for im in images])).argmax(1).tolist()
+    # Three images in their predicted class's folder, one elsewhere: torchvision's top-1 is 3/4.
+    folders = [*predicted[:3], (predicted[3] + 1) % 1000]
+    for i, (image, label) in enumerate(zip(images, folders)):
+        (tmp_path / "val" / imagenet_wnids()[label]).mkdir(parents=True, exist_ok=True)
+        image.save(tmp_path / "val" / imagenet_wnids()[label] / f"{i}.png")
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", str(out), "--dataset", str(tmp_path / "val"),
+                 "--device", "cpu"]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "top-1 0.7500" in printed and "(4 images)" in printed
+    absent = 1000 - len(set(folders))
+    assert f"no images of {absent} class(es): tench, goldfish" in printed
+    assert printed.count("\n") == 2 + len(set(folders))  # the classes present, listed
 
 
 def test_a_classifier_of_other_classes_needs_their_names(tmp_path, capsys):
@@ -155,6 +185,43 @@ def test_a_hub_folders_configs_set_what_was_not_given(tmp_path):
     meta = import_weights(tmp_path / "hf", "resnet18", tmp_path / "b").meta
     assert meta.class_names == list(labels.values()) and meta.image_size == (192, 192)
     assert meta.crop_fraction == 0.875
+
+
+def test_a_hubs_label_names_are_ids_and_its_descriptions_words(tmp_path):
+    """timm's label_names are ids ("ie synset for ImageNet"), label_descriptions their words:
+    ImageNet's are shown as torchvision's words, others as the hub's, ids kept for scoring."""
+    import json
+
+    import timm
+    from timm.models._hub import save_for_hf
+
+    from resnet.data.imagenet import imagenet_categories, imagenet_wnids
+    from resnet.engine.imported import import_weights
+
+    wnids = list(imagenet_wnids())
+    labels = {"label_names": wnids, "label_descriptions": {w: f"lemma {w}" for w in wnids}}
+    save_for_hf(timm.create_model("resnet18"), str(tmp_path / "in1k"), model_config=labels)
+    meta = import_weights(tmp_path / "in1k", "resnet18", tmp_path / "a").meta
+    assert meta.class_names == list(imagenet_categories()) and meta.class_ids == wnids
+
+    labels = {"label_names": ["m03", "m01", "m02"],
+              "label_descriptions": {"m01": "owl", "m02": "hen", "m03": "jay"}}  # fmt: skip
+    save_for_hf(timm.create_model("resnet18", num_classes=3), str(tmp_path / "birds"),
+                model_config=labels)  # fmt: skip
+    imported = import_weights(tmp_path / "birds", "resnet18", tmp_path / "b")
+    assert imported.meta.class_names == ["jay", "owl", "hen"]
+    assert imported.meta.class_ids == ["m03", "m01", "m02"]
+    assert "class_ids" in imported.from_hub
+    given = import_weights(tmp_path / "birds", "resnet18", tmp_path / "c", class_names="xyz").meta
+    assert given.class_names == ["x", "y", "z"] and given.class_ids == []  # the hub's ids go too
+
+    config = tmp_path / "birds" / "config.json"
+    content = json.loads(config.read_text())
+    content["label_names"] = {"0": "m03", "2": "m02", "3": "m01"}  # a gap at 1
+    config.write_text(json.dumps(content))
+    with pytest.raises(ConfigError, match="names its classes with gaps or non-strings; name "
+                       "them yourself: --class-names FILE"):  # fmt: skip
+        import_weights(tmp_path / "birds", "resnet18", tmp_path / "d")
 
 
 def test_a_bit_file_defaults_to_bits_input(tmp_path):

@@ -93,6 +93,38 @@ def test_the_confusion_picture_labels_every_nonzero_cell_while_they_fit(
     assert set(labels) == (cells if classes <= 20 else set())
 
 
+def test_a_thousand_class_matrix_plots_the_classes_present(tmp_path, monkeypatch):
+    """An ImageNet classifier scored on a 3-class folder: 3 rows and an "other classes" column
+    in a picture of bounded size (1,000 classes at 0.45 inch each was 45,000 pixels a side)."""
+    from matplotlib.axes import Axes
+    from PIL import Image
+
+    from resnet.deploy.evaluate import write_confusion_matrix
+
+    cells, ticks = [], []
+    text, xticks = Axes.text, Axes.set_xticks
+    monkeypatch.setattr(Axes, "text", lambda self, x, y, s, **k: cells.append((y, x, s)) or
+                        text(self, x, y, s, **k))  # fmt: skip
+    monkeypatch.setattr(Axes, "set_xticks", lambda self, t, labels=None, **k: ticks.append(
+                        labels) or xticks(self, t, labels, **k))  # fmt: skip
+    names = [f"c{i}" for i in range(1000)]
+    matrix = torch.zeros(1000, 1000, dtype=torch.long)
+    matrix[5, 5], matrix[5, 900], matrix[17, 5], matrix[600, 600] = 4, 2, 3, 1
+    write_confusion_matrix(tmp_path, matrix, names)
+    assert ticks == [["c5", "c17", "c600", "other classes"]]
+    assert sorted(cells) == [(0, 0, "4"), (0, 3, "2"), (1, 0, "3"), (2, 2, "1")]
+    with Image.open(tmp_path / "confusion_matrix.png") as image:
+        assert image.size == (400, 400)  # 3 rows + other: the 4-inch minimum at 100 dpi
+    rows = (tmp_path / "confusion_matrix.csv").read_text().splitlines()
+    assert len(rows) == 1001 and rows[6].split(",")[6] == "4"  # the CSV keeps every class
+    ticks.clear()
+    full = torch.eye(1000, dtype=torch.long)
+    write_confusion_matrix(tmp_path, full, names)  # every class present: capped at 24 inches
+    with Image.open(tmp_path / "confusion_matrix.png") as image:
+        assert max(image.size) <= 2400
+    assert ticks == []  # 1,000 names would not be read
+
+
 def test_predict_pngs_and_a_broken_file(checkpoint, tiny_npz, tmp_path, capsys):
     path, model, meta = checkpoint
     test = load_dataset(str(tiny_npz), "test")

@@ -51,3 +51,11 @@ def test_wheel_ships_the_recipes_and_trains_by_name(tmp_path):
     listed = subprocess.run([sys.executable, "-c", code, "train", "--list-recipes"],
                             cwd=elsewhere, env=env, capture_output=True, text=True)  # fmt: skip
     assert "fashion-mnist" in listed.stdout and "cifar10-paper" in listed.stdout
+    # Package data beside the code: ImageNet's WordNet ids, read by the installed copy.
+    assert "resnet/data/imagenet_wnids.txt" in names
+    read = subprocess.run(
+        [sys.executable, "-c", "from resnet.data.imagenet import imagenet_wnids as w; "
+         "print(len(w()), w()[0])"],
+        cwd=elsewhere, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert read.stdout.split() == ["1000", "n01440764"], read.stderr[-2000:]

@@ -222,9 +222,14 @@ def _eval(args: argparse.Namespace) -> int:
         f"{result['dataset']} {result['split']}{precision}: top-1 {result['top1']:.4f}  "
         f"top-5 {result['top5']:.4f}  loss {result['loss']:.4f}  ({result['num_samples']} images)"
     )
-    width = max(len(name) for name in result["class_names"])
-    for name, accuracy in result["per_class_accuracy"].items():
-        print(f"  {name:<{width}}  {'no images' if accuracy is None else f'{accuracy:.4f}'}")
+    scored = {k: v for k, v in result["per_class_accuracy"].items() if v is not None}
+    width = max(len(name) for name in scored) if scored else 0
+    for name, accuracy in scored.items():
+        print(f"  {name:<{width}}  {accuracy:.4f}")
+    absent = [name for name, v in result["per_class_accuracy"].items() if v is None]
+    if absent:  # an ImageNet classifier on a 10-class folder: 990 of them
+        shown = ", ".join(absent[:5]) + (", ..." if len(absent) > 5 else "")
+        print(f"  no images of {len(absent)} class(es): {shown}")
     return 0
 
 

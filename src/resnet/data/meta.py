@@ -43,9 +43,22 @@ class DatasetMeta:
     # short side scaled to the input side), 0.875 for ImageNet classifiers (torchvision's resize
     # to 256 then crop 224). Training augments otherwise.
     crop_fraction: float = 1.0
+    # Each class's id where its data names classes by ids and its classifier by words:
+    # ImageNet's WordNet ids (n01440764 for "tench"), so a folder of either name scores. Empty:
+    # the class names are all there is.
+    class_ids: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.class_names = [str(c) for c in self.class_names]
+        self.class_ids = [str(c) for c in self.class_ids]
+        if self.class_ids and (
+            len(self.class_ids) != len(self.class_names)
+            or len(set(self.class_ids)) != len(self.class_ids)
+        ):
+            raise DataError(
+                f"dataset {self.name!r}: {len(self.class_ids)} class ids for "
+                f"{len(self.class_names)} classes; give one unique id per class, or none"
+            )
         self.image_size = tuple(int(s) for s in self.image_size)
         self.mean = tuple(float(m) for m in self.mean)
         self.std = tuple(float(s) for s in self.std)
@@ -97,6 +110,10 @@ class DatasetMeta:
         _require(all(v > 0 for v in d["std"]), "std must be positive", d["std"])
         crop = d.get("crop_fraction", 1.0)  # absent from checkpoints before 2026-12-04
         _require(_is_number(crop) and 0.1 <= crop <= 1, "crop_fraction must be in [0.1, 1]", crop)
+        ids = d.get("class_ids", [])  # absent from checkpoints before 2026-12-04
+        _require(isinstance(ids, list) and all(isinstance(n, str) for n in ids)
+                 and len(ids) in (0, len(names)) and len(set(ids)) == len(ids),
+                 "class_ids must be a list of unique strings, one per class", ids)  # fmt: skip
         return cls(
             name=d["name"],
             class_names=list(names),
@@ -105,6 +122,7 @@ class DatasetMeta:
             mean=tuple(float(v) for v in d["mean"]),
             std=tuple(float(v) for v in d["std"]),
             crop_fraction=float(crop),
+            class_ids=list(ids),
         )
 
 

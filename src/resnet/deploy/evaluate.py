@@ -153,10 +153,28 @@ def _other_plain_folder(dataset: str, trained_on: Optional[str]) -> bool:
     return trained_on is None or path.resolve() != Path(trained_on).expanduser().resolve()
 
 
+MAX_PLOT_INCHES = 24.0  # 2,400 pixels a side: ImageNet's 1,000 classes would be 45,000
+MAX_LABELLED_CLASSES = 60
+
+
+def _plotted(matrix: torch.Tensor, class_names: list[str]) -> tuple[list, list, torch.Tensor]:
+    """The heat map's rows, columns and counts: the classes the scored data holds (a folder of
+    Imagenette's 10 scored by an ImageNet classifier is 10 rows, not 1,000), and a last column
+    "other classes" for predictions outside them."""
+    present = (matrix.sum(1) > 0).nonzero().flatten()
+    if len(present) in (0, len(class_names)):
+        return class_names, class_names, matrix
+    counts = matrix[present][:, present]
+    other = matrix[present].sum(1) - counts.sum(1)
+    rows = [class_names[i] for i in present.tolist()]
+    return rows, [*rows, "other classes"], torch.cat([counts, other[:, None]], 1)
+
+
 def write_confusion_matrix(out_dir: Path, matrix: torch.Tensor, class_names: list[str]) -> None:
-    """``confusion_matrix.csv`` (counts) and ``confusion_matrix.png``: a row-normalised heat
-    map, each non-zero cell labelled with its count (up to 20 classes; more would not fit), so
-    the few confusions next to a dark diagonal can be read, not guessed from a pale shade."""
+    """``confusion_matrix.csv`` (counts, every class) and ``confusion_matrix.png``: a
+    row-normalised heat map of the classes present, each non-zero cell labelled with its count
+    (up to 20 classes; more would not fit), so the few confusions next to a dark diagonal can be
+    read, not guessed from a pale shade; at most 24 inches a side, named up to 60 classes."""
     from resnet.io import atomic_write
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -173,17 +191,18 @@ def write_confusion_matrix(out_dir: Path, matrix: torch.Tensor, class_names: lis
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rates = (matrix.double() / matrix.sum(1, keepdim=True).clamp_min(1)).numpy()
-    size = max(4.0, 0.45 * len(class_names) + 2)
+    rows, columns, counts = _plotted(matrix, class_names)
+    rates = (counts.double() / counts.sum(1, keepdim=True).clamp_min(1)).numpy()
+    size = min(MAX_PLOT_INCHES, max(4.0, 0.45 * len(columns) + 2))
     figure, axes = plt.subplots(figsize=(size, size))
-    image = axes.imshow(rates, cmap="Blues", vmin=0, vmax=1)
-    ticks = range(len(class_names))
-    axes.set_xticks(ticks, class_names, rotation=90)
-    axes.set_yticks(ticks, class_names)
+    image = axes.imshow(rates, cmap="Blues", vmin=0, vmax=1, aspect="auto")
+    if len(columns) <= MAX_LABELLED_CLASSES:
+        axes.set_xticks(range(len(columns)), columns, rotation=90)
+        axes.set_yticks(range(len(rows)), rows)
     axes.set_xlabel("predicted")
     axes.set_ylabel("true")
-    if len(class_names) <= 20:
-        for (row, column), count in np.ndenumerate(matrix.numpy()):
+    if len(columns) <= 20:
+        for (row, column), count in np.ndenumerate(counts.numpy()):
             if count:
                 colour = "white" if rates[row, column] > 0.5 else "black"
                 axes.text(column, row, str(count), ha="center", va="center", color=colour,

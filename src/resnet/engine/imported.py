@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+from resnet.data.imagenet import imagenet_categories, imagenet_class_ids, imagenet_wnids
 from resnet.data.meta import DatasetMeta
 from resnet.engine.checkpoint import save_checkpoint
 from resnet.errors import ConfigError, WeightsError
@@ -70,12 +71,16 @@ def import_weights(
     model, report = _classifier(source, model_name, dict(model_kwargs or {}))
     given = {"class_names": class_names, "image_size": image_size, "mean": mean, "std": std}
     given["crop_fraction"] = crop_fraction
+    given["class_ids"] = class_names  # the hub's ids go with its names, not with given ones
     hub = {k: v for k, v in hub_inputs(source).items() if given[k] is None}
-    explicit = {k: v for k, v in given.items() if v is not None}
+    explicit = {k: v for k, v in given.items() if v is not None and k != "class_ids"}
     settings = {**_known_inputs(model), **hub, **explicit}
+    names, ids = _classes(settings.get("class_names"), model.fc.out_features)
+    ids = settings.get("class_ids") or ids
     meta = DatasetMeta(
         name=f"imported:{Path(source).name}",
-        class_names=_class_names(settings.get("class_names"), model.fc.out_features),
+        class_names=names,
+        class_ids=list(ids),
         channels=int(model.in_chans),
         image_size=(settings.get("image_size") or model_entry(model_name).default_input_size,) * 2,
         mean=tuple(settings.get("mean", IMAGENET_MEAN)),
@@ -126,8 +131,9 @@ def _classifier(source: str | os.PathLike, model_name: str, kwargs: dict[str, An
 
 def hub_inputs(source: str | os.PathLike) -> dict[str, Any]:
     """What the hub folder holding ``source`` says of its inputs and classes (any of
-    ``class_names``, ``image_size``, ``mean``, ``std``, ``crop_fraction``): timm's ``config.json``
-    (``pretrained_cfg``), transformers' (``id2label``) and ``preprocessor_config.json``."""
+    ``class_names``, ``class_ids``, ``image_size``, ``mean``, ``std``, ``crop_fraction``):
+    timm's ``config.json`` (``pretrained_cfg``), transformers' (``id2label``) and
+    ``preprocessor_config.json``."""
     path = Path(source)
     folder = path if path.is_dir() else path.parent
     found: dict[str, Any] = {}
@@ -142,12 +148,7 @@ def hub_inputs(source: str | os.PathLike) -> dict[str, Any]:
     for crop in (timm.get("crop_pct"), preprocessor.get("crop_pct")):
         if isinstance(crop, (int, float)) and 0.1 <= crop <= 1:
             found["crop_fraction"] = float(crop)
-    labels = timm.get("label_names") or config.get("label_names")
-    id2label = config.get("id2label") or {}
-    if not labels and id2label and not str(id2label.get("0", "LABEL_0")).startswith("LABEL_"):
-        labels = [id2label[str(i)] for i in range(len(id2label)) if str(i) in id2label]
-    if labels:
-        found["class_names"] = list(labels)
+    found.update(_hub_labels(config))
     for key, ours in (("image_mean", "mean"), ("image_std", "std")):
         if isinstance(preprocessor.get(key), list):
             found[ours] = preprocessor[key]
@@ -160,6 +161,30 @@ def hub_inputs(source: str | os.PathLike) -> dict[str, Any]:
             found["image_size"] = side
             break
     return found
+
+
+def _hub_labels(config: dict) -> dict[str, list]:
+    """The classes a hub ``config.json`` names: timm's ``label_names`` (ids, ImageNet's WordNet
+    ids among them) with their ``label_descriptions`` (words), else transformers' ``id2label``."""
+    timm = config.get("pretrained_cfg") or {}
+    labels = timm.get("label_names") or config.get("label_names")
+    if isinstance(labels, dict):  # {index: name}, timm's form where indices have gaps
+        labels = [labels.get(str(i), labels.get(i)) for i in range(len(labels))]
+    id2label = config.get("id2label") or {}
+    if not labels and id2label and not str(id2label.get("0", "LABEL_0")).startswith("LABEL_"):
+        labels = [id2label.get(str(i)) for i in range(len(id2label))]
+    if not labels:
+        return {}
+    if not all(isinstance(label, str) for label in labels):
+        raise ConfigError(
+            "the hub folder's config.json names its classes with gaps or non-strings; name "
+            "them yourself: --class-names FILE, one per line, in the classifier's order"
+        )
+    words = timm.get("label_descriptions") or config.get("label_descriptions")
+    described = isinstance(words, dict) and all(isinstance(words.get(n), str) for n in labels)
+    if described and tuple(labels) != imagenet_wnids():  # ImageNet's: torchvision's words
+        return {"class_names": [words[n] for n in labels], "class_ids": list(labels)}
+    return {"class_names": list(labels)}
 
 
 def _known_inputs(model: Any) -> dict[str, Any]:
@@ -177,7 +202,8 @@ def _json_object(path: Path) -> dict:
     return content if isinstance(content, dict) else {}
 
 
-def _class_names(given: Optional[Sequence[str]], num_classes: int) -> list[str]:
+def _classes(given: Optional[Sequence[str]], num_classes: int) -> tuple[list, tuple]:
+    """The classifier's class names and, where they are ImageNet's, their WordNet ids."""
     if given is not None:
         names = [str(name) for name in given]
         if len(names) != num_classes:
@@ -185,12 +211,12 @@ def _class_names(given: Optional[Sequence[str]], num_classes: int) -> list[str]:
                 f"{len(names)} class names for a classifier of {num_classes} outputs; give one "
                 "name per output, in the classifier's order"
             )
-        return names
+        if tuple(names) == imagenet_wnids():  # timm's label_names: shown as words
+            return list(imagenet_categories()), imagenet_wnids()
+        return names, imagenet_class_ids(names)
     if num_classes != 1000:
         raise ConfigError(
             f"the file's classifier has {num_classes} outputs, not ImageNet's 1,000: name them "
             "(--class-names FILE, one per line, in the classifier's order)"
         )
-    from torchvision.models import ResNet50_Weights  # its categories ship with torchvision
-
-    return list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+    return list(imagenet_categories()), imagenet_wnids()

@@ -1,0 +1,100 @@
+"""ImageNet's classes by WordNet id: a folder named by ids (ImageNet's validation set in class
+folders, Imagenette, ImageNet-R) scores a classifier that names them by words."""
+
+from dataclasses import replace
+
+import pytest
+import torchvision
+
+from resnet.data import as_trained, load_dataset
+from resnet.data.imagenet import imagenet_categories, imagenet_class_ids, imagenet_wnids, is_wnid
+from resnet.data.meta import DatasetMeta
+from resnet.errors import DataError
+
+TENCH, GOLDFISH = "n01440764", "n01443537"
+
+
+def test_the_ids_are_imagenets_in_its_classifiers_order():
+    wnids = imagenet_wnids()
+    assert len(set(wnids)) == 1000 and list(wnids) == sorted(wnids)
+    assert all(is_wnid(w) for w in wnids) and not is_wnid("n0144076") and not is_wnid("tench")
+    words = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.meta["categories"]
+    assert imagenet_categories() == tuple(words)
+    # Known pairs, one per region of the list: a shifted or reordered list fails them.
+    for index, wnid, word in [(0, TENCH, "tench"), (1, GOLDFISH, "goldfish"),
+                              (134, "n02012849", "crane bird"), (517, "n03126707", "crane"),
+                              (999, "n15075141", "toilet tissue")]:  # fmt: skip
+        assert (wnids[index], words[index]) == (wnid, word)
+    # timm's own synset and lemma lists agree word by word (torchvision renamed two duplicates).
+    timm_info = pytest.importorskip("timm").__path__[0] + "/data/_info/"
+    with open(timm_info + "imagenet_synset_to_lemma.txt") as lemmas:
+        lemma = dict(line.rstrip("\n").split("\t") for line in lemmas)
+    agree = [w.lower() in lemma[i].lower() for i, w in zip(wnids, words)]
+    assert sum(agree) == 998 and not agree[134] and not agree[639]
+
+
+def test_class_ids_are_known_for_imagenets_names_only():
+    assert imagenet_class_ids(list(imagenet_categories())) == imagenet_wnids()
+    assert imagenet_class_ids(imagenet_wnids()) == imagenet_wnids()
+    assert imagenet_class_ids(["cat", "dog"]) == ()
+    shuffled = list(imagenet_categories())
+    shuffled[0], shuffled[1] = shuffled[1], shuffled[0]
+    assert imagenet_class_ids(shuffled) == ()  # another order is another classifier
+
+
+def _imagenet_meta(**changes) -> DatasetMeta:
+    meta = DatasetMeta("imported:resnet18.pth", list(imagenet_categories()), 3, (8, 8),
+                       (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), 0.875)  # fmt: skip
+    return replace(meta, **changes)
+
+
+def test_a_folder_named_by_wnids_scores_a_classifier_named_by_words(tmp_path, write_images):
+    write_images(tmp_path / "val", classes=[TENCH, GOLDFISH], per_class=2, size=(8, 8))
+    data = load_dataset(str(tmp_path / "val"), "train", val_fraction=0.0)
+    # ids recorded in the checkpoint (resnet import writes them), or known from the words
+    for meta in (_imagenet_meta(class_ids=list(imagenet_wnids())), _imagenet_meta()):
+        scored = as_trained(data, meta, "val")
+        assert sorted(label for _, label in scored.samples) == [0, 0, 1, 1]
+        assert scored.meta.class_names[:2] == ["tench", "goldfish"]
+    # A folder named by words still scores; so does one mixing both.
+    write_images(tmp_path / "words", classes=["goldfish", TENCH], per_class=1, size=(8, 8))
+    data = load_dataset(str(tmp_path / "words"), "train", val_fraction=0.0)
+    assert sorted(label for _, label in as_trained(data, _imagenet_meta(), "w").samples) == [0, 1]
+
+
+def test_ids_of_any_dataset_align_and_unknown_or_shared_names_are_refused(tmp_path, write_images):
+    write_images(tmp_path / "ids", classes=["m02", "m01"], per_class=1, size=(8, 8))
+    data = load_dataset(str(tmp_path / "ids"), "train", val_fraction=0.0)
+    meta = replace(data.meta, class_names=["owl", "hen"], class_ids=["m01", "m02"])
+    scored = as_trained(data, meta, "ids")  # the folder sorts m01 first: label 0 is "owl"
+    assert [label for _, label in scored.samples] == [0, 1]
+
+    write_images(tmp_path / "unknown", classes=["n99999999"], per_class=1, size=(8, 8))
+    unknown = load_dataset(str(tmp_path / "unknown"), "train", val_fraction=0.0)
+    with pytest.raises(DataError, match=r"n99999999 that the checkpoint was not trained on .*"
+                       r"or by id: n01440764, n01443537"):  # fmt: skip
+        as_trained(unknown, _imagenet_meta(), "unknown")
+
+    classic = list(imagenet_categories())  # the classic list: two classes named "crane"
+    classic[134] = "crane"
+    write_images(tmp_path / "crane", classes=["crane"], per_class=1, size=(8, 8))
+    crane = load_dataset(str(tmp_path / "crane"), "train", val_fraction=0.0)
+    meta = _imagenet_meta(class_names=classic, class_ids=list(imagenet_wnids()))
+    shared = r"'crane' names 2 of the checkpoint's classes \(134, 517\)"
+    fix = r"; name its folder by the class's id \(n02012849 or n03126707\)"
+    with pytest.raises(DataError, match=shared + fix):
+        as_trained(crane, meta, "crane")
+
+
+def test_class_ids_round_trip_and_bad_ones_are_refused():
+    meta = _imagenet_meta(class_ids=list(imagenet_wnids()))
+    assert DatasetMeta.from_dict(meta.to_dict()) == meta
+    old = meta.to_dict()
+    del old["class_ids"]  # a checkpoint written before class ids
+    assert DatasetMeta.from_dict(old).class_ids == []
+    for ids in (["n1"], ["x"] * 1000, "n01440764", [1] * 1000):
+        bad = {**meta.to_dict(), "class_ids": ids}
+        with pytest.raises(DataError, match="class_ids must be a list of unique strings"):
+            DatasetMeta.from_dict(bad)
+    with pytest.raises(DataError, match="2 class ids for 1000 classes; give one unique id"):
+        _imagenet_meta(class_ids=["a", "b"])
