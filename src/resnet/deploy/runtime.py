@@ -115,7 +115,9 @@ def export_info(meta: dict[str, Any], source: str, outputs: Optional[int] = None
     if not meta.get("class_names") or meta.get("mean") is None or meta.get("std") is None:
         raise WeightsError(
             f"{source}: no class names or normalisation in its metadata; export it from a "
-            "checkpoint written by `resnet train` (resnet export --checkpoint RUN)"
+            "checkpoint written by `resnet train` (resnet export --checkpoint RUN), or make a "
+            "model from elsewhere (the ONNX model zoo's resnet50-v1-7.onnx) a checkpoint: "
+            "resnet import FILE --model NAME --out DIR"
         )
     data_meta = {
         "name": meta.get("dataset") or meta.get("model_name", "exported"),

@@ -11,26 +11,23 @@ four wire types protobuf's encoding guide describes. Files of the pre-2015 ``lay
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from resnet.errors import WeightsError
+from resnet.models.protobuf_wire import VARINT, fields, floats, ints, message
 
 __all__ = ["read_caffemodel", "BLOB_KEY"]
 
 # How a layer's blobs are named in the flat state ``read_caffemodel`` returns.
 BLOB_KEY = "{layer}.blobs.{index}"
 
-_VARINT, _FIXED64, _BYTES, _FIXED32 = 0, 1, 2, 5
 _NET_LAYER, _NET_V1_LAYERS = 100, 2
 _LAYER_NAME, _LAYER_TYPE, _LAYER_BLOBS = 1, 2, 7
 _BLOB_LEGACY_DIMS, _BLOB_DATA, _BLOB_SHAPE, _BLOB_DOUBLE_DATA = (1, 2, 3, 4), 5, 7, 8
-Value = Union[int, memoryview]
 
 
 def read_caffemodel(path: Path) -> dict[str, Tensor]:
@@ -40,14 +37,14 @@ def read_caffemodel(path: Path) -> dict[str, Tensor]:
     buffer = memoryview(path.read_bytes())
     state: dict[str, Tensor] = {}
     try:
-        for field, _, value in _fields(buffer):
+        for field, _, value in fields(buffer):
             if field == _NET_V1_LAYERS:
                 raise WeightsError(
                     f"{path}: a Caffe model in the V1 format (before 2015, without BatchNorm); "
                     "upgrade it with Caffe's tools/upgrade_net_proto_binary, or use a ResNet file"
                 )
             if field == _NET_LAYER:
-                name, blobs = _layer(_message(value))
+                name, blobs = _layer(message(value))
                 for index, blob in enumerate(blobs):
                     state[BLOB_KEY.format(layer=name, index=index)] = blob
     except (IndexError, ValueError) as error:
@@ -65,11 +62,11 @@ def read_caffemodel(path: Path) -> dict[str, Tensor]:
 
 def _layer(buffer: memoryview) -> tuple[str, list[Tensor]]:
     name, blobs = "", []
-    for field, _, value in _fields(buffer):
+    for field, _, value in fields(buffer):
         if field == _LAYER_NAME:
-            name = bytes(_message(value)).decode("utf-8")
+            name = bytes(message(value)).decode("utf-8")
         elif field == _LAYER_BLOBS:
-            blobs.append(_blob(_message(value)))
+            blobs.append(_blob(message(value)))
     return name, blobs
 
 
@@ -77,76 +74,17 @@ def _blob(buffer: memoryview) -> Tensor:
     shape: list[int] = []
     legacy = {}
     chunks: list[np.ndarray] = []
-    for field, wire_type, value in _fields(buffer):
+    for field, wire_type, value in fields(buffer):
         if field == _BLOB_SHAPE:
-            shape = [dim for _, _, dims in _fields(_message(value)) for dim in _ints(dims)]
-        elif field in _BLOB_LEGACY_DIMS and wire_type == _VARINT:
+            shape = [dim for _, _, dims in fields(message(value)) for dim in ints(dims)]
+        elif field in _BLOB_LEGACY_DIMS and wire_type == VARINT:
             legacy[field] = value
         elif field in (_BLOB_DATA, _BLOB_DOUBLE_DATA):
             dtype = "<f4" if field == _BLOB_DATA else "<f8"
-            chunks.append(np.frombuffer(_raw(value, wire_type), dtype=dtype))
+            chunks.append(floats(value, wire_type, dtype))
     if not shape and legacy:
         shape = [legacy.get(field, 0) for field in _BLOB_LEGACY_DIMS]
     values = np.concatenate(chunks) if chunks else np.zeros(0, dtype="<f4")
     if int(np.prod(shape)) != values.size:
         raise ValueError(f"a blob of shape {tuple(shape)} holds {values.size} values")
     return torch.from_numpy(values.astype(np.float32).reshape(shape))
-
-
-def _fields(buffer: memoryview) -> Iterator[tuple[int, int, Value]]:
-    """(field number, wire type, value) of each field of one message: an int for varints and
-    fixed-width numbers as raw bytes, a memoryview for length-delimited fields."""
-    position, end = 0, len(buffer)
-    while position < end:
-        key, position = _varint(buffer, position)
-        field, wire_type = key >> 3, key & 7
-        if wire_type == _VARINT:
-            value, position = _varint(buffer, position)
-        elif wire_type in (_FIXED64, _FIXED32):
-            size = 8 if wire_type == _FIXED64 else 4
-            value, position = buffer[position : position + size], position + size
-        elif wire_type == _BYTES:
-            size, position = _varint(buffer, position)
-            value, position = buffer[position : position + size], position + size
-        else:
-            raise ValueError(f"wire type {wire_type} at byte {position}")
-        if position > end:
-            raise ValueError(f"field {field} runs past the end of its message")
-        yield field, wire_type, value
-
-
-def _varint(buffer: memoryview, position: int) -> tuple[int, int]:
-    result, shift = 0, 0
-    while True:
-        byte = buffer[position]  # IndexError at the end of a truncated file
-        result |= (byte & 0x7F) << shift
-        position += 1
-        if byte < 0x80:
-            return result, position
-        shift += 7
-        if shift > 63:
-            raise ValueError(f"a varint longer than 10 bytes at byte {position}")
-
-
-def _message(value: Value) -> memoryview:
-    if not isinstance(value, memoryview):
-        raise ValueError("a number where a message or string was expected")
-    return value
-
-
-def _raw(value: Value, wire_type: int) -> memoryview:
-    """A packed field's bytes, or one unpacked fixed-width value's."""
-    if wire_type not in (_BYTES, _FIXED32, _FIXED64):
-        raise ValueError("a varint where floating-point values were expected")
-    return _message(value)
-
-
-def _ints(value: Value) -> list[int]:
-    """A repeated integer field's values: packed (bytes of varints) or one unpacked varint."""
-    if isinstance(value, int):
-        return [value]
-    values, position = [], 0
-    while position < len(value):
-        number, position = _varint(value, position)
-        values.append(number)
-    return values

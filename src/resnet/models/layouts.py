@@ -28,6 +28,7 @@ from resnet.models.clip_names import (
     is_timm_clip,
 )
 from resnet.models.detectron_names import from_detectron_names, is_detectron_resnet
+from resnet.models.gluon_names import from_gluon_names, has_bottlenecks, is_gluon_resnet
 from resnet.models.hf_names import (
     config_stride_in_1x1,
     from_transformers_names,
@@ -81,8 +82,16 @@ _PROMISED = {
     ".npz": (
         is_bit_npz,
         "an .npz without BiT's resnet/root_block",
-        "weights come as .pth, .safetensors, BiT's .npz, Caffe's .caffemodel, Keras's .h5 or "
-        "Detectron's .pkl, and an .npz of images is a --dataset",
+        "weights come as .pth, .safetensors, BiT's .npz, Caffe's .caffemodel, Keras's .h5, "
+        "Detectron's .pkl or the ONNX model zoo's .onnx, and an .npz of images is a --dataset",
+    ),
+    ".onnx": (
+        is_gluon_resnet,
+        "an ONNX model whose weights are not in Gluon's ResNet names (the ONNX model zoo's "
+        "resnet*-v1)",
+        "expected resnetv17_conv0_weight, resnetv17_stage1_conv0_weight, ...; a model `resnet "
+        "export` wrote is run as it is (resnet eval/predict --checkpoint FILE.onnx), and its "
+        "run's checkpoint holds its weights",
     ),
     ".pkl": (
         is_detectron_resnet,
@@ -117,6 +126,10 @@ def from_other_layout(
     if is_detectron_resnet(state):
         detectron = "Detectron's ImageNet ResNet (MSRA's R-50.pkl, detectron2's STRIDE_IN_1X1"
         return from_detectron_names(state, label), _paper_v1(detectron)
+    if is_gluon_resnet(state):
+        renamed = from_gluon_names(state, label)
+        gluon = "the ONNX model zoo's Gluon ResNet v1 (resnet50-v1-7.onnx: the paper's v1"
+        return renamed, _paper_v1(gluon) if has_bottlenecks(state) else []
     if is_bit_npz(state):
         bit = "a BiT checkpoint (BiT-M-R50x1.npz: load it into the bit_resnet of its size)"
         return from_bit_npz_names(state), [Assumption("weight_standardization", True, bit)]

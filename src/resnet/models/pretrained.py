@@ -1,12 +1,13 @@
 """Load weight files saved by torchvision, timm (ResNet, ResNetV2, legacy SENet, CLIP),
 transformers, BiT, OpenAI's CLIP (and open_clip), MONAI, MedicalNet, the public CIFAR
-reproduction, the paper's own Caffe models, Keras, Detectron or this package into a model of
-the zoo.
+reproduction, the paper's own Caffe models, Keras, Detectron, the ONNX model zoo or this
+package into a model of the zoo.
 
 No download happens here: the user points at a file (``.pth``/``.pt``/``.th``/``.bin``,
-``.safetensors``, BiT's ``.npz``, MSRA's ``.caffemodel``, Keras's ``.h5`` or Detectron's
-``.pkl``) or passes a state_dict. Files are read with ``weights_only=True``, as safetensors, or
-by an unpickler of arrays only, so a weight file can never run code.
+``.safetensors``, BiT's ``.npz``, MSRA's ``.caffemodel``, Keras's ``.h5``, Detectron's
+``.pkl`` or the ONNX zoo's ``.onnx``) or passes a state_dict. Files are read with
+``weights_only=True``, as safetensors, or by an unpickler of arrays only, so a weight file can
+never run code.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from resnet.models.layouts import (
     from_other_layout,
     input_conversion,
 )
+from resnet.models.onnx_initializers import read_onnx_initializers
 
 __all__ = [
     "load_weights",
@@ -191,6 +193,8 @@ def _read_file(path: Path) -> Any:
             return read_keras_h5(path)
         if path.suffix == ".pkl":  # Detectron's ImageNet ResNets (``detectron_names.py``)
             return read_detectron_pickle(path)
+        if path.suffix == ".onnx":  # the ONNX model zoo's Gluon ResNets (``gluon_names.py``)
+            return read_onnx_initializers(path)
         if path.suffix == ".npz":  # Google's BiT checkpoints (``bit_names.py``)
             with np.load(path, allow_pickle=False) as arrays:
                 return {name: torch.from_numpy(arrays[name]) for name in arrays.files}
@@ -206,7 +210,7 @@ def _read_file(path: Path) -> Any:
         raise WeightsError(
             f"{path}: not a readable weight file ({first_line[:160]}); "
             "expected a torch.save or safetensors state_dict, BiT's .npz, Caffe's .caffemodel, "
-            "Keras's .h5 or Detectron's .pkl"
+            "Keras's .h5, Detectron's .pkl or the ONNX model zoo's .onnx"
         ) from None
 
 
