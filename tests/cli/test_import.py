@@ -184,7 +184,21 @@ def test_a_hub_folders_configs_set_what_was_not_given(tmp_path):
     (tmp_path / "hf" / "preprocessor_config.json").write_text(json.dumps(processor))
     meta = import_weights(tmp_path / "hf", "resnet18", tmp_path / "b").meta
     assert meta.class_names == list(labels.values()) and meta.image_size == (192, 192)
-    assert meta.crop_fraction == 0.875
+    assert meta.crop_fraction == 0.875 and meta.mean == (0.485, 0.456, 0.406)
+    # A processor that skips a step feeds the net otherwise: the statistics say how.
+    for changes, mean, std in [
+        ({"do_normalize": False}, (0.0,) * 3, (1.0,) * 3),
+        ({"do_rescale": False}, (0.485 / 255, 0.456 / 255, 0.406 / 255),
+         (0.229 / 255, 0.224 / 255, 0.225 / 255)),
+        ({"rescale_factor": 1 / 127.5, "image_mean": [1.0] * 3, "image_std": [1.0] * 3},
+         (0.5,) * 3, (0.5,) * 3),
+    ]:  # fmt: skip
+        (tmp_path / "hf" / "preprocessor_config.json").write_text(
+            json.dumps({**processor, **changes})
+        )
+        out = tmp_path / f"b{len(changes)}{sorted(changes)[0]}"
+        meta = import_weights(tmp_path / "hf", "resnet18", out).meta
+        assert meta.mean == pytest.approx(mean) and meta.std == pytest.approx(std)
 
 
 def test_a_hubs_label_names_are_ids_and_its_descriptions_words(tmp_path):

@@ -138,28 +138,45 @@ def hub_inputs(source: str | os.PathLike) -> dict[str, Any]:
     folder = path if path.is_dir() else path.parent
     found: dict[str, Any] = {}
     config = _json_object(folder / "config.json")
-    preprocessor = _json_object(folder / "preprocessor_config.json")
     timm = config.get("pretrained_cfg") or {}
     for key in ("mean", "std"):
         if isinstance(timm.get(key), list):
             found[key] = timm[key]
     if isinstance(timm.get("input_size"), list):
         found["image_size"] = int(timm["input_size"][-1])
-    for crop in (timm.get("crop_pct"), preprocessor.get("crop_pct")):
-        if isinstance(crop, (int, float)) and 0.1 <= crop <= 1:
-            found["crop_fraction"] = float(crop)
+    if isinstance(timm.get("crop_pct"), (int, float)) and 0.1 <= timm["crop_pct"] <= 1:
+        found["crop_fraction"] = float(timm["crop_pct"])
     found.update(_hub_labels(config))
-    for key, ours in (("image_mean", "mean"), ("image_std", "std")):
-        if isinstance(preprocessor.get(key), list):
-            found[ours] = preprocessor[key]
-    # The side transformers' processor feeds the net: its crop, else its resize's short side.
+    found.update(_processor_inputs(_json_object(folder / "preprocessor_config.json")))
+    return found
+
+
+def _processor_inputs(processor: dict) -> dict[str, Any]:
+    """What a transformers ``preprocessor_config.json`` feeds its net: ``crop_pct``; the side it
+    crops to (else its resize's short side); mean and std as our 0..1 pixels see them, also
+    where it skips normalising (``do_normalize: false``: 0 and 1) or rescaling (``do_rescale:
+    false`` feeds 0..255: the statistics scaled by 1/255; another ``rescale_factor`` likewise)."""
+    found: dict[str, Any] = {}
+    crop = processor.get("crop_pct")
+    if isinstance(crop, (int, float)) and 0.1 <= crop <= 1:
+        found["crop_fraction"] = float(crop)
     for key in ("crop_size", "size"):
-        side = preprocessor.get(key)
+        side = processor.get(key)
         if isinstance(side, dict):
             side = side.get("height", side.get("shortest_edge"))
         if isinstance(side, int):
             found["image_size"] = side
             break
+    mean, std = processor.get("image_mean"), processor.get("image_std")
+    if processor.get("do_normalize") is False:
+        mean, std = [0.0] * 3, [1.0] * 3
+    if not (isinstance(mean, list) and isinstance(std, list)):
+        return found
+    factor = processor.get("rescale_factor", 1 / 255) if processor.get("do_rescale", True) else 1
+    if isinstance(factor, (int, float)) and factor > 0:
+        scale = 255 * factor  # the net sees (255 x factor x pixel - mean) / std
+        found["mean"] = [float(m) / scale for m in mean]
+        found["std"] = [float(s) / scale for s in std]
     return found
 
 
