@@ -4,6 +4,8 @@ torchvision's own resnet18 (random weights, saved as torchvision's files are) is
 ``predict`` on the imported checkpoint must give its probabilities on torchvision's input.
 """
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -81,7 +83,8 @@ def test_eval_of_an_imported_file_on_a_folder_named_by_wordnet_ids(torchvision_f
     images = [Image.fromarray(rng.integers(0, 256, (230 + 9 * i, 260, 3), dtype=np.uint8))
               for i in range(4)]  # fmt: skip
     with torch.no_grad():
-        predicted = reference(torch.stack([evaluation(im) for im in images])).argmax(1).tolist()
+        logits = reference(torch.stack([evaluation(im) for im in images])).double()
+    predicted = logits.argmax(1).tolist()
     # Three images in their predicted class's folder, one elsewhere: torchvision's top-1 is 3/4.
     folders = [*predicted[:3], (predicted[3] + 1) % 1000]
     for i, (image, label) in enumerate(zip(images, folders)):
@@ -95,6 +98,20 @@ def test_eval_of_an_imported_file_on_a_folder_named_by_wordnet_ids(torchvision_f
     absent = 1000 - len(set(folders))
     assert f"no images of {absent} class(es): tench, goldfish" in printed
     assert printed.count("\n") == 2 + len(set(folders))  # the classes present, listed
+
+    # ImageNet-R's protocol: rank only the classes the folder holds, renormalised among them.
+    flags = ["--dataset", str(tmp_path / "val"), "--device", "cpu", "--json"]
+    assert main(["eval", "--checkpoint", str(out), *flags, "--present-classes-only"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    present = sorted(set(folders))
+    among = logits[:, present].log_softmax(1)
+    positions = torch.tensor([present.index(label) for label in folders])
+    assert result["classes_ranked"] == len(present)
+    assert result["top1"] == (among.argmax(1) == positions).double().mean().item()
+    assert result["loss"] == pytest.approx(-among[range(4), positions].mean().item(), rel=1e-4)
+    assert main(["eval", "--checkpoint", str(out), *flags]) == 0
+    whole = json.loads(capsys.readouterr().out)
+    assert whole["classes_ranked"] == 1000 and whole["loss"] > result["loss"]
 
 
 def test_a_classifier_of_other_classes_needs_their_names(tmp_path, capsys):

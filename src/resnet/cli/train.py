@@ -112,6 +112,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=("float32", "bfloat16", "float16"),
         help="score the network deployed at this precision (BN folded; default: as trained)",
     )
+    evaluate.add_argument(
+        "--present-classes-only",
+        action="store_true",
+        help="rank only the classes the scored data holds (ImageNet-R's and -A's protocol: "
+        "200 of an ImageNet classifier's 1,000)",
+    )
     evaluate.add_argument("--json", action="store_true", help="print machine-readable JSON")
     evaluate.set_defaults(func=_eval)
 
@@ -213,11 +219,14 @@ def _eval(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         out_dir=args.out_dir,
         dtype=args.dtype,
+        present_classes_only=args.present_classes_only,
     )
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
     precision = f" ({args.dtype})" if args.dtype else ""
+    if args.present_classes_only:
+        precision += f" among its {result['classes_ranked']} classes"
     print(
         f"{result['dataset']} {result['split']}{precision}: top-1 {result['top1']:.4f}  "
         f"top-5 {result['top5']:.4f}  loss {result['loss']:.4f}  ({result['num_samples']} images)"

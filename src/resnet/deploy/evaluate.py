@@ -33,6 +33,7 @@ def evaluate(
     batch_size: int = 256,
     out_dir: Optional[str | os.PathLike] = None,
     dtype: Optional[str] = None,
+    present_classes_only: bool = False,
 ) -> dict[str, Any]:
     """Score a checkpoint on a dataset split (default: the dataset it was trained on).
 
@@ -54,6 +55,8 @@ def evaluate(
     with its statistics; classes are matched by name, so a folder holding some of the classes
     is scored (``per_class_accuracy`` None for the others). A plain image folder
     (``root/<class>/<image>``) other than the training one is scored whole (split ``"all"``).
+    ``present_classes_only`` ranks only the classes the scored data holds (ImageNet-R's and
+    -A's protocol for a 1,000-class classifier: their 200); ``classes_ranked`` says how many.
     """
     switches(tta_flip=tta_flip)
     from resnet.data import make_loader
@@ -77,6 +80,7 @@ def evaluate(
     check_tta_flip(tta_flip, meta)
     loader = make_loader(data, batch_size, train=False, device=target)
     precision, context = training_precision(model, info, dtype, target)
+    classes = torch.unique(torch.as_tensor(data.labels)) if present_classes_only else None
     scores = evaluate_loader(
         model,
         loader,
@@ -84,6 +88,7 @@ def evaluate(
         tta_flip=tta_flip,
         tta_shift=tta_shift,
         context=context,
+        classes=classes,
     )
     matrix = scores.pop("confusion_matrix")
     totals = matrix.sum(1)
@@ -100,6 +105,7 @@ def evaluate(
         "tta_flip": tta_flip,
         "tta_shift": tta_shift,
         "dtype": precision,
+        "classes_ranked": meta.num_classes if classes is None else len(classes),
     }
     if out_dir is not None:
         write_confusion_matrix(Path(out_dir), matrix, list(meta.class_names))

@@ -34,6 +34,7 @@ def evaluate_loader(
     context: Any = None,
     tta_flip: bool = False,
     tta_shift: int = 0,
+    classes: Optional[torch.Tensor] = None,
 ) -> dict[str, Any]:
     """Loss, top-1, top-5 and the (true x predicted) confusion matrix of ``model`` on ``loader``
     (any iterable of (x, y) batches), in eval mode; the one evaluation loop of the package.
@@ -43,7 +44,8 @@ def evaluate_loader(
     softmax of the views of ``tta_views``: ``tta_flip`` adds each image's mirror image (flip
     along the last axis, i.e. width), ``tta_shift`` its copies shifted that many pixels left and
     right; the loss is then that of the averaged probabilities. ``num_classes`` None: the
-    logits' width.
+    logits' width. ``classes`` (indices) ranks those classes only, their probabilities
+    renormalised among them: ImageNet-R's and -A's protocol, 200 of a classifier's 1,000.
     """
     was_training = model.training
     model.eval()
@@ -59,8 +61,12 @@ def evaluate_loader(
         if confusion is None:
             num_classes = num_classes or log_probs.shape[1]
             confusion = torch.zeros(num_classes**2, dtype=torch.int64, device=device)
-        loss_sum += F.nll_loss(log_probs, y, reduction="sum")
-        ranked = log_probs.topk(min(5, num_classes), dim=1).indices  # (B, k)
+        if classes is None:
+            loss_sum += F.nll_loss(log_probs, y, reduction="sum")
+            ranked = log_probs.topk(min(5, num_classes), dim=1).indices  # (B, k)
+        else:
+            loss, ranked = _among(log_probs, y, classes.to(device))
+            loss_sum += loss
         top1 += (ranked[:, 0] == y).sum()
         top5 += (ranked == y[:, None]).any(1).sum()
         confusion += torch.bincount(y * num_classes + ranked[:, 0], minlength=num_classes**2)
@@ -76,6 +82,18 @@ def evaluate_loader(
         "num_samples": seen,
         "confusion_matrix": matrix,
     }
+
+
+def _among(log_probs: torch.Tensor, y: torch.Tensor, classes: torch.Tensor) -> tuple:
+    """The summed loss and the top-5 (indices of all classes) ranking only ``classes``."""
+    among = log_probs[:, classes]
+    among = among - among.logsumexp(1, keepdim=True)
+    position = torch.full((log_probs.shape[1],), -1, dtype=torch.int64, device=y.device)
+    position[classes] = torch.arange(len(classes), device=y.device)
+    if (position[y] < 0).any():
+        raise DataError("a label outside the classes scored; score among the classes present")
+    ranked = classes[among.topk(min(5, len(classes)), dim=1).indices]
+    return F.nll_loss(among, position[y], reduction="sum"), ranked
 
 
 def tta_log_probs(
