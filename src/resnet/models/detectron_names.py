@@ -17,21 +17,16 @@ affine exactly. The nets are the paper's v1 (``stride_in_1x1=True``: detectron2'
 0-255, ``DETECTRON_MEAN_BGR`` subtracted, which is 255 times torchvision's mean): it is folded
 into conv1 (``caffe_names.fold_caffe_input``), exactly, border included.
 
-A pickle can run code when loaded, so ``read_detectron_pickle`` unpickles only dicts, strings,
-numbers and numpy arrays, and refuses anything else. FAIR's ResNeXt files (``X-101-32x8d.pkl``:
+A pickle can run code when loaded, so it is read by ``array_pickle.read_array_pickle``, which
+unpickles only dicts, strings, numbers and numpy arrays. FAIR's ResNeXt files (``X-101-32x8d.pkl``:
 another input convention) and group-norm ones (``R-50-GN.pkl``) are refused.
 """
 
 from __future__ import annotations
 
-import pickle
 import re
-import warnings
 from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -39,7 +34,6 @@ from resnet.errors import WeightsError
 from resnet.models.caffe_names import fold_caffe_input
 
 __all__ = [
-    "read_detectron_pickle",
     "is_detectron_resnet",
     "from_detectron_names",
     "DETECTRON_MEAN_BGR",
@@ -47,50 +41,9 @@ __all__ = [
 
 DETECTRON_MEAN_BGR = (103.530, 116.280, 123.675)
 _EPS = 1e-5  # BatchNorm's, which the affine's variance cancels
-# What a pickle of numpy arrays (written by Python 2 or 3, numpy 1 or 2) needs, and nothing else.
-_ALLOWED = {
-    ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"),
-    ("numpy._core.multiarray", "scalar"),
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
-    ("collections", "OrderedDict"),
-    ("_codecs", "encode"),  # how Python 3 writes an array's bytes at protocol 2
-}
 _BLOCK = re.compile(r"res(\d)_(\d+)_branch(1|2a|2b|2c)_w")
 _BRANCHES = {"1": ("downsample.0", "downsample.1"), "2a": ("conv1", "bn1")}
 _BRANCHES.update({"2b": ("conv2", "bn2"), "2c": ("conv3", "bn3")})
-
-
-class _ArraysOnly(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) not in _ALLOWED:
-            raise pickle.UnpicklingError(f"it asks for {module}.{name}, which is not an array")
-        with warnings.catch_warnings():  # numpy 2 renamed numpy.core, and says so
-            warnings.simplefilter("ignore", DeprecationWarning)
-            return super().find_class(module, name)
-
-
-def read_detectron_pickle(path: Path) -> dict[str, Tensor]:
-    """``{"conv1_w": tensor, ...}``: the arrays of a Detectron/detectron2 ``.pkl``, float32."""
-    try:
-        with path.open("rb") as handle:
-            data = _ArraysOnly(handle, encoding="latin1").load()  # Python 2's pickles too
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as error:
-        raise WeightsError(
-            f"{path}: not a pickle of arrays only ({error}); this package unpickles numpy "
-            "weights (Detectron's R-50.pkl) and nothing that could run code"
-        ) from None
-    if isinstance(data, Mapping):
-        data = data.get("blobs", data.get("model", data))
-    if not isinstance(data, Mapping):
-        raise WeightsError(f"{path}: a pickle without a dict of arrays ({type(data).__name__})")
-    return {
-        str(key): torch.from_numpy(np.asarray(value, dtype=np.float32))
-        for key, value in data.items()
-        if isinstance(value, np.ndarray) and not str(key).endswith("_momentum")
-    }
 
 
 def is_detectron_resnet(state: Mapping[str, Tensor]) -> bool:

@@ -35,6 +35,7 @@ from resnet.models.hf_names import (
     is_transformers_resnet,
 )
 from resnet.models.keras_names import KERAS_SUFFIXES, from_keras_names, is_keras_resnet
+from resnet.models.paddle_names import from_paddle_names, is_paddle_resnet
 from resnet.models.senet_names import (
     from_senet_names,
     has_basic_blocks,
@@ -83,7 +84,13 @@ _PROMISED = {
         is_bit_npz,
         "an .npz without BiT's resnet/root_block",
         "weights come as .pth, .safetensors, BiT's .npz, Caffe's .caffemodel, Keras's .h5, "
-        "Detectron's .pkl or the ONNX model zoo's .onnx, and an .npz of images is a --dataset",
+        "Detectron's .pkl, PaddleClas's .pdparams or the ONNX model zoo's .onnx, and an .npz "
+        "of images is a --dataset",
+    ),
+    ".pdparams": (
+        is_paddle_resnet,
+        "a .pdparams whose arrays are not in PaddleClas's ResNet names",
+        "expected stem.0.conv.weight, blocks.0.conv0.conv.weight, ...",
     ),
     ".onnx": (
         is_gluon_resnet,
@@ -130,6 +137,13 @@ def from_other_layout(
         renamed = from_gluon_names(state, label)
         gluon = "the ONNX model zoo's Gluon ResNet v1 (resnet50-v1-7.onnx: the paper's v1"
         return renamed, _paper_v1(gluon) if has_bottlenecks(state) else []
+    if is_paddle_resnet(state):
+        paddle = (
+            "PaddleClas's ResNet (ResNet50_pretrained: load it into resnet50; ResNet50_vd: "
+            "resnet50d; built with the defaults)"
+        )
+        options = (("stride_in_1x1", False), ("anti_alias", None))
+        return from_paddle_names(state, label), [Assumption(*o, paddle) for o in options]
     if is_bit_npz(state):
         bit = "a BiT checkpoint (BiT-M-R50x1.npz: load it into the bit_resnet of its size)"
         return from_bit_npz_names(state), [Assumption("weight_standardization", True, bit)]

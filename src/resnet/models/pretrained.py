@@ -1,13 +1,13 @@
 """Load weight files saved by torchvision, timm (ResNet, ResNetV2, legacy SENet, CLIP),
 transformers, BiT, OpenAI's CLIP (and open_clip), MONAI, MedicalNet, the public CIFAR
-reproduction, the paper's own Caffe models, Keras, Detectron, the ONNX model zoo or this
-package into a model of the zoo.
+reproduction, the paper's own Caffe models, Keras, Detectron, PaddleClas, the ONNX model zoo or
+this package into a model of the zoo.
 
 No download happens here: the user points at a file (``.pth``/``.pt``/``.th``/``.bin``,
 ``.safetensors``, BiT's ``.npz``, MSRA's ``.caffemodel``, Keras's ``.h5``, Detectron's
-``.pkl`` or the ONNX zoo's ``.onnx``) or passes a state_dict. Files are read with
-``weights_only=True``, as safetensors, or by an unpickler of arrays only, so a weight file can
-never run code.
+``.pkl``, PaddleClas's ``.pdparams`` or the ONNX zoo's ``.onnx``) or passes a state_dict.
+Files are read with ``weights_only=True``, as safetensors, or by an unpickler of arrays only,
+so a weight file can never run code.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ import torch
 from torch import Tensor, nn
 
 from resnet.errors import ConfigError, WeightsError
+from resnet.models.array_pickle import read_array_pickle
 from resnet.models.caffe_proto import read_caffemodel
-from resnet.models.detectron_names import read_detectron_pickle
 from resnet.models.hf_names import saved_weights
 from resnet.models.keras_names import KERAS_SUFFIXES, read_keras_h5
 from resnet.models.layouts import (
@@ -191,8 +191,8 @@ def _read_file(path: Path) -> Any:
             return read_caffemodel(path)
         if path.suffix in KERAS_SUFFIXES:  # keras.applications' ResNets (``keras_names.py``)
             return read_keras_h5(path)
-        if path.suffix == ".pkl":  # Detectron's ImageNet ResNets (``detectron_names.py``)
-            return read_detectron_pickle(path)
+        if path.suffix in (".pkl", ".pdparams"):  # Detectron's, PaddleClas's ResNets
+            return read_array_pickle(path)
         if path.suffix == ".onnx":  # the ONNX model zoo's Gluon ResNets (``gluon_names.py``)
             return read_onnx_initializers(path)
         if path.suffix == ".npz":  # Google's BiT checkpoints (``bit_names.py``)
@@ -210,7 +210,7 @@ def _read_file(path: Path) -> Any:
         raise WeightsError(
             f"{path}: not a readable weight file ({first_line[:160]}); "
             "expected a torch.save or safetensors state_dict, BiT's .npz, Caffe's .caffemodel, "
-            "Keras's .h5, Detectron's .pkl or the ONNX model zoo's .onnx"
+            "Keras's .h5, Detectron's .pkl, PaddleClas's .pdparams or the ONNX zoo's .onnx"
         ) from None
 
 
