@@ -117,7 +117,10 @@ def test_an_onnx_zoo_file_becomes_a_checkpoint(resnet50_file, tmp_path, capsys):
     capsys.readouterr()
     assert main(["inspect", str(path)]) == 0
     printed = capsys.readouterr().out
-    assert "the ONNX model zoo's Gluon ResNet v1" in printed and "loads into: resnet50\n" in printed
+    assert (
+        "Gluon's ResNet v1 (MXNet's model zoo, the ONNX zoo's" in printed
+        and "loads into: resnet50\n" in printed
+    )
     assert '--set "model_kwargs={stride_in_1x1: true}"' in printed
     # Run as it is, the file lacks what a checkpoint says (classes, input): the message says how.
     assert main(["predict", "--checkpoint", str(path), str(names)]) == 2

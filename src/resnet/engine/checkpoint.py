@@ -149,7 +149,7 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
 
 # Weight files of other projects, each read by resnet.models.load_weights.
 _WEIGHT_SUFFIXES = {".pth", ".pt", ".bin", ".npz", ".caffemodel", ".h5", ".hdf5", ".pkl"}
-_WEIGHT_SUFFIXES |= {".pdparams"}  # PaddleClas's
+_WEIGHT_SUFFIXES |= {".pdparams", ".params"}  # PaddleClas's, MXNet's
 
 
 def _other_kind(path: Path) -> str:

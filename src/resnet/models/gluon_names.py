@@ -1,15 +1,27 @@
-"""MXNet Gluon's ResNet v1 names (the ONNX model zoo's ``resnet18/34/50/101/152-v1-7.onnx``,
-exported from Gluon's model zoo) renamed to ours.
+"""MXNet Gluon's ResNets in our names: Gluon's model zoo v1 (as MXNet saved it, and as the ONNX
+model zoo's ``resnet18/34/50/101/152-v1-7.onnx`` exported it) and GluonCV's ``resnet*_v1b``,
+``_v1c``, ``_v1d``, ``_v1s``.
 
-Gluon names each layer by a counter per kind inside its scope: the stem is
-``resnetv17_conv0`` and ``resnetv17_batchnorm0``, the classifier ``resnetv17_dense0``, and a
-stage numbers its convolutions in the order its blocks made them, so ``stage1_conv0..2`` are the
-first bottleneck's 1x1, 3x3, 1x1, ``stage1_conv3`` is its downsample (a 1x1 to the block's
-output width) and ``stage1_conv4`` the second block's first. Each convolution has the BatchNorm
-of the same number after it. Gluon's bottleneck strides its first 1x1 (the paper's v1) and gives
-its two 1x1s a bias, which shifts the next BatchNorm's mean. Parameters end in ``_weight``,
-``_bias``, ``_gamma``, ``_beta``, ``_running_mean``, ``_running_var``. Inputs are torchvision's
-(RGB, ImageNet mean and std), and so are the zoo's evaluation crops (256, then 224).
+Gluon's model zoo names its layers in one of three ways, by what saved them:
+
+- counted (``collect_params``, the ONNX export, a Module checkpoint's ``arg:``/``aux:`` names):
+  a counter per kind inside each scope, after the net's prefix (``resnetv17_``, dropped by
+  ``save_params``): the stem is ``conv0`` and ``batchnorm0``, the classifier ``dense0``, and a
+  stage numbers its convolutions in the order its blocks made them, so ``stage1_conv0..2`` are
+  the first bottleneck's 1x1, 3x3, 1x1, ``stage1_conv3`` its downsample (a 1x1 to the block's
+  width) and ``stage1_conv4`` the second block's first; each convolution has the BatchNorm of
+  its number after it;
+- structural (``save_parameters``, MXNet 1.3 on): ``features.0`` (stem conv), ``features.1``
+  (its BatchNorm), ``features.4..7`` the stages, whose blocks have ``body.0/3/6`` convolutions,
+  ``body.1/4/7`` BatchNorms and ``downsample.0/1``; ``output`` the classifier.
+
+Parameters end in ``weight``, ``bias``, ``gamma``, ``beta``, ``running_mean``, ``running_var``.
+Gluon's bottleneck strides its first 1x1 (the paper's v1) and gives its two 1x1s a bias, which
+shifts the next BatchNorm's mean. Gluon's v2 (an input BatchNorm, pre-activation blocks) has no
+model here and is refused. GluonCV's v1b family is torchvision's and timm's nets in their own
+names (``conv1``, ``bn1``, ``layer1.0.conv1``), BatchNorms with ``gamma`` and ``beta``: v1b is
+resnet50, v1c resnet50c, v1d resnet50d, v1s resnet50s. Inputs are torchvision's (RGB, ImageNet
+mean and std; resize 256, crop 224).
 """
 
 from __future__ import annotations
@@ -21,43 +33,51 @@ from torch import Tensor
 
 from resnet.errors import WeightsError
 
-__all__ = ["is_gluon_resnet", "from_gluon_names", "has_bottlenecks"]
+__all__ = [
+    "is_gluon_resnet",
+    "from_gluon_names",
+    "has_bottlenecks",
+    "is_gluoncv_resnet",
+    "from_gluoncv_names",
+]
 
-_STEM = re.compile(r"(resnetv(\d)\d*_)conv0_weight")
+_STEM = re.compile(r"((?:resnetv\d+_)?)conv0_weight")
+_STRUCTURAL = re.compile(r"features\.(\d+)\.(\d+)\.(body|downsample)\.(\d+)\.(\w+)")
 _BN = {"gamma": "weight", "beta": "bias", "running_mean": "running_mean",
        "running_var": "running_var"}  # fmt: skip
+_V2 = (
+    "Gluon's ResNet v2 (the ONNX model zoo's resnet*-v2, Gluon's resnet*_v2: a BatchNorm on the "
+    "input image and pre-activation blocks), which no model here builds; use the v1 file"
+)
 
 
 def is_gluon_resnet(state: Mapping[str, Tensor]) -> bool:
-    """Whether ``state`` holds Gluon's ResNet names (v1 or v2)."""
-    return any(_STEM.fullmatch(key) for key in state)
+    """Whether ``state`` holds Gluon's model zoo ResNet names (v1 or v2, counted or
+    structural)."""
+    if "features.1.gamma" in state or "features.0.gamma" in state:  # MXNet's BatchNorm names
+        return any(key.startswith(("features.4.0.", "features.5.0.")) for key in state)
+    prefix = _prefix(state)
+    return prefix is not None and f"{prefix}stage1_conv0_weight" in state
 
 
 def has_bottlenecks(state: Mapping[str, Tensor]) -> bool:
-    prefix = _prefix(state)
-    return state[f"{prefix}stage1_conv0_weight"].shape[-1] == 1
+    """Whether the net is built of bottlenecks (its first block's first convolution a 1x1)."""
+    if "features.4.0.body.0.weight" in state:
+        return state["features.4.0.body.0.weight"].shape[-1] == 1
+    return state[f"{_prefix(state)}stage1_conv0_weight"].shape[-1] == 1
 
 
 def from_gluon_names(state: Mapping[str, Tensor], label: str) -> dict[str, Tensor]:
     """``state`` in our names; every tensor is read, or ``WeightsError``."""
-    prefix = _prefix(state)
-    if not prefix.startswith("resnetv1"):
-        raise WeightsError(
-            f"{label}: Gluon's ResNet v2 ({prefix}..., the ONNX model zoo's resnet*-v2: a "
-            "BatchNorm on the input image and pre-activation blocks), which no model here "
-            "builds; use the v1 file (resnet50-v1-7.onnx)"
-        )
+    prefix = _prefix(state) or ""
+    input_bn = "features.0.gamma" in state or f"{prefix}batchnorm1_gamma" in state
+    if input_bn or prefix.startswith("resnetv2"):  # v2's input BatchNorm, or its name
+        raise WeightsError(f"{label}: {_V2}")
     reader = _Reader(state, label)
-    renamed = reader.conv_bn(prefix, 0, ("conv1", "bn1"))
-    stage = 1
-    while f"{prefix}stage{stage}_conv0_weight" in state:
-        renamed.update(reader.stage(f"{prefix}stage{stage}_", stage, has_bottlenecks(state)))
-        stage += 1
-    for part in ("weight", "bias"):
-        key = f"{prefix}dense0_{part}"
-        if key in state:
-            renamed[f"fc.{part}"] = state[key]
-            reader.read.add(key)
+    if "features.4.0.body.0.weight" in state:
+        renamed = reader.structural()
+    else:
+        renamed = reader.counted(prefix, has_bottlenecks(state))
     unread = [key for key in state if key not in reader.read]
     if unread:
         raise WeightsError(
@@ -67,8 +87,8 @@ def from_gluon_names(state: Mapping[str, Tensor], label: str) -> dict[str, Tenso
     return renamed
 
 
-def _prefix(state: Mapping[str, Tensor]) -> str:
-    return next(m.group(1) for key in state if (m := _STEM.fullmatch(key)))
+def _prefix(state: Mapping[str, Tensor]) -> str | None:
+    return next((m.group(1) for key in state if (m := _STEM.fullmatch(key))), None)
 
 
 class _Reader:
@@ -77,7 +97,16 @@ class _Reader:
     def __init__(self, state: Mapping[str, Tensor], label: str) -> None:
         self.state, self.label, self.read = state, label, set()
 
-    def stage(self, scope: str, stage: int, bottleneck: bool) -> dict[str, Tensor]:
+    def counted(self, prefix: str, bottleneck: bool) -> dict[str, Tensor]:
+        renamed = self.conv_bn(f"{prefix}conv0_", f"{prefix}batchnorm0_", ("conv1", "bn1"))
+        stage = 1
+        while f"{prefix}stage{stage}_conv0_weight" in self.state:
+            renamed.update(self._stage(f"{prefix}stage{stage}_", stage, bottleneck))
+            stage += 1
+        renamed.update(self.dense(f"{prefix}dense0_"))
+        return renamed
+
+    def _stage(self, scope: str, stage: int, bottleneck: bool) -> dict[str, Tensor]:
         """One stage's blocks, walking its numbered convolutions in the order Gluon made them."""
         body = 3 if bottleneck else 2
         renamed: dict[str, Tensor] = {}
@@ -85,13 +114,15 @@ class _Reader:
         while f"{scope}conv{index}_weight" in self.state:
             ours = f"layer{stage}.{block}."
             for i in range(body):
-                renamed.update(self.conv_bn(scope, index + i, (f"{ours}conv{i + 1}",
-                                                               f"{ours}bn{i + 1}")))  # fmt: skip
+                names = (f"{ours}conv{i + 1}", f"{ours}bn{i + 1}")
+                renamed.update(self.conv_bn(f"{scope}conv{index + i}_",
+                                            f"{scope}batchnorm{index + i}_", names))  # fmt: skip
             index += body
             last = renamed[f"{ours}conv{body}.weight"]
             if block == 0 and self._is_downsample(scope, index, last):
                 names = (f"{ours}downsample.0", f"{ours}downsample.1")
-                renamed.update(self.conv_bn(scope, index, names))
+                renamed.update(self.conv_bn(f"{scope}conv{index}_", f"{scope}batchnorm{index}_",
+                                            names))  # fmt: skip
                 index += 1
             block += 1
         return renamed
@@ -103,11 +134,36 @@ class _Reader:
         weight = self.state.get(f"{scope}conv{index}_weight")
         return weight is not None and weight.shape[-1] == 1 and weight.shape[0] == last.shape[0]
 
-    def conv_bn(self, scope: str, index: int, names: tuple[str, str]) -> dict[str, Tensor]:
-        """Convolution ``index`` and BatchNorm ``index`` in our names; the convolution's bias
-        (Gluon's 1x1s have one) shifts the BatchNorm's mean: BN(Wx + b) with mean m is BN(Wx)
-        with mean m - b."""
-        conv, norm = f"{scope}conv{index}_", f"{scope}batchnorm{index}_"
+    def structural(self) -> dict[str, Tensor]:
+        renamed = self.conv_bn("features.0.", "features.1.", ("conv1", "bn1"))
+        for key in self.state:
+            match = _STRUCTURAL.fullmatch(key)
+            if match is None or match.group(5) != "weight" or int(match.group(4)) % 3:
+                continue  # one convolution at a time: body.0/3/6, downsample.0
+            stage, block, branch, index = int(match[1]) - 3, match[2], match[3], int(match[4])
+            ours = f"layer{stage}.{block}."
+            names = (
+                (f"{ours}downsample.0", f"{ours}downsample.1")
+                if branch == "downsample"
+                else (f"{ours}conv{index // 3 + 1}", f"{ours}bn{index // 3 + 1}")
+            )
+            layer = f"features.{match[1]}.{block}.{branch}."
+            renamed.update(self.conv_bn(f"{layer}{index}.", f"{layer}{index + 1}.", names))
+        renamed.update(self.dense("output."))
+        return renamed
+
+    def dense(self, layer: str) -> dict[str, Tensor]:
+        found = {}
+        for part in ("weight", "bias"):
+            if f"{layer}{part}" in self.state:
+                found[f"fc.{part}"] = self.state[f"{layer}{part}"]
+                self.read.add(f"{layer}{part}")
+        return found
+
+    def conv_bn(self, conv: str, norm: str, names: tuple[str, str]) -> dict[str, Tensor]:
+        """A convolution and its BatchNorm in our names; the convolution's bias (Gluon's 1x1s
+        have one) shifts the BatchNorm's mean: BN(Wx + b) with mean m is BN(Wx) with mean
+        m - b."""
         keys = [f"{conv}weight", *(f"{norm}{part}" for part in _BN)]
         missing = [key for key in keys if key not in self.state]
         if missing:
@@ -124,3 +180,18 @@ class _Reader:
             self.read.add(f"{conv}bias")
             renamed[f"{names[1]}.running_mean"] = renamed[f"{names[1]}.running_mean"] - bias
         return renamed
+
+
+def is_gluoncv_resnet(state: Mapping[str, Tensor]) -> bool:
+    """Whether ``state`` holds GluonCV's v1b-family names (torchvision's, BatchNorms with
+    ``gamma`` and ``beta``)."""
+    return "bn1.gamma" in state and any(key.startswith("layer1.0.") for key in state)
+
+
+def from_gluoncv_names(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """GluonCV's BatchNorm ``gamma`` and ``beta`` as ``weight`` and ``bias``; the rest as is."""
+    renamed = {}
+    for key, value in state.items():
+        stem, _, part = key.rpartition(".")
+        renamed[f"{stem}.{_BN.get(part, part)}" if part in ("gamma", "beta") else key] = value
+    return renamed

@@ -28,7 +28,13 @@ from resnet.models.clip_names import (
     is_timm_clip,
 )
 from resnet.models.detectron_names import from_detectron_names, is_detectron_resnet
-from resnet.models.gluon_names import from_gluon_names, has_bottlenecks, is_gluon_resnet
+from resnet.models.gluon_names import (
+    from_gluon_names,
+    from_gluoncv_names,
+    has_bottlenecks,
+    is_gluon_resnet,
+    is_gluoncv_resnet,
+)
 from resnet.models.hf_names import (
     config_stride_in_1x1,
     from_transformers_names,
@@ -84,13 +90,19 @@ _PROMISED = {
         is_bit_npz,
         "an .npz without BiT's resnet/root_block",
         "weights come as .pth, .safetensors, BiT's .npz, Caffe's .caffemodel, Keras's .h5, "
-        "Detectron's .pkl, PaddleClas's .pdparams or the ONNX model zoo's .onnx, and an .npz "
-        "of images is a --dataset",
+        "Detectron's .pkl, PaddleClas's .pdparams, MXNet's .params or the ONNX model zoo's "
+        ".onnx, and an .npz of images is a --dataset",
     ),
     ".pdparams": (
         is_paddle_resnet,
         "a .pdparams whose arrays are not in PaddleClas's ResNet names",
         "expected stem.0.conv.weight, blocks.0.conv0.conv.weight, ...",
+    ),
+    ".params": (
+        lambda state: is_gluon_resnet(state) or is_gluoncv_resnet(state),
+        "an MXNet .params file whose arrays are not in Gluon's or GluonCV's ResNet names",
+        "expected conv0_weight or features.0.weight (Gluon's model zoo), or conv1.weight, "
+        "bn1.gamma, layer1.0.conv1.weight (GluonCV's resnet*_v1b/c/d/s)",
     ),
     ".onnx": (
         is_gluon_resnet,
@@ -135,8 +147,15 @@ def from_other_layout(
         return from_detectron_names(state, label), _paper_v1(detectron)
     if is_gluon_resnet(state):
         renamed = from_gluon_names(state, label)
-        gluon = "the ONNX model zoo's Gluon ResNet v1 (resnet50-v1-7.onnx: the paper's v1"
+        gluon = "Gluon's ResNet v1 (MXNet's model zoo, the ONNX zoo's resnet50-v1-7: the paper's v1"
         return renamed, _paper_v1(gluon) if has_bottlenecks(state) else []
+    if is_gluoncv_resnet(state):
+        gluoncv = (
+            "GluonCV's resnet*_v1b/c/d/s (load v1b into resnet50, v1c into resnet50c, v1d into "
+            "resnet50d, v1s into resnet50s, built with the defaults)"
+        )
+        options = (("stride_in_1x1", False), ("anti_alias", None))
+        return from_gluoncv_names(state), [Assumption(*o, gluoncv) for o in options]
     if is_paddle_resnet(state):
         paddle = (
             "PaddleClas's ResNet (ResNet50_pretrained: load it into resnet50; ResNet50_vd: "

@@ -1,13 +1,13 @@
 """Load weight files saved by torchvision, timm (ResNet, ResNetV2, legacy SENet, CLIP),
 transformers, BiT, OpenAI's CLIP (and open_clip), MONAI, MedicalNet, the public CIFAR
-reproduction, the paper's own Caffe models, Keras, Detectron, PaddleClas, the ONNX model zoo or
-this package into a model of the zoo.
+reproduction, the paper's own Caffe models, Keras, Detectron, PaddleClas, MXNet (Gluon and
+GluonCV), the ONNX model zoo or this package into a model of the zoo.
 
 No download happens here: the user points at a file (``.pth``/``.pt``/``.th``/``.bin``,
 ``.safetensors``, BiT's ``.npz``, MSRA's ``.caffemodel``, Keras's ``.h5``, Detectron's
-``.pkl``, PaddleClas's ``.pdparams`` or the ONNX zoo's ``.onnx``) or passes a state_dict.
-Files are read with ``weights_only=True``, as safetensors, or by an unpickler of arrays only,
-so a weight file can never run code.
+``.pkl``, PaddleClas's ``.pdparams``, MXNet's ``.params`` or the ONNX zoo's ``.onnx``) or
+passes a state_dict. Files are read with ``weights_only=True``, as safetensors, or by readers
+of arrays only, so a weight file can never run code.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from resnet.models.layouts import (
     from_other_layout,
     input_conversion,
 )
+from resnet.models.mxnet_params import read_mxnet_params
 from resnet.models.onnx_initializers import read_onnx_initializers
 
 __all__ = [
@@ -195,6 +196,8 @@ def _read_file(path: Path) -> Any:
             return read_array_pickle(path)
         if path.suffix == ".onnx":  # the ONNX model zoo's Gluon ResNets (``gluon_names.py``)
             return read_onnx_initializers(path)
+        if path.suffix == ".params":  # MXNet's: Gluon's and GluonCV's ResNets (the same)
+            return read_mxnet_params(path)
         if path.suffix == ".npz":  # Google's BiT checkpoints (``bit_names.py``)
             with np.load(path, allow_pickle=False) as arrays:
                 return {name: torch.from_numpy(arrays[name]) for name in arrays.files}
@@ -210,7 +213,8 @@ def _read_file(path: Path) -> Any:
         raise WeightsError(
             f"{path}: not a readable weight file ({first_line[:160]}); "
             "expected a torch.save or safetensors state_dict, BiT's .npz, Caffe's .caffemodel, "
-            "Keras's .h5, Detectron's .pkl, PaddleClas's .pdparams or the ONNX zoo's .onnx"
+            "Keras's .h5, Detectron's .pkl, PaddleClas's .pdparams, MXNet's .params or the ONNX "
+            "zoo's .onnx"
         ) from None
 
 
