@@ -19,6 +19,10 @@ from resnet.errors import ConfigError, NoSplitError
 __all__ = ["evaluate", "write_confusion_matrix", "EVAL_DTYPES"]
 
 EVAL_DTYPES = (None, "float32", "bfloat16", "float16")  # None: the checkpoint as it is (float32)
+# The confusion matrix's picture: 2,400 pixels a side at most (ImageNet's 1,000 classes at 0.45
+# inch each were 45,000), and class names only where they can be read.
+MAX_PLOT_INCHES = 24.0
+MAX_LABELLED_CLASSES = 60
 
 
 def evaluate(
@@ -157,10 +161,6 @@ def _other_plain_folder(dataset: str, trained_on: Optional[str]) -> bool:
     if not path.is_dir() or (path / "train").is_dir():
         return False
     return trained_on is None or path.resolve() != Path(trained_on).expanduser().resolve()
-
-
-MAX_PLOT_INCHES = 24.0  # 2,400 pixels a side: ImageNet's 1,000 classes would be 45,000
-MAX_LABELLED_CLASSES = 60
 
 
 def _plotted(matrix: torch.Tensor, class_names: list[str]) -> tuple[list, list, torch.Tensor]:
