@@ -53,9 +53,8 @@ def from_paddle_names(state: Mapping[str, Tensor], label: str) -> dict[str, Tens
     for index, (conv, norm) in enumerate(_DEEP_STEM if deep else [("conv1", "bn1")]):
         renamed.update(_conv_bn(state, f"stem.{index}.", (conv, norm), read, label))
     branches = {"conv0": ("conv1", "bn1"), "conv1": ("conv2", "bn2"), "conv2": ("conv3", "bn3")}
-    branches["short"] = (
-        ("downsample.1", "downsample.2") if deep else ("downsample.0", "downsample.1")
-    )
+    first = 1 if deep else 0  # timm's average-pool shortcut keeps its pool at downsample.0
+    branches["short"] = (f"downsample.{first}", f"downsample.{first + 1}")
     stage, block = 0, 0
     count = 1 + max(int(m.group(1)) for key in state if (m := _BLOCK.match(key)))
     for j in range(count):
