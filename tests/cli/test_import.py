@@ -113,6 +113,22 @@ def test_eval_of_an_imported_file_on_a_folder_named_by_wordnet_ids(torchvision_f
     whole = json.loads(capsys.readouterr().out)
     assert whole["classes_ranked"] == 1000 and whole["loss"] > result["loss"]
 
+    # Kaggle's layout: the same images flat, their classes in LOC_val_solution.csv up the tree.
+    flat = tmp_path / "kaggle" / "ILSVRC" / "Data" / "CLS-LOC" / "val"
+    flat.mkdir(parents=True)
+    rows = ["ImageId,PredictionString"]
+    for i, label in enumerate(folders):
+        wnid = imagenet_wnids()[label]
+        (flat / f"ILSVRC2012_val_{i + 1:08d}.png").write_bytes(
+            (tmp_path / "val" / wnid / f"{i}.png").read_bytes()
+        )
+        rows.append(f"ILSVRC2012_val_{i + 1:08d},{wnid} 0 0 10 10")
+    (tmp_path / "kaggle" / "LOC_val_solution.csv").write_text("\n".join(rows))
+    flags[1] = str(flat)
+    assert main(["eval", "--checkpoint", str(out), *flags]) == 0
+    kaggle = json.loads(capsys.readouterr().out)
+    assert (kaggle["top1"], kaggle["loss"]) == (whole["top1"], pytest.approx(whole["loss"]))
+
 
 def test_a_classifier_of_other_classes_needs_their_names(tmp_path, capsys):
     model = torchvision.models.resnet18(num_classes=3)

@@ -1,6 +1,7 @@
 """ImageNet's classes by WordNet id: a folder named by ids (ImageNet's validation set in class
 folders, Imagenette, ImageNet-R) scores a classifier that names them by words."""
 
+import os
 from dataclasses import replace
 
 import pytest
@@ -98,3 +99,51 @@ def test_class_ids_round_trip_and_bad_ones_are_refused():
             DatasetMeta.from_dict(bad)
     with pytest.raises(DataError, match="2 class ids for 1000 classes; give one unique id"):
         _imagenet_meta(class_ids=["a", "b"])
+
+
+def _kaggle_val(root, write_images, wnids, tmp_path):
+    """Kaggle's layout: root/LOC_val_solution.csv, root/ILSVRC/Data/CLS-LOC/val/*.JPEG."""
+    val = root / "ILSVRC" / "Data" / "CLS-LOC" / "val"
+    val.mkdir(parents=True)
+    rows = ["ImageId,PredictionString"]
+    for i, wnid in enumerate(wnids, start=1):
+        write_images(tmp_path / "src", classes=["x"], per_class=1, size=(8, 8), seed=i)
+        image_id = f"ILSVRC2012_val_{i:08d}"
+        from PIL import Image
+
+        Image.open(tmp_path / "src" / "x" / "00.png").convert("RGB").save(val / f"{image_id}.JPEG")
+        rows.append(f"{image_id},{wnid} 10 20 200 220 {wnid} 1 2 30 40 ")
+    (root / "LOC_val_solution.csv").write_text("\n".join(rows) + "\n")
+    return val
+
+
+def test_kaggles_flat_validation_folder_is_labelled_by_its_solution_file(tmp_path, write_images):
+    val = _kaggle_val(tmp_path / "kaggle", write_images, [GOLDFISH, TENCH, GOLDFISH], tmp_path)
+    data = load_dataset(str(val), "train", val_fraction=0.0)
+    assert data.meta.class_names == [TENCH, GOLDFISH]
+    assert [(path.name[-10:-5], label) for path, label in data.samples] == [
+        ("00001", 1), ("00002", 0), ("00003", 1)]  # fmt: skip
+    scored = as_trained(data, _imagenet_meta(), "val")
+    assert [label for _, label in scored.samples] == [1, 0, 1]  # goldfish is class 1
+    solution = tmp_path / "kaggle" / "LOC_val_solution.csv"
+    rows = solution.read_text().splitlines()
+    solution.write_text("\n".join([*rows[:3], rows[3].replace(GOLDFISH, TENCH)]))
+    os.utime(solution, ns=(1, 1))  # a new file: another mtime, so not the cached index
+    relabelled = load_dataset(str(val), "train", val_fraction=0.0)
+    assert [label for _, label in relabelled.samples] == [1, 0, 0]
+
+    (val / "ILSVRC2012_test_00000001.JPEG").write_bytes((val / f"{rows[1][:23]}.JPEG").read_bytes())
+    with pytest.raises(DataError, match="1 image.s. without a row in .*ILSVRC2012_test_00000001"):
+        load_dataset(str(val), "train", val_fraction=0.0)
+    (val / "ILSVRC2012_test_00000001.JPEG").unlink()
+    for content, message in [
+        ("id,label\n", "its first line is not ImageId,PredictionString"),
+        ("\n".join([rows[0], rows[1], "ILSVRC2012_val_00000002,tench 1 2 3 4"]),
+         r"LOC_val_solution.csv:3: expected ImageId,PredictionString with a WordNet id first"),
+    ]:  # fmt: skip
+        solution.write_text(content)
+        with pytest.raises(DataError, match=message):
+            load_dataset(str(val), "train", val_fraction=0.0)
+    solution.unlink()  # a flat folder with no solution file is what it was: not a dataset
+    with pytest.raises(DataError, match="has no class sub-folders"):
+        load_dataset(str(val), "train", val_fraction=0.0)

@@ -1,8 +1,10 @@
 """People's own images, one sub-folder per class (torchvision's ImageFolder convention).
 
 Layouts: ``root/<class>/<image>`` (val is a seeded fraction), or ``root/train/<class>``,
-``root/val/<class>`` and optionally ``root/test/<class>``. This module scans and indexes; the
-DataLoader that decodes batches is :mod:`resnet.data.folder_loader`.
+``root/val/<class>`` and optionally ``root/test/<class>``; and ImageNet's validation images as
+Kaggle ships them, flat, their classes in ``LOC_val_solution.csv`` (``resnet.data.imagenet``).
+This module scans and indexes; the DataLoader that decodes batches is
+:mod:`resnet.data.folder_loader`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import torch
 
 from resnet.checks import is_whole
 from resnet.data.decode import open_image, read_image_header
+from resnet.data.imagenet import find_solution_file, labelled_flat_folder
 from resnet.data.meta import (
     DEFAULT_VAL_FRACTION,
     DatasetMeta,
@@ -201,6 +204,9 @@ def _folder_signature(root: Path) -> tuple:
         signature.append((str(level_one), level_one.stat().st_mtime_ns))
         if level_one != root:
             signature += [(str(p), p.stat().st_mtime_ns) for p in level_one.iterdir() if p.is_dir()]
+    solution = find_solution_file(root)  # a flat folder's labels live in this file
+    if solution is not None:
+        signature.append((str(solution), solution.stat().st_mtime_ns))
     return tuple(sorted(signature))
 
 
@@ -217,16 +223,23 @@ def _index_folder(
     else:
         train_dir, val_dir, test_dir = root, None, None
     classes = sorted(_class_folders(train_dir))
-    if not classes:
-        raise DataError(f"{train_dir} has no class sub-folders; {layout_msg}")
-    for name in classes:  # class names end up in checkpoints and logs, which are UTF-8
-        if not _printable_utf8(name):
-            raise DataError(
-                f"{train_dir}: class folder name {name!r} is not printable UTF-8; rename the folder"
-            )
     unreadable: list[Path] = []
     skipped: list[Path] = []
-    train = _scan(train_dir, classes, unreadable, skipped)
+    if not classes:  # ImageNet's validation images as Kaggle ships them: flat, labelled by CSV
+        images = sorted(p for p in train_dir.iterdir() if p.name.lower().endswith(IMAGE_EXTENSIONS))
+        flat = labelled_flat_folder(train_dir, images) if images else None
+        if flat is None:
+            raise DataError(f"{train_dir} has no class sub-folders; {layout_msg}")
+        classes, listed = flat
+        train = _readable(listed, unreadable)
+    else:
+        for name in classes:  # class names end up in checkpoints and logs, which are UTF-8
+            if not _printable_utf8(name):
+                raise DataError(
+                    f"{train_dir}: class folder name {name!r} is not printable UTF-8; rename "
+                    "the folder"
+                )
+        train = _scan(train_dir, classes, unreadable, skipped)
     val = _scan(val_dir, classes, unreadable, skipped) if val_dir else None
     test = _scan(test_dir, classes, unreadable, skipped) if test_dir else None
     if not train:
@@ -289,19 +302,28 @@ def _scan(
             f"{directory} has class folder(s) {unknown} that the train split lacks; every "
             "split must use the train split's class names"
         )
+    listed = [
+        (path, label)
+        for label, name in enumerate(classes)
+        if name in found
+        for path in _class_files(directory / found[name], skipped)
+    ]
+    return _readable(listed, unreadable)
+
+
+def _readable(listed: list[tuple[Path, int]], unreadable: list[Path]) -> list[tuple[Path, int]]:
+    """The samples whose header reads (cheap: catches non-images, empty files and decompression
+    bombs); the others go to ``unreadable``."""
     samples = []
-    for label, name in enumerate(classes):
-        if name not in found:
+    for path, label in listed:
+        try:
+            read_image_header(path)
+        except PixelRangeError:
+            raise  # a readable image the user must convert, not a broken file to skip
+        except DataError:
+            unreadable.append(path)
             continue
-        for path in _class_files(directory / found[name], skipped):
-            try:  # header only: cheap, catches non-images, empty files and decompression bombs
-                read_image_header(path)
-            except PixelRangeError:
-                raise  # a readable image the user must convert, not a broken file to skip
-            except DataError:
-                unreadable.append(path)
-                continue
-            samples.append((path, label))
+        samples.append((path, label))
     return samples
 
 
