@@ -31,7 +31,9 @@ NETS = {
                 "resnet50_v1d": ("resnet50d", {}), "resnet50_v1s": ("resnet50s", {}),
                 "resnet18_v1b": ("resnet18", {})},
     "paddle": {"ResNet50": ("resnet50", {}), "ResNet50_vd": ("resnet50d", {}),
-               "ResNet101_vd": ("resnet101d", {})},
+               "ResNet101_vd": ("resnet101d", {}),
+               "ResNet18": ("resnet18", {"project_first_shortcut": True}),
+               "ResNet34_vd": ("resnet34d", {"project_first_shortcut": True})},
 }  # fmt: skip
 
 

@@ -19,9 +19,12 @@ import torch
 import torch.nn.functional as F
 
 RESNET50 = (3, 4, 6, 3)
+RESNET18 = (2, 2, 2, 2)  # basic blocks
 
 
-def paddle_arrays(blocks=RESNET50, vd=True, num_classes=10, seed=0) -> dict[str, np.ndarray]:
+def paddle_arrays(
+    blocks=RESNET50, vd=True, num_classes=10, seed=0, bottleneck=True
+) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     arrays: dict[str, np.ndarray] = {}
 
@@ -38,13 +41,18 @@ def paddle_arrays(blocks=RESNET50, vd=True, num_classes=10, seed=0) -> dict[str,
         conv_bn(f"stem.{i}", cin, cout, k)
     j, cin = 0, 64
     for count, width in zip(blocks, (64, 128, 256, 512)):
+        cout = width * 4 if bottleneck else width
         for b in range(count):
-            conv_bn(f"blocks.{j}.conv0", cin, width, 1)
-            conv_bn(f"blocks.{j}.conv1", width, width, 3)
-            conv_bn(f"blocks.{j}.conv2", width, width * 4, 1)
-            if b == 0:
-                conv_bn(f"blocks.{j}.short", cin, width * 4, 1)
-            j, cin = j + 1, width * 4
+            if bottleneck:
+                conv_bn(f"blocks.{j}.conv0", cin, width, 1)
+                conv_bn(f"blocks.{j}.conv1", width, width, 3)
+                conv_bn(f"blocks.{j}.conv2", width, cout, 1)
+            else:
+                conv_bn(f"blocks.{j}.conv0", cin, width, 3)
+                conv_bn(f"blocks.{j}.conv1", width, width, 3)
+            if b == 0:  # every stage's first block projects, the first stage's too
+                conv_bn(f"blocks.{j}.short", cin, cout, 1)
+            j, cin = j + 1, cout
     arrays["fc.weight"] = rng.normal(0, 0.05, (cin, num_classes))  # Paddle's Linear: (in, out)
     arrays["fc.bias"] = rng.uniform(-0.1, 0.1, num_classes)
     return {name: value.astype(np.float32) for name, value in arrays.items()}
@@ -84,9 +92,13 @@ def paddle_forward(arrays, x: torch.Tensor, blocks=RESNET50, vd=True) -> torch.T
     for stage, count in enumerate(blocks):
         for b in range(count):
             stride = 2 if b == 0 and stage > 0 else 1
-            y = conv_bn(x, f"blocks.{j}.conv0")
-            y = conv_bn(y, f"blocks.{j}.conv1", stride)
-            y = conv_bn(y, f"blocks.{j}.conv2", relu=False)
+            if f"blocks.{j}.conv2.conv.weight" in a:  # bottleneck: the 3x3 strides
+                y = conv_bn(x, f"blocks.{j}.conv0")
+                y = conv_bn(y, f"blocks.{j}.conv1", stride)
+                y = conv_bn(y, f"blocks.{j}.conv2", relu=False)
+            else:
+                y = conv_bn(x, f"blocks.{j}.conv0", stride)
+                y = conv_bn(y, f"blocks.{j}.conv1", relu=False)
             if b == 0:
                 first = stage == 0 or not vd  # vb, and vd's first stage: a strided 1x1
                 x = conv_bn(x, f"blocks.{j}.short", stride if first else 1, False, not first)

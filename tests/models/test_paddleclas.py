@@ -7,7 +7,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from paddle_helpers import paddle_arrays, paddle_forward, write_pdparams
+from paddle_helpers import RESNET18, paddle_arrays, paddle_forward, write_pdparams
 
 from resnet import create_model, load_weights
 from resnet.cli import main
@@ -33,13 +33,30 @@ def test_a_pdparams_file_computes_what_paddleclas_computes(tmp_path, vd, model):
         load_weights(create_model(other, num_classes=10), path)
 
 
-def test_what_is_not_paddleclas_bottleneck_resnet_is_refused(tmp_path):
+def test_resnet18_and_34_vd_project_every_stages_first_shortcut(tmp_path):
+    """PaddleClas's basic-block nets project the first stage's shortcut too (a 1x1 conv where
+    torchvision's adds the input): they load into resnet18/34d built with
+    project_first_shortcut, and a default resnet18 is told so."""
+    for name, blocks, vd, model in [("ResNet18", RESNET18, False, "resnet18"),
+                                    ("ResNet34_vd", (3, 4, 6, 3), True, "resnet34d")]:  # fmt: skip
+        arrays = paddle_arrays(blocks, vd=vd, bottleneck=False)
+        path = tmp_path / f"{name}_pretrained.pdparams"
+        write_pdparams(path, arrays)
+        net = create_model(model, num_classes=10, project_first_shortcut=True)
+        load_weights(net, path)
+        with torch.no_grad():
+            ours = net.double().eval()(IMAGES)
+        reference = paddle_forward(arrays, IMAGES, blocks, vd=vd)
+        assert ((ours - reference).abs().max() / reference.abs().max()).item() < 1e-10
+        with pytest.raises(WeightsError, match="project_first_shortcut=True and .* has False"):
+            load_weights(create_model(model, num_classes=10), path)
+
+
+def test_what_is_not_paddleclas_resnet_is_refused(tmp_path):
     arrays = paddle_arrays(vd=True)
     net = create_model("resnet50d", num_classes=10)
-    basic = {k: v for k, v in arrays.items() if ".conv2." not in k}
     missing = {k: v for k, v in arrays.items() if k != "blocks.4.conv1.bn._variance"}
     cases = [
-        (basic, "PaddleClas's ResNet-18/34, whose first block projects its shortcut"),
         (missing, "without blocks.4.conv1.bn._variance; the file is incomplete"),
         ({**arrays, "blocks.0.se.weight": np.zeros(3, np.float32)},
          r"tensors outside PaddleClas's ResNet \(blocks.0.se.weight\)"),

@@ -41,7 +41,7 @@ from resnet.models.hf_names import (
     is_transformers_resnet,
 )
 from resnet.models.keras_names import KERAS_SUFFIXES, from_keras_names, is_keras_resnet
-from resnet.models.paddle_names import from_paddle_names, is_paddle_resnet
+from resnet.models.paddle_names import from_paddle_names, is_paddle_resnet, paddle_basic_blocks
 from resnet.models.senet_names import (
     from_senet_names,
     has_basic_blocks,
@@ -72,6 +72,7 @@ OPTION_DEFAULTS = {
     "stride_in_1x1": False,
     "anti_alias": None,
     "relu_before_attn": False,
+    "project_first_shortcut": False,
 }
 
 
@@ -157,11 +158,17 @@ def from_other_layout(
         options = (("stride_in_1x1", False), ("anti_alias", None))
         return from_gluoncv_names(state), [Assumption(*o, gluoncv) for o in options]
     if is_paddle_resnet(state):
+        basic = paddle_basic_blocks(state)
         paddle = (
-            "PaddleClas's ResNet (ResNet50_pretrained: load it into resnet50; ResNet50_vd: "
+            "PaddleClas's ResNet-18/34 (ResNet18: load it into resnet18; ResNet18_vd: resnet18d; "
+            'built with project_first_shortcut=True, e.g. --set "model_kwargs='
+            '{project_first_shortcut: true}")'
+            if basic
+            else "PaddleClas's ResNet (ResNet50_pretrained: load it into resnet50; ResNet50_vd: "
             "resnet50d; built with the defaults)"
         )
-        options = (("stride_in_1x1", False), ("anti_alias", None))
+        options = [("stride_in_1x1", False), ("anti_alias", None)]
+        options += [("project_first_shortcut", True)] if basic else []
         return from_paddle_names(state, label), [Assumption(*o, paddle) for o in options]
     if is_bit_npz(state):
         bit = "a BiT checkpoint (BiT-M-R50x1.npz: load it into the bit_resnet of its size)"

@@ -14,8 +14,8 @@ Each convolution is a ConvBNLayer, ``conv`` and ``bn`` (Paddle's BatchNorm: ``we
 "vb" strides the 3x3 (torchvision's resnet50); "vd" adds the deep stem and an average pool
 before the strided shortcut's 1x1, ceil mode, padding left out of the mean: timm's resnet50d.
 Inputs are torchvision's (RGB, ImageNet mean and std; resize 256, crop 224). PaddleClas's
-ResNet-18/34 project the first block's shortcut even where torchvision's is the identity, so no
-model here takes them: they are refused by name.
+ResNet-18/34 project every stage's first shortcut, the first stage's too, where torchvision's
+adds the input itself: they load into resnet18/34(d) built with ``project_first_shortcut``.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from torch import Tensor
 
 from resnet.errors import WeightsError
 
-__all__ = ["is_paddle_resnet", "from_paddle_names"]
+__all__ = ["is_paddle_resnet", "from_paddle_names", "paddle_basic_blocks"]
 
 _BLOCK = re.compile(r"blocks\.(\d+)\.")
 _BN = {"weight": "weight", "bias": "bias", "_mean": "running_mean", "_variance": "running_var"}
@@ -39,20 +39,21 @@ def is_paddle_resnet(state: Mapping[str, Tensor]) -> bool:
     return "stem.0.conv.weight" in state and "blocks.0.conv0.conv.weight" in state
 
 
+def paddle_basic_blocks(state: Mapping[str, Tensor]) -> bool:
+    """Whether the net is a ResNet-18/34 (two convolutions a block)."""
+    return "blocks.0.conv2.conv.weight" not in state
+
+
 def from_paddle_names(state: Mapping[str, Tensor], label: str) -> dict[str, Tensor]:
     """``state`` in our names; every tensor is read, or ``WeightsError``."""
-    if "blocks.0.conv2.conv.weight" not in state:
-        raise WeightsError(
-            f"{label}: PaddleClas's ResNet-18/34, whose first block projects its shortcut (a 1x1 "
-            "convolution where torchvision's and timm's add the input itself), which no model "
-            "here builds; use a bottleneck ResNet-50/101/152 file"
-        )
     deep = "stem.1.conv.weight" in state
     read: set[str] = set()
     renamed: dict[str, Tensor] = {}
     for index, (conv, norm) in enumerate(_DEEP_STEM if deep else [("conv1", "bn1")]):
         renamed.update(_conv_bn(state, f"stem.{index}.", (conv, norm), read, label))
-    branches = {"conv0": ("conv1", "bn1"), "conv1": ("conv2", "bn2"), "conv2": ("conv3", "bn3")}
+    branches = {"conv0": ("conv1", "bn1"), "conv1": ("conv2", "bn2")}
+    if not paddle_basic_blocks(state):
+        branches["conv2"] = ("conv3", "bn3")
     first = 1 if deep else 0  # timm's average-pool shortcut keeps its pool at downsample.0
     branches["short"] = (f"downsample.{first}", f"downsample.{first + 1}")
     stage, block = 0, 0

@@ -97,6 +97,9 @@ class ResNet(nn.Module):
             None: none. The stem pool is ``stem_pool``'s to set (``"avg"``, ``"max_blur"``).
         relu_before_attn: basic blocks activate their second conv before the attention, as
             SENet's own SE-ResNet-18/34 (timm's ``legacy_seresnet18/34``) do.
+        project_first_shortcut: every stage's first block projects its shortcut (option B's
+            1x1 conv) even where the identity fits, as PaddleClas's ResNet-18/34 do; the
+            attribute says whether that changed the net (a bottleneck net projects there anyway).
         global_pool: ``"avg"`` (the paper's) or ``"attention"``: CLIP's attention pooling
             (``attention_pool.py``), whose output projection is ``fc``; ``attention_grid`` is
             the side of the map its positions were learned on (7: a 224 input).
@@ -135,6 +138,7 @@ class ResNet(nn.Module):
         stride_in_1x1: bool = False,
         anti_alias: Optional[str] = None,
         relu_before_attn: bool = False,
+        project_first_shortcut: bool = False,
         global_pool: str = "avg",
         attention_grid: int = 7,
     ) -> None:
@@ -159,6 +163,13 @@ class ResNet(nn.Module):
                 f"SE-ResNet-18/34), not to {block.__name__} with attn_layer={attn_layer!r}"
             )
         self.relu_before_attn = relu_before_attn is True
+        if project_first_shortcut is True and (shortcut != "B" or not residual):
+            raise ConfigError(
+                "project_first_shortcut applies to projection shortcuts (shortcut='B') of a "
+                "residual net; drop the option"
+            )
+        self._project_first = project_first_shortcut is True
+        self.project_first_shortcut = False  # True once a stage projects only because of it
         self.anti_alias = _check_anti_alias(anti_alias, block, self.stride_in_1x1)
         self.spatial_dims = spatial_dims
         self.in_chans = in_chans
@@ -249,7 +260,9 @@ class ResNet(nn.Module):
         """Option A or B where a stage changes the shape; None where the identity fits."""
         dims = self.spatial_dims
         if not self.residual or (stride == 1 and self.inplanes == out_channels):
-            return None
+            if not self._project_first:
+                return None
+            self.project_first_shortcut = True
         if self.shortcut == "A":
             extra = out_channels - self.inplanes
             return ZeroPadShortcut(stride, extra, spatial_dims=dims, pad=self.shortcut_pad)
