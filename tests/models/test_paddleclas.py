@@ -11,7 +11,7 @@ from paddle_helpers import RESNET18, paddle_arrays, paddle_forward, write_pdpara
 
 from resnet import create_model, load_weights
 from resnet.cli import main
-from resnet.errors import WeightsError
+from resnet.errors import ConfigError, WeightsError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 IMAGES = torch.from_numpy(np.random.default_rng(0).normal(0, 1, (2, 3, 64, 64)))
@@ -93,3 +93,23 @@ def test_inspect_names_the_model_a_pdparams_file_loads_into(tmp_path, capsys):
     assert main(["inspect", str(path)]) == 0
     printed = capsys.readouterr().out
     assert "a 10-class classifier" in printed and "loads into: resnet50d\n" in printed
+
+
+def test_project_first_shortcut_is_a_real_option():
+    """It adds a projection where the identity fitted, says whether it did, and is refused where
+    it means nothing."""
+    plain, projected = (
+        create_model("resnet18"),
+        create_model("resnet18", project_first_shortcut=True),
+    )
+    assert plain.layer1[0].downsample is None and not plain.project_first_shortcut
+    assert projected.layer1[0].downsample is not None and projected.project_first_shortcut
+    extra = sum(p.numel() for p in projected.parameters()) - sum(
+        p.numel() for p in plain.parameters()
+    )
+    assert extra == 64 * 64 + 2 * 64  # a 1x1 conv and a BatchNorm's scale and shift
+    # A bottleneck net projects its first shortcut anyway: the same net, the attribute False.
+    assert not create_model("resnet50", project_first_shortcut=True).project_first_shortcut
+    for kwargs in ({"shortcut": "A"}, {"residual": False}):
+        with pytest.raises(ConfigError, match="project_first_shortcut applies to projection"):
+            create_model("resnet18", project_first_shortcut=True, **kwargs)
