@@ -71,9 +71,10 @@ def import_weights(
     model, report = _classifier(source, model_name, dict(model_kwargs or {}))
     given = {"class_names": class_names, "image_size": image_size, "mean": mean, "std": std}
     given["crop_fraction"] = crop_fraction
-    given["class_ids"] = class_names  # the hub's ids go with its names, not with given ones
-    hub = {k: v for k, v in hub_inputs(source).items() if given[k] is None}
-    explicit = {k: v for k, v in given.items() if v is not None and k != "class_ids"}
+    hub = {k: v for k, v in hub_inputs(source).items() if given.get(k) is None}
+    if class_names is not None:  # the hub's class ids go with its names, not with given ones
+        hub.pop("class_ids", None)
+    explicit = {k: v for k, v in given.items() if v is not None}
     settings = {**_known_inputs(model), **hub, **explicit}
     names, ids = _classes(settings.get("class_names"), model.fc.out_features)
     ids = settings.get("class_ids") or ids
