@@ -147,13 +147,10 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
     return path
 
 
-# Weight files of other projects, each read by resnet.models.load_weights.
-_WEIGHT_SUFFIXES = {".pth", ".pt", ".bin", ".npz", ".caffemodel", ".h5", ".hdf5", ".pkl"}
-_WEIGHT_SUFFIXES |= {".pdparams", ".params"}  # PaddleClas's, MXNet's
-
-
 def _other_kind(path: Path) -> str:
     """What a file given as a checkpoint is, and where it can be used instead."""
+    from resnet.models.pretrained import WEIGHT_SUFFIXES
+
     suffix = path.suffix.lower()
     if suffix == ".onnx":
         return (
@@ -165,7 +162,7 @@ def _other_kind(path: Path) -> str:
             "an exported pt2/TorchScript model, which `resnet eval` and `resnet predict` run; "
             "this command needs the run's checkpoint (its folder or best.safetensors)"
         )
-    if suffix in _WEIGHT_SUFFIXES:
+    if suffix in WEIGHT_SUFFIXES:
         return f"a weight file, not a run checkpoint; {_USE_WEIGHTS}"
     return "not a checkpoint; pass a run directory, a .safetensors/.json file or their stem"
 

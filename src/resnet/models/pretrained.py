@@ -48,6 +48,7 @@ __all__ = [
     "first_non_finite",
     "LoadReport",
     "CLASSIFIER_NAMES",
+    "WEIGHT_SUFFIXES",
 ]
 
 _WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "state_dict_ema")
@@ -178,29 +179,41 @@ def _weights_path(path: Path) -> Path:
     return path
 
 
+def _read_safetensors(path: Path) -> dict[str, Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(path), device="cpu")
+
+
+def _read_npz(path: Path) -> dict[str, Tensor]:  # Google's BiT checkpoints (``bit_names.py``)
+    with np.load(path, allow_pickle=False) as arrays:
+        return {name: torch.from_numpy(arrays[name]) for name in arrays.files}
+
+
+# Each format's reader by suffix; any other file is a torch.save checkpoint (.pth, .pt, ...).
+_READERS = {
+    ".safetensors": _read_safetensors,
+    ".caffemodel": read_caffemodel,  # the paper's own nets (``caffe_names.py``)
+    **dict.fromkeys(KERAS_SUFFIXES, read_keras_h5),  # keras.applications' (``keras_names.py``)
+    ".pkl": read_array_pickle,  # Detectron's (``detectron_names.py``)
+    ".pdparams": read_array_pickle,  # PaddleClas's (``paddle_names.py``)
+    ".onnx": read_onnx_initializers,  # the ONNX model zoo's Gluon nets (``gluon_names.py``)
+    ".params": read_mxnet_params,  # MXNet's: Gluon's and GluonCV's (``gluon_names.py``)
+    ".npz": _read_npz,
+}
+# The suffixes of weight files: a file of one given where a run checkpoint is needed is told so.
+WEIGHT_SUFFIXES = frozenset({*_READERS, ".pth", ".pt", ".th", ".bin"})
+
+
 def _read_file(path: Path) -> Any:
     if not path.is_file():
         raise WeightsError(
             f"{path}: weight file not found; pass the path of a .pth or .safetensors file"
         )
     try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            return load_file(str(path), device="cpu")
-        if path.suffix == ".caffemodel":  # the paper's own nets (``caffe_names.py``)
-            return read_caffemodel(path)
-        if path.suffix in KERAS_SUFFIXES:  # keras.applications' ResNets (``keras_names.py``)
-            return read_keras_h5(path)
-        if path.suffix in (".pkl", ".pdparams"):  # Detectron's, PaddleClas's ResNets
-            return read_array_pickle(path)
-        if path.suffix == ".onnx":  # the ONNX model zoo's Gluon ResNets (``gluon_names.py``)
-            return read_onnx_initializers(path)
-        if path.suffix == ".params":  # MXNet's: Gluon's and GluonCV's ResNets (the same)
-            return read_mxnet_params(path)
-        if path.suffix == ".npz":  # Google's BiT checkpoints (``bit_names.py``)
-            with np.load(path, allow_pickle=False) as arrays:
-                return {name: torch.from_numpy(arrays[name]) for name in arrays.files}
+        reader = _READERS.get(path.suffix)
+        if reader is not None:
+            return reader(path)
         _refuse_torchscript(path)
         # weights_only: a weight file must never be able to run code on load.
         return torch.load(path, map_location="cpu", weights_only=True)
