@@ -249,10 +249,6 @@ def test_evaluate_refuses_data_the_checkpoint_cannot_score(checkpoint, tmp_path,
         evaluate(path, dataset=str(six), device="cpu")
     assert main(["eval", "--checkpoint", str(path), "--dataset", str(six), "--device", "cpu"]) == 2
     assert "score it on data of those classes" in capsys.readouterr().err
-    # Arrays of another size ran through the network (global pooling takes any size).
-    bigger = make_npz(tmp_path / "bigger.npz", num_classes=4, size=20)
-    with pytest.raises(DataError, match="bigger.npz holds 20x20 images but the checkpoint was"):
-        evaluate(path, dataset=str(bigger), device="cpu")
     # Numbered labels are not matched to named classes; the error says how to name them.
     other = _renamed_copy(make_npz(tmp_path / "n.npz"), tmp_path / "n2.npz", ["0", "1", "2", "3"],
                           lambda y: y)  # fmt: skip
@@ -491,3 +487,26 @@ def test_mirrored_views_are_refused_for_digits(tmp_path):
     with pytest.raises(ConfigError, match="mnist trains without mirror images"):
         evaluate(result.run_dir, tta_flip=True, device="cpu")
     assert evaluate(result.run_dir, tta_shift=1, device="cpu")["num_samples"] == 16
+
+
+def test_arrays_of_another_size_are_scored_at_the_checkpoints_size(checkpoint, tmp_path):
+    """Arrays of another size used to run through the network as they were (global pooling
+    takes any size); they are resized to the checkpoint's size as ``image_size`` resized its
+    training arrays: the score is the network's on torchvision's ``Resize`` of each image."""
+    import torchvision.transforms.functional as TF
+
+    path, model, meta = checkpoint
+    bigger = make_npz(tmp_path / "bigger.npz", num_classes=4, size=20)
+    result = evaluate(path, dataset=str(bigger), device="cpu")
+    with np.load(bigger) as arrays:
+        images, labels = arrays["test_images"], torch.from_numpy(arrays["test_labels"])
+    side = meta.image_size[0]
+    resized = torch.stack(
+        [TF.pil_to_tensor(TF.resize(Image.fromarray(image), [side, side])) for image in images]
+    )
+    predicted = _by_hand(model, meta, resized, labels)[0].argmax(1)
+    assert result["top1"] == pytest.approx((predicted == labels).float().mean().item())
+    expected = torch.zeros(4, 4, dtype=torch.int64)
+    expected.index_put_((labels, predicted), torch.ones_like(labels), accumulate=True)
+    assert result["confusion_matrix"] == expected.tolist()
+

@@ -316,3 +316,28 @@ def test_fine_tuning_options_without_pretrained_weights_are_pointed_out(tiny_npz
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a plain run warns of nothing
         train(tiny_config(tiny_npz, tmp_path, epochs=1, max_steps=1))
+
+
+def test_arrays_trained_at_another_size_score_and_predict_at_it(tiny_npz, tmp_path):
+    """``image_size`` on arrays: the run trains on the resized images and records the size;
+    eval of the checkpoint on the same arrays resizes them as training did (the same test
+    accuracy), and predict on one test image saved as a PNG sees the same pixels."""
+    from PIL import Image
+
+    from resnet.data import load_dataset
+    from resnet.deploy.evaluate import evaluate
+    from resnet.deploy.predict import predict
+
+    result = train(tiny_config(tiny_npz, tmp_path / "runs", image_size=24, epochs=1))
+    _, info = load_checkpoint(result.run_dir / "last")
+    assert tuple(info["data_meta"]["image_size"]) == (24, 24)
+    assert yaml.safe_load((result.run_dir / "config.yaml").read_text())["image_size"] == 24
+    scored = evaluate(result.run_dir / "last", device="cpu")
+    assert scored["top1"] == pytest.approx(result.metrics["test_acc"])
+    original = load_dataset(str(tiny_npz), "test").images[0, 0].numpy()
+    Image.fromarray(original).save(tmp_path / "one.png")
+    resized = load_dataset(str(tiny_npz), "test", image_size=24).images[0, 0].numpy()
+    Image.fromarray(resized).save(tmp_path / "one_at_24.png")
+    rows = predict(result.run_dir / "last", [tmp_path / "one.png", tmp_path / "one_at_24.png"],
+                   device="cpu")  # fmt: skip
+    assert rows[0]["topk"] == rows[1]["topk"]

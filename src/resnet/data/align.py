@@ -16,6 +16,7 @@ import torch
 from resnet.data.folder import ImageFolderDataset
 from resnet.data.imagenet import imagenet_class_ids
 from resnet.data.meta import ArrayDataset, DatasetMeta
+from resnet.data.preprocess import resize_arrays
 from resnet.errors import DataError
 
 __all__ = ["as_trained"]
@@ -23,9 +24,10 @@ __all__ = ["as_trained"]
 
 def as_trained(data: Any, meta: DatasetMeta, dataset: str) -> Any:
     """``data`` (from ``load_dataset``) as a checkpoint of ``meta`` saw its training data:
-    labels as its class indices (matched by name), images read at its size and normalised with
-    its statistics, whatever the scored data's own (a folder's median size and mean/std are its
-    own, not the training folder's)."""
+    labels as its class indices (matched by name), images read (folders) or resized (arrays, as
+    ``image_size`` resizes them for training) at its size and normalised with its statistics,
+    whatever the scored data's own (a folder's median size and mean/std are its own, not the
+    training folder's)."""
     index = _class_index(list(data.meta.class_names), meta, dataset)
     if isinstance(data, ImageFolderDataset):  # images are decoded to the checkpoint's channels
         samples = [(path, int(index[label])) for path, label in data.samples]
@@ -35,13 +37,16 @@ def as_trained(data: Any, meta: DatasetMeta, dataset: str) -> Any:
             f"{dataset} has {data.meta.channels}-channel images but the checkpoint takes "
             f"{meta.channels}; score it on a matching dataset"
         )
-    if tuple(data.meta.image_size) != tuple(meta.image_size):  # arrays are not resized
-        have, want = ("x".join(map(str, m.image_size)) for m in (data.meta, meta))
-        raise DataError(
-            f"{dataset} holds {have} images but the checkpoint was trained on {want}; resize "
-            f"them to {want} (an image folder is resized for you)"
-        )
-    return ArrayDataset(data.images, index[data.labels], meta)
+    images = data.images
+    if tuple(data.meta.image_size) != tuple(meta.image_size):
+        if len(meta.image_size) != 2 or images.dim() != 4:  # volumes are not resized
+            have, want = ("x".join(map(str, m.image_size)) for m in (data.meta, meta))
+            raise DataError(
+                f"{dataset} holds {have} volumes but the checkpoint was trained on {want}; "
+                f"score it on {want} volumes"
+            )
+        images = resize_arrays(images, meta.image_size)  # as training resized them
+    return ArrayDataset(images, index[data.labels], meta)
 
 
 def _class_index(names: list[str], meta: DatasetMeta, dataset: str) -> torch.Tensor:

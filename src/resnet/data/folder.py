@@ -31,16 +31,20 @@ from resnet.data.meta import (
     spread_indices,
     subset_indices,
 )
-from resnet.data.preprocess import IMAGE_EXTENSIONS, pil_to_tensor, resize_center_crop
+from resnet.data.preprocess import (
+    IMAGE_EXTENSIONS,
+    MAX_IMAGE_SIDE,
+    pil_to_tensor,
+    resize_center_crop,
+)
 from resnet.errors import ConfigError, DataError, NoSplitError, PixelRangeError
 
-__all__ = ["ImageFolderDataset", "MAX_FOLDER_IMAGE_SIZE", "load_image_folder"]
+__all__ = ["ImageFolderDataset", "load_image_folder"]
 
 _VAL_DIRS = ("val", "valid", "validation")
 _STATS_SAMPLES = 1000  # images used for mean/std: enough for 3 decimals, seconds to decode
 _GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 # Largest side a folder's images are resized to: 8192x8192x3 is 200 MB per decoded image.
-MAX_FOLDER_IMAGE_SIZE = 8192
 
 
 @dataclass
@@ -110,11 +114,11 @@ def load_image_folder(
     if (
         not isinstance(size, (tuple, list))
         or len(size) != 2
-        or not all(is_whole(s) and 1 <= s <= MAX_FOLDER_IMAGE_SIZE for s in size)
+        or not all(is_whole(s) and 1 <= s <= MAX_IMAGE_SIDE for s in size)
     ):
         raise ConfigError(
             f"image_size={image_size!r} is not a side or two in range; give whole numbers in "
-            f"1..{MAX_FOLDER_IMAGE_SIZE} (e.g. 224)"
+            f"1..{MAX_IMAGE_SIDE} (e.g. 224)"
         )
     size = (int(size[0]), int(size[1]))
     index = _index_folder(str(root.resolve()), _folder_signature(root), size, channels)

@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from resnet.checks import is_whole
 from resnet.data.decode import convert_image, open_image
 from resnet.data.meta import DatasetMeta
-from resnet.errors import DataError
+from resnet.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -22,6 +23,7 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "open_image",
     "resize_center_crop",
+    "resize_arrays",
     "pil_to_tensor",
     "normalization_affine",
     "preprocess_images",
@@ -30,6 +32,7 @@ __all__ = [
 
 # torchvision's ImageFolder extensions.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+MAX_IMAGE_SIDE = 8192  # the largest side images are resized to (image_size)
 VOLUME_EXTENSIONS = (".npy",)  # uint8 (D, H, W) arrays, as MedMNIST 3D holds them
 
 
@@ -88,6 +91,47 @@ def resize_center_crop(
     image = image.resize((new_w, new_h), Image.Resampling.BILINEAR)
     left, top = int(round((new_w - width) / 2.0)), int(round((new_h - height) / 2.0))
     return image.crop((left, top, left + width, top + height))
+
+
+def resize_arrays(images: torch.Tensor | np.ndarray, size: int | Sequence[int]) -> torch.Tensor:
+    """uint8 (N, C, H, W) images at ``size`` (a side, or (H, W)), each channel resized as
+    :func:`resize_center_crop` resizes an image file (PIL bilinear, aspect kept, centre crop;
+    torchvision's ``Resize`` of the PIL images its datasets yield), so a model trained on
+    resized arrays sees the pixels ``predict`` makes of the same image saved to a file."""
+    from PIL import Image
+
+    sides = (size, size) if is_whole(size) else tuple(size) if isinstance(size, Sequence) else ()
+    if len(sides) != 2 or not all(is_whole(s) and 1 <= s <= MAX_IMAGE_SIDE for s in sides):
+        raise ConfigError(f"image_size must be a whole number in 1..{MAX_IMAGE_SIDE}, got {size!r}")
+    height, width = (int(s) for s in sides)
+    array = images.numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
+    if array.dtype != np.uint8 or array.ndim != 4:
+        shape = "x".join(map(str, array.shape[2:]))
+        raise DataError(
+            f"image_size resizes 2D images (uint8 N, C, H, W), not {shape} {array.dtype} "
+            "arrays; leave image_size unset for volumes"
+        )
+    n, channels = array.shape[:2]
+    needed, free = n * channels * height * width, _free_memory()
+    if free is not None and needed > free:
+        raise DataError(
+            f"{n} images at {width}x{height} need {needed / 2**30:.1f} GiB, more than the "
+            f"{free / 2**30:.1f} GiB of memory free; choose a smaller image_size"
+        )
+    out = np.empty((n, channels, height, width), dtype=np.uint8)
+    for i in range(n):
+        for c in range(channels):
+            plane = resize_center_crop(Image.fromarray(array[i, c]), (height, width))
+            out[i, c] = np.asarray(plane, dtype=np.uint8)
+    return torch.from_numpy(out)
+
+
+def _free_memory() -> int | None:
+    """Bytes of physical memory available now (None where the system does not say)."""
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
 
 
 def pil_to_tensor(image: Image.Image) -> torch.Tensor:

@@ -35,6 +35,7 @@ from resnet.data.meta import (
     seeded_split,
 )
 from resnet.data.npz import load_npz_arrays
+from resnet.data.preprocess import resize_arrays
 from resnet.errors import ConfigError, DataError, NoSplitError
 
 __all__ = [
@@ -129,10 +130,12 @@ def load_dataset(
     """Load one split of a dataset.
 
     ``name`` is a built-in name (:func:`list_datasets`), a path to a MedMNIST-style ``.npz``
-    (-> :class:`ArrayDataset`) or to an image folder (-> ``ImageFolderDataset``; ``image_size``
-    defaults to 224 and applies to folders only). ``data_dir`` applies to built-in names only.
-    Sources without a val split use a seeded ``val_fraction`` of train as "val" and the rest as
-    "train" (the default 0 keeps all of train and leaves "val" to ``test``).
+    (-> :class:`ArrayDataset`) or to an image folder (-> ``ImageFolderDataset``). ``image_size``
+    is the side images are resized to: a folder's default is its median image side (at most
+    224); arrays keep their own size unless given one (resized by :func:`resize_arrays`).
+    ``data_dir`` applies to built-in names only. Sources without a val split use a seeded
+    ``val_fraction`` of train as "val" and the rest as "train" (the default 0 keeps all of
+    train and leaves "val" to ``test``).
     """
     switches(download=download)
     if split not in _SPLITS:
@@ -166,26 +169,25 @@ def load_dataset(
         )
 
     train_images = splits["train"][0]
-    if image_size is not None and tuple(train_images.shape[2:]) != (image_size,) * (
-        train_images.ndim - 2
-    ):
-        raise ConfigError(
-            f"image_size={image_size} only applies to image folders; {source_name} images are "
-            f"{tuple(train_images.shape[2:])}, leave image_size unset"
-        )
     if key not in _STATS_CACHE:
         _STATS_CACHE[key] = channel_mean_std(train_images)
     mean, std = _STATS_CACHE[key]
+    images, labels = _select_split(splits, split, val_fraction, seed, source_name)
+    images = torch.from_numpy(images)
+    size = tuple(train_images.shape[2:])
+    if image_size is not None and size != (image_size,) * len(size):
+        # Resized as predict resizes a file, normalised with the source's own statistics (as
+        # torchvision users normalise CIFAR at any size); mean/std barely move under resizing.
+        images, size = resize_arrays(images, image_size), (image_size, image_size)
     meta = DatasetMeta(
         name=source_name,
         class_names=class_names,
         channels=train_images.shape[1],
-        image_size=train_images.shape[2:],
+        image_size=size,
         mean=mean,
         std=std,
     )
-    images, labels = _select_split(splits, split, val_fraction, seed, source_name)
-    return ArrayDataset(torch.from_numpy(images), torch.from_numpy(labels), meta)
+    return ArrayDataset(images, torch.from_numpy(labels), meta)
 
 
 def _select_split(
