@@ -509,4 +509,3 @@ def test_arrays_of_another_size_are_scored_at_the_checkpoints_size(checkpoint, t
     expected = torch.zeros(4, 4, dtype=torch.int64)
     expected.index_put_((labels, predicted), torch.ones_like(labels), accumulate=True)
     assert result["confusion_matrix"] == expected.tolist()
-
