@@ -26,7 +26,8 @@ import numpy as np
 # file stem -> (our model, its options)
 NETS = {
     "mxnet": {"resnet18_v1": ("resnet18", {}),
-              "resnet50_v1": ("resnet50", {"stride_in_1x1": True})},
+              "resnet50_v1": ("resnet50", {"stride_in_1x1": True}),
+              "resnet18_v2": ("gluon_resnet18_v2", {}), "resnet50_v2": ("gluon_resnet50_v2", {})},
     "gluoncv": {"resnet50_v1b": ("resnet50", {}), "resnet50_v1c": ("resnet50c", {}),
                 "resnet50_v1d": ("resnet50d", {}), "resnet50_v1s": ("resnet50s", {}),
                 "resnet18_v1b": ("resnet18", {})},
@@ -58,7 +59,11 @@ def write_mxnet(out: Path, x: np.ndarray, gluoncv: bool) -> dict:
         net = get_model(stem, classes=10)
         net.initialize(mx.init.Xavier())
         net(mx.nd.array(x))
+        # v2's input BatchNorm keeps its fixed scale 1 and shift 0 (scale=False, center=False).
+        fixed = set(net.features[0].collect_params()) if stem.endswith("_v2") else set()
         for name, param in net.collect_params().items():
+            if name in fixed and name.endswith(("gamma", "beta")):
+                continue
             value = _statistics(rng, name, param.shape)
             if value is not None:
                 param.set_data(mx.nd.array(value))
@@ -119,7 +124,7 @@ def compare(out: Path) -> None:
                 with torch.no_grad():
                     ours = net.eval()(x).numpy()
                 error = np.abs(ours - reference).max() / np.abs(reference).max()
-                print(f"{framework:8} {name:36} -> {model:10} relative max error {error:.2e}")
+                print(f"{framework:8} {name:36} -> {model:17} relative max error {error:.2e}")
 
 
 def main(argv: list[str]) -> int:

@@ -68,3 +68,31 @@ def structural_names(blocks, bottleneck: bool, prefix: str = "resnetv17_") -> di
                 index += 1
             cin = cout
     return names
+
+
+def structural_names_v2(blocks, bottleneck: bool, prefix: str = "resnetv24_") -> dict[str, str]:
+    """The same for Gluon's ResNetV2: features.0 the input BatchNorm, 1/2 the stem conv and its
+    BatchNorm (3 ReLU, 4 max-pool), features.5.. the stages, whose blocks name their layers
+    ``bn1``, ``conv1``, ... and ``downsample``, then the final BatchNorm; ``output``."""
+    bn = ("gamma", "beta", "running_mean", "running_var")
+    names = {f"{prefix}batchnorm0_{p}": f"features.0.{p}" for p in bn}
+    names[f"{prefix}conv0_weight"] = "features.1.weight"
+    names.update({f"{prefix}batchnorm1_{p}": f"features.2.{p}" for p in bn})
+    names.update({f"{prefix}batchnorm2_{p}": f"features.{5 + len(blocks)}.{p}" for p in bn})
+    names.update({f"{prefix}dense0_{p}": f"output.{p}" for p in ("weight", "bias")})
+    cin, body = 64, 3 if bottleneck else 2
+    widths = (256, 512, 1024, 2048) if bottleneck else (64, 128, 256, 512)
+    for stage, (count, cout) in enumerate(zip(blocks, widths), start=1):
+        conv, scope = 0, f"{prefix}stage{stage}_"
+        for block in range(count):
+            ours = f"features.{4 + stage}.{block}."
+            for i in range(body):
+                names.update({f"{scope}batchnorm{block * body + i}_{p}": f"{ours}bn{i + 1}.{p}"
+                              for p in bn})  # fmt: skip
+                names[f"{scope}conv{conv + i}_weight"] = f"{ours}conv{i + 1}.weight"
+            conv += body
+            if block == 0 and cin != cout:
+                names[f"{scope}conv{conv}_weight"] = f"{ours}downsample.weight"
+                conv += 1
+            cin = cout
+    return names

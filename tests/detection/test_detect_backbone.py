@@ -164,3 +164,22 @@ def test_a_group_norm_network_keeps_its_norms_with_and_without_weights(tmp_path)
     # A BatchNorm network with weights still gets torchvision's frozen BatchNorm.
     frozen = fpn_backbone("resnet18", weights=None, norm_layer="frozen_batch").body
     assert any(isinstance(m, FrozenBatchNorm2d) for m in frozen.modules())
+
+
+def test_a_gluon_v2_backbone_keeps_its_input_norm(tmp_path) -> None:
+    """Gluon's v2 normalises the input before the stem: the pyramid's body must too, frozen
+    (statistics, no scale or shift) when it starts from a weight file."""
+    from resnet import create_model
+
+    torch.manual_seed(0)
+    net = create_model("gluon_resnet18_v2").eval()
+    net.input_bn.running_mean.uniform_(-0.5, 0.5)
+    net.input_bn.running_var.uniform_(0.5, 2.0)
+    torch.save(net.state_dict(), tmp_path / "gluon.pth")
+    backbone = fpn_backbone("gluon_resnet18_v2", weights=tmp_path / "gluon.pth").eval()
+    assert isinstance(backbone.body.input_bn, FrozenBatchNorm2d)
+    x = torch.randn(1, 3, SIZE, SIZE)
+    with torch.no_grad():
+        got = backbone.body(x)["3"]
+        expected = net.layer4(net.layer3(net.layer2(net.layer1(net.forward_stem(x)))))
+    torch.testing.assert_close(got, expected)

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from resnet.engine.optim import ModelEma, freeze_backbone, lr_factor, param_groups
+from resnet.engine.optim import ModelEma, freeze_backbone, lr_factor, param_groups, set_bn_eval
 from resnet.models import create_model
 
 
@@ -72,6 +72,18 @@ def test_ema_math():
         else:
             assert torch.equal(after[name], value)
     assert not any(p.requires_grad for p in ema.module.parameters())
+
+
+def test_a_frozen_stem_keeps_its_input_norms_statistics():
+    """Gluon v2's input_bn has no parameters to freeze; a frozen stem keeps it in eval mode
+    all the same, or its running statistics drift under a frozen stem."""
+    model = create_model("gluon_resnet18_v2", num_classes=10)
+    model.train()
+    set_bn_eval(model, all_bn=False, frozen_names=freeze_backbone(model, 1))
+    assert not model.input_bn.training and not model.bn1.training and model.layer2[0].bn1.training
+    model.train()
+    set_bn_eval(model, all_bn=False, frozen_names=freeze_backbone(model, 0))
+    assert model.input_bn.training
 
 
 def test_freeze_backbone_freezes_stem_and_stages():

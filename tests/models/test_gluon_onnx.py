@@ -1,5 +1,6 @@
-"""The ONNX model zoo's ResNet v1 files (MXNet Gluon's ResNetV1 exported: resnet50-v1-7.onnx)
-load into ours: the file's own graph, run by onnxruntime, is the reference."""
+"""The ONNX model zoo's ResNet v1 and v2 files (MXNet Gluon's ResNetV1 and V2 exported:
+resnet50-v1-7.onnx, resnet50-v2-7.onnx) load into ours: the file's own graph, run by
+onnxruntime, is the reference."""
 
 import copy
 
@@ -7,7 +8,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from gluon_helpers import BASIC_BLOCKS, gluon_resnet_v1, run_onnx
+from gluon_helpers import BASIC_BLOCKS, gluon_resnet_v1, gluon_resnet_v2, run_onnx
 from onnx import numpy_helper
 
 from resnet import create_model, load_weights
@@ -77,7 +78,6 @@ def test_what_is_not_the_zoos_float_v1_is_refused(resnet50_file, tmp_path):
         return lambda tensors: tensors.remove(next(t for t in tensors if t.name == name))
 
     cases = [
-        (rename("resnetv24_"), "Gluon's ResNet v2 .*which no model here builds"),
         (rename("model."), "an ONNX model whose weights are not in Gluon's ResNet names"),
         (add(np.zeros(4, np.int8), "resnetv17_stage1_conv0_weight_quantized"),
          "a quantized ONNX model .*is int8.*pass the float model"),
@@ -125,3 +125,32 @@ def test_an_onnx_zoo_file_becomes_a_checkpoint(resnet50_file, tmp_path, capsys):
     # Run as it is, the file lacks what a checkpoint says (classes, input): the message says how.
     assert main(["predict", "--checkpoint", str(path), str(names)]) == 2
     assert "resnet import FILE --model NAME --out DIR" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "name, blocks, bottleneck",
+    [("gluon_resnet50_v2", None, True), ("gluon_resnet18_v2", BASIC_BLOCKS, False)],
+)
+def test_v2_computes_what_its_onnx_graph_computes(name, blocks, bottleneck, tmp_path, capsys):
+    """resnet50-v2-7.onnx: the input's BatchNorm, a BN-ReLU stem, pre-activation blocks."""
+    model = gluon_resnet_v2(blocks or (3, 4, 6, 3), bottleneck=bottleneck)
+    path = tmp_path / "resnet-v2-7.onnx"
+    onnx.save(model, path)
+    net = create_model(name, num_classes=10)
+    assert _relative_error(net, path, run_onnx(model, IMAGES)) < 1e-5
+    depth = name.removeprefix("gluon_resnet").removesuffix("_v2")
+    assert main(["inspect", str(path), "--models", f"*{depth}*"]) == 0  # preact_resnet50 too
+    printed = capsys.readouterr().out
+    assert "Gluon's ResNet v2 (MXNet's model zoo" in printed and f"loads into: {name}\n" in printed
+    # The same blocks without the input norm (timm's resnetv2, ours) would compute another net.
+    with pytest.raises(WeightsError, match="input_norm=True and preact_resnet.. has False"):
+        load_weights(create_model(name.replace("gluon_", "preact_").removesuffix("_v2")), path)
+
+
+def test_a_v2_input_norm_with_a_scale_is_refused(tmp_path):
+    model = gluon_resnet_v2(BASIC_BLOCKS, bottleneck=False)
+    gamma = next(t for t in model.graph.initializer if t.name == "resnetv24_batchnorm0_gamma")
+    gamma.CopyFrom(numpy_helper.from_array(np.full(3, 2.0, np.float32), gamma.name))
+    onnx.save(model, tmp_path / "scaled.onnx")
+    with pytest.raises(WeightsError, match="input BatchNorm .resnetv24_batchnorm0_. has a scale"):
+        load_weights(create_model("gluon_resnet18_v2", num_classes=10), tmp_path / "scaled.onnx")

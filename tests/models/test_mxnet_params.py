@@ -6,8 +6,14 @@ array for array, against files MXNet 1.9.1 and GluonCV 0.11 wrote (README)."""
 import numpy as np
 import pytest
 import torch
-from gluon_helpers import BASIC_BLOCKS, BOTTLENECK_BLOCKS, gluon_resnet_v1, run_onnx
-from mxnet_helpers import gluon_arrays, structural_names, write_mxnet_params
+from gluon_helpers import (
+    BASIC_BLOCKS,
+    BOTTLENECK_BLOCKS,
+    gluon_resnet_v1,
+    gluon_resnet_v2,
+    run_onnx,
+)
+from mxnet_helpers import gluon_arrays, structural_names, structural_names_v2, write_mxnet_params
 
 from resnet import create_model, load_weights
 from resnet.errors import WeightsError
@@ -23,12 +29,12 @@ def resnet50_v1():
     return gluon_arrays(model), run_onnx(model, IMAGES)
 
 
-def _namings(arrays, blocks, bottleneck, prefix="resnetv11_"):
+def _namings(arrays, blocks, bottleneck, prefix="resnetv11_", v2=False):
     """The names MXNet saves Gluon's nets with: collect_params, save_params (prefix dropped), a
     Module checkpoint (arg:/aux:), save_parameters (structural)."""
     stripped = {k.removeprefix(prefix): v for k, v in arrays.items()}
     module = {("aux:" if "running" in k else "arg:") + k: v for k, v in arrays.items()}
-    names = structural_names(blocks, bottleneck, prefix)
+    names = (structural_names_v2 if v2 else structural_names)(blocks, bottleneck, prefix)
     structural = {names[k]: v for k, v in arrays.items()}
     return {"prefixed": arrays, "stripped": stripped, "module": module, "structural": structural}
 
@@ -61,6 +67,18 @@ def test_gluon_resnet18_v1_and_older_array_versions(tmp_path):
         assert _error(create_model("resnet18", num_classes=10), path, reference) < 1e-5
 
 
+@pytest.mark.parametrize("blocks, bottleneck", [(BASIC_BLOCKS, False), (BOTTLENECK_BLOCKS, True)])
+def test_gluon_v2_in_every_naming(blocks, bottleneck, tmp_path):
+    """Gluon's resnet18_v2 / resnet50_v2 (the input BatchNorm, pre-activation blocks)."""
+    model = gluon_resnet_v2(blocks, bottleneck=bottleneck, prefix="resnetv20_")
+    arrays, reference = gluon_arrays(model), run_onnx(model, IMAGES)
+    name = "gluon_resnet50_v2" if bottleneck else "gluon_resnet18_v2"
+    for naming, content in _namings(arrays, blocks, bottleneck, "resnetv20_", v2=True).items():
+        path = tmp_path / f"{name}-{naming}.params"
+        write_mxnet_params(path, content)
+        assert _error(create_model(name, num_classes=10), path, reference) < 1e-5, naming
+
+
 def test_gluoncv_v1d_is_timms_resnet50d(tmp_path):
     import timm
 
@@ -88,11 +106,9 @@ def test_gluoncv_v1d_is_timms_resnet50d(tmp_path):
 def test_what_is_not_a_gluon_resnet_v1_file_is_refused(resnet50_v1, tmp_path):
     arrays, _ = resnet50_v1
     net = create_model("resnet50", num_classes=10, stride_in_1x1=True)
-    v2 = {"resnetv20_batchnorm0_gamma": np.ones(3, np.float32), **{
-        k.replace("resnetv11_", "resnetv20_").replace("batchnorm0", "batchnorm1"): v
-        for k, v in arrays.items()}}  # fmt: skip
+    v2 = gluon_arrays(gluon_resnet_v2(BOTTLENECK_BLOCKS, prefix="resnetv20_"))
     cases = [
-        (v2, "Gluon's ResNet v2 .*which no model here builds"),
+        (v2, "Gluon's ResNet v2 .*input_norm=True and resnet50 has False"),
         ({**arrays, "resnetv11_stage1_dense0_weight": np.zeros((4, 4), np.float32)},
          r"tensors outside Gluon's ResNet v1 \(resnetv11_stage1_dense0_weight\)"),
         ({"conv1_weight": np.zeros((64, 3, 7, 7), np.float32)},

@@ -35,6 +35,7 @@ HEAVY_MARKERS = (
     "50s", "50_gn", "seresnext26t", "ecaresnetlight", "269",
     "aa50", "aa201", "blur50",  # anti-aliased: resnetblur18 stays
     "clip_gap", "50x",  # CLIP: resnet50_clip stays
+    "34_v2", "50_v2",  # Gluon's v2: gluon_resnet18_v2 stays (preact_resnet50: the bottleneck)
 )  # fmt: skip
 HEAVY = [n for n in ALL_MODELS if any(marker in n for marker in HEAVY_MARKERS)]
 # ResNet-RS-50 stays: the one net with a conv stem pool.

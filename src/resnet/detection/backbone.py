@@ -36,6 +36,7 @@ class StageFeatures(nn.Module):
 
     def __init__(self, network: nn.Module, returned_layers: Sequence[int]) -> None:
         super().__init__()
+        self.input_bn = getattr(network, "input_bn", nn.Identity())  # Gluon v2's input norm
         self.conv1 = network.conv1
         self.bn1 = network.bn1
         self.relu = network.relu
@@ -46,7 +47,7 @@ class StageFeatures(nn.Module):
             setattr(self, name, getattr(network, name))
 
     def forward(self, x: Tensor) -> OrderedDict[str, Tensor]:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))  # (B, C, H/4, W/4)
+        x = self.maxpool(self.relu(self.bn1(self.conv1(self.input_bn(x)))))  # (B, C, H/4, W/4)
         features: OrderedDict[str, Tensor] = OrderedDict()
         for index, name in enumerate(self.stage_names, start=1):
             x = getattr(self, name)(x)
@@ -172,7 +173,9 @@ def _freeze_batch_norms(module: nn.Module) -> None:
         if isinstance(child, nn.BatchNorm2d):
             frozen = FrozenBatchNorm2d(child.num_features, child.eps)
             for buffer in ("weight", "bias", "running_mean", "running_var"):
-                getattr(frozen, buffer).copy_(getattr(child, buffer).detach())
-            setattr(module, child_name, frozen.to(child.weight.device))
+                value = getattr(child, buffer)  # None: no scale or shift (Gluon v2's input_bn)
+                if value is not None:
+                    getattr(frozen, buffer).copy_(value.detach())
+            setattr(module, child_name, frozen.to(child.running_mean.device))
         else:
             _freeze_batch_norms(child)

@@ -24,7 +24,8 @@ __all__ = [
     "set_bn_eval",
 ]
 
-_STEM_MODULES = ("conv1", "bn1", "stem")  # what comes before layer1 (torchvision names)
+# What comes before layer1 (torchvision's names; input_bn: Gluon v2's input normalisation).
+_STEM_MODULES = ("input_bn", "conv1", "bn1", "stem")
 _NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 
 
@@ -197,8 +198,12 @@ def set_bn_eval(model: nn.Module, *, all_bn: bool, frozen_names: Sequence[str]) 
     A frozen stage must keep its running statistics too, or its output drifts anyway.
     """
     frozen = set(frozen_names)
+    # A frozen stem keeps the statistics of its parameter-free norms too (Gluon v2's input_bn).
+    stem_frozen = any(name.split(".")[0] in _STEM_MODULES for name in frozen)
     for name, module in model.named_modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm) and (
-            all_bn or f"{name}.weight" in frozen
+            all_bn
+            or f"{name}.weight" in frozen
+            or (stem_frozen and name.split(".")[0] in _STEM_MODULES)
         ):
             module.eval()

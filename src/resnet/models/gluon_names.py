@@ -17,11 +17,16 @@ Gluon's model zoo names its layers in one of three ways, by what saved them:
 
 Parameters end in ``weight``, ``bias``, ``gamma``, ``beta``, ``running_mean``, ``running_var``.
 Gluon's bottleneck strides its first 1x1 (the paper's v1) and gives its two 1x1s a bias, which
-shifts the next BatchNorm's mean. Gluon's v2 (an input BatchNorm, pre-activation blocks) has no
-model here and is refused. GluonCV's v1b family is torchvision's and timm's nets in their own
-names (``conv1``, ``bn1``, ``layer1.0.conv1``), BatchNorms with ``gamma`` and ``beta``: v1b is
-resnet50, v1c resnet50c, v1d resnet50d, v1s resnet50s. Inputs are torchvision's (RGB, ImageNet
-mean and std; resize 256, crop 224).
+shifts the next BatchNorm's mean. Gluon's v2 (``resnet*_v2``, the ONNX zoo's ``resnet*-v2-7``)
+loads into ``gluon_resnet*_v2``: ``batchnorm0`` (``features.0``) normalises the input image
+without scale or shift, ``conv0`` and ``batchnorm1`` are the stem, each pre-activation block
+numbers a BatchNorm before each convolution (``bn1``, ``conv1``, ...: ``stage1_batchnorm0``,
+``stage1_conv0``, ...), the first block's downsample convolution after its body, and
+``batchnorm2`` (``features.9``) is the final norm; no convolution has a bias. GluonCV's v1b
+family is torchvision's and timm's nets in their own names (``conv1``, ``bn1``,
+``layer1.0.conv1``), BatchNorms with ``gamma`` and ``beta``: v1b is resnet50, v1c resnet50c, v1d
+resnet50d, v1s resnet50s. Inputs are torchvision's (RGB, ImageNet mean and std; resize 256, crop
+224).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from resnet.errors import WeightsError
 
 __all__ = [
     "is_gluon_resnet",
+    "is_gluon_v2",
     "from_gluon_names",
     "has_bottlenecks",
     "is_gluoncv_resnet",
@@ -43,12 +49,9 @@ __all__ = [
 
 _STEM = re.compile(r"((?:resnetv\d+_)?)conv0_weight")
 _STRUCTURAL = re.compile(r"features\.(\d+)\.(\d+)\.(body|downsample)\.(\d+)\.(\w+)")
+_STRUCTURAL_V2 = re.compile(r"features\.(\d+)\.(\d+)\.(bn\d|conv\d|downsample)\.(\w+)")
 _BN = {"gamma": "weight", "beta": "bias", "running_mean": "running_mean",
        "running_var": "running_var"}  # fmt: skip
-_V2 = (
-    "Gluon's ResNet v2 (the ONNX model zoo's resnet*-v2, Gluon's resnet*_v2: a BatchNorm on the "
-    "input image and pre-activation blocks), which no model here builds; use the v1 file"
-)
 
 
 def is_gluon_resnet(state: Mapping[str, Tensor]) -> bool:
@@ -60,29 +63,38 @@ def is_gluon_resnet(state: Mapping[str, Tensor]) -> bool:
     return prefix is not None and f"{prefix}stage1_conv0_weight" in state
 
 
+def is_gluon_v2(state: Mapping[str, Tensor]) -> bool:
+    """Whether ``state`` holds Gluon's ResNet v2 (an input BatchNorm before the stem conv)."""
+    if "features.0.gamma" in state:
+        return True
+    return f"{_prefix(state) or ''}batchnorm1_gamma" in state  # v1 has one stem BatchNorm
+
+
 def has_bottlenecks(state: Mapping[str, Tensor]) -> bool:
     """Whether the net is built of bottlenecks (its first block's first convolution a 1x1)."""
-    if "features.4.0.body.0.weight" in state:
-        return state["features.4.0.body.0.weight"].shape[-1] == 1
+    for first in ("features.4.0.body.0.weight", "features.5.0.conv1.weight"):
+        if first in state:
+            return state[first].shape[-1] == 1
     return state[f"{_prefix(state)}stage1_conv0_weight"].shape[-1] == 1
 
 
 def from_gluon_names(state: Mapping[str, Tensor], label: str) -> dict[str, Tensor]:
     """``state`` in our names; every tensor is read, or ``WeightsError``."""
     prefix = _prefix(state) or ""
-    input_bn = "features.0.gamma" in state or f"{prefix}batchnorm1_gamma" in state
-    if input_bn or prefix.startswith("resnetv2"):  # v2's input BatchNorm, or its name
-        raise WeightsError(f"{label}: {_V2}")
-    reader = _Reader(state, label)
-    if "features.4.0.body.0.weight" in state:
+    reader, version = _Reader(state, label), "v2" if is_gluon_v2(state) else "v1"
+    if "features.0.gamma" in state:
+        renamed = reader.structural_v2()
+    elif version == "v2":
+        renamed = reader.counted_v2(prefix, has_bottlenecks(state))
+    elif "features.4.0.body.0.weight" in state:
         renamed = reader.structural()
     else:
         renamed = reader.counted(prefix, has_bottlenecks(state))
     unread = [key for key in state if key not in reader.read]
     if unread:
         raise WeightsError(
-            f"{label}: tensors outside Gluon's ResNet v1 ({', '.join(unread[:4])}); only its "
-            "convolutions, BatchNorms and one dense classifier are read"
+            f"{label}: tensors outside Gluon's ResNet {version} ({', '.join(unread[:4])}); only "
+            "its convolutions, BatchNorms and one dense classifier are read"
         )
     return renamed
 
@@ -152,6 +164,61 @@ class _Reader:
         renamed.update(self.dense("output."))
         return renamed
 
+    def counted_v2(self, prefix: str, bottleneck: bool) -> dict[str, Tensor]:
+        renamed = self.input_norm(f"{prefix}batchnorm0_")
+        renamed.update(self.conv_bn(f"{prefix}conv0_", f"{prefix}batchnorm1_", ("conv1", "bn1")))
+        stage, body = 1, 3 if bottleneck else 2
+        while f"{prefix}stage{stage}_conv0_weight" in self.state:
+            scope, conv, block = f"{prefix}stage{stage}_", 0, 0
+            while f"{scope}batchnorm{block * body}_gamma" in self.state:
+                ours = f"layer{stage}.{block}."
+                for i in range(body):
+                    renamed.update(
+                        self.norm(f"{scope}batchnorm{block * body + i}_", f"{ours}bn{i + 1}")
+                    )
+                    renamed.update(self.conv(f"{scope}conv{conv + i}_", f"{ours}conv{i + 1}"))
+                conv += body
+                last = renamed[f"{ours}conv{body}.weight"]
+                if block == 0 and self._is_downsample(scope, conv, last):
+                    renamed.update(self.conv(f"{scope}conv{conv}_", f"{ours}downsample.0"))
+                    conv += 1
+                block += 1
+            stage += 1
+        renamed.update(self.norm(f"{prefix}batchnorm2_", "norm"))
+        renamed.update(self.dense(f"{prefix}dense0_"))
+        return renamed
+
+    def structural_v2(self) -> dict[str, Tensor]:
+        renamed = self.input_norm("features.0.")
+        renamed.update(self.conv_bn("features.1.", "features.2.", ("conv1", "bn1")))
+        stages = set()
+        for key in self.state:
+            match = _STRUCTURAL_V2.fullmatch(key)
+            if match is None or match[4] not in ("weight", "gamma"):
+                continue  # one layer at a time: a convolution's weight, a BatchNorm's gamma
+            stages.add(int(match[1]))
+            ours, layer = f"layer{int(match[1]) - 4}.{match[2]}.", key.removesuffix(match[4])
+            if match[3].startswith("bn"):
+                renamed.update(self.norm(layer, ours + match[3]))
+            else:
+                name = "downsample.0" if match[3] == "downsample" else match[3]
+                renamed.update(self.conv(layer, ours + name))
+        renamed.update(self.norm(f"features.{max(stages, default=4) + 1}.", "norm"))
+        renamed.update(self.dense("output."))
+        return renamed
+
+    def input_norm(self, norm: str) -> dict[str, Tensor]:
+        """v2's input BatchNorm (``scale=False, center=False``): its statistics, with the scale
+        1 and shift 0 that Gluon fixes checked, since ``input_bn`` has neither."""
+        found = self.norm(norm, "input_bn")
+        scale, shift = found.pop("input_bn.weight"), found.pop("input_bn.bias")
+        if not (bool((scale == 1).all()) and bool((shift == 0).all())):
+            raise WeightsError(
+                f"{self.label}: Gluon's ResNet v2, but its input BatchNorm ({norm}) has a scale "
+                "or shift; Gluon's fixes them at 1 and 0 (scale=False, center=False)"
+            )
+        return found
+
     def dense(self, layer: str) -> dict[str, Tensor]:
         found = {}
         for part in ("weight", "bias"):
@@ -164,7 +231,21 @@ class _Reader:
         """A convolution and its BatchNorm in our names; the convolution's bias (Gluon's 1x1s
         have one) shifts the BatchNorm's mean: BN(Wx + b) with mean m is BN(Wx) with mean
         m - b."""
-        keys = [f"{conv}weight", *(f"{norm}{part}" for part in _BN)]
+        renamed = {**self.conv(conv, names[0]), **self.norm(norm, names[1])}
+        bias = self.state.get(f"{conv}bias")
+        if bias is not None:
+            self.read.add(f"{conv}bias")
+            renamed[f"{names[1]}.running_mean"] = renamed[f"{names[1]}.running_mean"] - bias
+        return renamed
+
+    def conv(self, conv: str, ours: str) -> dict[str, Tensor]:
+        return {f"{ours}.weight": self._take([f"{conv}weight"])[0]}
+
+    def norm(self, norm: str, ours: str) -> dict[str, Tensor]:
+        values = self._take([f"{norm}{part}" for part in _BN])
+        return {f"{ours}.{name}": value for name, value in zip(_BN.values(), values)}
+
+    def _take(self, keys: list[str]) -> list[Tensor]:
         missing = [key for key in keys if key not in self.state]
         if missing:
             raise WeightsError(
@@ -172,14 +253,7 @@ class _Reader:
                 "the file is incomplete or another network's"
             )
         self.read.update(keys)
-        renamed = {f"{names[0]}.weight": self.state[keys[0]]}
-        for part, ours in _BN.items():
-            renamed[f"{names[1]}.{ours}"] = self.state[f"{norm}{part}"]
-        bias = self.state.get(f"{conv}bias")
-        if bias is not None:
-            self.read.add(f"{conv}bias")
-            renamed[f"{names[1]}.running_mean"] = renamed[f"{names[1]}.running_mean"] - bias
-        return renamed
+        return [self.state[key] for key in keys]
 
 
 def is_gluoncv_resnet(state: Mapping[str, Tensor]) -> bool:

@@ -3,7 +3,9 @@
 The first ten builders match torchvision's module names and shapes (and timm's, for the same
 names), so torchvision and timm weight files load into them with ``strict=True``. The
 pre-activation nets (arXiv 1603.05027) have a bare 7x7 conv and max-pool as their stem: the first
-block normalises its input itself, and a final BN-ReLU precedes the pooling.
+block normalises its input itself, and a final BN-ReLU precedes the pooling. MXNet Gluon's v2
+(``gluon_resnet*_v2``: its model zoo's ``resnet*_v2``, the ONNX model zoo's ``resnet*-v2-7``) are
+the same nets with a BatchNorm of the input image before the stem and BN-ReLU after its conv.
 """
 
 from __future__ import annotations
@@ -30,6 +32,11 @@ __all__ = [
     "preact_resnet50",
     "preact_resnet101",
     "preact_resnet152",
+    "gluon_resnet18_v2",
+    "gluon_resnet34_v2",
+    "gluon_resnet50_v2",
+    "gluon_resnet101_v2",
+    "gluon_resnet152_v2",
 ]
 
 
@@ -129,3 +136,37 @@ def preact_resnet101(**kwargs: Any) -> ResNet:
 def preact_resnet152(**kwargs: Any) -> ResNet:
     """Pre-activation ResNet-152."""
     return _resnet(PreActBottleneck, [3, 8, 36, 3], **kwargs)
+
+
+def _gluon_v2(block: BlockType, layers: list[int], **kwargs: Any) -> ResNet:
+    return _resnet(block, layers, **{"input_norm": True, "stem_out": "norm_relu", **kwargs})
+
+
+@register_model
+def gluon_resnet18_v2(**kwargs: Any) -> ResNet:
+    """MXNet Gluon's ResNet-18 v2: pre-activation, the input batch-normalised, a BN-ReLU stem."""
+    return _gluon_v2(PreActBasicBlock, [2, 2, 2, 2], **kwargs)
+
+
+@register_model
+def gluon_resnet34_v2(**kwargs: Any) -> ResNet:
+    """MXNet Gluon's ResNet-34 v2."""
+    return _gluon_v2(PreActBasicBlock, [3, 4, 6, 3], **kwargs)
+
+
+@register_model
+def gluon_resnet50_v2(**kwargs: Any) -> ResNet:
+    """MXNet Gluon's ResNet-50 v2 (the ONNX model zoo's resnet50-v2-7.onnx)."""
+    return _gluon_v2(PreActBottleneck, [3, 4, 6, 3], **kwargs)
+
+
+@register_model
+def gluon_resnet101_v2(**kwargs: Any) -> ResNet:
+    """MXNet Gluon's ResNet-101 v2."""
+    return _gluon_v2(PreActBottleneck, [3, 4, 23, 3], **kwargs)
+
+
+@register_model
+def gluon_resnet152_v2(**kwargs: Any) -> ResNet:
+    """MXNet Gluon's ResNet-152 v2."""
+    return _gluon_v2(PreActBottleneck, [3, 8, 36, 3], **kwargs)

@@ -33,6 +33,7 @@ from resnet.models.gluon_names import (
     from_gluoncv_names,
     has_bottlenecks,
     is_gluon_resnet,
+    is_gluon_v2,
     is_gluoncv_resnet,
 )
 from resnet.models.hf_names import (
@@ -73,6 +74,7 @@ OPTION_DEFAULTS = {
     "anti_alias": None,
     "relu_before_attn": False,
     "project_first_shortcut": False,
+    "input_norm": False,
 }
 
 
@@ -108,7 +110,7 @@ _PROMISED = {
     ".onnx": (
         is_gluon_resnet,
         "an ONNX model whose weights are not in Gluon's ResNet names (the ONNX model zoo's "
-        "resnet*-v1)",
+        "resnet*-v1 and -v2)",
         "expected resnetv17_conv0_weight, resnetv17_stage1_conv0_weight, ...; a model `resnet "
         "export` wrote is run as it is (resnet eval/predict --checkpoint FILE.onnx), and its "
         "run's checkpoint holds its weights",
@@ -148,6 +150,12 @@ def from_other_layout(
         return from_detectron_names(state, label), _paper_v1(detectron)
     if is_gluon_resnet(state):
         renamed = from_gluon_names(state, label)
+        if is_gluon_v2(state):
+            v2 = (
+                "Gluon's ResNet v2 (MXNet's model zoo resnet*_v2, the ONNX zoo's resnet50-v2-7: "
+                "load it into gluon_resnet50_v2, or the gluon_resnet*_v2 of its depth)"
+            )
+            return renamed, [Assumption("input_norm", True, v2)]
         gluon = "Gluon's ResNet v1 (MXNet's model zoo, the ONNX zoo's resnet50-v1-7: the paper's v1"
         return renamed, _paper_v1(gluon) if has_bottlenecks(state) else []
     if is_gluoncv_resnet(state):

@@ -100,6 +100,9 @@ class ResNet(nn.Module):
         project_first_shortcut: every stage's first block projects its shortcut (option B's
             1x1 conv) even where the identity fits, as PaddleClas's ResNet-18/34 do; the
             attribute says whether that changed the net (a bottleneck net projects there anyway).
+        input_norm: a BatchNorm without scale and shift normalises the input image before the
+            stem (``input_bn``), as MXNet Gluon's ResNet v2 does (its statistics are learned
+            with the net; the ONNX model zoo's ``resnet*-v2-7.onnx``).
         global_pool: ``"avg"`` (the paper's) or ``"attention"``: CLIP's attention pooling
             (``attention_pool.py``), whose output projection is ``fc``; ``attention_grid`` is
             the side of the map its positions were learned on (7: a 224 input).
@@ -139,6 +142,7 @@ class ResNet(nn.Module):
         anti_alias: Optional[str] = None,
         relu_before_attn: bool = False,
         project_first_shortcut: bool = False,
+        input_norm: bool = False,
         global_pool: str = "avg",
         attention_grid: int = 7,
     ) -> None:
@@ -171,6 +175,9 @@ class ResNet(nn.Module):
         self._project_first = project_first_shortcut is True
         self.project_first_shortcut = False  # True once a stage projects only because of it
         self.anti_alias = _check_anti_alias(anti_alias, block, self.stride_in_1x1)
+        self.input_norm = input_norm is True
+        norm_nd = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)[spatial_dims - 1]
+        self.input_bn = norm_nd(in_chans, affine=False) if self.input_norm else nn.Identity()
         self.spatial_dims = spatial_dims
         self.in_chans = in_chans
         self.preact = block in PREACT_BLOCKS
@@ -317,7 +324,7 @@ class ResNet(nn.Module):
         for module in self.modules():
             if isinstance(module, nn.modules.conv._ConvNd):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(module, _NORMS):
+            elif isinstance(module, _NORMS) and module.weight is not None:  # not input_bn
                 nn.init.constant_(module.weight, 1)
                 nn.init.constant_(module.bias, 0)
         if zero_init_residual:
@@ -331,7 +338,7 @@ class ResNet(nn.Module):
         return [getattr(self, f"layer{i + 1}") for i in range(self.num_stages)]
 
     def forward_stem(self, x: Tensor) -> Tensor:
-        return self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        return self.maxpool(self.relu(self.bn1(self.conv1(self.input_bn(x)))))
 
     def forward_features(self, x: Tensor) -> Tensor:
         """(B, in_chans, *S) -> (B, num_features, *S / reduction): H/32, W/32 for ImageNet nets."""
