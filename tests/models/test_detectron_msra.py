@@ -79,7 +79,7 @@ def test_other_pickles_are_refused(msra, tmp_path):
     cases = {
         "X-101-32x8d.pkl": ({"blobs": grouped}, "FAIR's ResNeXt"),
         "R-50-GN.pkl": ({"blobs": group_norm}, "not its batch-norm ResNet"),
-        "d2.pkl": ({"model": torchvision_d2}, "not in Detectron's ResNet names"),
+        "d2.pkl": ({"model": torchvision_d2}, "not in Detectron's or detectron2's ResNet names"),
         "list.pkl": ([1, 2], "without a dict of arrays"),
         "detector.pkl": (
             {

@@ -27,6 +27,11 @@ from resnet.models.clip_names import (
     is_openai_clip,
     is_timm_clip,
 )
+from resnet.models.detectron2_names import (
+    check_not_a_detectron2_detector,
+    from_detectron2_names,
+    is_detectron2_resnet,
+)
 from resnet.models.detectron_names import from_detectron_names, is_detectron_resnet
 from resnet.models.gluon_names import (
     from_gluon_names,
@@ -116,9 +121,10 @@ _PROMISED = {
         "run's checkpoint holds its weights",
     ),
     ".pkl": (
-        is_detectron_resnet,
-        "a pickle whose arrays are not in Detectron's ResNet names",
-        "expected conv1_w, res_conv1_bn_s, res2_0_branch2a_w, ...",
+        lambda state: is_detectron_resnet(state) or is_detectron2_resnet(state),
+        "a pickle whose arrays are not in Detectron's or detectron2's ResNet names",
+        "expected conv1_w, res_conv1_bn_s, res2_0_branch2a_w, ... (MSRA's R-50.pkl) or "
+        "stem.conv1.weight, res2.0.conv1.weight, ... (a torchvision net converted for detectron2)",
     ),
     **{
         suffix: (
@@ -135,6 +141,7 @@ def from_other_layout(
     state: dict[str, Tensor], path: Optional[Path], label: str
 ) -> tuple[dict[str, Tensor], list[Assumption]]:
     """``state`` in our names (unchanged if in none of the known layouts) and its assumptions."""
+    check_not_a_detectron2_detector(state, label)
     promised = _PROMISED.get(path.suffix) if path is not None else None
     if promised is not None and not promised[0](state):
         raise WeightsError(
@@ -148,6 +155,13 @@ def from_other_layout(
     if is_detectron_resnet(state):
         detectron = "Detectron's ImageNet ResNet (MSRA's R-50.pkl, detectron2's STRIDE_IN_1X1"
         return from_detectron_names(state, label), _paper_v1(detectron)
+    if is_detectron2_resnet(state):
+        converted = (
+            "a torchvision ResNet converted for detectron2 (convert-torchvision-to-d2.py, MoCo's "
+            "convert-pretrain-to-detectron2.py: load it into the torchvision model of its depth)"
+        )
+        options = (("stride_in_1x1", False), ("anti_alias", None))
+        return from_detectron2_names(state, label), [Assumption(*o, converted) for o in options]
     if is_gluon_resnet(state):
         renamed = from_gluon_names(state, label)
         if is_gluon_v2(state):

@@ -195,7 +195,7 @@ _READERS = {
     ".safetensors": _read_safetensors,
     ".caffemodel": read_caffemodel,  # the paper's own nets (``caffe_names.py``)
     **dict.fromkeys(KERAS_SUFFIXES, read_keras_h5),  # keras.applications' (``keras_names.py``)
-    ".pkl": read_array_pickle,  # Detectron's (``detectron_names.py``)
+    ".pkl": read_array_pickle,  # Detectron's, detectron2's (``detectron_names.py``, ``...2_names``)
     ".pdparams": read_array_pickle,  # PaddleClas's (``paddle_names.py``)
     ".onnx": read_onnx_initializers,  # the ONNX model zoo's Gluon nets (``gluon_names.py``)
     ".params": read_mxnet_params,  # MXNet's: Gluon's and GluonCV's (``gluon_names.py``)
