@@ -28,6 +28,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from resnet.cli.arguments import count
+
 # name -> (what it patches, --set overrides)
 PROBES = {
     "control": ("", {}),
@@ -174,12 +176,12 @@ def main() -> None:
     parser.add_argument("--recipe", default="fashion-mnist-best")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1")
-    parser.add_argument("--jobs", type=int, default=1, help="probes run at once")
+    parser.add_argument("--jobs", type=count(1, 64), default=1, help="probes run at once")
     parser.add_argument("--set", action="append", default=[], help="KEY=JSON for every probe")
     parser.add_argument("--runs-dir", default="runs/probes")
     parser.add_argument("--out", default=None, help="append each result as a JSON line here")
     parser.add_argument("--probe", help=argparse.SUPPRESS)
-    parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=count(0), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.probe:
         return run_one(args)
@@ -187,7 +189,11 @@ def main() -> None:
     unknown = sorted(set(probes) - set(PROBES))
     if unknown:
         parser.error(f"unknown probe(s) {', '.join(unknown)}; known: {', '.join(PROBES)}")
-    queue = [(p, int(s)) for s in args.seeds.split(",") for p in probes]
+    try:
+        seeds = [count(0)(seed) for seed in args.seeds.split(",")]
+    except argparse.ArgumentTypeError as error:
+        parser.error(f"--seeds: {error}")
+    queue = [(p, seed) for seed in seeds for p in probes]
     running: list = []
     while queue or running:
         while queue and len(running) < args.jobs:
