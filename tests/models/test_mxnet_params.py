@@ -73,7 +73,10 @@ def test_gluon_v2_in_every_naming(blocks, bottleneck, tmp_path):
     model = gluon_resnet_v2(blocks, bottleneck=bottleneck, prefix="resnetv20_")
     arrays, reference = gluon_arrays(model), run_onnx(model, IMAGES)
     name = "gluon_resnet50_v2" if bottleneck else "gluon_resnet18_v2"
-    for naming, content in _namings(arrays, blocks, bottleneck, "resnetv20_", v2=True).items():
+    namings = _namings(arrays, blocks, bottleneck, "resnetv20_", v2=True)
+    if bottleneck:  # the counted names of bottlenecks: test_gluon_onnx.py's resnet50-v2-7
+        namings = {"structural": namings["structural"]}
+    for naming, content in namings.items():
         path = tmp_path / f"{name}-{naming}.params"
         write_mxnet_params(path, content)
         assert _error(create_model(name, num_classes=10), path, reference) < 1e-5, naming

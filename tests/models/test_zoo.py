@@ -36,6 +36,7 @@ HEAVY_MARKERS = (
     "aa50", "aa201", "blur50",  # anti-aliased: resnetblur18 stays
     "clip_gap", "50x",  # CLIP: resnet50_clip stays
     "34_v2", "50_v2",  # Gluon's v2: gluon_resnet18_v2 stays (preact_resnet50: the bottleneck)
+    "resnet34", "wrn40", "wrn16_8",  # resnet18(_3d), preact_resnet18 and wrn16_4 stay
 )  # fmt: skip
 HEAVY = [n for n in ALL_MODELS if any(marker in n for marker in HEAVY_MARKERS)]
 # ResNet-RS-50 stays: the one net with a conv stem pool.
