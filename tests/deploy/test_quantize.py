@@ -131,6 +131,26 @@ def test_checkpoint_calibrates_and_checks_on_its_own_dataset(run, tmp_path):
     assert report["top1_agreement"] >= 0.95
 
 
+def test_arrays_of_another_size_calibrate_and_check_at_the_models(run, tmp_path):
+    """Arrays of another size are resized to the checkpoint's as training resizes them (they
+    used to be refused): the fp32 score is the model's on torchvision-resized images."""
+    from resnet.data import load_dataset, resize_arrays
+
+    with np.load(run["npz"]) as arrays:
+        bigger = {k: (np.kron(v, np.ones((1, 2, 2), v.dtype)) if k.endswith("images") else v)
+                  for k, v in arrays.items()}  # fmt: skip
+    np.savez(tmp_path / "bigger.npz", **bigger)
+    data = str(tmp_path / "bigger.npz")
+    report = quantize_int8(run["stem"], tmp_path / "q.onnx", calibration=data, check=data)
+    test = load_dataset(data, "test")
+    assert test.meta.image_size == (2 * SIZE, 2 * SIZE)
+    images = resize_arrays(test.images, SIZE).float() / 255
+    images = (images - run["meta"].mean[0]) / run["meta"].std[0]
+    with torch.no_grad():
+        expected = (run["model"](images).argmax(1) == test.labels).float().mean().item()
+    assert report["accuracy_fp32"] == pytest.approx(expected)
+
+
 @pytest.mark.parametrize("min_agreement", [1.01, -0.1, float("nan")])
 def test_agreement_that_is_not_a_fraction_is_refused_first(run, tmp_path, min_agreement):
     """1.01 could never be met: it failed only after calibrating and checking."""

@@ -23,7 +23,7 @@ from resnet.data.meta import (
     channel_mean_std,
     seeded_split,
 )
-from resnet.data.preprocess import input_files, open_image, preprocess_images
+from resnet.data.preprocess import input_files, open_image, preprocess_images, resize_arrays
 from resnet.data.registry import CLASS_NAMES, dataset_search_dirs, list_datasets, load_dataset
 from resnet.data.seeding import epoch_generator
 
@@ -48,6 +48,7 @@ __all__ = [
     "mirror_keeps_class",
     "open_image",
     "preprocess_images",
+    "resize_arrays",
     "input_files",
     "read_idx",
     "seeded_split",

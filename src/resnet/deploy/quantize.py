@@ -20,7 +20,7 @@ from typing import Any, Optional, Union
 import torch
 from torch import nn
 
-from resnet.data.meta import ArrayDataset, DatasetMeta
+from resnet.data.meta import DatasetMeta
 from resnet.deploy.export import (
     INPUT_NAME,
     ExportError,
@@ -199,15 +199,9 @@ def _data_batches(
             options["val_fraction"] = trained["val_fraction"]
     data = load_dataset(spec, split, **options)
     norm = DatasetMeta.from_dict(meta) if meta else data.meta
-    # Image folders are resized to the model's size on loading; arrays must already match.
-    same_size = not isinstance(data, ArrayDataset) or data.meta.image_size == norm.image_size
-    if data.meta.channels != norm.channels or not same_size:
-        raise DataError(
-            f"{spec} holds {data.meta.channels}-channel {data.meta.image_size} images but the "
-            f"model takes {norm.channels}-channel {norm.image_size}; pass matching data"
-        )
     found = data.meta
-    # The model's own size, mean/std and class order, whatever the data's (as `evaluate`).
+    # The model's own size (arrays resized as training resized them), mean/std and class
+    # order, whatever the data's, or one line on what cannot match (as `evaluate`).
     data = as_trained(data, norm, str(spec))
     if split == "train":  # a seeded sample across the classes, not the first file's worth
         order = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))
