@@ -45,6 +45,8 @@ PROBES = {
 
 def _mix_loss(task, kind: str, generator: torch.Generator):
     """CutMix (p 0.5, alpha 1, Yun et al. 2019) or mixup (alpha 0.2, Zhang et al. 2018)."""
+    from resnet.engine.classification import batch_sums
+
     plain = task.loss
 
     def loss(runner, batch):
@@ -69,12 +71,7 @@ def _mix_loss(task, kind: str, generator: torch.Generator):
         loss = lam * task.criterion(logits.float(), y) + (1 - lam) * task.criterion(
             logits.float(), y[perm]
         )
-        with torch.no_grad():
-            sums = torch.stack(
-                [loss.detach().double() * y.numel(), (logits.argmax(1) == y).sum().double(),
-                 torch.tensor(float(y.numel()), dtype=torch.float64, device=y.device)]
-            )  # fmt: skip
-        return loss, sums
+        return loss, batch_sums(loss, logits, y)
 
     return loss
 

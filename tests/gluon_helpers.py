@@ -20,6 +20,11 @@ BASIC_BLOCKS = (2, 2, 2, 2)  # resnet18
 BOTTLENECK_BLOCKS = (3, 4, 6, 3)  # resnet50
 
 
+def _widths(bottleneck: bool) -> tuple[int, ...]:
+    """Each stage's output channels."""
+    return (256, 512, 1024, 2048) if bottleneck else (64, 128, 256, 512)
+
+
 class _Graph:
     def __init__(self, prefix: str, seed: int, raw: bool, conv_bias: bool) -> None:
         self.prefix, self.raw, self.conv_bias = prefix, raw, conv_bias
@@ -71,6 +76,12 @@ class _Graph:
         self.nodes.append(helper.make_node("BatchNormalization", [x, *names], [y], epsilon=1e-5))
         return y
 
+    def max_pool(self, x) -> str:
+        y = self.output()
+        self.nodes.append(helper.make_node("MaxPool", [x], [y], kernel_shape=[3, 3],
+                                           strides=[2, 2], pads=[1, 1, 1, 1]))  # fmt: skip
+        return y
+
     def relu(self, x) -> str:
         y = self.output()
         self.nodes.append(helper.make_node("Relu", [x], [y]))
@@ -82,12 +93,8 @@ def gluon_resnet_v1(blocks=BOTTLENECK_BLOCKS, bottleneck=True, num_classes=10, *
     """Gluon's ResNetV1 as an ONNX model with random weights: input ``data`` (N, 3, H, W)."""
     graph = _Graph(prefix, seed, raw, conv_bias)
     x = graph.conv_bn("data", prefix, 0, 3, 64, 7, 2)
-    pooled = graph.output()
-    graph.nodes.append(helper.make_node("MaxPool", [x], [pooled], kernel_shape=[3, 3],
-                                        strides=[2, 2], pads=[1, 1, 1, 1]))  # fmt: skip
-    x, cin = pooled, 64
-    widths = (256, 512, 1024, 2048) if bottleneck else (64, 128, 256, 512)
-    for stage, (count, cout) in enumerate(zip(blocks, widths), start=1):
+    x, cin = graph.max_pool(x), 64
+    for stage, (count, cout) in enumerate(zip(blocks, _widths(bottleneck)), start=1):
         scope, index = f"{prefix}stage{stage}_", 0
         for block in range(count):
             stride = 2 if stage > 1 and block == 0 else 1
@@ -118,12 +125,8 @@ def gluon_resnet_v2(blocks=BOTTLENECK_BLOCKS, bottleneck=True, num_classes=10, *
     x = graph.bn("data", f"{prefix}batchnorm0_", 3, fixed=True)
     x = graph.relu(graph.bn(graph.conv(x, f"{prefix}conv0_weight", 3, 64, 7, 2),
                             f"{prefix}batchnorm1_", 64))  # fmt: skip
-    pooled = graph.output()
-    graph.nodes.append(helper.make_node("MaxPool", [x], [pooled], kernel_shape=[3, 3],
-                                        strides=[2, 2], pads=[1, 1, 1, 1]))  # fmt: skip
-    x, cin = pooled, 64
-    widths = (256, 512, 1024, 2048) if bottleneck else (64, 128, 256, 512)
-    for stage, (count, cout) in enumerate(zip(blocks, widths), start=1):
+    x, cin = graph.max_pool(x), 64
+    for stage, (count, cout) in enumerate(zip(blocks, _widths(bottleneck)), start=1):
         scope, conv, norm = f"{prefix}stage{stage}_", 0, 0
         for block in range(count):
             stride = 2 if stage > 1 and block == 0 else 1

@@ -12,7 +12,7 @@ from resnet.engine.evaluate import evaluate_loader, tta_view_count
 from resnet.engine.optim import set_bn_eval
 from resnet.engine.setup import RunData
 
-__all__ = ["ClassificationTask", "final_metrics", "scores_test_at_end"]
+__all__ = ["ClassificationTask", "batch_sums", "final_metrics", "scores_test_at_end"]
 
 
 class ClassificationTask:
@@ -45,12 +45,7 @@ class ClassificationTask:
         x, y = batch
         logits = runner(x)
         loss = self.criterion(logits.float(), y)
-        with torch.no_grad():
-            sums = torch.stack(
-                [loss.detach().double() * y.numel(), (logits.argmax(1) == y).sum().double(),
-                 torch.tensor(float(y.numel()), dtype=torch.float64, device=y.device)]
-            )  # fmt: skip
-        return loss, sums
+        return loss, batch_sums(loss, logits, y)
 
     def epoch_row(self, sums: torch.Tensor) -> dict[str, float]:
         loss_sum, correct, seen = sums.tolist()
@@ -69,6 +64,16 @@ class ClassificationTask:
     def save(self, stem, model: nn.Module, *, epoch: int, step: int, metrics: dict) -> None:
         save_checkpoint(stem, model, data_meta=self.data.meta, epoch=epoch, step=step,
                         metrics=metrics, config=self.cfg.to_dict())  # fmt: skip
+
+
+def batch_sums(loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """(loss x images, correct, images) of one batch in float64, kept on the device: what an
+    epoch's training row adds up (``ClassificationTask.epoch_row``)."""
+    with torch.no_grad():
+        return torch.stack(
+            [loss.detach().double() * labels.numel(), (logits.argmax(1) == labels).sum().double(),
+             torch.tensor(float(labels.numel()), dtype=torch.float64, device=labels.device)]
+        )  # fmt: skip
 
 
 def scores_test_at_end(cfg: TrainConfig, data: RunData) -> bool:
