@@ -19,16 +19,17 @@ from resnet.errors import ConfigError, DataError
 
 
 def _torchvision(images: np.ndarray, size) -> np.ndarray:
-    """Each channel of each (C, H, W) image through torchvision: resize the shorter side to
-    cover ``size`` (H, W), then the central crop."""
-    out = []
-    for image in images:
-        planes = []
-        for plane in image:
-            pil = TF.resize(Image.fromarray(plane), max(size))
-            planes.append(np.asarray(TF.center_crop(pil, list(size))))
-        out.append(np.stack(planes))
-    return np.stack(out)
+    """Each (C, H, W) image through torchvision as a PIL image (RGB whole, other channel
+    counts one grey plane at a time): the shorter side resized to cover ``size`` (H, W), then
+    the central crop."""
+
+    def resized(pil: Image.Image) -> np.ndarray:
+        return np.asarray(TF.center_crop(TF.resize(pil, max(size)), list(size)))
+
+    if images.shape[1] == 3:
+        return np.stack([resized(Image.fromarray(i.transpose(1, 2, 0))).transpose(2, 0, 1)
+                         for i in images])  # fmt: skip
+    return np.stack([np.stack([resized(Image.fromarray(p)) for p in i]) for i in images])
 
 
 @pytest.mark.parametrize(
