@@ -74,6 +74,7 @@ def test_public_api_is_unchanged():
     }  # fmt: skip
     added = {
         "DEFAULT_VAL_FRACTION", "open_image", "input_files", "as_trained", "mirror_keeps_class",
+        "resize_arrays",
     }  # fmt: skip
     assert before | added == set(resnet.data.__all__)
     assert all(hasattr(resnet.data, name) for name in resnet.data.__all__)
