@@ -37,13 +37,20 @@ HEAVY_MARKERS = (
     "clip_gap", "50x",  # CLIP: resnet50_clip stays
     "34_v2", "50_v2",  # Gluon's v2: gluon_resnet18_v2 stays (preact_resnet50: the bottleneck)
     "resnet34", "wrn40", "wrn16_8",  # resnet18(_3d), preact_resnet18 and wrn16_4 stay
+    "50w",  # SimCLR's and SwAV's widened ResNet-50s: resnet50's code, test_self_supervised.py
 )  # fmt: skip
 HEAVY = [n for n in ALL_MODELS if any(marker in n for marker in HEAVY_MARKERS)]
 # ResNet-RS-50 stays: the one net with a conv stem pool.
 MATRIX_MODELS = [n for n in ALL_MODELS if n not in HEAVY] + ["resnetrs50"]
 # timm's deep nets are compared with timm at a small input (test_timm_parity.py), which already
 # shows that their forward runs and gives timm's numbers; the generic forward check skips them.
-HEAVY_FORWARD = [n for n in HEAVY if n not in TIMM_NAMES and n not in MATRIX_MODELS]
+# resnet50w4 and w5 (375M and 586M parameters) are resnet50w2's code at another width: their
+# sizes are checked on the meta device (test_self_supervised.py).
+HEAVY_FORWARD = [
+    n
+    for n in HEAVY
+    if n not in TIMM_NAMES and n not in MATRIX_MODELS and n not in ("resnet50w4", "resnet50w5")
+]
 
 
 # Module-scoped parametrized fixtures make pytest run every check of one model together, so

@@ -1,4 +1,5 @@
-"""ImageNet ResNets (arXiv 1512.03385 Table 1), ResNeXt, Wide ResNet and pre-activation ResNets.
+"""ImageNet ResNets (arXiv 1512.03385 Table 1), ResNeXt, Wide ResNet, the widened ResNet-50s of
+SimCLR and SwAV, and pre-activation ResNets.
 
 The first ten builders match torchvision's module names and shapes (and timm's, for the same
 names), so torchvision and timm weight files load into them with ``strict=True``. The
@@ -27,6 +28,9 @@ __all__ = [
     "resnext101_64x4d",
     "wide_resnet50_2",
     "wide_resnet101_2",
+    "resnet50w2",
+    "resnet50w4",
+    "resnet50w5",
     "preact_resnet18",
     "preact_resnet34",
     "preact_resnet50",
@@ -106,6 +110,33 @@ def wide_resnet50_2(**kwargs: Any) -> ResNet:
 def wide_resnet101_2(**kwargs: Any) -> ResNet:
     """Wide ResNet-101-2."""
     return _resnet(Bottleneck, [3, 4, 23, 3], width_per_group=128, **kwargs)
+
+
+def _widened_resnet50(widen: int, **kwargs: Any) -> ResNet:
+    # Every width times ``widen``: the stem's 64 channels, each stage's bottleneck inside and its
+    # output (Wide ResNet-50-2 above widens only the inside).
+    planes = tuple(64 * widen * 2**stage for stage in range(4))
+    return _resnet(Bottleneck, [3, 4, 6, 3], stem_width=64 * widen, planes=planes, **kwargs)
+
+
+@register_model
+def resnet50w2(**kwargs: Any) -> ResNet:
+    """ResNet-50 (2x) of SimCLR (arXiv 2002.05709) and SwAV's RN50-w2 (arXiv 2006.09882): every
+    channel count doubled, 94M parameters without the classifier, torchvision's module names."""
+    return _widened_resnet50(2, **kwargs)
+
+
+@register_model
+def resnet50w4(**kwargs: Any) -> ResNet:
+    """ResNet-50 (4x) of SimCLR and SwAV's RN50-w4: every channel count times 4, 375M parameters
+    without the classifier."""
+    return _widened_resnet50(4, **kwargs)
+
+
+@register_model
+def resnet50w5(**kwargs: Any) -> ResNet:
+    """SwAV's RN50-w5: every channel count times 5, 586M parameters without the classifier."""
+    return _widened_resnet50(5, **kwargs)
 
 
 @register_model

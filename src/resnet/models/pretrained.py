@@ -1,7 +1,8 @@
 """Load weight files saved by torchvision, timm (ResNet, ResNetV2, legacy SENet, CLIP),
 transformers, BiT, OpenAI's CLIP (and open_clip), MONAI, MedicalNet, the public CIFAR
 reproduction, the paper's own Caffe models, Keras, Detectron, PaddleClas, MXNet (Gluon and
-GluonCV), the ONNX model zoo or this package into a model of the zoo.
+GluonCV), the ONNX model zoo, self-supervised methods (MoCo, SimSiam, DINO, SwAV, Barlow Twins,
+VICReg) or this package into a model of the zoo.
 
 No download happens here: the user points at a file (``.pth``/``.pt``/``.th``/``.bin``,
 ``.safetensors``, BiT's ``.npz``, MSRA's ``.caffemodel``, Keras's ``.h5``, Detectron's
@@ -12,6 +13,8 @@ of arrays only, so a weight file can never run code.
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import math
 import os
 import zipfile
@@ -37,6 +40,7 @@ from resnet.models.layouts import (
 )
 from resnet.models.mxnet_params import read_mxnet_params
 from resnet.models.onnx_initializers import read_onnx_initializers
+from resnet.models.ssl_names import from_self_supervised, pick_network
 
 __all__ = [
     "load_weights",
@@ -70,13 +74,14 @@ class LoadReport:
     renamed_classifier: str = ""  # the file's name for the classifier, when not ``fc``
     converted_input: str = ""  # how the file's input convention was folded into the stem
     stripped_prefix: str = ""  # the wrapper's attribute name every key began with ("model.")
+    origin: str = ""  # the network taken out of a self-supervised method's checkpoint, if one
     skipped: list[str] = field(default_factory=list)
     loaded: int = 0  # tensors copied into the model
 
     def describe(self) -> str:
         """One line saying what was loaded and what was changed to fit, e.g. for a run's log:
         whether the classifier is the file's or a new one is what a fine-tuner needs to know."""
-        changes = []
+        changes = [self.origin] if self.origin else []
         if self.stripped_prefix:
             changes.append(f"the keys' prefix {self.stripped_prefix!r} dropped")
         if self.renamed_classifier:
@@ -100,8 +105,10 @@ def read_state_dict(source: Source) -> dict[str, Tensor]:
     """A flat ``{name: tensor}`` mapping from a weight file or a loaded mapping.
 
     Unwraps training checkpoints (``state_dict``, ``model``, ``model_state_dict``,
-    ``state_dict_ema``) and the ``module.``/``_orig_mod.`` prefixes of DDP and torch.compile, and
-    renames the layouts of transformers, timm's ResNetV2, BiT, SENet and CLIP to ours
+    ``state_dict_ema``) and the ``module.``/``_orig_mod.`` prefixes of DDP and torch.compile,
+    takes the trained network out of a self-supervised method's checkpoint (``ssl_names.py``:
+    MoCo's query encoder, DINO's teacher backbone ...), and renames the layouts of
+    transformers, timm's ResNetV2, BiT, SENet and CLIP to ours
     (``resnet.models.layouts``).
     """
     return read_weights(source).state
@@ -114,6 +121,7 @@ class ReadWeights(NamedTuple):
     assumptions: list[Assumption]  # the model options its tensors assume (``layouts.py``)
     converted: str  # how its input convention was folded into the stem ("" if it was not)
     label: str  # what its messages call it: the path, or "the given state_dict"
+    origin: str = ""  # which network of a self-supervised checkpoint it is ("" if not one)
 
 
 def read_weights(source: Source) -> ReadWeights:
@@ -125,6 +133,7 @@ def read_weights(source: Source) -> ReadWeights:
     label = _label(source)
     path = None if isinstance(source, Mapping) else _weights_path(Path(source))
     state = source if path is None else _read_file(path)
+    state, other_network = pick_network(state) if isinstance(state, Mapping) else (state, "")
     for key in _WRAPPER_KEYS:
         if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
             state = state[key]
@@ -137,10 +146,19 @@ def read_weights(source: Source) -> ReadWeights:
     for prefix in _PREFIXES * 2:  # either wrapper may wrap the other
         if state and all(k.startswith(prefix) for k in state):
             state = {k[len(prefix) :]: v for k, v in state.items()}
+    state, origin = from_self_supervised(state, other_network)
+    if other_network and not origin:
+        origin = f"its teacher network; {other_network} left out"
     converted = input_conversion(state)
     state, assumptions = from_other_layout(state, path, label)
+    if origin and not assumptions:  # every method here trains a torchvision ResNet
+        what = f"{origin} (a torchvision ResNet: load it into the model of its depth and width)"
+        assumptions = [
+            Assumption("stride_in_1x1", False, what),
+            Assumption("anti_alias", None, what),
+        ]
     check_finite(state, label)
-    return ReadWeights(state, assumptions, converted, label)
+    return ReadWeights(state, assumptions, converted, label, origin)
 
 
 def first_non_finite(state: Mapping[str, Tensor]) -> Optional[str]:
@@ -202,7 +220,8 @@ _READERS = {
     ".npz": _read_npz,
 }
 # The suffixes of weight files: a file of one given where a run checkpoint is needed is told so.
-WEIGHT_SUFFIXES = frozenset({*_READERS, ".pth", ".pt", ".th", ".bin"})
+# ``.pth.tar``: the ImageNet example's checkpoints, kept by MoCo, SimSiam and SwAV.
+WEIGHT_SUFFIXES = frozenset({*_READERS, ".pth", ".pt", ".th", ".bin", ".tar"})
 
 
 def _read_file(path: Path) -> Any:
@@ -215,8 +234,10 @@ def _read_file(path: Path) -> Any:
         if reader is not None:
             return reader(path)
         _refuse_torchscript(path)
-        # weights_only: a weight file must never be able to run code on load.
-        return torch.load(path, map_location="cpu", weights_only=True)
+        # weights_only: a weight file must never be able to run code on load. DINO's checkpoint
+        # keeps its training arguments as an argparse.Namespace: data only, so it is admitted.
+        with _admitting(argparse.Namespace):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except WeightsError:
         raise
     except Exception as error:  # every reader has its own exception types
@@ -229,6 +250,15 @@ def _read_file(path: Path) -> Any:
             "Keras's .h5, Detectron's .pkl, PaddleClas's .pdparams, MXNet's .params or the ONNX "
             "zoo's .onnx"
         ) from None
+
+
+def _admitting(*types: type) -> contextlib.AbstractContextManager:
+    """``torch.load(weights_only=True)`` admitting ``types`` too, in this block only where the
+    installed torch can (``safe_globals``, torch 2.5 and later), else from now on."""
+    if hasattr(torch.serialization, "safe_globals"):
+        return torch.serialization.safe_globals(list(types))
+    torch.serialization.add_safe_globals(list(types))
+    return contextlib.nullcontext()
 
 
 def _refuse_torchscript(path: Path) -> None:
@@ -281,10 +311,10 @@ def fit_weights(
     """``read``'s state made to fit ``model`` (what ``load_weights`` loads), and what was
     changed to fit; ``WeightsError`` where it cannot. Nothing is copied into ``model``, so it
     may live on the meta device (``identify.py`` tries a file on every model so)."""
-    state, assumptions, converted, label = read
+    state, assumptions, converted, label, origin = read
     check_assumptions(assumptions, model, label)
     own = model.state_dict()
-    report = LoadReport(converted_input=converted)
+    report = LoadReport(converted_input=converted, origin=origin)
     state = _strip_wrapper_name(state, own, report)
     state = _rename_classifier(state, own, report)
 

@@ -1,0 +1,121 @@
+"""Checkpoints of self-supervised methods: the ResNet a method trained, without what trained it.
+
+MoCo, SimSiam, DINO, SwAV, Barlow Twins and VICReg each train a torchvision ResNet inside a
+larger module (a second encoder, a queue, a projector, a predictor, prototypes) and save the
+whole module. Each method's own linear evaluation takes one network back out by its attribute
+name and drops the rest (MoCo's ``main_lincls.py`` keeps ``module.encoder_q`` without its
+``fc``; DINO's ``eval_linear.py`` the teacher's ``backbone``); ``from_self_supervised`` does the
+same by the names each method's code gives its parts, and says what it kept and what it left
+out. The kept network's ``fc``, where MoCo and SimSiam have one, is their projection head (its
+outputs are an embedding, not classes) and is left out too: the model keeps a fresh classifier.
+
+A checkpoint with anything besides a method's known parts is left as it is, so that loading
+it names the keys that do not fit rather than dropping them unseen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from torch import Tensor
+
+__all__ = ["SelfSupervised", "METHODS", "pick_network", "from_self_supervised"]
+
+
+@dataclass(frozen=True)
+class SelfSupervised:
+    """One method's checkpoint: where its network is and what else it holds."""
+
+    method: str  # the method, as its papers name it
+    network: str  # the prefix of the network its linear evaluation keeps ("" for the top level)
+    role: str  # what the method calls that network
+    parts: tuple[str, ...]  # prefixes ("encoder_k.") or names ("queue") of the other parts
+    left_out: str  # those parts, in words
+    projection_fc: bool = False  # the network's own ``fc`` is a projection head, left out
+
+    def owns(self, key: str) -> bool:
+        """Whether ``key`` is one of the method's other parts."""
+        return any(_is_in(key, part) for part in self.parts)
+
+    def matches(self, keys: set[str]) -> bool:
+        """Whether ``keys`` are this method's checkpoint: each of its parts there (Barlow Twins's
+        ``bn`` tells it from VICReg), nothing else beside its network, and a network."""
+        network = {k for k in keys if k.startswith(self.network) and not self.owns(k)}
+        has_parts = all(any(_is_in(k, part) for k in keys) for part in self.parts)
+        return bool(network) and has_parts and all(self.owns(k) for k in keys - network)
+
+
+def _is_in(key: str, part: str) -> bool:
+    return key == part or (part.endswith(".") and key.startswith(part))
+
+
+METHODS = (
+    # MoCo v1/v2 (arXiv 1911.05722, 2003.04297): facebookresearch/moco's moco/builder.py.
+    SelfSupervised(
+        "MoCo v1/v2", "encoder_q.", "query encoder", ("encoder_k.", "queue", "queue_ptr"),
+        "its key encoder, queue and projection head", projection_fc=True,
+    ),
+    # MoCo v3 (arXiv 2104.02057), ResNet-50: facebookresearch/moco-v3's moco/builder.py.
+    SelfSupervised(
+        "MoCo v3", "base_encoder.", "base encoder", ("momentum_encoder.", "predictor."),
+        "its momentum encoder, predictor and projection head", projection_fc=True,
+    ),
+    # SimSiam (arXiv 2011.10566): facebookresearch/simsiam's simsiam/builder.py.
+    SelfSupervised(
+        "SimSiam", "encoder.", "encoder", ("predictor.",), "its predictor and projector",
+        projection_fc=True,
+    ),
+    # DINO (arXiv 2104.14294): facebookresearch/dino's MultiCropWrapper(backbone, DINOHead).
+    SelfSupervised(
+        "DINO", "backbone.", "backbone", ("head.mlp.", "head.last_layer."), "its DINO head"
+    ),
+    # Barlow Twins (arXiv 2103.03230): facebookresearch/barlowtwins's main.py.
+    SelfSupervised(
+        "Barlow Twins", "backbone.", "backbone", ("projector.", "bn."),
+        "its projector and the loss's BatchNorm",
+    ),
+    # VICReg (arXiv 2105.04906): facebookresearch/vicreg's main_vicreg.py.
+    SelfSupervised("VICReg", "backbone.", "backbone", ("projector.",), "its projector"),
+    # SwAV and DeepCluster-v2 (arXiv 2006.09882): facebookresearch/swav's src/resnet50.py, the
+    # trunk at the top level beside its head (``prototypes.weight``, or ``prototypes.prototypes0``).
+    SelfSupervised(
+        "SwAV", "", "trunk", ("projection_head.", "prototypes."),
+        "its projection head and prototypes",
+    ),
+)  # fmt: skip
+
+
+def pick_network(checkpoint: Mapping[str, Any]) -> tuple[Mapping[str, Any], str]:
+    """DINO's full checkpoint holds two networks, ``student`` and ``teacher``: the teacher, as
+    DINO's evaluations load it (``--checkpoint_key teacher``), and what it left out in words.
+    Anything else is returned as it is, with ""."""
+    teacher, student = checkpoint.get("teacher"), checkpoint.get("student")
+    if isinstance(teacher, Mapping) and isinstance(student, Mapping):
+        return teacher, "the student network"
+    return checkpoint, ""
+
+
+def from_self_supervised(
+    state: dict[str, Tensor], also_left_out: str = ""
+) -> tuple[dict[str, Tensor], str]:
+    """``state``'s network, if it is a known method's checkpoint, and what was kept and left
+    out, in words (for ``LoadReport``); ``state`` and "" otherwise. ``also_left_out``: what
+    ``pick_network`` left out before."""
+    for method in METHODS:
+        if not method.matches(set(state)):
+            continue
+        kept = {
+            k.removeprefix(method.network): v
+            for k, v in state.items()
+            if k.startswith(method.network) and not method.owns(k)
+        }
+        if method.projection_fc:
+            kept = {k: v for k, v in kept.items() if not k.startswith("fc.")}
+        if "conv1.weight" not in kept:  # not a torchvision ResNet: left to the fit to name
+            continue
+        where = f" ({method.network.rstrip('.')})" if method.network else ""
+        left_out = " and ".join(filter(None, (method.left_out, also_left_out)))
+        return kept, f"{method.method}'s {method.role}{where}; {left_out} left out"
+    return state, ""
