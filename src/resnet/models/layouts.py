@@ -54,6 +54,7 @@ from resnet.models.senet_names import (
     is_senet_legacy,
     strides_first_1x1,
 )
+from resnet.models.sequential_names import from_sequential_names, is_sequential_resnet
 from resnet.models.timm_config import anti_alias_of, timm_architecture
 from resnet.models.timm_v2_names import (
     from_timm_resnetv2_names,
@@ -211,6 +212,13 @@ def from_other_layout(
         return from_openai_clip_names(state, label), [Assumption("anti_alias", "avg", clip)]
     if is_timm_clip(state):
         return from_timm_clip_names(state), [Assumption("anti_alias", "avg", clip)]
+    if is_sequential_resnet(state):
+        sequential = (
+            "a torchvision ResNet saved as nn.Sequential of its children (RadImageNet's "
+            "ResNet50.pt: load it into the torchvision model of its depth)"
+        )
+        options = (("stride_in_1x1", False), ("anti_alias", None))
+        return from_sequential_names(state), [Assumption(*o, sequential) for o in options]
     architecture = timm_architecture(path)
     if architecture is None:
         return state, []

@@ -2,7 +2,8 @@
 transformers, BiT, OpenAI's CLIP (and open_clip), MONAI, MedicalNet, the public CIFAR
 reproduction, the paper's own Caffe models, Keras, Detectron, PaddleClas, MXNet (Gluon and
 GluonCV), the ONNX model zoo, self-supervised methods (MoCo, SimSiam, DINO, SwAV, Barlow Twins,
-VICReg) or this package into a model of the zoo.
+VICReg), RadImageNet (a ResNet saved as a Sequential of its children) or this package into a
+model of the zoo.
 
 No download happens here: the user points at a file (``.pth``/``.pt``/``.th``/``.bin``,
 ``.safetensors``, BiT's ``.npz``, MSRA's ``.caffemodel``, Keras's ``.h5``, Detectron's
