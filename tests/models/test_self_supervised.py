@@ -1,8 +1,8 @@
 """Checkpoints of self-supervised methods (MoCo v1/v2/v3, SimSiam, DINO, Barlow Twins, VICReg,
-SwAV): each built here as its method's code builds it (the attribute names of its builder, its
-heads, its DDP ``module.`` prefix and its checkpoint's container), saved, and loaded into our
-model, which must then compute the features of the network the method's linear evaluation
-keeps, and never load a projection head as a classifier."""
+SwAV, and VISSL's): each built here as its method's code builds it (the attribute names of its
+builder, its heads, its DDP ``module.`` prefix and its checkpoint's container), saved, and loaded
+into our model, which must then compute the features of the network the method's linear
+evaluation keeps, and never load a projection head as a classifier."""
 
 import argparse
 
@@ -157,6 +157,21 @@ def _swav(multi_prototypes: bool = False) -> tuple[dict, nn.Module]:
     return _ddp(swav), trunk
 
 
+def _vissl() -> tuple[dict, nn.Module]:
+    """facebookresearch/vissl's checkpoint (``model_final_checkpoint_phase*.torch``): the
+    trunk's modules in a ModuleDict ``_feature_blocks`` (conv1, bn1, conv1_relu, maxpool,
+    layer1..4, avgpool, flatten), a linear head, ClassyVision's training state around them."""
+    resnet = _encoder(0, name="resnet50")
+    names = ("conv1", "bn1", "conv1_relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
+    trunk = nn.Module()
+    trunk._feature_blocks = nn.ModuleDict(zip(names, list(resnet.children())[:8]))
+    heads = {"0.clf.0.weight": torch.zeros(1000, 2048), "0.clf.0.bias": torch.zeros(1000)}
+    classy = {"train": True, "base_model": {"model": {"trunk": trunk.state_dict(), "heads": heads}}}
+    classy |= {"optimizer": _optimizer(), "phase_idx": 104, "num_updates": 500, "losses": []}
+    checkpoint = {"classy_state_dict": classy, "phase_idx": 104, "iteration": 500}
+    return {**checkpoint, "type": "consolidated"}, resnet
+
+
 CHECKPOINTS = {
     "moco_v1": (lambda: _moco(mlp=False), "MoCo v1/v2's query encoder (encoder_q)"),
     "moco_v2": (lambda: _moco(mlp=True), "MoCo v1/v2's query encoder (encoder_q)"),
@@ -167,6 +182,7 @@ CHECKPOINTS = {
     "vicreg": (_vicreg, "VICReg's backbone (backbone)"),
     "swav": (_swav, "SwAV's trunk; its projection head and prototypes"),
     "swav_multi": (lambda: _swav(True), "SwAV's trunk"),
+    "vissl": (_vissl, "VISSL's trunk (classy_state_dict.base_model.model.trunk); its heads"),
 }
 
 
@@ -185,7 +201,7 @@ def test_the_kept_network_computes_its_features_and_the_rest_is_named(method, tm
     checkpoint, network = build()
     path = tmp_path / f"{method}_pretrain.pth.tar"
     torch.save(checkpoint, path)
-    net = create_model("resnet18", num_classes=10)
+    net = create_model("resnet50" if method == "vissl" else "resnet18", num_classes=10)
     fresh_fc = net.fc.weight.detach().clone()
     report = load_weights(net, path).describe()
     assert said in report and "left out" in report

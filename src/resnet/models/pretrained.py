@@ -134,7 +134,9 @@ def read_weights(source: Source) -> ReadWeights:
     label = _label(source)
     path = None if isinstance(source, Mapping) else _weights_path(Path(source))
     state = source if path is None else _read_file(path)
-    state, other_network = pick_network(state) if isinstance(state, Mapping) else (state, "")
+    picked, left_out = "", ""
+    if isinstance(state, Mapping):
+        state, picked, left_out = pick_network(state)
     for key in _WRAPPER_KEYS:
         if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
             state = state[key]
@@ -147,9 +149,9 @@ def read_weights(source: Source) -> ReadWeights:
     for prefix in _PREFIXES * 2:  # either wrapper may wrap the other
         if state and all(k.startswith(prefix) for k in state):
             state = {k[len(prefix) :]: v for k, v in state.items()}
-    state, origin = from_self_supervised(state, other_network)
-    if other_network and not origin:
-        origin = f"its teacher network; {other_network} left out"
+    state, origin = from_self_supervised(state, left_out)
+    if picked and not origin:
+        origin = f"{picked}; {left_out} left out"
     converted = input_conversion(state)
     state, assumptions = from_other_layout(state, path, label)
     if origin and not assumptions:  # every method here trains a torchvision ResNet
@@ -221,8 +223,9 @@ _READERS = {
     ".npz": _read_npz,
 }
 # The suffixes of weight files: a file of one given where a run checkpoint is needed is told so.
-# ``.pth.tar``: the ImageNet example's checkpoints, kept by MoCo, SimSiam and SwAV.
-WEIGHT_SUFFIXES = frozenset({*_READERS, ".pth", ".pt", ".th", ".bin", ".tar"})
+# ``.pth.tar``: the ImageNet example's checkpoints, kept by MoCo, SimSiam and SwAV; ``.torch``:
+# VISSL's.
+WEIGHT_SUFFIXES = frozenset({*_READERS, ".pth", ".pt", ".th", ".bin", ".tar", ".torch"})
 
 
 def _read_file(path: Path) -> Any:

@@ -10,7 +10,10 @@ out. The kept network's ``fc``, where MoCo and SimSiam have one, is their projec
 outputs are an embedding, not classes) and is left out too: the model keeps a fresh classifier.
 
 A checkpoint with anything besides a method's known parts is left as it is, so that loading
-it names the keys that do not fit rather than dropping them unseen.
+it names the keys that do not fit rather than dropping them unseen. Checkpoints that hold
+their networks in separate mappings are taken apart first (``pick_network``): DINO's
+``teacher`` beside its ``student``, and VISSL's trunk (the library behind many released
+self-supervised ResNet-50s: SimCLR, SwAV, PIRL, Barlow Twins ... in ``.torch`` files).
 """
 
 from __future__ import annotations
@@ -87,14 +90,26 @@ METHODS = (
 )  # fmt: skip
 
 
-def pick_network(checkpoint: Mapping[str, Any]) -> tuple[Mapping[str, Any], str]:
-    """DINO's full checkpoint holds two networks, ``student`` and ``teacher``: the teacher, as
-    DINO's evaluations load it (``--checkpoint_key teacher``), and what it left out in words.
-    Anything else is returned as it is, with ""."""
+def pick_network(checkpoint: Mapping[str, Any]) -> tuple[Mapping[str, Any], str, str]:
+    """The one network of a checkpoint that holds several, what it is and what was left out,
+    in words; ``checkpoint``, "" and "" for any other.
+
+    - DINO's full checkpoint (``student``, ``teacher``): the teacher, as DINO's evaluations load
+      it (``--checkpoint_key teacher``);
+    - a VISSL checkpoint (``classy_state_dict``): its trunk, as VISSL's
+      ``convert_vissl_to_torchvision.py`` takes it (``base_model.model.trunk``, its modules
+      under ``_feature_blocks.``), without the heads.
+    """
     teacher, student = checkpoint.get("teacher"), checkpoint.get("student")
     if isinstance(teacher, Mapping) and isinstance(student, Mapping):
-        return teacher, "the student network"
-    return checkpoint, ""
+        return teacher, "its teacher network", "the student network"
+    trunk: Any = checkpoint.get("classy_state_dict")
+    for name in ("base_model", "model", "trunk"):
+        trunk = trunk.get(name) if isinstance(trunk, Mapping) else None
+    if isinstance(trunk, Mapping):
+        trunk = {str(k).removeprefix("_feature_blocks."): v for k, v in trunk.items()}
+        return trunk, "VISSL's trunk (classy_state_dict.base_model.model.trunk)", "its heads"
+    return checkpoint, "", ""
 
 
 def from_self_supervised(
