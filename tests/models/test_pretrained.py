@@ -79,6 +79,33 @@ def test_ddp_prefix_and_training_checkpoint_wrapper_are_unwrapped(tmp_path):
     torch.testing.assert_close(target.conv1.weight, source.conv1.weight)
 
 
+def test_timms_training_checkpoint_with_its_argument_namespace_loads(tmp_path):
+    """timm's train.py (and DINO, DeiT) save their argparse.Namespace beside the weights: data,
+    so it is admitted; the weights are ``state_dict``, not ``state_dict_ema``, as timm's
+    ``load_checkpoint`` defaults."""
+    import argparse
+
+    source, ema = create_model("resnet20"), create_model("resnet20")
+    args = argparse.Namespace(model="resnet20", lr=0.1, input_size=None, mean=(0.5,), amp=True)
+    checkpoint = {"epoch": 9, "arch": "resnet20", "state_dict": source.state_dict(), "args": args}
+    checkpoint |= {"state_dict_ema": ema.state_dict(), "version": 2, "metric": 91.2}
+    torch.save(checkpoint, tmp_path / "model_best.pth.tar")
+    target = create_model("resnet20")
+    load_weights(target, tmp_path / "model_best.pth.tar")
+    torch.testing.assert_close(target.conv1.weight, source.conv1.weight)
+
+
+def test_a_namespace_does_not_admit_what_it_holds(tmp_path, monkeypatch):
+    import argparse
+
+    monkeypatch.chdir(tmp_path)
+    args = argparse.Namespace(hook=_RunsCode())
+    torch.save({"state_dict": create_model("resnet20").state_dict(), "args": args}, "ckpt.pth")
+    with pytest.raises(WeightsError, match="ckpt.pth: not a readable weight file"):
+        load_weights(create_model("resnet20"), tmp_path / "ckpt.pth")
+    assert not (tmp_path / "PWNED").exists()
+
+
 @pytest.mark.parametrize("name", ["model", "net"])
 def test_a_lightning_checkpoint_loads_without_its_attribute_name(tmp_path, name):
     """A LightningModule saves ``self.model`` as ``state_dict: {"model.conv1.weight": ...}``."""
