@@ -71,10 +71,20 @@ def test_timms_current_seresnet_refuses_a_legacy_file():
         load_weights(v15, state)
 
 
-def test_senet154_which_no_model_here_builds_is_refused_by_name():
-    state = timm_state_on_meta("legacy_senet154")
-    with pytest.raises(WeightsError, match="SENet-154"):
-        load_weights(create_model("legacy_seresnet50"), state)
+def test_senet154_has_its_papers_parameter_count():
+    """115.1M (timm's legacy_senet154; its outputs: the parametrized test above)."""
+    with torch.device("meta"):
+        ours = create_model("legacy_senet154")
+    assert round(sum(v.numel() for v in ours.parameters()) / 1e6, 1) == 115.1
+
+
+def test_first_conv_ratio_refuses_what_it_cannot_build():
+    with pytest.raises(ConfigError, match="first_conv_ratio narrows a Bottleneck's first 1x1"):
+        create_model("resnet18", first_conv_ratio=0.5)
+    with pytest.raises(ConfigError, match="a number in \\(0, 1\\) for Bottleneck, got 2"):
+        create_model("resnet50", first_conv_ratio=2)
+    with pytest.raises(ConfigError, match="which the 3x3's 64 groups do not divide"):
+        create_model("legacy_senet154", first_conv_ratio=0.3)
 
 
 def test_legacy_se_resnet18_activates_before_se_and_squeezes_unrounded():

@@ -167,6 +167,7 @@ class Bottleneck(nn.Module):
     This is "ResNet v1.5" as in torchvision: the stride sits on the 3x3 convolution instead of
     the first 1x1 convolution of the original paper, which is slightly more accurate on ImageNet.
     ``stride_in_1x1=True`` puts it where the paper (and its Caffe models, SENet's among them) did.
+    ``first_conv_ratio`` narrows the first 1x1's output below the 3x3's width (SENet-154: half).
     """
 
     expansion: int = 4
@@ -188,19 +189,27 @@ class Bottleneck(nn.Module):
         attn_layer: Optional[AttentionLayer] = None,
         stride_in_1x1: bool = False,
         anti_alias: Optional[str] = None,
+        first_conv_ratio: float = 1.0,
     ) -> None:
         super().__init__()
         _check_plain_options(residual, drop_path_rate)
         norm_layer = resolve_norm_layer(norm_layer, spatial_dims)
         width = int(planes * (base_width / 64.0)) * groups
+        reduced = int(width * first_conv_ratio)  # the first 1x1's output
+        if reduced < groups or reduced % groups:
+            raise ConfigError(
+                f"first_conv_ratio {first_conv_ratio} gives the first 1x1 {reduced} channels, "
+                f"which the 3x3's {groups} groups do not divide: pick a ratio that keeps it a "
+                "multiple of groups"
+            )
         stride_1x1, stride_3x3 = (stride, 1) if stride_in_1x1 else (1, stride)
         self.aa = _anti_alias(anti_alias, stride, width, spatial_dims)
         if anti_alias is not None:
             stride_3x3 = 1
-        self.conv1 = conv1x1(inplanes, width, stride_1x1, spatial_dims=spatial_dims)
-        self.bn1 = norm_layer(width)
+        self.conv1 = conv1x1(inplanes, reduced, stride_1x1, spatial_dims=spatial_dims)
+        self.bn1 = norm_layer(reduced)
         conv = conv_nd(spatial_dims)
-        self.conv2 = conv(width, width, 3, stride_3x3, dilation, dilation, groups, bias=False)
+        self.conv2 = conv(reduced, width, 3, stride_3x3, dilation, dilation, groups, bias=False)
         self.bn2 = norm_layer(width)
         self.conv3 = conv1x1(width, planes * self.expansion, spatial_dims=spatial_dims)
         self.bn3 = norm_layer(planes * self.expansion)

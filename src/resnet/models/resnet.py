@@ -4,7 +4,8 @@ One class serves the ImageNet family (He et al. 2015, arXiv 1512.03385, Table 1;
 module names so its weights load unchanged), the CIFAR family (§4.2: a 3x3 stem and three stages
 of 16/32/64 channels), the pre-activation family (arXiv 1603.05027), and timm's variants as
 options rather than copies: deep stems and average-pool shortcuts (ResNet-C/D, arXiv 1812.01187),
-channel attention (SE, arXiv 1709.01507; ECA, arXiv 1910.03151) and ResNet-RS's conv stem pool.
+channel attention (SE, arXiv 1709.01507; ECA, arXiv 1910.03151), ResNet-RS's conv stem pool and
+SENet-154's narrower first 1x1 and 3x3 projections.
 With ``spatial_dims`` 1 or 3 the same network runs over signals or volumes, its stem set by MONAI's
 options (``conv1_t_size``, ``conv1_t_stride``, ``no_max_pool``). The builders live in
 ``imagenet.py``, ``cifar.py``, ``resnet3d.py``, ``resnet_d.py`` and ``senet.py``.
@@ -30,7 +31,7 @@ from resnet.models.blocks import (
     ZeroPadShortcut,
 )
 from resnet.models.blur_pool import ANTI_ALIASES
-from resnet.models.layers import SHORTCUT_PADS, avg_pool_nd, conv1x1
+from resnet.models.layers import SHORTCUT_PADS, avg_pool_nd, conv1x1, conv_nd
 from resnet.models.norm import NormOption, resolve_norm_layer
 from resnet.models.std_conv import standardize_convs
 from resnet.models.stems import STEM_POOLS, make_stem_conv, make_stem_pool, stem_preset
@@ -47,7 +48,7 @@ PREACT_BLOCKS = (PreActBasicBlock, PreActBottleneck)
 STEM_OUTS = ("norm_relu", "none", "relu")
 # The projection shortcut (option B): a strided 1x1 conv (ResNet-B), or a 2x2 average pool then a
 # 1x1 conv (ResNet-D, arXiv 1812.01187), which sees every input pixel instead of one in four.
-DOWNSAMPLES = ("conv", "avg")
+DOWNSAMPLES = ("conv", "avg", "conv3x3")
 GLOBAL_POOLS = ("avg", "attention")
 _AVG_POOL = {1: nn.AdaptiveAvgPool1d, 2: nn.AdaptiveAvgPool2d, 3: nn.AdaptiveAvgPool3d}
 _NORMS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm)
@@ -76,7 +77,8 @@ class ResNet(nn.Module):
         strides: stride of the first block of each stage.
         shortcut: ``"A"`` zero-padding or ``"B"`` projection, where shapes change.
         shortcut_pad: where option A puts its zero channels, ``"both"`` sides or ``"after"``.
-        downsample: option B's projection, ``"conv"`` (strided 1x1) or ``"avg"`` (pool, 1x1).
+        downsample: option B's projection, ``"conv"`` (strided 1x1), ``"avg"`` (pool, 1x1) or
+            ``"conv3x3"`` (a strided 3x3 where the stage subsamples, a 1x1 elsewhere: SENet-154).
         bias_downsample: give the projection conv a bias (MONAI's default for its 3D nets).
         attn_layer, attn_ratio: channel attention in every block, ``"se"``, ``"se_legacy"``
             (SENet's own sizing) or ``"eca"`` (None:
@@ -85,6 +87,8 @@ class ResNet(nn.Module):
         zero_init_residual: start each residual branch's last BN at zero, so every block starts
             as the identity (Goyal et al. 2017). Plain nets ignore it: it would cut their only path.
         groups, width_per_group: ResNeXt cardinality and bottleneck width.
+        first_conv_ratio: a bottleneck's first 1x1 outputs this fraction of its 3x3's width
+            (SENet-154's: 0.5, so its grouped 3x3 widens as it convolves); 1 for the rest.
         drop_path_rate: stochastic depth rate of the last block, rising linearly from 0.
         norm_layer: ``"batch"`` (default), ``"group"``, ``"frozen_batch"``, ``"none"`` or a
             constructor taking the channel count; resolved here, once, for every layer.
@@ -135,6 +139,7 @@ class ResNet(nn.Module):
         zero_init_residual: bool = False,
         groups: int = 1,
         width_per_group: int = 64,
+        first_conv_ratio: float = 1.0,
         drop_path_rate: float = 0.0,
         norm_layer: NormOption = None,
         weight_standardization: bool = False,
@@ -167,6 +172,12 @@ class ResNet(nn.Module):
                 f"SE-ResNet-18/34), not to {block.__name__} with attn_layer={attn_layer!r}"
             )
         self.relu_before_attn = relu_before_attn is True
+        if first_conv_ratio != 1.0 and (block is not Bottleneck or not 0 < first_conv_ratio < 1):
+            raise ConfigError(
+                "first_conv_ratio narrows a Bottleneck's first 1x1 (SENet-154: 0.5): a number "
+                f"in (0, 1) for Bottleneck, got {first_conv_ratio!r} for {block.__name__}"
+            )
+        self.first_conv_ratio = float(first_conv_ratio)
         if project_first_shortcut is True and (shortcut != "B" or not residual):
             raise ConfigError(
                 "project_first_shortcut applies to projection shortcuts (shortcut='B') of a "
@@ -279,7 +290,11 @@ class ResNet(nn.Module):
             layers.append(pool if stride > 1 else nn.Identity())
             stride = 1
         bias = bool(self.bias_downsample)
-        layers.append(conv1x1(self.inplanes, out_channels, stride, spatial_dims=dims, bias=bias))
+        if self.downsample_type == "conv3x3" and stride > 1:
+            conv = conv_nd(dims)(self.inplanes, out_channels, 3, stride, 1, bias=bias)
+        else:
+            conv = conv1x1(self.inplanes, out_channels, stride, spatial_dims=dims, bias=bias)
+        layers.append(conv)
         # A pre-activation block feeds the projection its normalised input: no norm after it.
         if not self.preact:
             layers.append(self._norm_layer(out_channels))
@@ -295,6 +310,8 @@ class ResNet(nn.Module):
             options["anti_alias"] = self.anti_alias
         if self.relu_before_attn:
             options["relu_before_attn"] = True
+        if self.first_conv_ratio != 1.0:
+            options["first_conv_ratio"] = self.first_conv_ratio
         if self._attn_layer is not None:
             options["attn_layer"] = self._attn_layer
         layers = []

@@ -102,6 +102,23 @@ LEGACY_SE_VARIANTS: dict[str, tuple[BlockType, tuple[int, ...], dict[str, Any], 
         {**_LEGACY, **_X32x4},
         "SENet's SE-ResNeXt-101 32x4d",
     ),
+    # SENet-154 (the ILSVRC 2017 winner): a three-conv stem to 128 channels, 64-group
+    # bottlenecks whose first 1x1 is half the 3x3's width, 3x3 projections where a stage
+    # subsamples; the grouped 3x3 strides, as in the SE-ResNeXts. timm's 0.2 dropout before the
+    # classifier is not built (no zoo model has one): a fine-tuner sets its own regularisation.
+    "legacy_senet154": (
+        _BN,
+        (3, 8, 36, 3),
+        {
+            **_LEGACY,
+            **_X64x4,
+            "stem": "deep",
+            "stem_width": 128,
+            "first_conv_ratio": 0.5,
+            "downsample": "conv3x3",
+        },
+        "SENet-154",
+    ),
 }
 
 for _name, (_block, _layers, _options, _doc) in {

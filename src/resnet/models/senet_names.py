@@ -10,8 +10,9 @@ The networks differ from timm's SE-ResNets in what names cannot show, which the 
 ``legacy_se*`` models (``senet.LEGACY_SE_VARIANTS``) build: the stem pools as Caffe did (3x3/2,
 no padding, the last window cut short: ``stem_pool="max_ceil"``), and the SE-ResNet bottlenecks
 stride their first 1x1 conv (``stride_in_1x1``; the SE-ResNeXt ones stride the grouped 3x3).
-timm's legacy SE-ResNet-18/34 activate before SE (``relu_before_attn``). SENet-154's stem and
-blocks are built otherwise again: no model here has it, and its files are refused by name.
+timm's legacy SE-ResNet-18/34 activate before SE (``relu_before_attn``). SENet-154's stem has
+three convolutions (``layer0.conv1``..``conv3``, our deep stem's ``conv1.0``, ``.3``, ``.6``);
+its other differences show in its tensors' shapes and are built by ``legacy_senet154``.
 """
 
 from __future__ import annotations
@@ -20,11 +21,20 @@ from collections.abc import Mapping
 
 from torch import Tensor
 
-from resnet.errors import WeightsError
-
 __all__ = ["is_senet_legacy", "strides_first_1x1", "has_basic_blocks", "from_senet_names"]
 
 _RENAMES = (("layer0.", ""), ("last_linear.", "fc."))
+# SENet-154's three-conv stem, as our deep stem's Sequential (conv, BN, ReLU three times, its last
+# BN outside as bn1).
+_SENET154_STEM = (
+    ("layer0.conv1.", "conv1.0."),
+    ("layer0.bn1.", "conv1.1."),
+    ("layer0.conv2.", "conv1.3."),
+    ("layer0.bn2.", "conv1.4."),
+    ("layer0.conv3.", "conv1.6."),
+    ("layer0.bn3.", "bn1."),
+    ("last_linear.", "fc."),
+)
 
 
 def is_senet_legacy(state: Mapping[str, Tensor]) -> bool:
@@ -46,16 +56,13 @@ def strides_first_1x1(state: Mapping[str, Tensor]) -> bool:
 
 
 def from_senet_names(state: Mapping[str, Tensor], label: str) -> dict[str, Tensor]:
-    """``state`` in our names; ``WeightsError`` for SENet-154, which no model here builds."""
-    if "layer0.conv2.weight" in state:
-        raise WeightsError(
-            f"{label}: SENet-154 (a three-conv stem, 3x3 projection shortcuts and wider "
-            "bottlenecks); no model of this zoo builds it: use legacy_seresnext101_32x4d's file"
-        )
+    """``state`` in our names (``label``: kept for the readers' common signature)."""
+    renames = _SENET154_STEM if "layer0.conv2.weight" in state else _RENAMES
     renamed = {}
     for key, value in state.items():
-        for old, new in _RENAMES:
+        for old, new in renames:
             if key.startswith(old):
                 key = new + key.removeprefix(old)
+                break
         renamed[key.replace(".se_module.", ".se.")] = value
     return renamed
