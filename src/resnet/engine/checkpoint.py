@@ -149,7 +149,7 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
 
 def _other_kind(path: Path) -> str:
     """What a file given as a checkpoint is, and where it can be used instead."""
-    from resnet.models.pretrained import WEIGHT_SUFFIXES
+    from resnet.models.weight_files import WEIGHT_SUFFIXES
 
     suffix = path.suffix.lower()
     if suffix == ".onnx":
