@@ -27,3 +27,17 @@ def test_torchvision_weights_load_strictly_and_outputs_agree(name):
     with torch.no_grad():
         diff = (ours(x) - reference(x)).abs().max().item()
     assert diff < 1e-5, f"{name}: max abs difference {diff}"
+
+
+def test_wsl_resnext101_32x48d_has_torchvisions_keys_and_shapes():
+    """WSL-Images' hub builds resnext101_32x48d_wsl with torchvision's ResNet class: compared on
+    the meta device (828.4M parameters; WSL's table says 829M), its code being
+    resnext101_32x8d's at wider groups."""
+    with torch.device("meta"):
+        reference = torchvision.models.resnet.ResNet(
+            torchvision.models.resnet.Bottleneck, [3, 4, 23, 3], groups=32, width_per_group=48
+        )
+        ours = create_model("resnext101_32x48d")
+    shapes = {k: v.shape for k, v in ours.state_dict().items()}
+    assert shapes == {k: v.shape for k, v in reference.state_dict().items()}
+    assert sum(p.numel() for p in ours.parameters()) == 828_411_176

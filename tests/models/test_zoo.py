@@ -45,12 +45,11 @@ HEAVY = [n for n in ALL_MODELS if any(marker in n for marker in HEAVY_MARKERS)]
 MATRIX_MODELS = [n for n in ALL_MODELS if n not in HEAVY] + ["resnetrs50"]
 # timm's deep nets are compared with timm at a small input (test_timm_parity.py), which already
 # shows that their forward runs and gives timm's numbers; the generic forward check skips them.
-# resnet50w4 and w5 (375M and 586M parameters) are resnet50w2's code at another width: their
-# sizes are checked on the meta device (test_self_supervised.py).
+# Hundreds of millions of parameters in a sibling's code at another width: their sizes are
+# checked on the meta device (test_self_supervised.py, test_torchvision_parity.py).
+META_ONLY = ("resnet50w4", "resnet50w5", "resnext101_32x48d")
 HEAVY_FORWARD = [
-    n
-    for n in HEAVY
-    if n not in TIMM_NAMES and n not in MATRIX_MODELS and n not in ("resnet50w4", "resnet50w5")
+    n for n in HEAVY if n not in TIMM_NAMES and n not in MATRIX_MODELS and n not in META_ONLY
 ]
 
 

@@ -41,6 +41,7 @@ __all__ = [
     "gluon_resnet50_v2",
     "gluon_resnet101_v2",
     "gluon_resnet152_v2",
+    "resnext101_32x48d",
 ]
 
 
@@ -201,3 +202,11 @@ def gluon_resnet101_v2(**kwargs: Any) -> ResNet:
 def gluon_resnet152_v2(**kwargs: Any) -> ResNet:
     """MXNet Gluon's ResNet-152 v2."""
     return _gluon_v2(PreActBottleneck, [3, 8, 36, 3], **kwargs)
+
+
+@register_model
+def resnext101_32x48d(**kwargs: Any) -> ResNet:
+    """ResNeXt-101 32x48d of "Exploring the Limits of Weakly Supervised Pretraining" (Mahajan et
+    al. 2018, arXiv 1805.00932): torch.hub's ``facebookresearch/WSL-Images``
+    ``resnext101_32x48d_wsl``, torchvision's code and names, 828.4M parameters."""
+    return _resnet(Bottleneck, [3, 4, 23, 3], groups=32, width_per_group=48, **kwargs)
