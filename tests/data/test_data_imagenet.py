@@ -147,3 +147,87 @@ def test_kaggles_flat_validation_folder_is_labelled_by_its_solution_file(tmp_pat
     solution.unlink()  # a flat folder with no solution file is what it was: not a dataset
     with pytest.raises(DataError, match="has no class sub-folders"):
         load_dataset(str(val), "train", val_fraction=0.0)
+
+
+def _devkit(root, truth_ids, packed=False, leaves=1000):
+    """ILSVRC 2012's devkit as it unpacks: ILSVRC2012_devkit_t12/data/meta.mat (MATLAB 7's
+    compressed save of a synsets struct column: the 1,000 leaves numbered 1..1000 in the devkit's
+    own order, not sorted, then the inner synsets) and the validation ground truth."""
+    import io
+    import random
+    import tarfile
+
+    import numpy as np
+    import scipy.io
+
+    wnids = list(imagenet_wnids())
+    random.Random(0).shuffle(wnids)  # ILSVRC2012_ID 1 is not the sorted first
+    fields = ["ILSVRC2012_ID", "WNID", "words", "gloss", "num_children", "children",
+              "wordnet_height", "num_train_images"]  # fmt: skip
+    rows = [(i, w, f"words {i}", "gloss", 0, np.zeros((1, 0)), 0, 1300)
+            for i, w in enumerate(wnids[:leaves], start=1)]  # fmt: skip
+    rows.append((1001, "n00001740", "entity", "that which is", 2, np.array([[1, 2]]), 19, 0))
+    synsets = np.zeros((len(rows), 1), dtype=[(name, "O") for name in fields])
+    for index, row in enumerate(rows):
+        for name, value in zip(fields, row):
+            synsets[index, 0][name] = value
+    meta = io.BytesIO()
+    scipy.io.savemat(meta, {"synsets": synsets}, do_compression=True)
+    files = {"data/meta.mat": meta.getvalue()}
+    files["data/ILSVRC2012_validation_ground_truth.txt"] = "".join(
+        f"{i}\n" for i in truth_ids
+    ).encode()
+    root.mkdir(parents=True, exist_ok=True)
+    if packed:
+        with tarfile.open(root / "ILSVRC2012_devkit_t12.tar.gz", "w:gz") as archive:
+            for name, content in files.items():
+                info = tarfile.TarInfo(f"ILSVRC2012_devkit_t12/{name}")
+                info.size = len(content)
+                archive.addfile(info, io.BytesIO(content))
+    else:
+        for name, content in files.items():
+            (root / "ILSVRC2012_devkit_t12" / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / "ILSVRC2012_devkit_t12" / name).write_bytes(content)
+    return wnids
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_the_flat_validation_folder_is_labelled_by_ilsvrc_2012s_devkit(
+    tmp_path, write_images, packed
+):
+    val = tmp_path / "imagenet" / "val"
+    val.mkdir(parents=True)
+    from PIL import Image
+
+    for i in (1, 2, 3):
+        write_images(tmp_path / "src", classes=["x"], per_class=1, size=(8, 8), seed=i)
+        Image.open(tmp_path / "src" / "x" / "00.png").convert("RGB").save(
+            val / f"ILSVRC2012_val_{i:08d}.JPEG"
+        )
+    devkit_order = _devkit(tmp_path / "imagenet", [7, 2, 7], packed=packed)
+    data = load_dataset(str(val), "train", val_fraction=0.0)
+    seventh, second = devkit_order[6], devkit_order[1]
+    assert data.meta.class_names == sorted({seventh, second})
+    named = [data.meta.class_names[label] for _, label in data.samples]
+    assert named == [seventh, second, seventh]  # by ILSVRC2012_ID, through meta.mat
+    scored = as_trained(data, _imagenet_meta(), "val")
+    wnids = imagenet_wnids()
+    assert [label for _, label in scored.samples] == [wnids.index(w) for w in named]
+
+
+def test_a_devkit_that_is_not_ilsvrc_2012s_is_refused(tmp_path, write_images):
+    from resnet.data.imagenet import devkit_labels
+
+    _devkit(tmp_path / "a", [1], leaves=999)
+    with pytest.raises(DataError, match="does not map ILSVRC2012_IDs 1..1000 to ImageNet-1k's"):
+        devkit_labels(tmp_path / "a" / "ILSVRC2012_devkit_t12")
+    _devkit(tmp_path / "b", [1, 1001])
+    with pytest.raises(DataError, match=r"ground_truth.txt:2: expected an ILSVRC2012_ID from 1 to"):
+        devkit_labels(tmp_path / "b" / "ILSVRC2012_devkit_t12")
+    (tmp_path / "b" / "ILSVRC2012_devkit_t12" / "data" / "meta.mat").unlink()
+    with pytest.raises(DataError, match="no data/meta.mat; unpack ILSVRC2012_devkit_t12.tar.gz"):
+        devkit_labels(tmp_path / "b" / "ILSVRC2012_devkit_t12")
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "ILSVRC2012_devkit_t12.tar.gz").write_bytes(b"not gzip")
+    with pytest.raises(DataError, match="not a readable .tar.gz"):
+        devkit_labels(tmp_path / "c" / "ILSVRC2012_devkit_t12.tar.gz")

@@ -22,7 +22,7 @@ import torch
 
 from resnet.checks import is_whole
 from resnet.data.decode import open_image, read_image_header
-from resnet.data.imagenet import find_solution_file, labelled_flat_folder
+from resnet.data.imagenet import find_labels_file, labelled_flat_folder
 from resnet.data.meta import (
     DEFAULT_VAL_FRACTION,
     DatasetMeta,
@@ -208,9 +208,9 @@ def _folder_signature(root: Path) -> tuple:
         signature.append((str(level_one), level_one.stat().st_mtime_ns))
         if level_one != root:
             signature += [(str(p), p.stat().st_mtime_ns) for p in level_one.iterdir() if p.is_dir()]
-    solution = find_solution_file(root)  # a flat folder's labels live in this file
-    if solution is not None:
-        signature.append((str(solution), solution.stat().st_mtime_ns))
+    labels = find_labels_file(root)  # a flat folder's labels live in this file (or devkit)
+    if labels is not None:
+        signature.append((str(labels), labels.stat().st_mtime_ns))
     return tuple(sorted(signature))
 
 
@@ -229,7 +229,7 @@ def _index_folder(
     classes = sorted(_class_folders(train_dir))
     unreadable: list[Path] = []
     skipped: list[Path] = []
-    if not classes:  # ImageNet's validation images as Kaggle ships them: flat, labelled by CSV
+    if not classes:  # ImageNet's validation images, flat: labelled by Kaggle's CSV or the devkit
         images = sorted(p for p in train_dir.iterdir() if p.name.lower().endswith(IMAGE_EXTENSIONS))
         flat = labelled_flat_folder(train_dir, images) if images else None
         if flat is None:

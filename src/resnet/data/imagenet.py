@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import csv
 import re
+import tarfile
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
+
+from resnet.data.matlab import read_mat
 from resnet.errors import DataError
 
 __all__ = [
@@ -24,7 +28,9 @@ __all__ = [
     "imagenet_class_ids",
     "is_wnid",
     "SOLUTION_FILE",
-    "find_solution_file",
+    "DEVKIT",
+    "find_labels_file",
+    "devkit_labels",
     "labelled_flat_folder",
 ]
 
@@ -67,11 +73,21 @@ SOLUTION_FILE = "LOC_val_solution.csv"
 _SOLUTION_HEADER = ["ImageId", "PredictionString"]
 
 
-def find_solution_file(folder: Path, levels: int = 4) -> Optional[Path]:
-    """``LOC_val_solution.csv`` in ``folder`` or up to ``levels`` folders above it."""
+# ILSVRC 2012's development kit (``ILSVRC2012_devkit_t12``, unpacked or as its .tar.gz, which
+# torchvision's ImageNet reads too): line i of data/ILSVRC2012_validation_ground_truth.txt is
+# the class of ILSVRC2012_val_0000000i by its ILSVRC2012_ID, which data/meta.mat's synsets map to
+# WordNet ids (the 1,000 without children). Those IDs are not the classifiers' sorted order.
+DEVKIT = "ILSVRC2012_devkit_t12"
+_META, _GROUND_TRUTH = "data/meta.mat", "data/ILSVRC2012_validation_ground_truth.txt"
+
+
+def find_labels_file(folder: Path, levels: int = 4) -> Optional[Path]:
+    """Kaggle's ``LOC_val_solution.csv`` or ILSVRC 2012's devkit (its folder or .tar.gz) in
+    ``folder`` or up to ``levels`` folders above it: what labels a flat validation folder."""
     for candidate in [folder, *folder.parents][: levels + 1]:
-        if (candidate / SOLUTION_FILE).is_file():
-            return candidate / SOLUTION_FILE
+        for name in (SOLUTION_FILE, DEVKIT, f"{DEVKIT}.tar.gz"):
+            if (candidate / name).exists():
+                return candidate / name
     return None
 
 
@@ -97,17 +113,74 @@ def solution_labels(path: Path) -> dict[str, str]:
     return labels
 
 
+def devkit_labels(devkit: Path) -> dict[str, str]:
+    """{image id: WordNet id} of ILSVRC 2012's 50,000 validation images from its devkit (a
+    folder or the .tar.gz); ``DataError`` naming what is missing or not the devkit's."""
+    meta, truth = _devkit_files(devkit)
+    synsets = read_mat(meta, f"{devkit}: {_META}").get("synsets")
+    try:
+        leaves = {
+            int(np.asarray(s["ILSVRC2012_ID"]).item()): str(s["WNID"])
+            for s in synsets
+            if int(np.asarray(s["num_children"]).item()) == 0
+        }
+    except (TypeError, KeyError, ValueError):
+        leaves = {}
+    if sorted(leaves) != list(range(1, 1001)) or set(leaves.values()) != set(imagenet_wnids()):
+        raise DataError(
+            f"{devkit}: its {_META} does not map ILSVRC2012_IDs 1..1000 to ImageNet-1k's "
+            "WordNet ids (a synsets struct of ILSVRC2012_ID, WNID, num_children); it is not "
+            "ILSVRC 2012's devkit"
+        )
+    labels = {}
+    for line, text in enumerate(truth.decode("ascii", "replace").splitlines(), start=1):
+        if not text.strip().isdigit() or int(text) not in leaves:
+            raise DataError(
+                f"{devkit}: {_GROUND_TRUTH}:{line}: expected an ILSVRC2012_ID from 1 to 1000, "
+                f"got {text[:40]!r}"
+            )
+        labels[f"ILSVRC2012_val_{line:08d}"] = leaves[int(text)]
+    return labels
+
+
+def _devkit_files(devkit: Path) -> tuple[bytes, bytes]:
+    """The bytes of meta.mat and the ground truth, from the unpacked devkit or its .tar.gz."""
+    if devkit.is_dir():
+        missing = [name for name in (_META, _GROUND_TRUTH) if not (devkit / name).is_file()]
+        if missing:
+            raise DataError(f"{devkit}: no {missing[0]}; unpack {DEVKIT}.tar.gz whole there")
+        return (devkit / _META).read_bytes(), (devkit / _GROUND_TRUTH).read_bytes()
+    contents = []
+    try:
+        with tarfile.open(devkit, "r:gz") as archive:
+            for name in (_META, _GROUND_TRUTH):
+                member = archive.extractfile(f"{DEVKIT}/{name}")  # KeyError where it is not
+                if member is None:
+                    raise KeyError(name)
+                contents.append(member.read())
+    except KeyError:
+        missing = (_META, _GROUND_TRUTH)[len(contents)]
+        raise DataError(
+            f"{devkit}: the archive has no {DEVKIT}/{missing}; is it ILSVRC 2012's devkit?"
+        ) from None
+    except (tarfile.TarError, OSError, EOFError) as error:
+        raise DataError(f"{devkit}: not a readable .tar.gz ({error})") from None
+    return contents[0], contents[1]
+
+
 def labelled_flat_folder(folder: Path, images: list[Path]) -> Optional[tuple[list, list]]:
     """(class names, [(image, class index)]) of a flat folder of ImageNet validation images whose
-    solution file is found; None without one. Every image must have its row."""
-    solution = find_solution_file(folder)
-    if solution is None:
+    labels are found (``find_labels_file``); None without them. Every image must have one."""
+    source = find_labels_file(folder)
+    if source is None:
         return None
-    labels = solution_labels(solution)
+    is_csv = source.name == SOLUTION_FILE
+    labels = solution_labels(source) if is_csv else devkit_labels(source)
     unlabelled = [image for image in images if image.stem not in labels]
     if unlabelled:
+        where = f"a row in {source}" if is_csv else f"a line in {source}'s {_GROUND_TRUTH}"
         raise DataError(
-            f"{folder}: {len(unlabelled)} image(s) without a row in {solution} (the first: "
+            f"{folder}: {len(unlabelled)} image(s) without {where} (the first: "
             f"{unlabelled[0].name}); keep only ImageNet's validation images there"
         )
     classes = sorted({labels[image.stem] for image in images})
