@@ -158,3 +158,34 @@ def test_fuzzed_image_bytes_decode_sanely_or_raise_data_error(workdir, payload, 
     assert (batch is None) == (image is None)
     if batch is not None:
         assert tuple(batch.shape) == (1, channels, 6, 6) and bool(batch.isfinite().all())
+
+
+def _a_meta_mat(compressed: bool) -> bytes:
+    import scipy.io
+
+    synsets = np.zeros((2, 1), dtype=[("ILSVRC2012_ID", "O"), ("WNID", "O"), ("children", "O")])
+    synsets[0, 0] = (1, "n01440764", np.zeros((1, 0)))
+    synsets[1, 0] = (1001, "n00001740", np.array([[1]]))
+    buffer = io.BytesIO()
+    scipy.io.savemat(buffer, {"synsets": synsets, "x": np.arange(5.0)}, do_compression=compressed)
+    return buffer.getvalue()
+
+
+MAT_FILES = [_a_meta_mat(False), _a_meta_mat(True)]
+
+
+@settings(max_examples=400, deadline=None, database=None)  # fast: a few kB a file
+@given(
+    st.sampled_from([0, 1]),
+    st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), min_size=1, max_size=8),
+    st.integers(0, 10_000),
+)
+def test_damaged_mat_files_read_or_raise_data_error(which, flips, cut):
+    """A MAT-file (ImageNet devkit's meta.mat) with bytes changed or cut off: it reads, or
+    raises DataError in one line; never another exception, never a large allocation."""
+    from resnet.data.matlab import read_mat
+
+    data = bytearray(MAT_FILES[which])
+    for position, value in flips:
+        data[position % len(data)] = value
+    traced(lambda: read_mat(bytes(data[: max(cut, 1)]), "meta.mat"))

@@ -124,7 +124,7 @@ def devkit_labels(devkit: Path) -> dict[str, str]:
             for s in synsets
             if int(np.asarray(s["num_children"]).item()) == 0
         }
-    except (TypeError, KeyError, ValueError):
+    except (TypeError, KeyError, IndexError, ValueError):  # not a struct of those fields
         leaves = {}
     if sorted(leaves) != list(range(1, 1001)) or set(leaves.values()) != set(imagenet_wnids()):
         raise DataError(

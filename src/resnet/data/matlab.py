@@ -44,20 +44,34 @@ def read_mat(data: bytes, label: str) -> dict[str, Any]:
     if len(data) < 128 or not data[:6] == b"MATLAB" or order is None:
         raise DataError(f"{label}: not a MATLAB MAT-file (level 5): no MATLAB header")
     variables = {}
-    for element_type, payload in _Elements(data, order, label, start=128):
-        if element_type == _MI_COMPRESSED:
-            element_type, payload = next(iter(_Elements(_inflate(payload, label), order, label)))
-        if element_type == _MI_MATRIX:
-            name, value = _Matrix(payload, order, label).read()
-            variables[name] = value
+    try:
+        for element_type, payload in _Elements(data, order, label, start=128):
+            if element_type == _MI_COMPRESSED:
+                inflated = _Elements(_inflate(payload, label), order, label)
+                element_type, payload = inflated.next_data("compressed array")
+            if element_type == _MI_MATRIX:
+                name, value = _Matrix(payload, order, label).read()
+                variables[name] = value
+    except (struct.error, ValueError, KeyError, IndexError, OverflowError, RecursionError) as error:
+        # Sizes, dimensions or names that contradict the bytes: a damaged or foreign file.
+        raise DataError(
+            f"{label}: a malformed MAT-file ({type(error).__name__}: {error})"
+        ) from None
     return variables
 
 
+MAX_INFLATED = 256 * 2**20  # bytes one compressed element may expand to (meta.mat: ~2 MB)
+
+
 def _inflate(payload: bytes, label: str) -> bytes:
+    inflater = zlib.decompressobj()
     try:
-        return zlib.decompress(payload)
+        inflated = inflater.decompress(payload, MAX_INFLATED)
     except zlib.error as error:
         raise DataError(f"{label}: a compressed element does not inflate ({error})") from None
+    if inflater.unconsumed_tail:
+        raise DataError(f"{label}: a compressed element expands past {MAX_INFLATED >> 20} MiB")
+    return inflated
 
 
 class _Elements:
@@ -134,8 +148,10 @@ class _Matrix:
         element_type, payload = self.elements.next_data("characters")
         if element_type == _MI_UTF8:  # one code point per character of the array
             codes = np.array([ord(char) for char in payload.decode("utf-8")], dtype=np.uint32)
-        else:
+        elif element_type in _DATA_TYPES:
             codes = np.frombuffer(payload, self.order + _DATA_TYPES[element_type])
+        else:
+            raise DataError(f"{self.label}: characters of data type {element_type}, unknown")
         if not codes.size:
             return ""
         rows = codes.reshape(dims, order="F").reshape(dims[0], -1)
