@@ -76,16 +76,10 @@ def test_sizes_that_cannot_work_are_refused_in_one_line(gray_npz, tmp_path, monk
     for bad in (0, 2.5, 9000, True):
         with pytest.raises(ConfigError, match=r"image_size must be a whole number in 1\.\.8192"):
             load_dataset(str(gray_npz), "test", image_size=bad)
-    volumes = tmp_path / "volumes.npz"
-    np.savez(
-        volumes,
-        train_images=np.zeros((4, 6, 8, 8), np.uint8),
-        train_labels=np.arange(4) % 2,
-        test_images=np.zeros((2, 6, 8, 8), np.uint8),
-        test_labels=np.arange(2) % 2,
-    )
-    with pytest.raises(DataError, match="leave image_size unset for volumes"):
-        load_dataset(str(volumes), "test", image_size=16)
+    with pytest.raises(ConfigError, match=r"or 3 of them for these 3D arrays\), got \(4, 4\)"):
+        resize_arrays(torch.zeros(1, 1, 2, 2, 2, dtype=torch.uint8), (4, 4))
+    with pytest.raises(DataError, match="not 4x4 float32 arrays"):
+        resize_arrays(torch.zeros(1, 1, 4, 4), 8)
     monkeypatch.setattr(preprocess_module, "_free_memory", lambda: 1000)
     with pytest.raises(DataError, match=r"10 images at 24x24 need .* GiB, more than the .* free"):
         load_dataset(str(gray_npz), "test", image_size=24)
@@ -96,11 +90,43 @@ def test_scored_arrays_are_resized_to_the_checkpoints_size_as_training_resized_t
     scored = as_trained(load_dataset(str(gray_npz), "test"), trained, "gray.npz")
     assert scored.meta == trained
     assert torch.equal(scored.images, load_dataset(str(gray_npz), "test", image_size=20).images)
-    # Volumes are not resized: scoring 6x8x8 volumes with a 4x8x8 checkpoint is refused.
+    # Volumes too: 6x8x8 scans scored by a 4x8x8 checkpoint are resized to 4x8x8.
     meta = DatasetMeta(name="v", class_names=["a", "b"], channels=1, image_size=(6, 8, 8),
                        mean=(0.5,), std=(0.2,))  # fmt: skip
-    data = ArrayDataset(torch.zeros(2, 1, 6, 8, 8, dtype=torch.uint8), torch.tensor([0, 1]), meta)
+    volumes = torch.arange(2 * 6 * 8 * 8).reshape(2, 1, 6, 8, 8).remainder(251).to(torch.uint8)
+    data = ArrayDataset(volumes, torch.tensor([0, 1]), meta)
     other = DatasetMeta(name="v", class_names=["a", "b"], channels=1, image_size=(4, 8, 8),
                         mean=(0.5,), std=(0.2,))  # fmt: skip
-    with pytest.raises(DataError, match="holds 6x8x8 volumes but the checkpoint was trained on"):
-        as_trained(data, other, "scans.npz")
+    scored = as_trained(data, other, "scans.npz")
+    assert scored.images.shape == (2, 1, 4, 8, 8)
+    assert torch.equal(scored.images, resize_arrays(volumes, (4, 8, 8)))
+    flat = DatasetMeta(name="v", class_names=["a", "b"], channels=1, image_size=(8, 8),
+                       mean=(0.5,), std=(0.2,))  # fmt: skip
+    with pytest.raises(DataError, match="holds 6x8x8 arrays but the checkpoint was trained on 8x8"):
+        as_trained(data, flat, "scans.npz")
+
+
+@pytest.mark.parametrize("sides", [(12, 12, 12), (5, 9, 7), 20])
+def test_volumes_resize_as_monais_trilinear_resize(tmp_path, sides):
+    """A (D, H, W) volume resized as MONAI's Resize(spatial_size, mode="trilinear") resizes a
+    scan (its float output rounded to our uint8), up and down, to a cube or a box; load_dataset's
+    image_size resizes a volume .npz so."""
+    from monai.transforms import Resize
+
+    volumes = torch.from_numpy(
+        np.random.default_rng(0).integers(0, 256, (2, 1, 8, 10, 6), np.uint8)
+    )
+    ours = resize_arrays(volumes, sides)
+    size = (sides,) * 3 if isinstance(sides, int) else sides
+    monai = Resize(spatial_size=size, mode="trilinear")
+    for volume, resized in zip(volumes, ours):
+        expected = torch.as_tensor(monai(volume.float())).round().clamp(0, 255)
+        assert resized.shape == expected.shape
+        assert (resized.float() - expected).abs().max() <= 1  # a half rounded either way
+        assert (resized.float() == expected).float().mean() > 0.99
+    path = tmp_path / "scans.npz"
+    np.savez(path, train_images=volumes[:, 0].numpy(), train_labels=np.array([0, 1]),
+             test_images=volumes[:, 0].numpy(), test_labels=np.array([0, 1]))  # fmt: skip
+    data = load_dataset(str(path), "train", image_size=20)
+    assert data.images.shape == (2, 1, 20, 20, 20) and tuple(data.meta.image_size) == (20,) * 3
+    assert torch.equal(data.images, resize_arrays(volumes, 20))

@@ -39,11 +39,11 @@ def as_trained(data: Any, meta: DatasetMeta, dataset: str) -> Any:
         )
     images = data.images
     if tuple(data.meta.image_size) != tuple(meta.image_size):
-        if len(meta.image_size) != 2 or images.dim() != 4:  # volumes are not resized
+        if len(meta.image_size) != images.dim() - 2:
             have, want = ("x".join(map(str, m.image_size)) for m in (data.meta, meta))
             raise DataError(
-                f"{dataset} holds {have} volumes but the checkpoint was trained on {want}; "
-                f"score it on {want} volumes"
+                f"{dataset} holds {have} arrays but the checkpoint was trained on {want}; "
+                "score it on arrays of as many dimensions"
             )
         images = resize_arrays(images, meta.image_size)  # as training resized them
     return ArrayDataset(images, index[data.labels], meta)

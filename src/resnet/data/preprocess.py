@@ -3,6 +3,7 @@ eval transform of image folders (so both see the same pixels)."""
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from resnet.checks import is_whole
 from resnet.data.decode import convert_image, open_image
@@ -94,36 +96,53 @@ def resize_center_crop(
 
 
 def resize_arrays(images: torch.Tensor | np.ndarray, size: int | Sequence[int]) -> torch.Tensor:
-    """uint8 (N, C, H, W) images at ``size`` (a side, or (H, W)), each channel resized as
-    :func:`resize_center_crop` resizes an image file (PIL bilinear, aspect kept, centre crop;
-    torchvision's ``Resize`` of the PIL images its datasets yield), so a model trained on
-    resized arrays sees the pixels ``predict`` makes of the same image saved to a file."""
-    from PIL import Image
+    """uint8 (N, C, H, W) images or (N, C, D, H, W) volumes at ``size`` (a side, or one per
+    spatial dim).
 
-    sides = (size, size) if is_whole(size) else tuple(size) if isinstance(size, Sequence) else ()
-    if len(sides) != 2 or not all(is_whole(s) and 1 <= s <= MAX_IMAGE_SIDE for s in sides):
-        raise ConfigError(f"image_size must be a whole number in 1..{MAX_IMAGE_SIDE}, got {size!r}")
-    height, width = (int(s) for s in sides)
+    Images: each channel resized as :func:`resize_center_crop` resizes an image file (PIL
+    bilinear, aspect kept, centre crop; torchvision's ``Resize`` of the PIL images its datasets
+    yield), so a model trained on resized arrays sees the pixels ``predict`` makes of the same
+    image saved to a file. Volumes: trilinearly to exactly ``size``, as MONAI's
+    ``Resize(spatial_size, mode="trilinear")`` resizes a scan, rounded back to uint8."""
     array = images.numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
-    if array.dtype != np.uint8 or array.ndim != 4:
+    if array.dtype != np.uint8 or array.ndim not in (4, 5):
         shape = "x".join(map(str, array.shape[2:]))
         raise DataError(
-            f"image_size resizes 2D images (uint8 N, C, H, W), not {shape} {array.dtype} "
-            "arrays; leave image_size unset for volumes"
+            f"image_size resizes uint8 (N, C, H, W) images and (N, C, D, H, W) volumes, not "
+            f"{shape} {array.dtype} arrays"
         )
+    dims = array.ndim - 2
+    sides = (size,) * dims if is_whole(size) else tuple(size) if isinstance(size, Sequence) else ()
+    if len(sides) != dims or not all(is_whole(s) and 1 <= s <= MAX_IMAGE_SIDE for s in sides):
+        raise ConfigError(
+            f"image_size must be a whole number in 1..{MAX_IMAGE_SIDE} (or {dims} of them for "
+            f"these {dims}D arrays), got {size!r}"
+        )
+    sides = tuple(int(s) for s in sides)
     n, channels = array.shape[:2]
-    needed, free = n * channels * height * width, _free_memory()
+    needed, free = n * channels * math.prod(sides), _free_memory()
     if free is not None and needed > free:
         raise DataError(
-            f"{n} images at {width}x{height} need {needed / 2**30:.1f} GiB, more than the "
-            f"{free / 2**30:.1f} GiB of memory free; choose a smaller image_size"
+            f"{n} images at {'x'.join(map(str, sides[::-1]))} need {needed / 2**30:.1f} GiB, "
+            f"more than the {free / 2**30:.1f} GiB of memory free; choose a smaller image_size"
         )
-    out = np.empty((n, channels, height, width), dtype=np.uint8)
+    out = np.empty((n, channels, *sides), dtype=np.uint8)
     for i in range(n):
+        if dims == 3:  # one volume at a time: float32 copies of one scan, not of the dataset
+            volume = torch.from_numpy(array[i : i + 1]).float()
+            resized = F.interpolate(volume, sides, mode="trilinear", align_corners=False)
+            out[i] = resized[0].round().clamp(0, 255).to(torch.uint8).numpy()
+            continue
         for c in range(channels):
-            plane = resize_center_crop(Image.fromarray(array[i, c]), (height, width))
+            plane = resize_center_crop(_pil_image(array[i, c]), sides)
             out[i, c] = np.asarray(plane, dtype=np.uint8)
     return torch.from_numpy(out)
+
+
+def _pil_image(plane: np.ndarray) -> Image.Image:
+    from PIL import Image
+
+    return Image.fromarray(plane)
 
 
 def _free_memory() -> int | None:

@@ -178,7 +178,8 @@ def load_dataset(
     if image_size is not None and size != (image_size,) * len(size):
         # Resized as predict resizes a file, normalised with the source's own statistics (as
         # torchvision users normalise CIFAR at any size); mean/std barely move under resizing.
-        images, size = resize_arrays(images, image_size), (image_size, image_size)
+        images = resize_arrays(images, image_size)
+        size = tuple(images.shape[2:])
     meta = DatasetMeta(
         name=source_name,
         class_names=class_names,
