@@ -7,7 +7,12 @@ so it is refused, and the ``legacy_se*`` models build what the files mean.
 
 import pytest
 import torch
-from parity_helpers import relative_difference, timm_reference, timm_state_on_meta
+from parity_helpers import (
+    randomise_norms,
+    relative_difference,
+    timm_reference,
+    timm_state_on_meta,
+)
 
 from resnet import create_model, load_weights
 from resnet.errors import ConfigError, WeightsError
@@ -18,7 +23,8 @@ TOLERANCE = 1e-9  # float64
 
 
 # The 101 and 152 nets are their 50 siblings with more blocks: keys and shapes are compared.
-DEEP = [name for name in LEGACY_SE_VARIANTS if "101" in name or "152" in name]
+# SENet-154 too; its blocks, stem and projections are compared one block a stage (below).
+DEEP = [name for name in LEGACY_SE_VARIANTS if any(depth in name for depth in ("101", "15"))]
 
 
 @pytest.mark.parametrize("name", DEEP)
@@ -71,8 +77,26 @@ def test_timms_current_seresnet_refuses_a_legacy_file():
         load_weights(v15, state)
 
 
+def test_senet154s_blocks_stem_and_projections_give_timms_outputs():
+    """SENet-154 one block a stage: timm's SENet class with legacy_senet154's arguments, its
+    state_dict loaded into ours through load_weights (the full depth: the keys test above)."""
+    from timm.models.senet import SEBottleneck, SENet
+
+    from resnet.models.resnet import ResNet
+
+    block, _, options, _ = LEGACY_SE_VARIANTS["legacy_senet154"]
+    torch.manual_seed(0)
+    arguments = {"downsample_kernel_size": 3, "downsample_padding": 1, "input_3x3": True}
+    reference = SENet(SEBottleneck, [1, 1, 1, 1], 64, 16, inplanes=128, **arguments).eval()
+    randomise_norms(reference)
+    ours = ResNet(block, [1, 1, 1, 1], **options)
+    report = load_weights(ours, reference.state_dict())
+    assert report.describe() == f"{len(reference.state_dict())} tensors loaded; fc included"
+    assert relative_difference(ours.eval(), reference, 65) < TOLERANCE
+
+
 def test_senet154_has_its_papers_parameter_count():
-    """115.1M (timm's legacy_senet154; its outputs: the parametrized test above)."""
+    """115.1M, as timm's legacy_senet154."""
     with torch.device("meta"):
         ours = create_model("legacy_senet154")
     assert round(sum(v.numel() for v in ours.parameters()) / 1e6, 1) == 115.1

@@ -38,7 +38,7 @@ HEAVY_MARKERS = (
     "34_v2", "50_v2",  # Gluon's v2: gluon_resnet18_v2 stays (preact_resnet50: the bottleneck)
     "resnet34", "wrn40", "wrn16_8",  # resnet18(_3d), preact_resnet18 and wrn16_4 stay
     "50w",  # SimCLR's and SwAV's widened ResNet-50s: resnet50's code, test_self_supervised.py
-    "senet154",  # compared with timm's whole net in test_senet_legacy.py
+    "senet154",  # compared with timm's net in test_senet_legacy.py
 )  # fmt: skip
 HEAVY = [n for n in ALL_MODELS if any(marker in n for marker in HEAVY_MARKERS)]
 # ResNet-RS-50 stays: the one net with a conv stem pool.
