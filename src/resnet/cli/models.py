@@ -98,14 +98,14 @@ def _models(args: argparse.Namespace) -> int:
         with torch.device("meta"):
             model = create_model(name)
         size = entry.default_input_size
-        model_dims = getattr(model, "spatial_dims", 2)  # 3 for volumes: (C, D, H, W)
+        spatial = entry.input_spatial(getattr(model, "spatial_dims", 2))  # (D, H, W): volumes
         rows.append(
             {
                 "name": name,
                 "family": entry.family,
                 "params_m": round(count_parameters(model) / 1e6, 3),
                 "input_size": size,
-                "gflops": round(count_gflops(model, (3,) + (size,) * model_dims), 3),
+                "gflops": round(count_gflops(model, (3, *spatial)), 3),
             }
         )
     if args.json:
@@ -119,6 +119,9 @@ def _models(args: argparse.Namespace) -> int:
             f"{row['input_size']:>6} {row['gflops']:>8.3f}"
         )
     print("GFLOPs count one multiply-add as one FLOP, as the paper and torchvision do.")
+    clips = sorted({model_entry(row["name"]).default_frames for row in rows} - {None})
+    if clips:
+        print(f"Video nets' GFLOPs are for a clip of {clips[0]} frames at the input size.")
     return 0
 
 
@@ -137,8 +140,9 @@ def _summary(args: argparse.Namespace) -> int:
     if args.num_classes is not None:
         kwargs["num_classes"] = args.num_classes
     model = create_model(args.name, **kwargs)
-    shape = (in_chans,) + (size,) * getattr(model, "spatial_dims", 2)
-    _print_summary(model, shape, args.name)
+    dims = getattr(model, "spatial_dims", 2)
+    spatial = entry.input_spatial(dims) if args.input_size is None else (size,) * dims
+    _print_summary(model, (in_chans, *spatial), args.name)
     return 0
 
 
@@ -155,16 +159,17 @@ def _checkpoint_summary(args: argparse.Namespace) -> int:
     spatial = list(meta.get("image_size") or [])
     if args.input_size is not None or not spatial:
         dims = getattr(model, "spatial_dims", 2)
-        spatial = [args.input_size or _default_size(info["model_name"])] * dims
+        default = _default_spatial(info["model_name"], dims)
+        spatial = [args.input_size] * dims if args.input_size else list(default)
     _check_sizes(max(spatial), channels, None)
     _print_summary(model, (channels, *spatial), f"{args.name} ({info['model_name']})")
     return 0
 
 
-def _default_size(name: str) -> int:
+def _default_spatial(name: str, spatial_dims: int) -> tuple[int, ...]:
     from resnet.models import model_entry
 
-    return model_entry(name).default_input_size
+    return model_entry(name).input_spatial(spatial_dims)
 
 
 def _check_sizes(size: int, in_chans: int, num_classes) -> None:

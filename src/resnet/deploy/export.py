@@ -202,8 +202,10 @@ def export_metadata(
     else:
         from resnet.models import model_entry
 
-        side = model_entry(name).default_input_size if hasattr(model, "model_name") else 224
-        image_size = [side] * spatial_dims
+        known = hasattr(model, "model_name")
+        image_size = (
+            list(model_entry(name).input_spatial(spatial_dims)) if known else [224] * spatial_dims
+        )
     return {
         "format": fmt,
         "resnet_version": __version__,

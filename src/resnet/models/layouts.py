@@ -61,6 +61,7 @@ from resnet.models.timm_v2_names import (
     is_timm_resnetv2,
     standardizes_weights,
 )
+from resnet.models.video_names import from_torchvision_video_names, is_torchvision_video_resnet
 
 __all__ = [
     "OPTION_DEFAULTS",
@@ -212,6 +213,8 @@ def from_other_layout(
         return from_openai_clip_names(state, label), [Assumption("anti_alias", "avg", clip)]
     if is_timm_clip(state):
         return from_timm_clip_names(state), [Assumption("anti_alias", "avg", clip)]
+    if is_torchvision_video_resnet(state):
+        return from_torchvision_video_names(state, label), []
     if is_sequential_resnet(state):
         sequential = (
             "a torchvision ResNet saved as nn.Sequential of its children (RadImageNet's "

@@ -33,19 +33,32 @@ class ModelEntry:
     builder: Callable[..., nn.Module]
     family: str  # "imagenet", "cifar", ...: decides the default input size
     default_input_size: int  # the side of the square input the model was designed for
+    default_frames: Optional[int] = None  # a video net's clip length (its depth axis)
+
+    def input_spatial(self, spatial_dims: int) -> tuple[int, ...]:
+        """The spatial shape of the input it was designed for: its side in every dim, but a
+        video net's clip of ``default_frames`` frames (16x112x112 for R3D-18)."""
+        side = self.default_input_size
+        if self.default_frames is not None and spatial_dims == 3:
+            return (self.default_frames, side, side)
+        return (side,) * spatial_dims
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
 def register_model(
-    fn: Optional[Builder] = None, *, family: str = "imagenet", default_input_size: int = 224
+    fn: Optional[Builder] = None,
+    *,
+    family: str = "imagenet",
+    default_input_size: int = 224,
+    default_frames: Optional[int] = None,
 ) -> Any:
     """Register a builder under its function name; usable as ``@register_model`` or with args."""
 
     def decorator(builder: Builder) -> Builder:
         _REGISTRY[builder.__name__] = ModelEntry(
-            builder.__name__, builder, family, default_input_size
+            builder.__name__, builder, family, default_input_size, default_frames
         )
         return builder
 
