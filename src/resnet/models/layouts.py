@@ -68,6 +68,7 @@ __all__ = [
     "Assumption",
     "from_other_layout",
     "input_conversion",
+    "torchvision_net",
     "assumptions_of",
     "check_assumptions",
 ]
@@ -162,8 +163,7 @@ def from_other_layout(
             "a torchvision ResNet converted for detectron2 (convert-torchvision-to-d2.py, MoCo's "
             "convert-pretrain-to-detectron2.py: load it into the torchvision model of its depth)"
         )
-        options = (("stride_in_1x1", False), ("anti_alias", None))
-        return from_detectron2_names(state, label), [Assumption(*o, converted) for o in options]
+        return from_detectron2_names(state, label), torchvision_net(converted)
     if is_gluon_resnet(state):
         renamed = from_gluon_names(state, label)
         if is_gluon_v2(state):
@@ -179,8 +179,7 @@ def from_other_layout(
             "GluonCV's resnet*_v1b/c/d/s (load v1b into resnet50, v1c into resnet50c, v1d into "
             "resnet50d, v1s into resnet50s, built with the defaults)"
         )
-        options = (("stride_in_1x1", False), ("anti_alias", None))
-        return from_gluoncv_names(state), [Assumption(*o, gluoncv) for o in options]
+        return from_gluoncv_names(state), torchvision_net(gluoncv)
     if is_paddle_resnet(state):
         basic = paddle_basic_blocks(state)
         paddle = (
@@ -191,9 +190,8 @@ def from_other_layout(
             else "PaddleClas's ResNet (ResNet50_pretrained: load it into resnet50; ResNet50_vd: "
             "resnet50d; built with the defaults)"
         )
-        options = [("stride_in_1x1", False), ("anti_alias", None)]
-        options += [("project_first_shortcut", True)] if basic else []
-        return from_paddle_names(state, label), [Assumption(*o, paddle) for o in options]
+        projected = [Assumption("project_first_shortcut", True, paddle)] if basic else []
+        return from_paddle_names(state, label), [*torchvision_net(paddle), *projected]
     if is_bit_npz(state):
         bit = "a BiT checkpoint (BiT-M-R50x1.npz: load it into the bit_resnet of its size)"
         return from_bit_npz_names(state), [Assumption("weight_standardization", True, bit)]
@@ -220,8 +218,7 @@ def from_other_layout(
             "a torchvision ResNet saved as nn.Sequential of its children (RadImageNet's "
             "ResNet50.pt: load it into the torchvision model of its depth)"
         )
-        options = (("stride_in_1x1", False), ("anti_alias", None))
-        return from_sequential_names(state), [Assumption(*o, sequential) for o in options]
+        return from_sequential_names(state), torchvision_net(sequential)
     architecture = timm_architecture(path)
     if architecture is None:
         return state, []
@@ -235,6 +232,12 @@ def input_conversion(state: dict[str, Tensor]) -> str:
     torchvision's (``caffe_names``, ``keras_names``, ``detectron_names``)."""
     caffe_input = is_caffe_blobs(state) or is_keras_resnet(state) or is_detectron_resnet(state)
     return INPUT_NOTE if caffe_input else ""
+
+
+def torchvision_net(what: str) -> list[Assumption]:
+    """What the tensors of a torchvision ResNet (however renamed) assume of the model: the
+    stride on the 3x3 (v1.5), no anti-aliasing."""
+    return [Assumption("stride_in_1x1", False, what), Assumption("anti_alias", None, what)]
 
 
 def _paper_v1(kind: str) -> list[Assumption]:

@@ -30,6 +30,7 @@ from resnet.models.layouts import (
     check_assumptions,
     from_other_layout,
     input_conversion,
+    torchvision_net,
 )
 from resnet.models.ssl_names import from_self_supervised, pick_network
 from resnet.models.weight_files import read_weight_file, weights_path
@@ -146,10 +147,7 @@ def read_weights(source: Source) -> ReadWeights:
     state, assumptions = from_other_layout(state, path, label)
     if origin and not assumptions:  # every method here trains a torchvision ResNet
         what = f"{origin} (a torchvision ResNet: load it into the model of its depth and width)"
-        assumptions = [
-            Assumption("stride_in_1x1", False, what),
-            Assumption("anti_alias", None, what),
-        ]
+        assumptions = torchvision_net(what)
     check_finite(state, label)
     return ReadWeights(state, assumptions, converted, label, origin)
 
