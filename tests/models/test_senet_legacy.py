@@ -105,8 +105,11 @@ def test_senet154_has_its_papers_parameter_count():
 def test_first_conv_ratio_refuses_what_it_cannot_build():
     with pytest.raises(ConfigError, match="first_conv_ratio narrows a Bottleneck's first 1x1"):
         create_model("resnet18", first_conv_ratio=0.5)
-    with pytest.raises(ConfigError, match="a number in \\(0, 1\\) for Bottleneck, got 2"):
+    with pytest.raises(ConfigError, match=r"a number in \(0, 1\] for Bottleneck, got 2"):
         create_model("resnet50", first_conv_ratio=2)
+    for bad in ("0.5", True, 0, -1):
+        with pytest.raises(ConfigError, match="first_conv_ratio narrows a Bottleneck's first 1x1"):
+            create_model("resnet50", first_conv_ratio=bad)
     with pytest.raises(ConfigError, match="which the 3x3's 64 groups do not divide"):
         create_model("legacy_senet154", first_conv_ratio=0.3)
 

@@ -172,10 +172,15 @@ class ResNet(nn.Module):
                 f"SE-ResNet-18/34), not to {block.__name__} with attn_layer={attn_layer!r}"
             )
         self.relu_before_attn = relu_before_attn is True
-        if first_conv_ratio != 1.0 and (block is not Bottleneck or not 0 < first_conv_ratio < 1):
+        ratio_ok = isinstance(first_conv_ratio, (int, float)) and 0 < first_conv_ratio <= 1
+        if (
+            not ratio_ok
+            or isinstance(first_conv_ratio, bool)
+            or (first_conv_ratio != 1 and block is not Bottleneck)
+        ):
             raise ConfigError(
                 "first_conv_ratio narrows a Bottleneck's first 1x1 (SENet-154: 0.5): a number "
-                f"in (0, 1) for Bottleneck, got {first_conv_ratio!r} for {block.__name__}"
+                f"in (0, 1] for Bottleneck, got {first_conv_ratio!r} for {block.__name__}"
             )
         self.first_conv_ratio = float(first_conv_ratio)
         if project_first_shortcut is True and (shortcut != "B" or not residual):
