@@ -280,3 +280,15 @@ def test_the_wide_resnet50s_have_swavs_parameter_counts(name, params_m):
         net = create_model(name)
     trunk = sum(p.numel() for k, p in net.named_parameters() if not k.startswith("fc."))
     assert round(trunk / 1e6) == params_m
+
+
+def test_a_moco_checkpoint_is_a_detection_backbone(tmp_path):
+    """MoCo's own evaluation: detection on its query encoder (the paper's Table 5)."""
+    from resnet.detection.backbone import fpn_backbone
+
+    checkpoint, encoder_q = _moco(mlp=True)
+    torch.save(checkpoint, tmp_path / "moco_v2_800ep_pretrain.pth.tar")
+    backbone = fpn_backbone("resnet18", weights=tmp_path / "moco_v2_800ep_pretrain.pth.tar")
+    state = backbone.state_dict()
+    stem = next(v for k, v in state.items() if k.endswith("conv1.weight") and "layer" not in k)
+    assert torch.equal(stem, encoder_q.conv1.weight)
