@@ -2,7 +2,8 @@
 
 timm keeps ResNetV2 in another module layout (``stem``, ``stages.S.blocks.B``, a 1x1-conv head),
 so these go through ``load_weights``' renaming, not a strict ``load_state_dict``. BiT's files
-need the weight-standardised ``bit_resnet*``; EvoNorm and FRN nets have no model here.
+need the weight-standardised ``bit_resnet*``, the EvoNorm net ``norm_layer="evonorm_s0"``; FRN
+nets have no model here.
 """
 
 import numpy as np
@@ -12,7 +13,7 @@ import torch
 from parity_helpers import relative_difference, timm_reference, timm_state_on_meta
 
 from resnet import create_model, load_weights
-from resnet.errors import WeightsError
+from resnet.errors import ConfigError, WeightsError
 from resnet.models.timm_v2_names import TIMM_RESNETV2, from_timm_resnetv2_names
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -106,13 +107,31 @@ def test_files_are_refused_by_a_net_that_standardises_otherwise(timm_name, targe
         load_weights(model, state)
 
 
-@pytest.mark.parametrize(
-    ("timm_name", "words"),
-    [("resnetv2_50d_evos", "EvoNorm"), ("resnetv2_50d_frn", "FilterResponseNorm")],
-)
-def test_other_norms_are_refused_by_name(timm_name, words):
-    state = timm_state_on_meta(timm_name)
-    with pytest.raises(WeightsError, match=words):
+def test_the_evonorm_net_is_preact_resnet50d_with_evonorm_s0():
+    """resnetv2_50d_evos: EvoNorm-S0 (norm and activation in one) in place of BN and ReLU; its
+    weight, bias and v randomised so that a misplaced or missing one shows."""
+    reference = timm_reference("resnetv2_50d_evos")
+    with torch.no_grad():
+        for module in reference.modules():
+            if type(module).__name__ == "EvoNorm2dS0":
+                module.weight.uniform_(0.5, 1.5), module.bias.uniform_(-0.2, 0.2)
+                module.v.uniform_(0.5, 1.5)
+    ours = create_model("preact_resnet50d", norm_layer="evonorm_s0")
+    assert load_weights(ours, reference.state_dict()).loaded == len(reference.state_dict())
+    assert relative_difference(ours.eval(), reference, 64) < TOLERANCE
+    with torch.no_grad():
+        ours.layer2[0].bn2.v[0] += 1.0
+    assert relative_difference(ours, reference, 64) > TOLERANCE
+    # The batch-norm net is told which net the file is.
+    with pytest.raises(WeightsError, match="EvoNorm-S0 .*norm_layer='evonorm_s0'"):
+        load_weights(create_model("preact_resnet50d"), reference.state_dict())
+    with pytest.raises(ConfigError, match="activates as it normalises.*preact_resnet"):
+        create_model("resnet50", norm_layer="evonorm_s0")
+
+
+def test_filter_response_norm_nets_are_refused_by_name():
+    state = timm_state_on_meta("resnetv2_50d_frn")
+    with pytest.raises(WeightsError, match="FilterResponseNorm"):
         load_weights(create_model("preact_resnet50d"), state)
 
 

@@ -29,7 +29,7 @@ from resnet.models.layers import (
     conv3x3,
     conv_nd,
 )
-from resnet.models.norm import NormOption, resolve_norm_layer
+from resnet.models.norm import NormOption, activation_after, resolve_norm_layer
 
 __all__ = [
     "ResidualBlock",
@@ -267,7 +267,8 @@ class PreActBasicBlock(nn.Module):
         _check_plain_options(residual, drop_path_rate)
         norm_layer = resolve_norm_layer(norm_layer, spatial_dims)
         self.bn1 = norm_layer(inplanes)
-        self.relu = nn.ReLU(inplace=False)  # the pre-activation of x must not overwrite x
+        # The pre-activation of x must not overwrite x; none after a norm that activates.
+        self.relu = activation_after(norm_layer, inplace=False)
         self.conv1 = conv3x3(inplanes, planes, stride, spatial_dims=spatial_dims)
         self.bn2 = norm_layer(planes)
         self.conv2 = conv3x3(planes, planes, spatial_dims=spatial_dims)
@@ -317,7 +318,7 @@ class PreActBottleneck(nn.Module):
         norm_layer = resolve_norm_layer(norm_layer, spatial_dims)
         width = int(planes * (base_width / 64.0)) * groups
         self.bn1 = norm_layer(inplanes)
-        self.relu = nn.ReLU(inplace=False)
+        self.relu = activation_after(norm_layer, inplace=False)
         self.conv1 = conv1x1(inplanes, width, spatial_dims=spatial_dims)
         self.bn2 = norm_layer(width)
         self.conv2 = conv_nd(spatial_dims)(

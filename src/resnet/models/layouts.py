@@ -58,6 +58,7 @@ from resnet.models.sequential_names import from_sequential_names, is_sequential_
 from resnet.models.timm_config import anti_alias_of, timm_architecture
 from resnet.models.timm_v2_names import (
     from_timm_resnetv2_names,
+    has_evonorm,
     is_timm_resnetv2,
     standardizes_weights,
 )
@@ -200,7 +201,8 @@ def from_other_layout(
         found = [] if stride_in_1x1 is None else [_transformers_stride(stride_in_1x1)]
         return from_transformers_names(state), found
     if is_timm_resnetv2(state):
-        return from_timm_resnetv2_names(state, label), [_timm_v2(standardizes_weights(state))]
+        found = _timm_v2(standardizes_weights(state), has_evonorm(state))
+        return from_timm_resnetv2_names(state, label), [found]
     if is_senet_legacy(state):
         senet = "a file of SENet's own nets (timm's legacy_se*: load it into the legacy_se* model)"
         renamed = from_senet_names(state, label)
@@ -269,11 +271,14 @@ def _transformers_stride(stride_in_1x1: bool) -> Assumption:
     return Assumption("stride_in_1x1", stride_in_1x1, what)
 
 
-def _timm_v2(standardized: bool) -> Assumption:
+def _timm_v2(standardized: bool, evonorm: bool) -> Assumption:
     what = (
         "a BiT file (timm's resnetv2_*_bit: load it into the bit_resnet of its size, "
         "resnetv2_50x1_bit -> bit_resnet50x1)"
         if standardized
+        else "a timm ResNetV2 with EvoNorm-S0 (resnetv2_50d_evos: load it into preact_resnet50d "
+        "built with norm_layer='evonorm_s0', e.g. --set \"model_kwargs={norm_layer: evonorm_s0}\")"
+        if evonorm
         else "a timm ResNetV2 (resnetv2_*: load it into the preact_resnet of its name)"
     )
     return Assumption("weight_standardization", standardized, what)

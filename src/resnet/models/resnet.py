@@ -32,7 +32,7 @@ from resnet.models.blocks import (
 )
 from resnet.models.blur_pool import ANTI_ALIASES
 from resnet.models.layers import SHORTCUT_PADS, avg_pool_nd, conv1x1, conv_nd
-from resnet.models.norm import NormOption, resolve_norm_layer
+from resnet.models.norm import NormOption, activation_after, resolve_norm_layer
 from resnet.models.std_conv import standardize_convs
 from resnet.models.stems import STEM_POOLS, make_stem_conv, make_stem_pool, stem_preset
 
@@ -158,6 +158,11 @@ class ResNet(nn.Module):
         if not 0.0 <= drop_path_rate < 1.0:
             raise ConfigError(f"drop_path_rate must be in [0, 1), got {drop_path_rate}")
         norm_layer = resolve_norm_layer(norm_layer, spatial_dims)
+        if getattr(norm_layer, "activates", False) and block not in PREACT_BLOCKS:
+            raise ConfigError(
+                f"norm_layer {norm_layer.__name__} activates as it normalises, which the "
+                "pre-activation blocks expect: use it with preact_resnet* (timm's resnetv2_*)"
+            )
         self._norm_layer = norm_layer
         self._attn_layer = attention_layer(attn_layer, attn_ratio, spatial_dims)
         if stride_in_1x1 is True and block is not Bottleneck:  # non-bools: _check_switches
@@ -235,7 +240,8 @@ class ResNet(nn.Module):
         self.num_features = self.inplanes
         # Pre-activation nets end with BN-ReLU, since their blocks end with a bare addition.
         self.norm = norm_layer(self.num_features) if self.preact else nn.Identity()
-        self.final_relu = nn.ReLU(inplace=True) if self.preact else nn.Identity()
+        final_relu = activation_after(norm_layer, inplace=True)
+        self.final_relu = final_relu if self.preact else nn.Identity()
         self.global_pool = _make_global_pool(
             global_pool, self.num_features, spatial_dims, attention_grid
         )

@@ -26,6 +26,7 @@ from torch import nn
 from resnet.errors import ConfigError
 from resnet.models.blur_pool import anti_alias_pool
 from resnet.models.layers import NormLayer, avg_pool_nd, conv_nd
+from resnet.models.norm import activation_after
 
 __all__ = ["STEM_TYPES", "STEM_POOLS", "stem_preset", "make_stem_conv", "make_stem_pool"]
 
@@ -70,10 +71,10 @@ def make_stem_conv(
     return nn.Sequential(
         conv(in_chans, first, 3, stride=tuple(stride), padding=1, bias=False),
         norm_layer(first),
-        nn.ReLU(inplace=True),
+        activation_after(norm_layer, inplace=True),
         conv(first, inner, 3, padding=1, bias=False),
         norm_layer(inner),
-        nn.ReLU(inplace=True),
+        activation_after(norm_layer, inplace=True),
         conv(inner, width, 3, padding=1, bias=False),
     )
 
@@ -92,7 +93,7 @@ def make_stem_pool(
         if norm_layer is None:
             raise ConfigError("stem_pool 'conv' needs a norm layer after its convolution")
         conv = conv_nd(spatial_dims)(width, width, 3, stride=2, padding=1, bias=False)
-        return nn.Sequential(conv, norm_layer(width), nn.ReLU(inplace=True))
+        return nn.Sequential(conv, norm_layer(width), activation_after(norm_layer, inplace=True))
     if pool == "avg":
         return avg_pool_nd(spatial_dims)(2)  # timm's: rounds down, no shortcut to agree with
     if pool == "max_blur":

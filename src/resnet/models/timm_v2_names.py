@@ -15,7 +15,8 @@ those of our ``preact_resnet*`` (``resnet_d.PREACT_VARIANTS`` for the D and T st
 ``preact_resnet50d`` with ``norm_layer="group"``. BiT's tensors (group norm after a 7x7 stem) are
 raw weights its convolutions standardise, so they fit a group-norm ``preact_resnet50`` key for
 key and would compute another network there: ``standardizes_weights`` tells ``load_weights``
-which kind the file is. EvoNorm and FRN nets normalise otherwise and are refused by name.
+which kind the file is. ``resnetv2_50d_evos`` is ``preact_resnet50d`` with
+``norm_layer="evonorm_s0"`` (``norm.EvoNormS0``); the FilterResponseNorm nets are refused by name.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ __all__ = [
     "TIMM_RESNETV2",
     "is_timm_resnetv2",
     "standardizes_weights",
+    "has_evonorm",
     "from_timm_resnetv2_names",
 ]
 
@@ -48,13 +50,18 @@ TIMM_RESNETV2 = {
 _BLOCK = re.compile(r"^stages\.(\d+)\.blocks\.(\d+)\.")
 _DEEP_STEM = {"conv1": 0, "norm1": 1, "conv2": 3, "norm2": 4, "conv3": 6}
 _STEMS = ("stem.conv.weight", "stem.conv1.weight")
-# Parameters of the norms no model here has (timm's EvoNorm and FilterResponseNorm).
-_OTHER_NORM_PARTS = (".v", ".tau")
+# EvoNorm-S0's own parameter, and FilterResponseNorm's, which no model here has.
+_EVONORM_PART, _FRN_PART = ".v", ".tau"
 
 
 def is_timm_resnetv2(state: Mapping[str, Tensor]) -> bool:
     """Whether ``state`` is in timm's ResNetV2 names (a ``stem`` and ``stages.S.blocks.B``)."""
     return any(k in state for k in _STEMS) and any(_BLOCK.match(k) for k in state)
+
+
+def has_evonorm(state: Mapping[str, Tensor]) -> bool:
+    """Whether a timm ResNetV2 state normalises with EvoNorm-S0 (``resnetv2_50d_evos``)."""
+    return any(k.endswith(_EVONORM_PART) for k in state)
 
 
 def standardizes_weights(state: Mapping[str, Tensor]) -> bool:
@@ -66,11 +73,11 @@ def standardizes_weights(state: Mapping[str, Tensor]) -> bool:
 
 def from_timm_resnetv2_names(state: Mapping[str, Tensor], label: str) -> dict[str, Tensor]:
     """``state`` renamed to ours; ``WeightsError`` for the nets no model of this zoo computes."""
-    other_norm = next((k for k in state if k.endswith(_OTHER_NORM_PARTS)), None)
-    if other_norm is not None:
+    frn = next((k for k in state if k.endswith(_FRN_PART)), None)
+    if frn is not None:
         raise WeightsError(
-            f"{label}: a timm ResNetV2 with EvoNorm or FilterResponseNorm layers ({other_norm}); "
-            "no model of this zoo has them: use a batch-norm resnetv2_* file (preact_resnet*)"
+            f"{label}: a timm ResNetV2 with FilterResponseNorm layers ({frn}); no model of this "
+            "zoo has them: use a batch-norm or EvoNorm resnetv2_* file (preact_resnet*)"
         )
     deep_stem = "stem.conv1.weight" in state  # timm's D and T nets also average-pool shortcuts
     shortcut = "downsample.1." if deep_stem else "downsample.0."
