@@ -30,9 +30,15 @@ from resnet.models.blocks import (
     PreActBottleneck,
     ZeroPadShortcut,
 )
-from resnet.models.blur_pool import ANTI_ALIASES
 from resnet.models.layers import SHORTCUT_PADS, avg_pool_nd, conv1x1, conv_nd
 from resnet.models.norm import NormOption, activation_after, resolve_norm_layer
+from resnet.models.resnet_options import (
+    PREACT_BLOCKS,
+    block_options,
+    check_choice,
+    check_stages,
+    per_dim,
+)
 from resnet.models.std_conv import standardize_convs
 from resnet.models.stems import STEM_POOLS, make_stem_conv, make_stem_pool, stem_preset
 
@@ -41,7 +47,6 @@ __all__ = ["ResNet", "BlockType", "STEM_OUTS", "DOWNSAMPLES", "GLOBAL_POOLS"]
 BlockType = Union[
     type[BasicBlock], type[Bottleneck], type[PreActBasicBlock], type[PreActBottleneck]
 ]
-PREACT_BLOCKS = (PreActBasicBlock, PreActBottleneck)
 # What follows the stem convolution: BN-ReLU (post-activation nets), nothing (pre-activation nets:
 # their first block normalises its input itself), or a bare ReLU (this package's pre-activation
 # CIFAR nets before they followed the paper; kept so their checkpoints rebuild).
@@ -152,50 +157,31 @@ class ResNet(nn.Module):
         attention_grid: int = 7,
     ) -> None:
         super().__init__()
-        _check_options(layers, planes, strides, shortcut, num_classes, in_chans)
-        _check_choice("shortcut_pad", shortcut_pad, SHORTCUT_PADS)
-        _check_choice("downsample", downsample, DOWNSAMPLES)
+        check_stages(layers, planes, strides, shortcut, num_classes, in_chans)
+        check_choice("shortcut_pad", shortcut_pad, SHORTCUT_PADS)
+        check_choice("downsample", downsample, DOWNSAMPLES)
         if not 0.0 <= drop_path_rate < 1.0:
             raise ConfigError(f"drop_path_rate must be in [0, 1), got {drop_path_rate}")
         norm_layer = resolve_norm_layer(norm_layer, spatial_dims)
-        if getattr(norm_layer, "activates", False) and block not in PREACT_BLOCKS:
-            raise ConfigError(
-                f"norm_layer {norm_layer.__name__} activates as it normalises, which the "
-                "pre-activation blocks expect: use it with preact_resnet* (timm's resnetv2_*)"
-            )
         self._norm_layer = norm_layer
         self._attn_layer = attention_layer(attn_layer, attn_ratio, spatial_dims)
-        if stride_in_1x1 is True and block is not Bottleneck:  # non-bools: _check_switches
-            raise ConfigError(
-                f"stride_in_1x1 applies to the Bottleneck of ResNet-50 and up (the paper's v1), "
-                f"not to {block.__name__}: drop the option"
-            )
-        self.stride_in_1x1 = stride_in_1x1 is True
-        if relu_before_attn is True and (block is not BasicBlock or attn_layer is None):
-            raise ConfigError(
-                "relu_before_attn applies to basic blocks with channel attention (SENet's "
-                f"SE-ResNet-18/34), not to {block.__name__} with attn_layer={attn_layer!r}"
-            )
-        self.relu_before_attn = relu_before_attn is True
-        ratio_ok = isinstance(first_conv_ratio, (int, float)) and 0 < first_conv_ratio <= 1
-        if (
-            not ratio_ok
-            or isinstance(first_conv_ratio, bool)
-            or (first_conv_ratio != 1 and block is not Bottleneck)
-        ):
-            raise ConfigError(
-                "first_conv_ratio narrows a Bottleneck's first 1x1 (SENet-154: 0.5): a number "
-                f"in (0, 1] for Bottleneck, got {first_conv_ratio!r} for {block.__name__}"
-            )
-        self.first_conv_ratio = float(first_conv_ratio)
-        if project_first_shortcut is True and (shortcut != "B" or not residual):
-            raise ConfigError(
-                "project_first_shortcut applies to projection shortcuts (shortcut='B') of a "
-                "residual net; drop the option"
-            )
-        self._project_first = project_first_shortcut is True
+        options = block_options(
+            block,
+            norm_layer,
+            attn_layer=attn_layer,
+            stride_in_1x1=stride_in_1x1,
+            relu_before_attn=relu_before_attn,
+            first_conv_ratio=first_conv_ratio,
+            project_first_shortcut=project_first_shortcut,
+            anti_alias=anti_alias,
+            residual_projection=residual and shortcut == "B",
+        )
+        self.stride_in_1x1 = options.stride_in_1x1
+        self.relu_before_attn = options.relu_before_attn
+        self.first_conv_ratio = options.first_conv_ratio
+        self._project_first = options.project_first_shortcut
         self.project_first_shortcut = False  # True once a stage projects only because of it
-        self.anti_alias = _check_anti_alias(anti_alias, block, self.stride_in_1x1)
+        self.anti_alias = options.anti_alias
         self.input_norm = input_norm is True
         norm_nd = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)[spatial_dims - 1]
         self.input_bn = norm_nd(in_chans, affine=False) if self.input_norm else nn.Identity()
@@ -214,7 +200,7 @@ class ResNet(nn.Module):
         self.shortcut_pad = shortcut_pad if has_a else None
         self.bias_downsample = bool(bias_downsample) if residual and shortcut == "B" else None
         self.stem_out = stem_out or ("none" if self.preact else "norm_relu")
-        _check_choice("stem_out", self.stem_out, STEM_OUTS)
+        check_choice("stem_out", self.stem_out, STEM_OUTS)
 
         stem_stride = self._make_stem(
             stem, stem_pool, conv1_t_size, conv1_t_stride, no_max_pool, in_chans, stem_width
@@ -267,8 +253,8 @@ class ResNet(nn.Module):
         preset_kernel, preset_stride, preset_pool = stem_preset(stem)
         if conv1_t_size is not None and stem.startswith("deep"):
             raise ConfigError(f"conv1_t_size does not apply to the {stem!r} stem (3x3 convs)")
-        kernel = _per_dim(conv1_t_size, preset_kernel, dims, "conv1_t_size")
-        stride = _per_dim(conv1_t_stride, preset_stride, dims, "conv1_t_stride")
+        kernel = per_dim(conv1_t_size, preset_kernel, dims, "conv1_t_size")
+        stride = per_dim(conv1_t_stride, preset_stride, dims, "conv1_t_stride")
         if no_max_pool is not None:
             if stem_pool is not None and (stem_pool == "none") != bool(no_max_pool):
                 raise ConfigError(
@@ -277,7 +263,7 @@ class ResNet(nn.Module):
                 )
             stem_pool = "none" if no_max_pool else (stem_pool or "max")
         pool = stem_pool or preset_pool
-        _check_choice("stem_pool", pool, STEM_POOLS)
+        check_choice("stem_pool", pool, STEM_POOLS)
         self.conv1 = make_stem_conv(stem, in_chans, width, kernel, stride, self._norm_layer, dims)
         has_norm = self.stem_out == "norm_relu"
         self.bn1 = self._norm_layer(width) if has_norm else nn.Identity()
@@ -395,28 +381,8 @@ class ResNet(nn.Module):
         self.fc = nn.Linear(self.num_features, num_classes, device=device)
 
 
-def _check_options(
-    layers: Sequence[int],
-    planes: Sequence[int],
-    strides: Sequence[int],
-    shortcut: str,
-    num_classes: int,
-    in_chans: int,
-) -> None:
-    if not len(layers) == len(planes) == len(strides) or len(layers) not in (3, 4):
-        raise ConfigError("layers, planes and strides must all have 3 or 4 entries, one per stage")
-    if shortcut not in ("A", "B"):
-        raise ConfigError(
-            f"shortcut must be 'A' (zero padding) or 'B' (projection), got {shortcut!r}"
-        )
-    if num_classes < 1:
-        raise ConfigError(f"num_classes must be at least 1, got {num_classes}")
-    if in_chans < 1:
-        raise ConfigError(f"in_chans must be at least 1, got {in_chans}")
-
-
 def _make_global_pool(kind: str, channels: int, spatial_dims: int, grid: int) -> nn.Module:
-    _check_choice("global_pool", kind, GLOBAL_POOLS)
+    check_choice("global_pool", kind, GLOBAL_POOLS)
     if kind == "avg":
         return _AVG_POOL[spatial_dims]((1,) * spatial_dims)
     if spatial_dims != 2:
@@ -424,36 +390,3 @@ def _make_global_pool(kind: str, channels: int, spatial_dims: int, grid: int) ->
             f"global_pool='attention' pools 2D maps; a {spatial_dims}D net uses 'avg'"
         )
     return AttentionPool2d(channels, whole_number("attention_grid", grid))
-
-
-def _check_anti_alias(anti_alias: Any, block: BlockType, stride_in_1x1: bool) -> Optional[str]:
-    _check_choice("anti_alias", anti_alias, (None, *ANTI_ALIASES))
-    if anti_alias is not None and block in PREACT_BLOCKS:
-        raise ConfigError(
-            f"anti_alias applies to BasicBlock and Bottleneck, not to {block.__name__}: drop it"
-        )
-    if anti_alias is not None and stride_in_1x1:
-        raise ConfigError(
-            "anti_alias subsamples after the 3x3 convolution, stride_in_1x1 on the 1x1 before "
-            "it: use one of them"
-        )
-    return anti_alias
-
-
-def _check_choice(name: str, value: Any, choices: Sequence[Any]) -> None:
-    if value not in choices:
-        shown = ", ".join(repr(c) for c in choices)
-        raise ConfigError(f"{name} must be one of {shown}, got {value!r}")
-
-
-def _per_dim(
-    value: Union[int, Sequence[int], None], preset: int, spatial_dims: int, name: str
-) -> tuple[int, ...]:
-    """One positive int per spatial dim, from an int, a sequence, or None (the stem's preset)."""
-    value = preset if value is None else value
-    values = (value,) * spatial_dims if isinstance(value, int) else tuple(value)
-    if len(values) != spatial_dims or any(int(v) < 1 for v in values):
-        raise ConfigError(
-            f"{name} must be a positive int or {spatial_dims} positive ints, got {value!r}"
-        )
-    return tuple(int(v) for v in values)
