@@ -7,6 +7,7 @@ import pickle
 import pytest
 import torch
 import torchvision
+from parity_helpers import randomise_norms
 
 from resnet import create_model, load_weights
 from resnet.errors import WeightsError
@@ -31,11 +32,7 @@ def _converted(state: dict, author: str = "torchvision") -> dict:
 def _trained(name: str) -> torch.nn.Module:
     torch.manual_seed(0)
     net = getattr(torchvision.models, name)(num_classes=10).eval()
-    for module in net.modules():  # statistics as a trained net's, so a wrong BN shows up
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.running_mean.uniform_(-0.2, 0.2)
-            module.running_var.uniform_(0.5, 1.5)
-            module.weight.data.uniform_(0.5, 1.5)
+    randomise_norms(net)  # statistics as a trained net's, so a wrong BN shows
     return net
 
 

@@ -9,6 +9,7 @@ import argparse
 import pytest
 import torch
 import torchvision
+from parity_helpers import randomise_norms
 from torch import nn
 
 from resnet import create_model, load_weights
@@ -21,11 +22,7 @@ def _encoder(seed: int, num_classes: int = 1000, name: str = "resnet18") -> nn.M
     """A torchvision net with trained-looking BatchNorm statistics, so a wrong BN shows."""
     torch.manual_seed(seed)
     net = getattr(torchvision.models, name)(num_classes=num_classes)
-    for module in net.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            module.running_mean.uniform_(-0.2, 0.2)
-            module.running_var.uniform_(0.5, 1.5)
-            module.weight.data.uniform_(0.5, 1.5)
+    randomise_norms(net)  # statistics as a trained net's, so a wrong BN shows
     return net
 
 

@@ -5,6 +5,7 @@ into ours and computes what torchvision's net computes."""
 import pytest
 import torch
 import torchvision
+from parity_helpers import randomise_norms
 from torch import nn
 
 from resnet import create_model, load_weights
@@ -15,11 +16,7 @@ from resnet.models.identify import inspect_weights
 def _trained(name: str, num_classes: int = 1000) -> nn.Module:
     torch.manual_seed(0)
     net = getattr(torchvision.models, name)(num_classes=num_classes).eval()
-    for module in net.modules():  # statistics as a trained net's, so a wrong BN shows
-        if isinstance(module, nn.BatchNorm2d):
-            module.running_mean.uniform_(-0.2, 0.2)
-            module.running_var.uniform_(0.5, 1.5)
-            module.weight.data.uniform_(0.5, 1.5)
+    randomise_norms(net)  # statistics as a trained net's, so a wrong BN shows
     return net
 
 

@@ -5,6 +5,7 @@ video siblings that compute otherwise are refused by name."""
 import pytest
 import torch
 import torchvision
+from parity_helpers import randomise_norms
 
 from resnet import create_model, load_weights
 from resnet.errors import WeightsError
@@ -16,11 +17,7 @@ from resnet.models.profile import count_gflops
 def _trained(name: str) -> torch.nn.Module:
     torch.manual_seed(0)
     net = getattr(torchvision.models.video, name)().eval()
-    for module in net.modules():  # statistics as a trained net's, so a wrong BN shows
-        if isinstance(module, torch.nn.BatchNorm3d):
-            module.running_mean.uniform_(-0.2, 0.2)
-            module.running_var.uniform_(0.5, 1.5)
-            module.weight.data.uniform_(0.5, 1.5)
+    randomise_norms(net)  # statistics as a trained net's, so a wrong BN shows
     return net
 
 
