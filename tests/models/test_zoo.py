@@ -39,7 +39,7 @@ HEAVY_MARKERS = (
     "resnet34", "wrn40", "wrn16_8",  # resnet18(_3d), preact_resnet18 and wrn16_4 stay
     "50w",  # SimCLR's and SwAV's widened ResNet-50s: resnet50's code, test_self_supervised.py
     "senet154",  # compared with timm's net in test_senet_legacy.py
-    "r3d",  # torchvision's video net: resnet18_3d's code (test_video_resnet.py)
+    "r3d", "mc3", "r2plus1d",  # torchvision's video nets: resnet18_3d's code (test_video_resnet.py)
 )  # fmt: skip
 HEAVY = [n for n in ALL_MODELS if any(marker in n for marker in HEAVY_MARKERS)]
 # ResNet-RS-50 stays: the one net with a conv stem pool.

@@ -14,6 +14,7 @@ from resnet.models import (  # noqa: F401
     resnet3d,
     resnet_d,
     senet,
+    video,
 )
 from resnet.models.blocks import (
     BasicBlock,

@@ -62,7 +62,12 @@ from resnet.models.timm_v2_names import (
     is_timm_resnetv2,
     standardizes_weights,
 )
-from resnet.models.video_names import from_torchvision_video_names, is_torchvision_video_resnet
+from resnet.models.video_names import (
+    describe_video_net,
+    from_torchvision_video_names,
+    is_torchvision_video_resnet,
+    video_convs,
+)
 
 __all__ = [
     "OPTION_DEFAULTS",
@@ -84,6 +89,7 @@ OPTION_DEFAULTS = {
     "relu_before_attn": False,
     "project_first_shortcut": False,
     "input_norm": False,
+    "video_convs": None,
 }
 
 
@@ -214,7 +220,9 @@ def from_other_layout(
     if is_timm_clip(state):
         return from_timm_clip_names(state), [Assumption("anti_alias", "avg", clip)]
     if is_torchvision_video_resnet(state):
-        return from_torchvision_video_names(state, label), []
+        convs = video_convs(state)
+        found = Assumption("video_convs", convs, describe_video_net(convs))
+        return from_torchvision_video_names(state), [found]
     if is_sequential_resnet(state):
         sequential = (
             "a torchvision ResNet saved as nn.Sequential of its children (RadImageNet's "

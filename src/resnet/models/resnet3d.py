@@ -136,16 +136,6 @@ def resnet152_3d(**kwargs: Any) -> ResNetNd:
     return resnet_nd(Bottleneck, [3, 8, 36, 3], **kwargs)
 
 
-@register_model(family="video", default_input_size=112, default_frames=16)
-def r3d_18(**kwargs: Any) -> ResNetNd:
-    """torchvision's R3D-18 (Tran et al. 2018, arXiv 1711.11248) for clips (B, 3, T, H, W): the
-    3D ResNet-18 with a 3x7x7 stem striding space only, no stem pool, projections without bias,
-    Kinetics-400's 400 classes; 16x112x112 clips (``video_names`` reads its files)."""
-    options = {"conv1_t_size": (3, 7, 7), "conv1_t_stride": (1, 2, 2), "no_max_pool": True}
-    options |= {"bias_downsample": False, "num_classes": 400}
-    return resnet_nd(BasicBlock, [2, 2, 2, 2], **{**options, **kwargs})
-
-
 @register_model(family="signal", default_input_size=256)
 def resnet18_1d(**kwargs: Any) -> ResNetNd:
     """1D ResNet-18 for signals (B, C, L), e.g. ECGs: the 3D code with ``spatial_dims=1``."""
