@@ -169,6 +169,52 @@ def _vissl() -> tuple[dict, nn.Module]:
     return {**checkpoint, "type": "consolidated"}, resnet
 
 
+def _openmmlab_checkpoint(algorithm: nn.Module) -> dict:
+    """mmengine's checkpoint: its ``meta`` beside the algorithm's state_dict."""
+    meta = {"mmengine_version": "0.10.3", "epoch": 200, "iter": 1000, "seed": 0}
+    meta |= {"dataset_meta": {}, "experiment_name": "mocov2_resnet50_8xb32-coslr-200e_in1k"}
+    return {"meta": meta, "state_dict": algorithm.state_dict()}
+
+
+def _openmmlab_trunk(seed: int) -> nn.Module:
+    """mmpretrain's ResNet backbone: torchvision's names, no classifier."""
+    trunk = _encoder(seed)
+    trunk.fc = nn.Identity()
+    return trunk
+
+
+def _ema(network: nn.Module) -> nn.Module:
+    """mmengine's ExponentialMovingAverage (CosineEMA): the averaged copy and a step count."""
+    ema = nn.Module()
+    ema.module = network
+    ema.register_buffer("steps", torch.tensor(1000))
+    return ema
+
+
+def _mmpretrain_moco() -> tuple[dict, nn.Module]:
+    """mmpretrain's MoCo (``mmpretrain/models/selfsup/moco.py``): ``backbone``, a MoCoV2Neck
+    (``neck.mlp``), ``encoder_k``, the EMA of both, the queue; ContrastiveHead has no weights."""
+    moco = nn.Module()
+    moco.backbone, moco.neck = _openmmlab_trunk(0), nn.Module()
+    moco.neck.mlp = nn.Sequential(nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 128))
+    moco.encoder_k = _ema(nn.Sequential(_openmmlab_trunk(1), _mlp(512, 512, 128)))
+    moco.register_buffer("queue", torch.randn(128, 256))
+    moco.register_buffer("queue_ptr", torch.zeros(1, dtype=torch.long))
+    return _openmmlab_checkpoint(moco), moco.backbone
+
+
+def _mmselfsup_byol() -> tuple[dict, nn.Module]:
+    """mmselfsup 0.x's BYOL: ``online_net`` = Sequential(backbone, neck) registered again as
+    ``backbone`` and ``neck`` (so its tensors are saved twice), ``target_net``, a predictor head."""
+    byol = nn.Module()
+    byol.online_net = nn.Sequential(_openmmlab_trunk(0), _mlp(512, 64, 32))
+    byol.target_net = nn.Sequential(_openmmlab_trunk(1), _mlp(512, 64, 32))
+    byol.backbone, byol.neck = byol.online_net[0], byol.online_net[1]
+    byol.head = nn.Module()
+    byol.head.predictor = _mlp(32, 64, 32)
+    return _openmmlab_checkpoint(byol), byol.backbone
+
+
 CHECKPOINTS = {
     "moco_v1": (lambda: _moco(mlp=False), "MoCo v1/v2's query encoder (encoder_q)"),
     "moco_v2": (lambda: _moco(mlp=True), "MoCo v1/v2's query encoder (encoder_q)"),
@@ -180,6 +226,8 @@ CHECKPOINTS = {
     "swav": (_swav, "SwAV's trunk; its projection head and prototypes"),
     "swav_multi": (lambda: _swav(True), "SwAV's trunk"),
     "vissl": (_vissl, "VISSL's trunk (classy_state_dict.base_model.model.trunk); its heads"),
+    "mmpretrain_moco": (_mmpretrain_moco, "OpenMMLab mmselfsup/mmpretrain's backbone (backbone)"),
+    "mmselfsup_byol": (_mmselfsup_byol, "its neck, heads and momentum encoders left out"),
 }
 
 
@@ -225,6 +273,22 @@ def test_a_method_checkpoint_with_anything_else_is_refused_naming_it(tmp_path):
     torch.save(checkpoint, path)
     with pytest.raises(WeightsError, match="does not fit model resnet18.*unexpected"):
         load_weights(create_model("resnet18"), path)
+
+
+def test_an_openmmlab_classifier_keeps_its_head_as_the_classifier(tmp_path):
+    """mmpretrain's ImageClassifier (``backbone``, a neck without weights, ``head.fc``) is a
+    supervised net, not a self-supervised checkpoint: its head is the classifier."""
+    classifier = nn.Module()
+    classifier.backbone, classifier.head = _openmmlab_trunk(0), nn.Module()
+    classifier.head.fc = nn.Linear(512, 10)
+    torch.save(_openmmlab_checkpoint(classifier), tmp_path / "resnet18_8xb32_in1k.pth")
+    net = create_model("resnet18", num_classes=10)
+    assert load_weights(net, tmp_path / "resnet18_8xb32_in1k.pth").describe().endswith("included")
+    assert torch.equal(net.fc.weight, classifier.head.fc.weight)
+    classifier.neck = _mlp(512, 64, 32)  # a head.fc beside a projection: neither kind, refused
+    torch.save(_openmmlab_checkpoint(classifier), tmp_path / "odd.pth")
+    with pytest.raises(WeightsError, match="odd.pth does not fit model resnet18"):
+        load_weights(create_model("resnet18", num_classes=10), tmp_path / "odd.pth")
 
 
 def test_a_method_checkpoint_is_a_torchvision_net_not_the_papers_v1():

@@ -1,13 +1,14 @@
 """Checkpoints of self-supervised methods: the ResNet a method trained, without what trained it.
 
-MoCo, SimSiam, DINO, SwAV, Barlow Twins and VICReg each train a torchvision ResNet inside a
-larger module (a second encoder, a queue, a projector, a predictor, prototypes) and save the
-whole module. Each method's own linear evaluation takes one network back out by its attribute
-name and drops the rest (MoCo's ``main_lincls.py`` keeps ``module.encoder_q`` without its
-``fc``; DINO's ``eval_linear.py`` the teacher's ``backbone``); ``from_self_supervised`` does the
-same by the names each method's code gives its parts, and says what it kept and what it left
-out. The kept network's ``fc``, where MoCo and SimSiam have one, is their projection head (its
-outputs are an embedding, not classes) and is left out too: the model keeps a fresh classifier.
+MoCo, SimSiam, DINO, SwAV, Barlow Twins and VICReg (and OpenMMLab's versions of them) each train
+a torchvision ResNet inside a larger module (a second encoder, a queue, a projector, a
+predictor, prototypes) and save the whole module. Each method's own linear evaluation takes one
+network back out by its attribute name and drops the rest (MoCo's ``main_lincls.py`` keeps
+``module.encoder_q`` without its ``fc``; DINO's ``eval_linear.py`` the teacher's ``backbone``);
+``from_self_supervised`` does the same by the names each method's code gives its parts, and says
+what it kept and what it left out. The kept network's ``fc``, where MoCo and SimSiam have one,
+is their projection head (its outputs are an embedding, not classes) and is left out too: the
+model keeps a fresh classifier.
 
 A checkpoint with anything besides a method's known parts is left as it is, so that loading
 it names the keys that do not fit rather than dropping them unseen. Checkpoints that hold
@@ -37,17 +38,21 @@ class SelfSupervised:
     parts: tuple[str, ...]  # prefixes ("encoder_k.") or names ("queue") of the other parts
     left_out: str  # those parts, in words
     projection_fc: bool = False  # the network's own ``fc`` is a projection head, left out
+    optional: tuple[str, ...] = ()  # parts some of its checkpoints have and others not
+    never: tuple[str, ...] = ()  # parts that make it another kind of file (a classifier's head)
 
     def owns(self, key: str) -> bool:
         """Whether ``key`` is one of the method's other parts."""
-        return any(_is_in(key, part) for part in self.parts)
+        return any(_is_in(key, part) for part in self.parts + self.optional)
 
     def matches(self, keys: set[str]) -> bool:
         """Whether ``keys`` are this method's checkpoint: each of its parts there (Barlow Twins's
         ``bn`` tells it from VICReg), nothing else beside its network, and a network."""
         network = {k for k in keys if k.startswith(self.network) and not self.owns(k)}
         has_parts = all(any(_is_in(k, part) for k in keys) for part in self.parts)
-        return bool(network) and has_parts and all(self.owns(k) for k in keys - network)
+        foreign = any(_is_in(k, part) for k in keys for part in self.never)
+        owned = all(self.owns(k) for k in keys - network)
+        return bool(network) and has_parts and owned and not foreign
 
 
 def _is_in(key: str, part: str) -> bool:
@@ -86,6 +91,19 @@ METHODS = (
     SelfSupervised(
         "SwAV", "", "trunk", ("projection_head.", "prototypes."),
         "its projection head and prototypes",
+    ),
+    # OpenMMLab's (mmselfsup 0.x/1.x, mmpretrain's selfsup: MoCo v2, SimCLR, BYOL, SimSiam, SwAV,
+    # DenseCL, Barlow Twins ...): every algorithm keeps an mmpretrain ResNet (torchvision's
+    # names) as ``backbone`` beside a projection ``neck``; the rest is the method's (momentum
+    # encoders, queues, predictor heads). Its extract_backbone_weights.py keeps ``backbone.``.
+    # A ``head.fc`` is a classifier's (mmpretrain's ImageClassifier), not a method's.
+    SelfSupervised(
+        "OpenMMLab mmselfsup/mmpretrain", "backbone.", "backbone", ("neck.",),
+        "its neck, heads and momentum encoders",
+        optional=("head.", "encoder_q.", "encoder_k.", "online_net.", "target_net.",
+                  "momentum_encoder.", "queue", "queue_ptr", "queue2", "queue2_ptr",
+                  "data_preprocessor."),
+        never=("head.fc.",),
     ),
 )  # fmt: skip
 
