@@ -1,10 +1,11 @@
 """``resnet detect train|eval|predict``: a Faster R-CNN on our FPN backbone, on Fashion-MNIST
-canvases."""
+canvases; ``predict`` also runs torchvision's Faster R-CNN files on photos."""
 
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from resnet.cli.arguments import count, real
 from resnet.cli.train import thread_count
@@ -51,7 +52,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.set_defaults(func=_eval)
 
     predict = actions.add_parser("predict", help="draw predicted boxes on images")
-    predict.add_argument("checkpoint", help="run folder written by `resnet detect train`")
+    predict.add_argument(
+        "checkpoint",
+        help="run folder written by `resnet detect train`, or a torchvision Faster R-CNN file "
+        "(fasterrcnn_resnet50_fpn_coco-258fb6c6.pth)",
+    )
     predict.add_argument("images", nargs="*", help="PNG/JPEG files (default: new canvases)")
     predict.add_argument("--out", default=None, help="folder for the PNGs (default CKPT/predict)")
     predict.add_argument(
@@ -60,7 +65,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     predict.add_argument("--seed", type=count(0), default=2024)
     predict.add_argument("--score-threshold", type=real(0, 1), default=0.5)
     predict.add_argument(
-        "--scale", type=count(1, 16), default=3, help="enlarge images before drawing"
+        "--scale",
+        type=count(1, 16),
+        default=None,
+        help="enlarge images before drawing (default 3 up to 256 px a side, else 1)",
     )
     predict.add_argument("--json", action="store_true", help="print machine-readable JSON")
     _add_common(predict)
@@ -131,15 +139,19 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _predict(args: argparse.Namespace) -> int:
-    from pathlib import Path
+def _predict_folder(checkpoint: Path) -> Path:
+    """CKPT/predict for a run folder; runs/detect-predict for a file, never beside it (a
+    downloaded weight file may sit in a cache or a read-only folder)."""
+    return checkpoint / "predict" if checkpoint.is_dir() else Path("runs") / "detect-predict"
 
+
+def _predict(args: argparse.Namespace) -> int:
     from resnet.detection import predict_detections
 
     records = predict_detections(
         args.checkpoint,
         args.images,
-        out_dir=args.out or Path(args.checkpoint) / "predict",
+        out_dir=args.out or _predict_folder(Path(args.checkpoint)),
         num_canvases=args.canvases,
         seed=args.seed,
         score_threshold=args.score_threshold,

@@ -39,7 +39,10 @@ class DetectorConfig:
 
     backbone: str = "resnet18"
     class_names: list[str] = field(default_factory=list)  # without the background
-    canvas_size: int = 64  # the detector works at this size (min_size = max_size)
+    # Images are resized so that their shorter side is canvas_size (torchvision's min_size) and
+    # their longer at most max_size (None: canvas_size, so a square canvas stays as it is).
+    canvas_size: int = 64
+    max_size: Optional[int] = None
     item_sizes: tuple[int, int] = (12, 28)  # item sides of the canvases it is trained on
     in_chans: int = 1  # Fashion-MNIST canvases are grayscale
     # C2..C5 as in torchvision, plus 'pool' from LastLevelMaxPool. RoIs of items this small are
@@ -62,6 +65,12 @@ class DetectorConfig:
     rpn_post_nms_top_n_train: int = 150
     rpn_post_nms_top_n_test: int = 100
     box_batch_size_per_image: int = 64
+    # The backbone's norms: None keeps the network's own, "frozen_batch" freezes its BatchNorms
+    # (torchvision's detectors, whose files hold no batch counters).
+    norm_layer: Optional[str] = None
+    # "canvases" (resnet detect train) or "images" (a torchvision file): the canvases of
+    # evaluation and of predict without images are drawn from the classes of the first only.
+    trained_on: str = "canvases"
 
     @property
     def num_classes(self) -> int:
@@ -70,6 +79,16 @@ class DetectorConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def check_canvases(self, what: str) -> None:
+        """``ConfigError`` unless the detector was trained on the canvases ``what`` draws."""
+        if self.trained_on != "canvases":
+            shown = ", ".join(name for name in self.class_names[:3])
+            raise ConfigError(
+                f"this detector was trained on images of its own classes ({shown}, ...), not "
+                f"on the Fashion-MNIST canvases {what}; give it images: resnet detect predict "
+                "CHECKPOINT photo.jpg"
+            )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DetectorConfig:
@@ -125,6 +144,7 @@ def build_detector(
         weights=weights,
         in_chans=config.in_chans,
         out_channels=config.fpn_channels,
+        norm_layer=config.norm_layer,
     )
     anchors = AnchorGenerator(config.anchor_sizes, (config.aspect_ratios,) * levels)
     feature_names = [str(i) for i in range(len(config.returned_layers))]
@@ -132,7 +152,7 @@ def build_detector(
         backbone,
         num_classes=None,
         min_size=config.canvas_size,
-        max_size=config.canvas_size,
+        max_size=config.max_size or config.canvas_size,
         image_mean=list(config.image_mean),
         image_std=list(config.image_std),
         rpn_anchor_generator=anchors,
@@ -168,10 +188,13 @@ def save_detector(
 def load_detector(
     path: Union[str, os.PathLike], device: Union[str, torch.device] = "cpu"
 ) -> tuple[nn.Module, DetectorConfig]:
-    """Rebuild a detector from a run folder, its ``detector.json`` or its ``.safetensors``."""
+    """Rebuild a detector from a run folder, its ``detector.json`` or its ``.safetensors``, or
+    from a torchvision Faster R-CNN file (``fasterrcnn_resnet50_fpn_coco-258fb6c6.pth``)."""
     from safetensors.torch import load_file
 
     path = Path(path)
+    if path.is_file() and path.name not in (CONFIG_FILE, WEIGHTS_FILE):
+        return _load_torchvision_detector(path, device)
     folder = path if path.is_dir() else path.parent
     config_path, weights_path = folder / CONFIG_FILE, folder / WEIGHTS_FILE
     if not config_path.is_file() or not weights_path.is_file():
@@ -195,5 +218,24 @@ def load_detector(
         raise WeightsError(
             f"{weights_path}: does not fit the detector in {CONFIG_FILE} ({message}); "
             "retrain or restore the matching pair"
+        ) from None
+    return model.to(device), config
+
+
+def _load_torchvision_detector(
+    path: Path, device: Union[str, torch.device]
+) -> tuple[nn.Module, DetectorConfig]:
+    from resnet.detection.torchvision_files import read_torchvision_detector
+
+    state, fields_of_it = read_torchvision_detector(path)
+    config = DetectorConfig(**fields_of_it)
+    model = build_detector(config)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        first = str(error).strip().splitlines()[1:2] or [""]
+        raise WeightsError(
+            f"{path}: does not fit torchvision's Faster R-CNN on {config.backbone} "
+            f"({first[0].strip()[:200]}); pass the file a torchvision detector saved"
         ) from None
     return model.to(device), config

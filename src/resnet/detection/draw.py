@@ -85,7 +85,7 @@ def predict_detections(
     num_canvases: int = 4,
     seed: int = 2024,
     score_threshold: float = 0.5,
-    scale: int = 3,
+    scale: Optional[int] = None,
     device: str = "auto",
     data_dir: Union[str, os.PathLike, None] = None,
 ) -> list[dict[str, Any]]:
@@ -93,7 +93,8 @@ def predict_detections(
     of Fashion-MNIST test items) and write ``<name>_boxes.png`` for each into ``out_dir``.
 
     Returns one record per image: its source, the PNG written and the detections kept
-    (``score >= score_threshold``) with box, class name and score.
+    (``score >= score_threshold``) with box, class name and score. ``scale`` enlarges each
+    picture before drawing (default: 3 for images of at most 256 pixels a side, else 1).
     """
     from resnet.detection.detector import load_detector
     from resnet.device import resolve_device
@@ -111,7 +112,8 @@ def predict_detections(
             output = model([image.to(run_device).float() / 255])[0]
         keep = output["scores"] >= score_threshold
         boxes, labels, scores = (output[k][keep].cpu() for k in ("boxes", "labels", "scores"))
-        drawn = draw_detections(image, boxes, labels, scores, config.class_names, scale=scale)
+        enlarge = scale or (3 if max(image.shape[-2:]) <= 256 else 1)
+        drawn = draw_detections(image, boxes, labels, scores, config.class_names, scale=enlarge)
         written = save_png(drawn, out_dir / f"{name}_boxes.png")
         detections = [
             {
@@ -145,6 +147,7 @@ def _load_inputs(
             )
             images.append(torch.from_numpy(array.copy()).permute(2, 0, 1))
         return images, [Path(path).stem for path in inputs]
+    config.check_canvases("predict draws without images")
     if num_canvases < 1:
         raise ConfigError(f"num_canvases must be at least 1, got {num_canvases}")
     from resnet.detection.canvas import build_canvases

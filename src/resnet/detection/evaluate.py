@@ -113,6 +113,7 @@ def evaluate_detector(
         model, config = load_detector(detector, run_device)
         class_names = config.class_names
         if canvases is None:
+            config.check_canvases("evaluation draws")
             if num_images < 1:
                 raise ConfigError(f"num_images must be at least 1, got {num_images}")
             from resnet.detection.train import load_items

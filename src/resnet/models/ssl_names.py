@@ -105,6 +105,15 @@ METHODS = (
                   "data_preprocessor."),
         never=("head.fc.",),
     ),
+    # Not self-supervised, but a ResNet inside a larger module all the same: torchvision's
+    # Faster R-CNN (fasterrcnn_resnet50_fpn_coco-258fb6c6.pth, COCO-trained), its ResNet in
+    # backbone.body (frozen BN statistics, no fc) beside the pyramid and the heads.
+    SelfSupervised(
+        "torchvision's Faster R-CNN", "backbone.body.", "ResNet",
+        ("backbone.fpn.", "rpn.", "roi_heads."),
+        "its feature pyramid, RPN and box head (resnet detect predict FILE IMAGE runs the whole "
+        "detector)",
+    ),
 )  # fmt: skip
 
 
