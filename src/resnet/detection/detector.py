@@ -28,6 +28,8 @@ __all__ = [
     "CONFIG_FILE",
 ]
 
+ARCHITECTURES = ("faster_rcnn", "retinanet")
+_TITLES = {"faster_rcnn": "Faster R-CNN", "retinanet": "RetinaNet"}
 WEIGHTS_FILE = "detector.safetensors"
 CONFIG_FILE = "detector.json"
 _FORMAT = "resnet-detector/1"
@@ -38,6 +40,7 @@ class DetectorConfig:
     """Constructor arguments of a detector; stored next to its weights."""
 
     backbone: str = "resnet18"
+    architecture: str = "faster_rcnn"  # or "retinanet" (torchvision's files only)
     class_names: list[str] = field(default_factory=list)  # without the background
     # Images are resized so that their shorter side is canvas_size (torchvision's min_size) and
     # their longer at most max_size (None: canvas_size, so a square canvas stays as it is).
@@ -118,24 +121,28 @@ def default_anchor_sizes(canvas_size: int, levels: int = 5) -> tuple[tuple[int, 
 def build_detector(
     config: DetectorConfig, weights: Union[str, os.PathLike, None] = None
 ) -> nn.Module:
-    """A torchvision ``FasterRCNN`` on ``fpn_backbone(config.backbone)``.
+    """A torchvision ``FasterRCNN`` (or, for ``architecture="retinanet"``, ``RetinaNet``) on
+    ``fpn_backbone(config.backbone)``.
 
     ``weights`` is an optional weight file for the backbone network (e.g. ImageNet weights).
     """
-    from torchvision.models.detection import FasterRCNN
     from torchvision.models.detection.anchor_utils import AnchorGenerator
-    from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
-    from torchvision.ops import MultiScaleRoIAlign
 
     from resnet.detection.backbone import fpn_backbone
 
     if not config.class_names:
         raise ConfigError("a detector needs at least one class name")
-    levels = len(config.returned_layers) + 1  # + the pooled level
+    if config.architecture not in ARCHITECTURES:
+        raise ConfigError(
+            f"architecture must be one of {', '.join(ARCHITECTURES)}, got {config.architecture!r}"
+        )
+    retinanet = config.architecture == "retinanet"
+    # Faster R-CNN pools one level more ('pool'); RetinaNet adds P6 and P7 (Lin et al. 2017).
+    levels = len(config.returned_layers) + (2 if retinanet else 1)
     if len(config.anchor_sizes) != levels:
         raise ConfigError(
             f"anchor_sizes has {len(config.anchor_sizes)} levels but the pyramid has {levels}; "
-            "give one tuple of sizes per returned layer plus one for 'pool'"
+            "give one tuple of sizes per returned layer plus one per extra level"
         )
     backbone = fpn_backbone(
         config.backbone,
@@ -145,16 +152,39 @@ def build_detector(
         in_chans=config.in_chans,
         out_channels=config.fpn_channels,
         norm_layer=config.norm_layer,
+        extra_blocks=_p6p7(config.fpn_channels) if retinanet else None,
     )
     anchors = AnchorGenerator(config.anchor_sizes, (config.aspect_ratios,) * levels)
+    sizes = {
+        "min_size": config.canvas_size,
+        "max_size": config.max_size or config.canvas_size,
+        "image_mean": list(config.image_mean),
+        "image_std": list(config.image_std),
+    }
+    if retinanet:
+        from torchvision.models.detection import RetinaNet
+
+        return RetinaNet(backbone, config.num_classes, anchor_generator=anchors, **sizes)
+    return _faster_rcnn(config, backbone, anchors, sizes)
+
+
+def _p6p7(channels: int) -> nn.Module:
+    from torchvision.ops.feature_pyramid_network import LastLevelP6P7
+
+    return LastLevelP6P7(channels, channels)  # from P5, as torchvision's RetinaNet v1
+
+
+def _faster_rcnn(
+    config: DetectorConfig, backbone: nn.Module, anchors: nn.Module, sizes: dict[str, Any]
+) -> nn.Module:
+    from torchvision.models.detection import FasterRCNN
+    from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+    from torchvision.ops import MultiScaleRoIAlign
+
     feature_names = [str(i) for i in range(len(config.returned_layers))]
     return FasterRCNN(
         backbone,
         num_classes=None,
-        min_size=config.canvas_size,
-        max_size=config.max_size or config.canvas_size,
-        image_mean=list(config.image_mean),
-        image_std=list(config.image_std),
         rpn_anchor_generator=anchors,
         box_roi_pool=MultiScaleRoIAlign(feature_names, output_size=7, sampling_ratio=2),
         box_head=TwoMLPHead(config.fpn_channels * 7 * 7, config.representation_size),
@@ -162,6 +192,7 @@ def build_detector(
         rpn_post_nms_top_n_train=config.rpn_post_nms_top_n_train,
         rpn_post_nms_top_n_test=config.rpn_post_nms_top_n_test,
         box_batch_size_per_image=config.box_batch_size_per_image,
+        **sizes,
     )
 
 
@@ -234,8 +265,9 @@ def _load_torchvision_detector(
         model.load_state_dict(state)
     except RuntimeError as error:
         first = str(error).strip().splitlines()[1:2] or [""]
+        title = _TITLES[config.architecture]
         raise WeightsError(
-            f"{path}: does not fit torchvision's Faster R-CNN on {config.backbone} "
+            f"{path}: does not fit torchvision's {title} on {config.backbone} "
             f"({first[0].strip()[:200]}); pass the file a torchvision detector saved"
         ) from None
     return model.to(device), config

@@ -1,6 +1,7 @@
-"""torchvision's Faster R-CNN files, read into our detector: the COCO-trained
-``fasterrcnn_resnet50_fpn_coco-258fb6c6.pth`` (box AP 37.0 on COCO val2017) and detectors people
-fine-tuned with torchvision's ``fasterrcnn_resnet50_fpn`` or ``resnet_fpn_backbone``.
+"""torchvision's Faster R-CNN and RetinaNet files, read into our detector: the COCO-trained
+``fasterrcnn_resnet50_fpn_coco-258fb6c6.pth`` (box AP 37.0 on COCO val2017) and
+``retinanet_resnet50_fpn_coco-eeacb38b.pth`` (36.4), and detectors people fine-tuned with
+torchvision's ``fasterrcnn_resnet50_fpn`` / ``retinanet_resnet50_fpn`` or ``resnet_fpn_backbone``.
 
 torchvision builds that detector as ``build_detector`` builds ours: a ResNet whose module names
 are ours (``backbone.body.layer1.0.conv1``) with frozen BatchNorms, the same feature pyramid, RPN
@@ -9,8 +10,10 @@ side of 800 pixels (the longer at most 1333), ImageNet's normalisation, one anch
 (32 to 512 pixels), 256 pyramid channels, a 1024-wide box head, and for COCO 91 outputs: the
 background and COCO's 80 categories at their ids 1-90 (ten ids unused: "N/A").
 
-Its v2 (``fasterrcnn_resnet50_fpn_v2``: normalised pyramid, convolutional box head), Mask R-CNN,
-Keypoint R-CNN and RetinaNet files are other detectors and are refused by name.
+RetinaNet (Lin et al. 2017, arXiv 1708.02002) takes C3-C5, adds P6 and P7 from P5 and scores
+nine anchors (three sizes an octave apart, three shapes) at each place with one head for all
+levels. The v2 files (normalised pyramid and heads), Mask R-CNN and Keypoint R-CNN are other
+detectors and are refused by name.
 """
 
 from __future__ import annotations
@@ -46,10 +49,11 @@ _BOTTLENECK_DEPTHS = {(3, 4, 6, 3): "resnet50", (3, 4, 23, 3): "resnet101"}
 _OTHERS = (  # a key of each detector this is not, and what that detector is
     ("roi_heads.mask_head.", "Mask R-CNN (maskrcnn_resnet50_fpn)"),
     ("roi_heads.keypoint_head.", "Keypoint R-CNN (keypointrcnn_resnet50_fpn)"),
-    ("head.classification_head.", "RetinaNet (retinanet_resnet50_fpn)"),
     ("backbone.fpn.inner_blocks.0.1.", "Faster R-CNN v2 (fasterrcnn_resnet50_fpn_v2)"),
     ("roi_heads.box_head.0.", "Faster R-CNN v2 (fasterrcnn_resnet50_fpn_v2)"),
+    ("head.classification_head.conv.0.1.", "RetinaNet v2 (retinanet_resnet50_fpn_v2)"),
 )
+_ANCHORS_PER_PLACE = 9  # RetinaNet: 3 sizes x 3 aspect ratios at each position of each level
 
 
 def is_torchvision_detector(state: Mapping[str, Tensor]) -> bool:
@@ -74,22 +78,50 @@ def read_torchvision_detector(path: Path) -> tuple[dict[str, Tensor], dict[str, 
     for key, what in _OTHERS:
         if any(name.startswith(key) for name in state):
             raise WeightsError(
-                f"{path}: torchvision's {what}; of its detectors only Faster R-CNN "
-                "(fasterrcnn_resnet50_fpn, its COCO file or one fine-tuned from it) is built here"
+                f"{path}: torchvision's {what}; of its detectors only Faster R-CNN and RetinaNet "
+                "(fasterrcnn_resnet50_fpn, retinanet_resnet50_fpn: their COCO files or ones "
+                "fine-tuned from them) are built here"
             )
-    classes = state["roi_heads.box_predictor.cls_score.weight"].shape[0]
-    names = list(COCO_CATEGORIES) if classes == 91 else [f"class {i}" for i in range(1, classes)]
-    config = dict(
-        backbone=_backbone(state, path), class_names=names, canvas_size=800, max_size=1333,
-        in_chans=3, returned_layers=(1, 2, 3, 4), fpn_channels=256, trainable_layers=3,
-        anchor_sizes=((32,), (64,), (128,), (256,), (512,)), representation_size=1024,
-        image_mean=(0.485, 0.456, 0.406), image_std=(0.229, 0.224, 0.225),
-        rpn_post_nms_top_n_train=2000, rpn_post_nms_top_n_test=1000,
-        box_batch_size_per_image=512, norm_layer="frozen_batch", trained_on="images",
-    )  # fmt: skip
     # A detector saved with BatchNorm (trained without frozen norms) counts its batches too.
     kept = {k: v for k, v in state.items() if not k.endswith(".num_batches_tracked")}
-    return kept, config
+    common = dict(
+        backbone=_backbone(state, path), canvas_size=800, max_size=1333, in_chans=3,
+        fpn_channels=256, trainable_layers=3, image_mean=(0.485, 0.456, 0.406),
+        image_std=(0.229, 0.224, 0.225), norm_layer="frozen_batch", trained_on="images",
+    )  # fmt: skip
+    if "head.classification_head.cls_logits.weight" in state:
+        return kept, {**common, **_retinanet(state, path)}
+    classes = state["roi_heads.box_predictor.cls_score.weight"].shape[0]
+    faster_rcnn = dict(
+        class_names=_class_names(classes), returned_layers=(1, 2, 3, 4),
+        anchor_sizes=((32,), (64,), (128,), (256,), (512,)), representation_size=1024,
+        rpn_post_nms_top_n_train=2000, rpn_post_nms_top_n_test=1000,
+        box_batch_size_per_image=512,
+    )  # fmt: skip
+    return kept, {**common, **faster_rcnn}
+
+
+def _retinanet(state: Mapping[str, Tensor], path: Path) -> dict[str, Any]:
+    """RetinaNet v1's fields: C3-C5 and P6-P7 from P5, three anchor sizes an octave apart."""
+    p6 = state.get("backbone.fpn.extra_blocks.p6.weight")
+    if p6 is None or p6.shape[1] != 256:
+        raise WeightsError(
+            f"{path}: a RetinaNet whose P6 is not made from P5 (torchvision's v2 makes it from "
+            "C5); only retinanet_resnet50_fpn (v1) is built here"
+        )
+    outputs = state["head.classification_head.cls_logits.weight"].shape[0]
+    sizes = tuple(
+        (x, int(x * 2 ** (1 / 3)), int(x * 2 ** (2 / 3))) for x in (32, 64, 128, 256, 512)
+    )
+    return dict(
+        architecture="retinanet", class_names=_class_names(outputs // _ANCHORS_PER_PLACE),
+        returned_layers=(2, 3, 4), anchor_sizes=sizes,
+    )  # fmt: skip
+
+
+def _class_names(classes: int) -> list[str]:
+    """COCO's names for torchvision's 91 outputs, else "class 1" .. (background at 0)."""
+    return list(COCO_CATEGORIES) if classes == 91 else [f"class {i}" for i in range(1, classes)]
 
 
 def _backbone(state: Mapping[str, Tensor], path: Path) -> str:

@@ -106,13 +106,17 @@ METHODS = (
         never=("head.fc.",),
     ),
     # Not self-supervised, but a ResNet inside a larger module all the same: torchvision's
-    # Faster R-CNN (fasterrcnn_resnet50_fpn_coco-258fb6c6.pth, COCO-trained), its ResNet in
-    # backbone.body (frozen BN statistics, no fc) beside the pyramid and the heads.
+    # COCO-trained detectors (fasterrcnn_resnet50_fpn_coco-258fb6c6.pth, retinanet_*), their
+    # ResNet in backbone.body (frozen BN statistics, no fc) beside the pyramid and the heads.
     SelfSupervised(
         "torchvision's Faster R-CNN", "backbone.body.", "ResNet",
         ("backbone.fpn.", "rpn.", "roi_heads."),
         "its feature pyramid, RPN and box head (resnet detect predict FILE IMAGE runs the whole "
         "detector)",
+    ),
+    SelfSupervised(
+        "torchvision's RetinaNet", "backbone.body.", "ResNet", ("backbone.fpn.", "head."),
+        "its feature pyramid and heads (resnet detect predict FILE IMAGE runs the whole detector)",
     ),
 )  # fmt: skip
 
