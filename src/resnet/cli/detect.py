@@ -43,9 +43,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     train.set_defaults(func=_train)
 
-    evaluate = actions.add_parser("eval", help="mAP@0.5 and mAP@[.5:.95] on held-out canvases")
-    evaluate.add_argument("checkpoint", help="run folder written by `resnet detect train`")
-    evaluate.add_argument("--images", type=count(1), default=500, help="held-out canvases")
+    evaluate = actions.add_parser(
+        "eval", help="mAP@0.5 and mAP@[.5:.95] on held-out canvases or COCO-annotated photos"
+    )
+    evaluate.add_argument(
+        "checkpoint", help="run folder written by `resnet detect train`, or a torchvision file"
+    )
+    evaluate.add_argument(
+        "--images", type=count(1), default=None,
+        help="held-out canvases (default 500), or the first N annotated photos (default all)",
+    )  # fmt: skip
+    evaluate.add_argument(
+        "--annotations", metavar="JSON",
+        help="photos annotated in COCO's format (instances_val2017.json) instead of canvases",
+    )  # fmt: skip
+    evaluate.add_argument(
+        "--image-dir", metavar="DIR",
+        help="their images (default: COCO's layout, annotations/instances_X.json -> X/)",
+    )  # fmt: skip
     evaluate.add_argument("--seed", type=count(0), default=None, help="canvas seed (default fixed)")
     evaluate.add_argument("--json", action="store_true", help="print machine-readable JSON")
     _add_common(evaluate)
@@ -116,9 +131,11 @@ def _eval(args: argparse.Namespace) -> int:
     from resnet.detection import evaluate_detector
     from resnet.detection.evaluate import EVAL_SEED
 
+    if args.annotations is not None:
+        return _eval_coco(args)
     result = evaluate_detector(
         args.checkpoint,
-        num_images=args.images,
+        num_images=500 if args.images is None else args.images,
         seed=EVAL_SEED if args.seed is None else args.seed,
         device=args.device,
         data_dir=args.data_dir,
@@ -137,6 +154,47 @@ def _eval(args: argparse.Namespace) -> int:
     for name, ap in result.get("per_class", {}).items():
         print(f"  AP {name:<14} " + ("n/a (no objects)" if ap is None else f"{ap:.4f}"))
     return 0
+
+
+def _eval_coco(args: argparse.Namespace) -> int:
+    import sys
+
+    from resnet.detection.coco import evaluate_on_coco
+
+    annotations = Path(args.annotations)
+    result = evaluate_on_coco(
+        args.checkpoint,
+        annotations,
+        args.image_dir or _coco_image_dir(annotations),
+        max_images=args.images,
+        device=args.device,
+        log=lambda line: print(line, file=sys.stderr),
+    )
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"{result['images']} photos of {annotations.name}, {result['objects']} objects, "
+          f"{result['seconds']}s")  # fmt: skip
+    for key, title in (("map", "mAP@[.5:.95]"), ("map_50", "mAP@0.5"), ("map_75", "mAP@0.75"),
+                       ("map_small", "mAP small"), ("map_medium", "mAP medium"),
+                       ("map_large", "mAP large"), ("mar_100", "mAR@100")):  # fmt: skip
+        print(f"{title:<13} {result[key]:.4f}")
+    return 0
+
+
+def _coco_image_dir(annotations: Path) -> Path:
+    """COCO's layout: annotations/instances_val2017.json beside the folder val2017/."""
+    import re
+
+    from resnet.errors import ConfigError
+
+    match = re.fullmatch(r"instances_(\w+)\.json", annotations.name)
+    if match is None:
+        raise ConfigError(
+            f"{annotations}: not named as COCO's instances_<split>.json, so where its images are "
+            "cannot be told; pass --image-dir"
+        )
+    return annotations.parent.parent / match.group(1)
 
 
 def _predict_folder(checkpoint: Path) -> Path:

@@ -19,9 +19,10 @@ import numpy as np
 from resnet.errors import DataError, PixelRangeError
 
 if TYPE_CHECKING:
+    import torch
     from PIL import Image
 
-__all__ = ["convert_image", "open_image", "read_image_header"]
+__all__ = ["convert_image", "open_image", "read_image_header", "read_image_tensor"]
 
 # Integer grayscale modes wider than 8 bits; "I" holds 16-bit PNG/PGM data in older PIL versions.
 _WIDE_GRAY_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I"})
@@ -45,6 +46,15 @@ def open_image(
         if draft_size is not None:
             image.draft(_pil_mode(channels), (draft_size, draft_size))
         return convert_image(image, channels, path)
+
+
+def read_image_tensor(path: str | os.PathLike, channels: int) -> torch.Tensor:
+    """``open_image``'s picture as a uint8 tensor (channels, H, W)."""
+    import torch
+
+    picture = open_image(path, channels)
+    array = np.asarray(picture, dtype=np.uint8).reshape(picture.height, picture.width, channels)
+    return torch.from_numpy(array.copy()).permute(2, 0, 1)
 
 
 def read_image_header(path: str | os.PathLike) -> tuple[str, int, int]:

@@ -135,17 +135,10 @@ def _load_inputs(
     data_dir: Union[str, os.PathLike, None],
 ) -> tuple[list[Tensor], list[str]]:
     if inputs:
-        import numpy as np
+        from resnet.data.decode import read_image_tensor
 
-        from resnet.data.preprocess import open_image
-
-        images = []
-        for path in inputs:
-            picture = open_image(path, config.in_chans)  # DataError for a missing/non-image file
-            array = np.asarray(picture, dtype=np.uint8).reshape(
-                picture.height, picture.width, config.in_chans
-            )
-            images.append(torch.from_numpy(array.copy()).permute(2, 0, 1))
+        # DataError for a missing or non-image file
+        images = [read_image_tensor(path, config.in_chans) for path in inputs]
         return images, [Path(path).stem for path in inputs]
     config.check_canvases("predict draws without images")
     if num_canvases < 1:

@@ -20,6 +20,9 @@ from resnet.errors import ConfigError
 __all__ = ["mean_average_precision", "run_detector", "evaluate_detector", "EVAL_SEED"]
 
 EVAL_SEED = 12345  # held-out canvases: test-split items and a seed training never uses
+# COCO's annotations also mark crowd regions (neither matched nor missed) and give each object's
+# area, which sets its size range (small < 32^2 < medium < 96^2 < large); boxes give it otherwise.
+_TARGET_KEYS = ("boxes", "labels", "iscrowd", "area")
 _METRIC_KEYS = ("map", "map_50", "map_75", "map_small", "map_medium", "map_large", "mar_100")
 
 
@@ -29,7 +32,8 @@ def mean_average_precision(
     *,
     class_names: Optional[Sequence[str]] = None,
 ) -> dict[str, Any]:
-    """COCO box mAP of ``predictions`` (boxes, scores, labels) against ``targets`` (boxes, labels).
+    """COCO box mAP of ``predictions`` (boxes, scores, labels) against ``targets`` (boxes, labels;
+    optionally iscrowd and area, as COCO's annotations have them).
 
     Boxes are ``x0, y0, x1, y1`` in pixels. With ``class_names`` the result also has
     ``per_class`` AP@[.5:.95] of every class by name (label ``i`` is ``class_names[i - 1]``;
@@ -48,7 +52,7 @@ def mean_average_precision(
     )
     metric.update(
         [{k: p[k].detach().cpu() for k in ("boxes", "scores", "labels")} for p in predictions],
-        [{k: t[k].detach().cpu() for k in ("boxes", "labels")} for t in targets],
+        [{k: t[k].detach().cpu() for k in _TARGET_KEYS if k in t} for t in targets],
     )
     computed = metric.compute()
     result: dict[str, Any] = {key: float(computed[key]) for key in _METRIC_KEYS}

@@ -1,0 +1,177 @@
+"""Scoring a detector on photos annotated in COCO's format (``instances_val2017.json`` beside
+``val2017/``), as COCO scores it: every image of the file (or its first ``max_images``), crowd
+regions neither matched nor missed (``iscrowd``), the annotations' own areas for the size
+ranges, up to 100 detections an image (Lin et al. 2014, arXiv 1405.0312).
+
+The file's categories are matched to the detector's classes by name, so torchvision's COCO
+detector scores on COCO's ids and a detector of one's own classes on a file of those classes.
+
+    {"images": [{"id": 139, "file_name": "000000000139.jpg", ...}, ...],
+     "annotations": [{"image_id": 139, "category_id": 62, "bbox": [x, y, w, h],
+                      "area": 4023.6, "iscrowd": 0, ...}, ...],
+     "categories": [{"id": 62, "name": "chair", ...}, ...]}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import torch
+from torch import Tensor
+
+from resnet.errors import ConfigError, DataError
+
+__all__ = ["CocoImages", "read_coco_annotations", "evaluate_on_coco"]
+
+
+@dataclass
+class CocoImages:
+    """The annotated photos: their paths and targets (``boxes`` x0 y0 x1 y1 in pixels,
+    ``labels`` the detector's, ``iscrowd``, ``area``), in the file's order."""
+
+    paths: list[Path]
+    targets: list[dict[str, Tensor]]
+
+
+def read_coco_annotations(
+    annotations: Union[str, os.PathLike],
+    image_dir: Union[str, os.PathLike],
+    class_names: Sequence[str],
+    max_images: Optional[int] = None,
+) -> CocoImages:
+    """The photos of a COCO annotation file with their boxes, labelled as ``class_names``
+    (label ``i`` is ``class_names[i - 1]``); ``DataError`` naming what is wrong in the file."""
+    annotations, image_dir = Path(annotations), Path(image_dir)
+    data = _read_json(annotations)
+    labels = _labels_of_categories(data["categories"], class_names, annotations)
+    images = data["images"][:max_images] if max_images is not None else data["images"]
+    by_image: dict[Any, list[Mapping[str, Any]]] = {
+        _field(i, "id", annotations): [] for i in images
+    }
+    for annotation in data["annotations"]:
+        image_id = _field(annotation, "image_id", annotations)
+        if image_id in by_image:
+            by_image[image_id].append(annotation)
+    paths, targets = [], []
+    for image in images:
+        path = image_dir / str(_field(image, "file_name", annotations))
+        if not path.is_file():
+            raise DataError(
+                f"{path}: an image {annotations.name} lists is not there; pass the folder of "
+                "its images (val2017/ for instances_val2017.json) as the image folder"
+            )
+        paths.append(path)
+        targets.append(_target(by_image[image["id"]], labels, annotations))
+    return CocoImages(paths, targets)
+
+
+def evaluate_on_coco(
+    checkpoint: Union[str, os.PathLike],
+    annotations: Union[str, os.PathLike],
+    image_dir: Union[str, os.PathLike],
+    *,
+    max_images: Optional[int] = None,
+    device: str = "auto",
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """COCO box mAP of a detector (a run folder or a torchvision file) on annotated photos."""
+    from resnet.data.decode import read_image_tensor
+    from resnet.detection.detector import load_detector
+    from resnet.detection.evaluate import mean_average_precision
+    from resnet.device import resolve_device
+
+    if max_images is not None and max_images < 1:
+        raise ConfigError(f"max_images must be at least 1, got {max_images}")
+    run_device = resolve_device(device)
+    model, config = load_detector(checkpoint, run_device)
+    photos = read_coco_annotations(annotations, image_dir, config.class_names, max_images)
+    log(f"scoring {len(photos.paths)} images of {Path(annotations).name} on {run_device}")
+    model.eval()
+    predictions, start = [], time.perf_counter()
+    with torch.no_grad():
+        for path in photos.paths:
+            image = read_image_tensor(path, config.in_chans).to(run_device).float() / 255
+            output = model([image])[0]
+            predictions.append({k: v.cpu() for k, v in output.items()})
+    seconds = time.perf_counter() - start
+    result = mean_average_precision(predictions, photos.targets, class_names=config.class_names)
+    objects = sum(int((t["iscrowd"] == 0).sum()) for t in photos.targets)
+    return {**result, "images": len(photos.paths), "objects": objects, "seconds": round(seconds, 2)}
+
+
+def _read_json(path: Path) -> dict[str, list]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DataError(f"{path}: not a readable COCO annotation file ({error})") from None
+    if not isinstance(data, dict) or not all(
+        isinstance(data.get(key), list) for key in ("images", "annotations", "categories")
+    ):
+        raise DataError(
+            f"{path}: not in COCO's format; expected lists 'images', 'annotations' and "
+            "'categories' (instances_val2017.json has them)"
+        )
+    return data
+
+
+def _field(record: Any, key: str, path: Path) -> Any:
+    if not isinstance(record, Mapping) or key not in record:
+        raise DataError(f"{path}: an entry without {key!r} ({str(record)[:80]}); fix the file")
+    return record[key]
+
+
+def _labels_of_categories(
+    categories: list, class_names: Sequence[str], path: Path
+) -> dict[Any, int]:
+    """{category id: the detector's label of its name}; ``DataError`` for names it lacks."""
+    label_of_name: dict[str, int] = {}
+    for label, name in enumerate(class_names, start=1):
+        label_of_name.setdefault(name, label)
+    labels, unknown = {}, []
+    for category in categories:
+        name = _field(category, "name", path)
+        if name in label_of_name:
+            labels[_field(category, "id", path)] = label_of_name[name]
+        else:
+            unknown.append(str(name))
+    if unknown:
+        raise DataError(
+            f"{path}: categories the detector does not know: {', '.join(unknown[:5])}"
+            f"{' ...' if len(unknown) > 5 else ''}; its classes are "
+            f"{', '.join(list(class_names)[:5])}{' ...' if len(class_names) > 5 else ''}"
+        )
+    return labels
+
+
+def _target(annotations: list, labels: Mapping[Any, int], path: Path) -> dict[str, Tensor]:
+    boxes, classes, crowd, areas = [], [], [], []
+    for annotation in annotations:
+        box = _field(annotation, "bbox", path)
+        category = _field(annotation, "category_id", path)
+        if category not in labels:
+            raise DataError(
+                f"{path}: an annotation of category {category!r}, which 'categories' lacks"
+            )
+        if not (
+            isinstance(box, list)
+            and len(box) == 4
+            and all(isinstance(v, (int, float)) for v in box)
+        ):
+            raise DataError(f"{path}: a bbox that is not [x, y, width, height]: {str(box)[:60]}")
+        x, y, w, h = (float(v) for v in box)
+        boxes.append([x, y, x + w, y + h])
+        classes.append(labels[category])
+        crowd.append(int(bool(annotation.get("iscrowd", 0))))
+        areas.append(float(annotation.get("area", w * h)))
+    return {
+        "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+        "labels": torch.tensor(classes, dtype=torch.int64),
+        "iscrowd": torch.tensor(crowd, dtype=torch.int64),
+        "area": torch.tensor(areas, dtype=torch.float32),
+    }

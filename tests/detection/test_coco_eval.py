@@ -1,0 +1,135 @@
+"""``resnet detect eval --annotations instances_X.json``: a detector scored on photos annotated
+in COCO's format gives pycocotools' own COCOeval numbers (crowd regions, the annotations' areas,
+category ids matched by name), and a broken file is one line naming what is wrong."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from resnet.cli import main
+from resnet.data.decode import read_image_tensor
+from resnet.detection.coco import evaluate_on_coco, read_coco_annotations
+from resnet.detection.detector import DetectorConfig, build_detector, load_detector, save_detector
+from resnet.errors import DataError
+
+CLASSES = ["shirt", "bag", "shoe"]
+CATEGORY_IDS = {"bag": 3, "shoe": 7, "shirt": 12}  # COCO's ids have gaps, in another order
+
+
+@pytest.fixture(scope="module")
+def coco(tmp_path_factory):
+    """An untrained detector, six photos in COCO's layout, and annotations made from some of
+    the detector's own boxes (so that its mAP is neither 0 nor 1), with a crowd region."""
+    root = tmp_path_factory.mktemp("coco")
+    torch.manual_seed(0)
+    config = DetectorConfig(class_names=CLASSES, canvas_size=64)
+    save_detector(build_detector(config), config, root / "run")
+    model, _ = load_detector(root / "run")
+    (root / "val2017").mkdir()
+    (root / "annotations").mkdir()
+    rng = np.random.default_rng(0)
+    images, annotations = [], []
+    for index in range(6):
+        size = (64 + 8 * index, 80)
+        pixels = rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
+        name = f"{index:012d}.jpg"
+        Image.fromarray(pixels).save(root / "val2017" / name)
+        images.append({"id": 100 + index, "file_name": name, "width": size[0], "height": size[1]})
+        with torch.no_grad():
+            found = model.eval()([read_image_tensor(root / "val2017" / name, 1).float() / 255])[0]
+        for rank, (box, label) in enumerate(zip(found["boxes"][::3], found["labels"][::3])):
+            x0, y0, x1, y1 = (float(v) + 1.5 for v in box)  # shifted: IoUs below 1
+            annotations.append({
+                "id": len(annotations) + 1, "image_id": 100 + index,
+                "category_id": CATEGORY_IDS[CLASSES[int(label) - 1]],
+                "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0) * 0.7,
+                "iscrowd": int(rank == 0 and index == 2),
+            })  # fmt: skip
+    categories = [{"id": i, "name": n, "supercategory": "item"} for n, i in CATEGORY_IDS.items()]
+    data = {"info": {}, "images": images, "annotations": annotations, "categories": categories}
+    (root / "annotations" / "instances_val2017.json").write_text(json.dumps(data))
+    return root, model
+
+
+def _pycocotools_stats(root, model) -> list[float]:
+    """COCOeval's own summary of the detector's predictions on the same files."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    truth = COCO(str(root / "annotations" / "instances_val2017.json"))
+    results = []
+    for image in truth.dataset["images"]:
+        x = read_image_tensor(root / "val2017" / image["file_name"], 1).float() / 255
+        with torch.no_grad():
+            found = model.eval()([x])[0]
+        for box, label, score in zip(found["boxes"], found["labels"], found["scores"]):
+            x0, y0, x1, y1 = box.tolist()
+            category = CATEGORY_IDS[CLASSES[int(label) - 1]]
+            results.append({"image_id": image["id"], "category_id": category,
+                            "bbox": [x0, y0, x1 - x0, y1 - y0], "score": float(score)})  # fmt: skip
+    scoring = COCOeval(truth, truth.loadRes(results), "bbox")
+    scoring.evaluate()
+    scoring.accumulate()
+    scoring.summarize()
+    return list(scoring.stats)
+
+
+def test_the_scores_are_pycocotools_own(coco):
+    root, model = coco
+    result = evaluate_on_coco(
+        root / "run", root / "annotations" / "instances_val2017.json", root / "val2017",
+        device="cpu", log=lambda line: None,
+    )  # fmt: skip
+    stats = _pycocotools_stats(root, model)
+    assert 0.05 < result["map"] < 0.95
+    got = [result[k] for k in ("map", "map_50", "map_75", "map_small", "map_medium", "map_large")]
+    assert got == pytest.approx(stats[:6], abs=1e-6)
+    assert result["mar_100"] == pytest.approx(stats[8], abs=1e-6)
+    assert result["images"] == 6
+
+
+def test_the_cli_finds_the_images_by_cocos_layout(coco, capsys):
+    root, _ = coco
+    annotations = str(root / "annotations" / "instances_val2017.json")
+    command = ["detect", "eval", str(root / "run"), "--annotations", annotations]
+    assert main([*command, "--images", "2", "--json", "--device", "cpu"]) == 0
+    assert json.loads(capsys.readouterr().out)["images"] == 2
+
+
+def test_a_file_named_otherwise_needs_its_image_folder(coco, tmp_path, capsys):
+    root, _ = coco
+    renamed = tmp_path / "labels.json"
+    renamed.write_text((root / "annotations" / "instances_val2017.json").read_text())
+    assert main(["detect", "eval", str(root / "run"), "--annotations", str(renamed)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("resnet: error: ") and "\n" not in err and "--image-dir" in err
+
+
+def _broken(root, tmp_path, change) -> str:
+    data = json.loads((root / "annotations" / "instances_val2017.json").read_text())
+    change(data)
+    path = tmp_path / "instances_val2017.json"
+    path.write_text(json.dumps(data))
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d["categories"].append({"id": 90, "name": "toaster"}), "does not know: toaster"),
+        (lambda d: d["images"][0].update(file_name="gone.jpg"), "gone.jpg: an image"),
+        (lambda d: d["annotations"][0].update(bbox=[1, 2, 3]), "not \\[x, y, width, height\\]"),
+        (lambda d: d["annotations"][0].update(category_id=55), "category 55, which"),
+        (lambda d: d.pop("categories"), "not in COCO's format"),
+        (lambda d: d["images"][1].pop("id"), "without 'id'"),
+    ],
+)
+def test_a_broken_annotation_file_is_refused_naming_the_fault(coco, tmp_path, change, message):
+    root, _ = coco
+    with pytest.raises(DataError, match=message):
+        read_coco_annotations(_broken(root, tmp_path, change), root / "val2017", CLASSES)
