@@ -26,7 +26,12 @@ from torch import Tensor
 
 from resnet.errors import WeightsError
 
-__all__ = ["COCO_CATEGORIES", "is_torchvision_detector", "read_torchvision_detector"]
+__all__ = [
+    "COCO_CATEGORIES",
+    "is_torchvision_detector",
+    "read_torchvision_detector",
+    "faster_rcnn_fields",
+]
 
 # COCO's category names by id (1-90); the ids COCO left unused are "N/A", as torchvision has them.
 COCO_CATEGORIES = (
@@ -84,21 +89,26 @@ def read_torchvision_detector(path: Path) -> tuple[dict[str, Tensor], dict[str, 
             )
     # A detector saved with BatchNorm (trained without frozen norms) counts its batches too.
     kept = {k: v for k, v in state.items() if not k.endswith(".num_batches_tracked")}
-    common = dict(
-        backbone=_backbone(state, path), canvas_size=800, max_size=1333, in_chans=3,
+    backbone = _backbone(state, path)
+    if "head.classification_head.cls_logits.weight" in state:
+        classes = state["head.classification_head.cls_logits.weight"].shape[0]
+        names = _class_names(classes // _ANCHORS_PER_PLACE)
+        return kept, {**faster_rcnn_fields(backbone, names), **_retinanet(state, path)}
+    names = _class_names(state["roi_heads.box_predictor.cls_score.weight"].shape[0])
+    return kept, faster_rcnn_fields(backbone, names)
+
+
+def faster_rcnn_fields(backbone: str, class_names: list[str]) -> dict[str, Any]:
+    """``DetectorConfig`` fields of torchvision's ``fasterrcnn_resnet50_fpn`` on ``backbone``:
+    images resized to 800 (at most 1333), ImageNet's normalisation, frozen norms."""
+    return dict(
+        backbone=backbone, class_names=class_names, canvas_size=800, max_size=1333, in_chans=3,
         fpn_channels=256, trainable_layers=3, image_mean=(0.485, 0.456, 0.406),
         image_std=(0.229, 0.224, 0.225), norm_layer="frozen_batch", trained_on="images",
-    )  # fmt: skip
-    if "head.classification_head.cls_logits.weight" in state:
-        return kept, {**common, **_retinanet(state, path)}
-    classes = state["roi_heads.box_predictor.cls_score.weight"].shape[0]
-    faster_rcnn = dict(
-        class_names=_class_names(classes), returned_layers=(1, 2, 3, 4),
-        anchor_sizes=((32,), (64,), (128,), (256,), (512,)), representation_size=1024,
-        rpn_post_nms_top_n_train=2000, rpn_post_nms_top_n_test=1000,
+        returned_layers=(1, 2, 3, 4), anchor_sizes=((32,), (64,), (128,), (256,), (512,)),
+        representation_size=1024, rpn_post_nms_top_n_train=2000, rpn_post_nms_top_n_test=1000,
         box_batch_size_per_image=512,
     )  # fmt: skip
-    return kept, {**common, **faster_rcnn}
 
 
 def _retinanet(state: Mapping[str, Tensor], path: Path) -> dict[str, Any]:
@@ -109,14 +119,10 @@ def _retinanet(state: Mapping[str, Tensor], path: Path) -> dict[str, Any]:
             f"{path}: a RetinaNet whose P6 is not made from P5 (torchvision's v2 makes it from "
             "C5); only retinanet_resnet50_fpn (v1) is built here"
         )
-    outputs = state["head.classification_head.cls_logits.weight"].shape[0]
     sizes = tuple(
         (x, int(x * 2 ** (1 / 3)), int(x * 2 ** (2 / 3))) for x in (32, 64, 128, 256, 512)
     )
-    return dict(
-        architecture="retinanet", class_names=_class_names(outputs // _ANCHORS_PER_PLACE),
-        returned_layers=(2, 3, 4), anchor_sizes=sizes,
-    )  # fmt: skip
+    return dict(architecture="retinanet", returned_layers=(2, 3, 4), anchor_sizes=sizes)
 
 
 def _class_names(classes: int) -> list[str]:
