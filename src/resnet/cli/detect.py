@@ -1,5 +1,6 @@
 """``resnet detect train|eval|predict``: a Faster R-CNN on our FPN backbone, on Fashion-MNIST
-canvases; ``predict`` also runs torchvision's Faster R-CNN files on photos."""
+canvases or on photos annotated in COCO's format; torchvision's detector files run, score and
+fine-tune too."""
 
 from __future__ import annotations
 
@@ -15,12 +16,14 @@ __all__ = ["register"]
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     detect = subparsers.add_parser(
-        "detect", help="train, evaluate and run a Faster R-CNN on Fashion-MNIST canvases"
+        "detect", help="train, evaluate and run a Faster R-CNN (canvases, or your annotated photos)"
     )
     actions = detect.add_subparsers(dest="detect_command", metavar="ACTION")
     detect.set_defaults(func=lambda _args: _usage(detect))
 
-    train = actions.add_parser("train", help="train a detector on freshly generated canvases")
+    train = actions.add_parser(
+        "train", help="train a detector on freshly generated canvases or on annotated photos"
+    )
     # Defaults are None here (train_detector's own apply), so that --resume can tell a flag the
     # user gave (to be applied or refused) from one left at its default.
     train.add_argument("--model", help="4-stage backbone (default resnet18)")
@@ -28,8 +31,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--train-images", type=count(1), help="canvases per epoch (default 1000)")
     train.add_argument("--batch-size", type=count(1), help="default 8")
     train.add_argument("--lr", type=real(0, above=True), help="peak SGD lr (default 0.02)")
-    train.add_argument("--canvas-size", type=count(1), help="canvas side in pixels (default 64)")
-    train.add_argument("--weights", help="weight file for the backbone network")
+    train.add_argument(
+        "--canvas-size", type=count(1),
+        help="canvas side in pixels (default 64); photos' shorter side (default 512)",
+    )  # fmt: skip
+    train.add_argument(
+        "--weights",
+        help="weight file for the backbone network; with --annotations also a torchvision "
+        "Faster R-CNN file to fine-tune (its classifier made new for the file's categories)",
+    )
+    train.add_argument(
+        "--annotations", metavar="JSON",
+        help="photos annotated in COCO's format (instances_train.json) instead of canvases",
+    )  # fmt: skip
+    train.add_argument(
+        "--image-dir", metavar="DIR", help="their images (default: COCO's layout, as eval's)"
+    )
     train.add_argument(
         "--trainable-layers", type=count(0, 5), help="backbone stages to train, 0..5 (default 5)"
     )
@@ -102,7 +119,8 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 # The options `resnet detect train` passes on; their defaults are train_detector's own.
 _TRAIN_OPTIONS = ("model", "epochs", "train_images", "batch_size", "lr", "canvas_size", "seed",
-                  "weights", "trainable_layers", "max_steps")  # fmt: skip
+                  "weights", "trainable_layers", "max_steps", "annotations",
+                  "image_dir")  # fmt: skip
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -159,13 +177,13 @@ def _eval(args: argparse.Namespace) -> int:
 def _eval_coco(args: argparse.Namespace) -> int:
     import sys
 
-    from resnet.detection.coco import evaluate_on_coco
+    from resnet.detection.coco import coco_image_dir, evaluate_on_coco
 
     annotations = Path(args.annotations)
     result = evaluate_on_coco(
         args.checkpoint,
         annotations,
-        args.image_dir or _coco_image_dir(annotations),
+        args.image_dir or coco_image_dir(annotations),
         max_images=args.images,
         device=args.device,
         log=lambda line: print(line, file=sys.stderr),
@@ -180,21 +198,6 @@ def _eval_coco(args: argparse.Namespace) -> int:
                        ("map_large", "mAP large"), ("mar_100", "mAR@100")):  # fmt: skip
         print(f"{title:<13} {result[key]:.4f}")
     return 0
-
-
-def _coco_image_dir(annotations: Path) -> Path:
-    """COCO's layout: annotations/instances_val2017.json beside the folder val2017/."""
-    import re
-
-    from resnet.errors import ConfigError
-
-    match = re.fullmatch(r"instances_(\w+)\.json", annotations.name)
-    if match is None:
-        raise ConfigError(
-            f"{annotations}: not named as COCO's instances_<split>.json, so where its images are "
-            "cannot be told; pass --image-dir"
-        )
-    return annotations.parent.parent / match.group(1)
 
 
 def _predict_folder(checkpoint: Path) -> Path:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,7 +28,13 @@ from torch import Tensor
 
 from resnet.errors import ConfigError, DataError
 
-__all__ = ["CocoImages", "read_coco_annotations", "evaluate_on_coco"]
+__all__ = [
+    "CocoImages",
+    "read_coco_annotations",
+    "evaluate_on_coco",
+    "category_names",
+    "coco_image_dir",
+]
 
 
 @dataclass
@@ -71,6 +78,31 @@ def read_coco_annotations(
     return CocoImages(paths, targets)
 
 
+def coco_image_dir(annotations: Union[str, os.PathLike]) -> Path:
+    """COCO's layout: annotations/instances_val2017.json beside the folder val2017/."""
+    annotations = Path(annotations)
+    match = re.fullmatch(r"instances_(\w+)\.json", annotations.name)
+    if match is None:
+        raise ConfigError(
+            f"{annotations}: not named as COCO's instances_<split>.json, so where its images are "
+            "cannot be told; pass --image-dir"
+        )
+    return annotations.parent.parent / match.group(1)
+
+
+def category_names(annotations: Union[str, os.PathLike]) -> list[str]:
+    """The names of the file's categories in the order of their ids: a detector's classes."""
+    path = Path(annotations)
+    categories = _read_json(path)["categories"]
+    ordered = sorted(categories, key=lambda category: _sort_key(_field(category, "id", path)))
+    names = [str(_field(category, "name", path)) for category in ordered]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated or not names:
+        fault = f"categories named twice: {', '.join(repeated)}" if repeated else "no categories"
+        raise DataError(f"{path}: {fault}; a detector's classes need one name each")
+    return names
+
+
 def evaluate_on_coco(
     checkpoint: Union[str, os.PathLike],
     annotations: Union[str, os.PathLike],
@@ -103,6 +135,12 @@ def evaluate_on_coco(
     result = mean_average_precision(predictions, photos.targets, class_names=config.class_names)
     objects = sum(int((t["iscrowd"] == 0).sum()) for t in photos.targets)
     return {**result, "images": len(photos.paths), "objects": objects, "seconds": round(seconds, 2)}
+
+
+def _sort_key(value: Any) -> tuple[int, Any]:
+    """Ids in order: numbers by value (COCO's), anything else after them by its text."""
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return (0, value) if is_number else (1, str(value))
 
 
 def _read_json(path: Path) -> dict[str, list]:

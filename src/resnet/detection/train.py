@@ -22,6 +22,7 @@ from torch import nn
 from resnet.checks import whole_number
 from resnet.detection.backbone import check_fpn_model
 from resnet.detection.canvas import build_canvases, check_item_sizes
+from resnet.detection.coco import coco_image_dir
 from resnet.detection.detector import (
     DetectorConfig,
     build_detector,
@@ -29,6 +30,7 @@ from resnet.detection.detector import (
     default_item_sizes,
     save_detector,
 )
+from resnet.detection.photos import photo_batches, photo_detector, training_photos
 from resnet.device import resolve_threads
 from resnet.engine.distributed import DistContext
 from resnet.engine.loop import LoopSettings, check_work_left, fit, read_state, restore_state
@@ -62,12 +64,12 @@ class TrainSummary:
 
 def train_detector(
     *,
-    model: str = "resnet18",
+    model: Optional[str] = None,
     epochs: int = 3,
     train_images: int = 1000,
     batch_size: int = 8,
     lr: float = 0.02,
-    canvas_size: int = 64,
+    canvas_size: Optional[int] = None,
     item_sizes: Optional[tuple[int, int]] = None,
     returned_layers: tuple[int, ...] = (1, 2, 3, 4),
     out: Union[str, os.PathLike, None] = None,
@@ -81,16 +83,20 @@ def train_detector(
     resume: Union[str, os.PathLike, None] = None,
     run: Optional[Run] = None,
     log: Callable[[str], None] = print,
+    annotations: Union[str, os.PathLike, None] = None,
+    image_dir: Union[str, os.PathLike, None] = None,
 ) -> TrainSummary:
     """Train a detector; ``detector.safetensors`` + ``detector.json`` are saved after each epoch
     and ``last.state.pt`` holds the resume point (``resume=run folder`` continues it).
 
     Args:
-        model: a 4-stage backbone of the zoo (``resnet18`` is the CPU-friendly choice).
-        epochs: passes, each over ``train_images`` freshly generated canvases.
+        model: a 4-stage backbone of the zoo (default ``resnet18``, the CPU-friendly choice;
+            a torchvision detector file in ``weights`` brings its own).
+        epochs: passes, each over ``train_images`` freshly generated canvases (or the photos).
         batch_size, lr: SGD batch and peak learning rate (momentum 0.9, weight decay 1e-4).
         canvas_size, item_sizes: the canvas side and the range of item sides, in pixels
-            (default ``default_item_sizes(canvas_size)``: 12-28 px on 64, 20-56 px on 128).
+            (default 64 and ``default_item_sizes(canvas_size)``: 12-28 px on 64, 20-56 px on
+            128); for photos the shorter side they are resized to (default ``PHOTO_SIZE``).
         returned_layers: backbone stages (1..4) feeding the pyramid.
         out: run folder; default ``runs/detect-<model>``, numbered if it exists.
         weights: optional weight file for the backbone network; without it every stage trains.
@@ -100,6 +106,9 @@ def train_detector(
             oversubscribed, spinning worker threads.
         run: the command's opened run (default: one opened from ``device`` and ``out``).
         log: receives the header and the summary lines.
+        annotations, image_dir: train on one's own photos annotated in COCO's format instead of
+            canvases (``resnet.detection.photos``; ``image_dir`` defaults to COCO's layout);
+            ``weights`` may then be a torchvision detector file to fine-tune.
     """
     if epochs < 1 or train_images < 1 or batch_size < 1:
         raise ConfigError("epochs, train_images and batch_size must all be at least 1")
@@ -108,27 +117,35 @@ def train_detector(
     whole_number("seed", seed, minimum=0)  # the canvases' numpy generator takes no negative
     if threads is not None:
         torch.set_num_threads(resolve_threads(threads))
-    check_fpn_model(model)  # before the data is read
-    item_sizes = tuple(item_sizes or default_item_sizes(canvas_size))
-    check_item_sizes(item_sizes, canvas_size, train_images)  # before the run folder is made
+    if model is not None:
+        check_fpn_model(model)  # before the data is read
+    torch.manual_seed(seed)
+    if annotations is not None:  # read and built before the run folder is made
+        photos_at = Path(annotations)
+        photos = training_photos(photos_at, Path(image_dir or coco_image_dir(photos_at)))
+        detector, config = photo_detector(photos_at, model, weights, canvas_size, trainable_layers)
+        train_images, item_sizes = len(photos.paths), None
+    else:
+        canvas_size = canvas_size or 64
+        item_sizes = tuple(item_sizes or default_item_sizes(canvas_size))
+        check_item_sizes(item_sizes, canvas_size, train_images)  # before the run folder is made
+    model = config.backbone if annotations is not None else model or "resnet18"
     if run is None:
         run = (
             Run.resume(resume, device=device)
             if resume is not None
             else Run.open(device=device, name=f"detect-{model}", folder=out)
         )
-    items, class_names = load_items("train", data_dir)
-    config = DetectorConfig(
-        backbone=model,
-        class_names=class_names,
-        canvas_size=canvas_size,
-        item_sizes=item_sizes,
-        returned_layers=tuple(returned_layers),
-        anchor_sizes=default_anchor_sizes(canvas_size, len(returned_layers) + 1),
-        trainable_layers=trainable_layers,
-    )
-    torch.manual_seed(seed)
-    detector = build_detector(config, weights=weights).to(run.device)
+    if annotations is None:
+        items, class_names = load_items("train", data_dir)
+        config = DetectorConfig(
+            backbone=model, class_names=class_names, canvas_size=canvas_size,
+            item_sizes=item_sizes, returned_layers=tuple(returned_layers),
+            anchor_sizes=default_anchor_sizes(canvas_size, len(returned_layers) + 1),
+            trainable_layers=trainable_layers,
+        )  # fmt: skip
+        detector = build_detector(config, weights=weights)
+    detector = detector.to(run.device)
     steps_per_epoch = math.ceil(train_images / batch_size)
     total_steps = min(epochs * steps_per_epoch, max_steps or epochs * steps_per_epoch)
     settings = LoopSettings(
@@ -140,21 +157,27 @@ def train_detector(
     optimizer = build_optimizer(param_groups(detector, weight_decay=1e-4), "sgd", lr=lr)
     record = {
         "model": model, "epochs": epochs, "train_images": train_images,
-        "batch_size": batch_size, "lr": lr, "canvas_size": canvas_size, "seed": seed,
-        "item_sizes": list(item_sizes), "returned_layers": list(returned_layers),
+        "batch_size": batch_size, "lr": lr, "canvas_size": config.canvas_size, "seed": seed,
+        "item_sizes": list(item_sizes) if item_sizes else None,
+        "returned_layers": list(config.returned_layers),
         "trainable_layers": trainable_layers, "max_steps": max_steps,
         "weights": None if weights is None else str(weights), "device": str(run.device),
     }  # fmt: skip
-    task = DetectionTask(detector, config, items, train_images, batch_size, seed, record)
+    if annotations is not None:
+        record |= {"annotations": str(annotations), "image_dir": str(image_dir or "")}
+        task: DetectionTask = PhotoTask(detector, config, photos, batch_size, seed, record)
+    else:
+        task = DetectionTask(detector, config, items, train_images, batch_size, seed, record)
     state = None
     if resume is not None:  # restored before the settings are rewritten: a misfit changes nothing
         check_same_run(run.folder(), record)
         state = restore_state(read_state(run), detector, optimizer, None, run.device)
         check_work_left(state, settings, steps_per_epoch, run.folder())
     run.write_settings(record)  # `resnet detect train --resume` reads them back
+    what = "canvases" if annotations is None else f"photos of {Path(annotations).name}"
     log(
-        f"training Faster R-CNN on {model} FPN: {train_images} canvases x {epochs} epochs, "
-        f"batch {batch_size}, {canvas_size}px, device {run.device}, out {run.folder()}"
+        f"training Faster R-CNN on {model} FPN: {train_images} {what} x {epochs} epochs, "
+        f"batch {batch_size}, {config.canvas_size}px, device {run.device}, out {run.folder()}"
     )
     started = time.perf_counter()
     single = DistContext(rank=0, world_size=1, local_rank=0, device=run.device)
@@ -258,6 +281,18 @@ class DetectionTask:
                   "mean_loss_last_epoch": round(metrics["loss"], 5),
                   "seconds": round(metrics["seconds"], 1)}  # fmt: skip
         save_detector(model, self.config, stem.parent, extra={"training": record})
+
+
+class PhotoTask(DetectionTask):
+    """Annotated photos instead of canvases (``resnet.detection.photos``)."""
+
+    def __init__(self, model: nn.Module, config: DetectorConfig, photos: Any, batch_size: int,
+                 seed: int, record: dict) -> None:  # fmt: skip
+        super().__init__(model, config, None, len(photos.paths), batch_size, seed, record)
+        self.photos = photos
+
+    def batches(self, epoch: int) -> Iterator[tuple[list, list]]:
+        return photo_batches(self.photos, self.batch_size, self.seed, epoch, self.device)
 
 
 def load_items(split: str, data_dir: Union[str, os.PathLike, None] = None):

@@ -1,0 +1,135 @@
+"""Training a detector on one's own photos, annotated in COCO's format (``instances_train.json``
+beside the images): the detection task practitioners start from torchvision's COCO detector,
+as torchvision's fine-tuning tutorial does, or from a backbone's weights.
+
+The classes are the file's categories (in the order of their ids); each epoch visits every
+photo once in an order drawn from ``(seed, epoch)``, half of them mirrored with their boxes,
+so a resumed run sees the batches the uninterrupted one saw. Crowd regions and boxes without
+area are left out of the training targets (torchvision's losses have no use for either).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from torch import Tensor, nn
+
+from resnet.data.decode import read_image_tensor
+from resnet.detection.coco import CocoImages, category_names, read_coco_annotations
+from resnet.detection.detector import DetectorConfig, build_detector
+from resnet.detection.torchvision_files import (
+    faster_rcnn_fields,
+    is_torchvision_detector,
+    read_torchvision_detector,
+)
+from resnet.errors import ConfigError, WeightsError
+
+__all__ = [
+    "PHOTO_SIZE",
+    "photo_detector",
+    "photo_batches",
+    "is_detector_file",
+    "steps_per_epoch",
+    "training_photos",
+]
+
+PHOTO_SIZE = 512  # the shorter side photos train at by default: torchvision's 800 is slow on a CPU
+# The class-specific layers a fine-tuned detector gets new, for its own classes.
+_CLASS_LAYERS = ("roi_heads.box_predictor.",)
+
+
+def is_detector_file(path: Optional[Any]) -> bool:
+    """Whether ``path`` is a whole torchvision detector's file (not a backbone's weights)."""
+    from resnet.models.weight_files import read_weight_file
+
+    if path is None or not Path(path).is_file():
+        return False
+    held = read_weight_file(Path(path))
+    state = held.get("model", held) if isinstance(held, dict) else {}
+    return isinstance(state, dict) and is_torchvision_detector(state)
+
+
+def photo_detector(
+    annotations: Path,
+    model: Optional[str],
+    weights: Optional[Any],
+    canvas_size: Optional[int],
+    trainable_layers: int,
+) -> tuple[nn.Module, DetectorConfig]:
+    """A Faster R-CNN for the classes of ``annotations``, at torchvision's sizes (the shorter
+    side ``canvas_size``, default ``PHOTO_SIZE``): fine-tuned from a torchvision detector file
+    (everything but its classifier), or on ``model`` with a backbone weight file or none."""
+    names = category_names(annotations)
+    side = canvas_size or PHOTO_SIZE
+    fields = faster_rcnn_fields(model or "resnet18", names)
+    fields |= {"canvas_size": side, "max_size": round(side * 1333 / 800)}
+    fields |= {"trainable_layers": trainable_layers}
+    if not is_detector_file(weights):
+        fields["norm_layer"] = "frozen_batch" if weights is not None else None
+        config = DetectorConfig(**fields)
+        return build_detector(config, weights=weights), config
+    state, found = read_torchvision_detector(Path(weights))
+    if found.get("architecture", "faster_rcnn") != "faster_rcnn":
+        raise ConfigError(f"{weights}: a RetinaNet; fine-tuning is built for Faster R-CNN files")
+    if model is not None and model != found["backbone"]:
+        raise ConfigError(
+            f"{weights} is a detector on {found['backbone']}, not {model}; drop --model"
+        )
+    config = DetectorConfig(**{**fields, "backbone": found["backbone"]})
+    detector = build_detector(config)
+    kept = {k: v for k, v in state.items() if not k.startswith(_CLASS_LAYERS)}
+    missing, unexpected = detector.load_state_dict(kept, strict=False)
+    if unexpected or any(not key.startswith(_CLASS_LAYERS) for key in missing):
+        raise WeightsError(
+            f"{weights}: does not fit a Faster R-CNN on {config.backbone} "
+            f"({', '.join([*missing, *unexpected][:3])}); pass a fasterrcnn_resnet50_fpn file"
+        )
+    return detector, config
+
+
+def photo_batches(
+    photos: CocoImages, batch_size: int, seed: int, epoch: int, device: torch.device
+) -> Iterator[tuple[list[Tensor], list[dict[str, Tensor]]]]:
+    """One epoch of (images, targets): every photo once, in an order drawn from (seed, epoch),
+    each mirrored with probability 1/2."""
+    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    order = torch.randperm(len(photos.paths), generator=generator).tolist()
+    mirrored = (torch.rand(len(order), generator=generator) < 0.5).tolist()
+    for first in range(0, len(order), batch_size):
+        images, targets = [], []
+        for index in order[first : first + batch_size]:
+            image = read_image_tensor(photos.paths[index], 3)
+            target = _training_target(photos.targets[index], *image.shape[-2:])
+            if mirrored[index]:
+                image, target = _mirror(image, target)
+            images.append(image.to(device).float() / 255)
+            targets.append({k: v.to(device) for k, v in target.items()})
+        yield images, targets
+
+
+def steps_per_epoch(photos: CocoImages, batch_size: int) -> int:
+    return math.ceil(len(photos.paths) / batch_size)
+
+
+def training_photos(annotations: Path, image_dir: Path) -> CocoImages:
+    """The annotated photos, labelled as the file's categories in the order of their ids."""
+    return read_coco_annotations(annotations, image_dir, category_names(annotations))
+
+
+def _training_target(target: dict[str, Tensor], height: int, width: int) -> dict[str, Tensor]:
+    boxes = target["boxes"].clone()
+    boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width)
+    boxes[:, 1::2] = boxes[:, 1::2].clamp(0, height)
+    keep = (target["iscrowd"] == 0) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    return {"boxes": boxes[keep], "labels": target["labels"][keep]}
+
+
+def _mirror(image: Tensor, target: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+    width = image.shape[-1]
+    boxes = target["boxes"].clone()
+    boxes[:, [0, 2]] = width - target["boxes"][:, [2, 0]]
+    return image.flip(-1), {**target, "boxes": boxes}
