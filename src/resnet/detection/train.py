@@ -120,31 +120,20 @@ def train_detector(
     if model is not None:
         check_fpn_model(model)  # before the data is read
     torch.manual_seed(seed)
-    if annotations is not None:  # read and built before the run folder is made
-        photos_at = Path(annotations)
-        photos = training_photos(photos_at, Path(image_dir or coco_image_dir(photos_at)))
-        detector, config = photo_detector(photos_at, model, weights, canvas_size, trainable_layers)
-        train_images, item_sizes = len(photos.paths), None
-    else:
-        canvas_size = canvas_size or 64
-        item_sizes = tuple(item_sizes or default_item_sizes(canvas_size))
-        check_item_sizes(item_sizes, canvas_size, train_images)  # before the run folder is made
-    model = config.backbone if annotations is not None else model or "resnet18"
+    # Data read and network built before the run folder is made: a refusal leaves nothing.
+    config, detector, data = _detector_and_data(
+        annotations, image_dir, model, weights, canvas_size, item_sizes, train_images,
+        trainable_layers, returned_layers, data_dir,
+    )  # fmt: skip
+    model = config.backbone
+    if annotations is not None:
+        train_images = len(data.paths)
     if run is None:
         run = (
             Run.resume(resume, device=device)
             if resume is not None
             else Run.open(device=device, name=f"detect-{model}", folder=out)
         )
-    if annotations is None:
-        items, class_names = load_items("train", data_dir)
-        config = DetectorConfig(
-            backbone=model, class_names=class_names, canvas_size=canvas_size,
-            item_sizes=item_sizes, returned_layers=tuple(returned_layers),
-            anchor_sizes=default_anchor_sizes(canvas_size, len(returned_layers) + 1),
-            trainable_layers=trainable_layers,
-        )  # fmt: skip
-        detector = build_detector(config, weights=weights)
     detector = detector.to(run.device)
     steps_per_epoch = math.ceil(train_images / batch_size)
     total_steps = min(epochs * steps_per_epoch, max_steps or epochs * steps_per_epoch)
@@ -158,16 +147,16 @@ def train_detector(
     record = {
         "model": model, "epochs": epochs, "train_images": train_images,
         "batch_size": batch_size, "lr": lr, "canvas_size": config.canvas_size, "seed": seed,
-        "item_sizes": list(item_sizes) if item_sizes else None,
+        "item_sizes": list(config.item_sizes) if annotations is None else None,
         "returned_layers": list(config.returned_layers),
         "trainable_layers": trainable_layers, "max_steps": max_steps,
         "weights": None if weights is None else str(weights), "device": str(run.device),
     }  # fmt: skip
     if annotations is not None:
         record |= {"annotations": str(annotations), "image_dir": str(image_dir or "")}
-        task: DetectionTask = PhotoTask(detector, config, photos, batch_size, seed, record)
+        task: DetectionTask = PhotoTask(detector, config, data, batch_size, seed, record)
     else:
-        task = DetectionTask(detector, config, items, train_images, batch_size, seed, record)
+        task = DetectionTask(detector, config, data, train_images, batch_size, seed, record)
     state = None
     if resume is not None:  # restored before the settings are rewritten: a misfit changes nothing
         check_same_run(run.folder(), record)
@@ -185,6 +174,38 @@ def train_detector(
     final_loss = loop.history[-1]["loss"] if loop.history else float("nan")
     return TrainSummary(run.folder(), loop.epoch, loop.step, final_loss,
                         time.perf_counter() - started)  # fmt: skip
+
+
+def _detector_and_data(
+    annotations: Union[str, os.PathLike, None],
+    image_dir: Union[str, os.PathLike, None],
+    model: Optional[str],
+    weights: Union[str, os.PathLike, None],
+    canvas_size: Optional[int],
+    item_sizes: Optional[tuple[int, int]],
+    train_images: int,
+    trainable_layers: int,
+    returned_layers: tuple[int, ...],
+    data_dir: Union[str, os.PathLike, None],
+) -> tuple[DetectorConfig, nn.Module, Any]:
+    """The detector's config, the detector, and its data: annotated photos, or the Fashion-MNIST
+    train items canvases are drawn from."""
+    if annotations is not None:
+        photos_at = Path(annotations)
+        photos = training_photos(photos_at, Path(image_dir or coco_image_dir(photos_at)))
+        detector, config = photo_detector(photos_at, model, weights, canvas_size, trainable_layers)
+        return config, detector, photos
+    canvas_size = canvas_size or 64
+    item_sizes = tuple(item_sizes or default_item_sizes(canvas_size))
+    check_item_sizes(item_sizes, canvas_size, train_images)
+    items, class_names = load_items("train", data_dir)
+    config = DetectorConfig(
+        backbone=model or "resnet18", class_names=class_names, canvas_size=canvas_size,
+        item_sizes=item_sizes, returned_layers=tuple(returned_layers),
+        anchor_sizes=default_anchor_sizes(canvas_size, len(returned_layers) + 1),
+        trainable_layers=trainable_layers,
+    )  # fmt: skip
+    return config, build_detector(config, weights=weights), items
 
 
 # What a resumed detection run may change: how long it trains, its peak lr and the device.
