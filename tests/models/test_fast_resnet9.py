@@ -114,3 +114,30 @@ def test_a_blurred_resnet9s_weights_are_refused_by_a_plain_one():
     assumed = assumptions_of(aliased, "a checkpoint of resnet9_slim (anti_alias='blur')")
     with pytest.raises(WeightsError, match="anti_alias='blur' and .* has None"):
         check_assumptions(assumed, create_model("resnet9_slim", in_chans=1), "runs/x")
+
+
+def test_ceil_mode_keeps_the_last_row_and_column_a_floor_pool_drops():
+    torch.manual_seed(0)
+    floor = create_model("resnet9_slim", num_classes=10, in_chans=1).eval()
+    ceil = create_model("resnet9_slim", num_classes=10, in_chans=1, ceil_mode=True).eval()
+    ceil.load_state_dict(floor.state_dict())  # the same weights: only the pooling differs
+    x = torch.randn(2, 1, 28, 28)
+    with torch.no_grad():
+        assert floor.forward_features(x).shape[-2:] == (3, 3)
+        assert ceil.forward_features(x).shape[-2:] == (4, 4)  # 28 -> 14 -> 7 -> 4
+        seven = floor.layer2(floor.layer1(floor.forward_stem(x)))  # 7x7, the same in both
+        dropped, kept = floor.layer3[0](seven), ceil.layer3[0](seven)
+    # The windows both pools have agree; the 4th row and column pool the 7th of the 7x7 map.
+    torch.testing.assert_close(kept[..., :3, :3], dropped, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"ceil_mode": 1}, "on or off"),
+        ({"ceil_mode": True, "anti_alias": "blur"}, "one of the two"),
+    ],
+)
+def test_ceil_mode_is_a_bool_for_max_pool_transitions_only(options, message):
+    with pytest.raises(ConfigError, match=message):
+        create_model("resnet9_slim", **options)

@@ -34,7 +34,11 @@ __all__ = ["ResNet9"]
 
 
 def _transition(
-    inplanes: int, planes: int, act_layer: str, anti_alias: Optional[str] = None
+    inplanes: int,
+    planes: int,
+    act_layer: str,
+    anti_alias: Optional[str] = None,
+    ceil_mode: bool = False,
 ) -> nn.Sequential:
     """conv3x3 -> 2x2 max-pool -> BN -> activation (ReLU unless ``act_layer`` says): more
     channels, half the resolution.
@@ -44,7 +48,7 @@ def _transition(
     most of a training step.
     """
     if anti_alias is None:
-        pool: nn.Module = nn.MaxPool2d(2)
+        pool: nn.Module = nn.MaxPool2d(2, ceil_mode=ceil_mode)
     else:  # Zhang 2019's MaxBlurPool: the max at stride 1, a low-pass filter subsamples
         pool = nn.Sequential(nn.MaxPool2d(2, 1), anti_alias_pool(anti_alias, planes))
     return nn.Sequential(
@@ -77,6 +81,9 @@ class ResNet9(nn.Module):
         anti_alias: ``"blur"`` or ``"avg"``: each transition takes its max at stride 1 and a
             low-pass filter subsamples (Zhang 2019's MaxBlurPool, ``blur_pool.py``); None: the
             2x2 max-pool.
+        ceil_mode: the transitions' max-pools round up, so a 28-pixel image ends at 4x4
+            (28 -> 14 -> 7 -> 4), the last row and column kept that 7 -> 3 drops. Measured on
+            the best recipe (seed 0, 2026-12-04): 94.70% against 95.06% without it.
     """
 
     def __init__(
@@ -91,11 +98,17 @@ class ResNet9(nn.Module):
         logit_scale: float = 1.0,
         act_layer: str = "relu",
         anti_alias: Optional[str] = None,
+        ceil_mode: bool = False,
     ) -> None:
         super().__init__()
         if not 0.0 < width <= 8.0 or len(blocks) != 3 or any(b < 0 for b in blocks):
             raise ConfigError(
                 f"ResNet9 needs 0 < width <= 8 and three block counts >= 0, got {width}, {blocks}"
+            )
+        if ceil_mode and anti_alias is not None:
+            raise ConfigError(
+                f"ceil_mode is for the max-pool transitions; anti_alias={anti_alias!r} "
+                "subsamples by a filter instead: pass one of the two"
             )
         if not 0.0 < logit_scale < float("inf"):
             raise ConfigError(f"logit_scale must be a positive number, got {logit_scale}")
@@ -117,7 +130,7 @@ class ResNet9(nn.Module):
         inplanes = stem
         for index, (planes, count) in enumerate(zip(widths, blocks)):
             # Each stage halves the resolution: 32 -> 16 -> 8 -> 4 (28 -> 14 -> 7 -> 3).
-            layers = [_transition(inplanes, planes, act_layer, anti_alias)]
+            layers = [_transition(inplanes, planes, act_layer, anti_alias, ceil_mode)]
             layers += [BasicBlock(planes, planes, act_layer=act_layer) for _ in range(count)]
             setattr(self, f"layer{index + 1}", nn.Sequential(*layers))
             self.feature_info.append(
