@@ -133,3 +133,20 @@ def test_a_broken_annotation_file_is_refused_naming_the_fault(coco, tmp_path, ch
     root, _ = coco
     with pytest.raises(DataError, match=message):
         read_coco_annotations(_broken(root, tmp_path, change), root / "val2017", CLASSES)
+
+
+def test_a_photo_its_exif_turns_is_refused_where_the_boxes_were_drawn_on_it_as_stored(coco):
+    root, _ = coco
+    stored = Image.open(root / "val2017" / "000000000002.jpg")  # 80x80: make it 80 wide, 64 high
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "turn 90 degrees": a phone held upright
+    turned = root / "val2017" / "turned.jpg"
+    stored.crop((0, 0, 80, 64)).save(turned, exif=exif)
+    data = json.loads((root / "annotations" / "instances_val2017.json").read_text())
+    data["images"] = [{"id": 1, "file_name": "turned.jpg", "width": 80, "height": 64}]
+    data["annotations"] = [{"id": 1, "image_id": 1, "category_id": 3, "bbox": [1, 2, 30, 40]}]
+    path = root / "annotations" / "turned.json"
+    path.write_text(json.dumps(data))
+    photos = read_coco_annotations(path, root / "val2017", CLASSES)
+    with pytest.raises(DataError, match="64x80 upright \\(its EXIF turns it a quarter\\).*80x64"):
+        photos.image(0, 3)

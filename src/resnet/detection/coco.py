@@ -44,6 +44,26 @@ class CocoImages:
 
     paths: list[Path]
     targets: list[dict[str, Tensor]]
+    sizes: list[Optional[tuple[int, int]]]  # (width, height) as the file states it, if it does
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def image(self, index: int, channels: int) -> Tensor:
+        """Photo ``index`` as uint8 (channels, H, W), upright as its EXIF says; ``DataError``
+        if that is not the size the file states, which the boxes were drawn on."""
+        from resnet.data.decode import read_image_tensor
+
+        image = read_image_tensor(self.paths[index], channels)
+        stated, found = self.sizes[index], (image.shape[-1], image.shape[-2])
+        if stated is not None and stated != found:
+            turned = " (its EXIF turns it a quarter)" if stated == found[::-1] else ""
+            raise DataError(
+                f"{self.paths[index]}: {found[0]}x{found[1]} upright{turned}, but the "
+                f"annotations give {stated[0]}x{stated[1]}, and their boxes are drawn on that; "
+                "save the photo as it was annotated, or annotate it upright"
+            )
+        return image
 
 
 def read_coco_annotations(
@@ -65,7 +85,7 @@ def read_coco_annotations(
         image_id = _field(annotation, "image_id", annotations)
         if image_id in by_image:
             by_image[image_id].append(annotation)
-    paths, targets = [], []
+    paths, targets, sizes = [], [], []
     for image in images:
         path = image_dir / str(_field(image, "file_name", annotations))
         if not path.is_file():
@@ -74,8 +94,10 @@ def read_coco_annotations(
                 "its images (val2017/ for instances_val2017.json) as the image folder"
             )
         paths.append(path)
+        stated = (image.get("width"), image.get("height"))
+        sizes.append(stated if all(isinstance(v, int) for v in stated) else None)
         targets.append(_target(by_image[image["id"]], labels, annotations))
-    return CocoImages(paths, targets)
+    return CocoImages(paths, targets, sizes)
 
 
 def coco_image_dir(annotations: Union[str, os.PathLike]) -> Path:
@@ -113,7 +135,6 @@ def evaluate_on_coco(
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """COCO box mAP of a detector (a run folder or a torchvision file) on annotated photos."""
-    from resnet.data.decode import read_image_tensor
     from resnet.detection.detector import load_detector
     from resnet.detection.evaluate import mean_average_precision
     from resnet.device import resolve_device
@@ -127,8 +148,8 @@ def evaluate_on_coco(
     model.eval()
     predictions, start = [], time.perf_counter()
     with torch.no_grad():
-        for path in photos.paths:
-            image = read_image_tensor(path, config.in_chans).to(run_device).float() / 255
+        for index in range(len(photos)):
+            image = photos.image(index, config.in_chans).to(run_device).float() / 255
             output = model([image])[0]
             predictions.append({k: v.cpu() for k, v in output.items()})
     seconds = time.perf_counter() - start

@@ -18,7 +18,6 @@ from typing import Any, Optional
 import torch
 from torch import Tensor, nn
 
-from resnet.data.decode import read_image_tensor
 from resnet.detection.coco import CocoImages, category_names, read_coco_annotations
 from resnet.detection.detector import DetectorConfig, build_detector
 from resnet.detection.torchvision_files import (
@@ -102,7 +101,7 @@ def photo_batches(
     for first in range(0, len(order), batch_size):
         images, targets = [], []
         for index in order[first : first + batch_size]:
-            image = read_image_tensor(photos.paths[index], 3)
+            image = photos.image(index, 3)
             target = _training_target(photos.targets[index], *image.shape[-2:])
             if mirrored[index]:
                 image, target = _mirror(image, target)
