@@ -150,3 +150,27 @@ def test_a_photo_its_exif_turns_is_refused_where_the_boxes_were_drawn_on_it_as_s
     photos = read_coco_annotations(path, root / "val2017", CLASSES)
     with pytest.raises(DataError, match="64x80 upright \\(its EXIF turns it a quarter\\).*80x64"):
         photos.image(0, 3)
+
+
+def test_canvases_written_in_cocos_layout_read_back_as_they_were(tmp_path, capsys):
+    from pycocotools.coco import COCO
+
+    from resnet.detection import fashion_mnist_canvases
+    from resnet.detection.coco import coco_image_dir, write_coco
+
+    canvases = fashion_mnist_canvases("test", 3, seed=1, channels=3, canvas_size=64,
+                                      item_sizes=(12, 28))  # fmt: skip
+    written = write_coco(canvases, tmp_path, "val")
+    assert written == tmp_path / "annotations" / "instances_val.json"
+    assert coco_image_dir(written) == tmp_path / "val"
+    assert len(COCO(str(written)).getAnnIds()) == sum(len(b) for b in canvases.boxes)
+    photos = read_coco_annotations(written, tmp_path / "val", canvases.class_names)
+    for index, target in enumerate(photos.targets):
+        assert torch.equal(photos.image(index, 3), canvases.images[index])  # PNG: lossless
+        torch.testing.assert_close(target["boxes"], canvases.boxes[index], rtol=0, atol=0)
+        assert torch.equal(target["labels"], canvases.labels[index])
+    command = ["detect", "canvases", "--out", str(tmp_path), "--images", "2"]
+    assert main([*command, "--split", "train"]) == 0
+    assert "Fashion-MNIST train items" in capsys.readouterr().out
+    assert main([*command, "--split", "../x"]) == 2
+    assert "split must be a word" in capsys.readouterr().err

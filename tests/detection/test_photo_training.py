@@ -17,9 +17,9 @@ from torchvision.ops import FrozenBatchNorm2d
 
 from resnet.cli import main
 from resnet.detection import build_canvases, load_detector, train_detector
+from resnet.detection.canvas import load_items
 from resnet.detection.coco import evaluate_on_coco
 from resnet.detection.photos import photo_batches, training_photos
-from resnet.detection.train import load_items
 from resnet.errors import ConfigError
 
 NAMES = {5: "Sandal", 2: "Trouser", 9: "Bag"}  # category id -> name, ids out of order

@@ -106,6 +106,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_common(predict)
     predict.set_defaults(func=_predict)
 
+    canvases = actions.add_parser(
+        "canvases", help="write canvases of Fashion-MNIST items in COCO's layout, as photos"
+    )
+    canvases.add_argument("--out", required=True, help="the dataset's root folder")
+    canvases.add_argument("--split", default="train", help="train, val, ... (default train)")
+    canvases.add_argument("--images", type=count(1), default=200, help="how many (default 200)")
+    canvases.add_argument("--canvas-size", type=count(32), default=128, help="default 128")
+    canvases.add_argument("--seed", type=count(0), default=0)
+    _add_common(canvases)
+    canvases.set_defaults(func=_canvases)
+
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
@@ -197,6 +208,25 @@ def _eval_coco(args: argparse.Namespace) -> int:
                        ("map_small", "mAP small"), ("map_medium", "mAP medium"),
                        ("map_large", "mAP large"), ("mar_100", "mAR@100")):  # fmt: skip
         print(f"{title:<13} {result[key]:.4f}")
+    return 0
+
+
+def _canvases(args: argparse.Namespace) -> int:
+    """Items of Fashion-MNIST's train split for a split named train*, of its test split for any
+    other, so that scoring never sees an item training saw."""
+    from resnet.detection import fashion_mnist_canvases
+    from resnet.detection.coco import write_coco
+    from resnet.detection.detector import default_item_sizes
+
+    items = "train" if args.split.startswith("train") else "test"
+    made = fashion_mnist_canvases(
+        items, args.images, seed=args.seed, data_dir=args.data_dir, channels=3,
+        canvas_size=args.canvas_size, item_sizes=default_item_sizes(args.canvas_size),
+    )  # fmt: skip
+    written = write_coco(made, args.out, args.split)
+    print(
+        f"{written}: {len(made)} canvases of Fashion-MNIST {items} items in {args.out}/{args.split}"
+    )
     return 0
 
 

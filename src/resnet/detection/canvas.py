@@ -36,6 +36,7 @@ __all__ = [
     "save_canvases",
     "load_canvases",
     "check_item_sizes",
+    "load_items",
 ]
 
 Seed = Union[int, Sequence[int]]
@@ -143,17 +144,19 @@ def fashion_mnist_canvases(
     Train on ``"train"`` items and evaluate on ``"test"`` items, so the evaluation never sees an
     item the detector was trained on. ``options`` go to ``build_canvases``.
     """
+    items, class_names = load_items(split, data_dir)
+    return build_canvases(
+        items.images, items.labels, num_canvases, class_names=class_names, seed=seed, **options
+    )
+
+
+def load_items(split: str, data_dir: Union[str, os.PathLike, None] = None):
+    """Fashion-MNIST ``split``, the items canvases are made of, as an ``ArrayDataset`` and its
+    class names."""
     from resnet.data import load_dataset
 
     dataset = load_dataset("fashion-mnist", split, data_dir=data_dir)
-    return build_canvases(
-        dataset.images,
-        dataset.labels,
-        num_canvases,
-        class_names=dataset.meta.class_names,
-        seed=seed,
-        **options,
-    )
+    return dataset, list(dataset.meta.class_names)
 
 
 def save_canvases(canvases: CanvasSet, path: Union[str, os.PathLike]) -> Path:

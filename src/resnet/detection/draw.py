@@ -143,8 +143,7 @@ def _load_inputs(
     config.check_canvases("predict draws without images")
     if num_canvases < 1:
         raise ConfigError(f"num_canvases must be at least 1, got {num_canvases}")
-    from resnet.detection.canvas import build_canvases
-    from resnet.detection.train import load_items
+    from resnet.detection.canvas import build_canvases, load_items
 
     items, _ = load_items("test", data_dir)
     canvases = build_canvases(

@@ -120,7 +120,7 @@ def evaluate_detector(
             config.check_canvases("evaluation draws")
             if num_images < 1:
                 raise ConfigError(f"num_images must be at least 1, got {num_images}")
-            from resnet.detection.train import load_items
+            from resnet.detection.canvas import load_items
 
             items, _ = load_items("test", data_dir)
             canvases = build_canvases(

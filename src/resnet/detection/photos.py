@@ -10,7 +10,6 @@ area are left out of the training targets (torchvision's losses have no use for 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Optional
@@ -32,7 +31,6 @@ __all__ = [
     "photo_detector",
     "photo_batches",
     "is_detector_file",
-    "steps_per_epoch",
     "training_photos",
 ]
 
@@ -108,10 +106,6 @@ def photo_batches(
             images.append(image.to(device).float() / 255)
             targets.append({k: v.to(device) for k, v in target.items()})
         yield images, targets
-
-
-def steps_per_epoch(photos: CocoImages, batch_size: int) -> int:
-    return math.ceil(len(photos.paths) / batch_size)
 
 
 def training_photos(annotations: Path, image_dir: Path) -> CocoImages:

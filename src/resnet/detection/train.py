@@ -21,7 +21,7 @@ from torch import nn
 
 from resnet.checks import whole_number
 from resnet.detection.backbone import check_fpn_model
-from resnet.detection.canvas import build_canvases, check_item_sizes
+from resnet.detection.canvas import build_canvases, check_item_sizes, load_items
 from resnet.detection.coco import coco_image_dir
 from resnet.detection.detector import (
     DetectorConfig,
@@ -41,7 +41,6 @@ from resnet.run import Run
 __all__ = [
     "train_detector",
     "TrainSummary",
-    "load_items",
     "DetectionTask",
     "CHANGEABLE_ON_RESUME",
     "check_same_run",
@@ -314,11 +313,3 @@ class PhotoTask(DetectionTask):
 
     def batches(self, epoch: int) -> Iterator[tuple[list, list]]:
         return photo_batches(self.photos, self.batch_size, self.seed, epoch, self.device)
-
-
-def load_items(split: str, data_dir: Union[str, os.PathLike, None] = None):
-    """Fashion-MNIST ``split`` as an ``ArrayDataset`` and its class names."""
-    from resnet.data import load_dataset
-
-    dataset = load_dataset("fashion-mnist", split, data_dir=data_dir)
-    return dataset, list(dataset.meta.class_names)
