@@ -53,16 +53,21 @@ def photos(tmp_path_factory):
     return root / "annotations" / "instances_train.json"
 
 
-def test_a_detector_trains_on_annotated_photos_and_is_scored_on_them(photos, tmp_path):
-    options = {"epochs": 1, "batch_size": 2, "max_steps": 2, "canvas_size": 96}
-    summary = train_detector(annotations=photos, **options, out=tmp_path / "run", log=print)
-    assert summary.steps == 2
+def test_the_cli_trains_on_photos_and_the_run_is_scored_on_them(photos, tmp_path, capsys):
+    command = ["detect", "train", "--annotations", str(photos), "--max-steps", "2",
+               "--canvas-size", "96", "--batch-size", "2", "--out", str(tmp_path / "run"),
+               "--device", "cpu"]  # fmt: skip
+    assert main(command) == 0
+    assert "photos of instances_train.json" in capsys.readouterr().out
     _, config = load_detector(tmp_path / "run")
     assert config.class_names == ["Trouser", "Sandal", "Bag"]  # by category id
     assert (config.trained_on, config.in_chans, config.canvas_size) == ("images", 3, 96)
     result = evaluate_on_coco(tmp_path / "run", photos, photos.parent.parent / "train",
                               device="cpu", log=lambda line: None)  # fmt: skip
     assert result["images"] == 8 and 0.0 <= result["map"] <= 1.0
+    assert main([*command[:-4], "--out", str(tmp_path / "r2"), "--image-dir", "nowhere"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("resnet: error: ") and "\n" not in err and "not there" in err
 
 
 def test_an_epoch_is_every_photo_once_mirrored_with_its_boxes(photos):
@@ -117,17 +122,6 @@ def test_a_detector_file_on_another_backbone_is_refused(photos, tmp_path):
         train_detector(annotations=photos, weights=tmp_path / "fasterrcnn_resnet18_fpn.pth",
                        model="resnet50", out=tmp_path / "run", log=lambda line: None)  # fmt: skip
     assert not (tmp_path / "run").exists()  # refused before the run folder is made
-
-
-def test_the_cli_trains_on_photos(photos, tmp_path, capsys):
-    command = ["detect", "train", "--annotations", str(photos), "--max-steps", "1",
-               "--canvas-size", "96", "--batch-size", "4", "--out", str(tmp_path / "run"),
-               "--device", "cpu"]  # fmt: skip
-    assert main(command) == 0
-    assert "photos of instances_train.json" in capsys.readouterr().out
-    assert main([*command[:-4], "--out", str(tmp_path / "r2"), "--image-dir", "nowhere"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("resnet: error: ") and "\n" not in err and "not there" in err
 
 
 def test_a_resumed_photo_run_ends_as_the_uninterrupted_one(photos, tmp_path, monkeypatch):

@@ -142,6 +142,7 @@ def test_canvases_are_refused_for_a_detector_of_photos(fine_tuned):
         predict_detections(path, device="cpu")
 
 
+@pytest.mark.parametrize("fine_tuned", ["faster_rcnn"], indirect=True)  # one is enough here
 def test_the_cli_draws_its_boxes_on_a_photo_and_refuses_eval_in_one_line(
     fine_tuned, tmp_path, capsys
 ):
