@@ -62,6 +62,7 @@ def test_the_cli_trains_on_photos_and_the_run_is_scored_on_them(photos, tmp_path
     _, config = load_detector(tmp_path / "run")
     assert config.class_names == ["Trouser", "Sandal", "Bag"]  # by category id
     assert (config.trained_on, config.in_chans, config.canvas_size) == ("images", 3, 96)
+    assert (config.box_batch_size_per_image, config.representation_size) == (128, 1024)
     result = evaluate_on_coco(tmp_path / "run", photos, photos.parent.parent / "train",
                               device="cpu", log=lambda line: None)  # fmt: skip
     assert result["images"] == 8 and 0.0 <= result["map"] <= 1.0

@@ -207,7 +207,8 @@ def _eval_coco(args: argparse.Namespace) -> int:
     for key, title in (("map", "mAP@[.5:.95]"), ("map_50", "mAP@0.5"), ("map_75", "mAP@0.75"),
                        ("map_small", "mAP small"), ("map_medium", "mAP medium"),
                        ("map_large", "mAP large"), ("mar_100", "mAR@100")):  # fmt: skip
-        print(f"{title:<13} {result[key]:.4f}")
+        value = result[key]  # COCO's -1: no object of that size to score
+        print(f"{title:<13} " + (f"{value:.4f}" if value >= 0 else "n/a (no objects)"))
     return 0
 
 

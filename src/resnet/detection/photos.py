@@ -28,6 +28,7 @@ from resnet.errors import ConfigError, WeightsError
 
 __all__ = [
     "PHOTO_SIZE",
+    "PHOTO_ROIS",
     "photo_detector",
     "photo_batches",
     "is_detector_file",
@@ -35,6 +36,10 @@ __all__ = [
 ]
 
 PHOTO_SIZE = 512  # the shorter side photos train at by default: torchvision's 800 is slow on a CPU
+# RoIs sampled per photo for the box head's loss: torchvision's 512 make its two 1024-wide layers
+# most of a CPU step; 128 train 3x faster (resnet18, 128 px, batch 4, 2-core EPYC: 1.0 s a step
+# against 3.1 s). A photo holds a few objects, so mostly negatives are left unsampled.
+PHOTO_ROIS = 128
 # The class-specific layers a fine-tuned detector gets new, for its own classes.
 _CLASS_LAYERS = ("roi_heads.box_predictor.",)
 
@@ -64,7 +69,7 @@ def photo_detector(
     side = canvas_size or PHOTO_SIZE
     fields = faster_rcnn_fields(model or "resnet18", names)
     fields |= {"canvas_size": side, "max_size": round(side * 1333 / 800)}
-    fields |= {"trainable_layers": trainable_layers}
+    fields |= {"trainable_layers": trainable_layers, "box_batch_size_per_image": PHOTO_ROIS}
     if not is_detector_file(weights):
         fields["norm_layer"] = "frozen_batch" if weights is not None else None
         config = DetectorConfig(**fields)
