@@ -127,6 +127,7 @@ def _broken(root, tmp_path, change) -> str:
         (lambda d: d["annotations"][0].update(category_id=55), "category 55, which"),
         (lambda d: d.pop("categories"), "not in COCO's format"),
         (lambda d: d["images"][1].pop("id"), "without 'id'"),
+        (lambda d: d["annotations"][0].update(image_id=[1]), "image_id \\[1\\] is not a number"),
     ],
 )
 def test_a_broken_annotation_file_is_refused_naming_the_fault(coco, tmp_path, change, message):

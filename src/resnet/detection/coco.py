@@ -80,10 +80,10 @@ def read_coco_annotations(
     labels = _labels_of_categories(data["categories"], class_names, annotations)
     images = data["images"][:max_images] if max_images is not None else data["images"]
     by_image: dict[Any, list[Mapping[str, Any]]] = {
-        _field(i, "id", annotations): [] for i in images
+        _identifier(i, "id", annotations): [] for i in images
     }
     for annotation in data["annotations"]:
-        image_id = _field(annotation, "image_id", annotations)
+        image_id = _identifier(annotation, "image_id", annotations)
         if image_id in by_image:
             by_image[image_id].append(annotation)
     paths, targets, sizes = [], [], []
@@ -220,6 +220,16 @@ def _field(record: Any, key: str, path: Path) -> Any:
     return record[key]
 
 
+def _identifier(record: Any, key: str, path: Path) -> Any:
+    """An id of the file: a number or a string (COCO's are numbers), never a list or a map."""
+    value = _field(record, key, path)
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise DataError(
+            f"{path}: {key} {str(value)[:40]} is not a number or a string; fix the file"
+        )
+    return value
+
+
 def _labels_of_categories(
     categories: list, class_names: Sequence[str], path: Path
 ) -> dict[Any, int]:
@@ -231,7 +241,7 @@ def _labels_of_categories(
     for category in categories:
         name = _field(category, "name", path)
         if name in label_of_name:
-            labels[_field(category, "id", path)] = label_of_name[name]
+            labels[_identifier(category, "id", path)] = label_of_name[name]
         else:
             unknown.append(str(name))
     if unknown:
@@ -247,7 +257,7 @@ def _target(annotations: list, labels: Mapping[Any, int], path: Path) -> dict[st
     boxes, classes, crowd, areas = [], [], [], []
     for annotation in annotations:
         box = _field(annotation, "bbox", path)
-        category = _field(annotation, "category_id", path)
+        category = _identifier(annotation, "category_id", path)
         if category not in labels:
             raise DataError(
                 f"{path}: an annotation of category {category!r}, which 'categories' lacks"
