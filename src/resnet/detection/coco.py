@@ -32,7 +32,6 @@ __all__ = [
     "CocoImages",
     "read_coco_annotations",
     "evaluate_on_coco",
-    "category_names",
     "coco_image_dir",
     "write_coco",
 ]
@@ -46,6 +45,7 @@ class CocoImages:
     paths: list[Path]
     targets: list[dict[str, Tensor]]
     sizes: list[Optional[tuple[int, int]]]  # (width, height) as the file states it, if it does
+    class_names: list[str]  # label i is class_names[i - 1]
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -70,13 +70,16 @@ class CocoImages:
 def read_coco_annotations(
     annotations: Union[str, os.PathLike],
     image_dir: Union[str, os.PathLike],
-    class_names: Sequence[str],
+    class_names: Optional[Sequence[str]] = None,
     max_images: Optional[int] = None,
 ) -> CocoImages:
     """The photos of a COCO annotation file with their boxes, labelled as ``class_names``
-    (label ``i`` is ``class_names[i - 1]``); ``DataError`` naming what is wrong in the file."""
+    (label ``i`` is ``class_names[i - 1]``; by default the file's categories in the order of
+    their ids, a new detector's classes); ``DataError`` naming what is wrong in the file."""
     annotations, image_dir = Path(annotations), Path(image_dir)
     data = _read_json(annotations)
+    if class_names is None:
+        class_names = _names_by_id(data["categories"], annotations)
     labels = _labels_of_categories(data["categories"], class_names, annotations)
     images = data["images"][:max_images] if max_images is not None else data["images"]
     by_image: dict[Any, list[Mapping[str, Any]]] = {
@@ -98,7 +101,7 @@ def read_coco_annotations(
         stated = (image.get("width"), image.get("height"))
         sizes.append(stated if all(isinstance(v, int) for v in stated) else None)
         targets.append(_target(by_image[image["id"]], labels, annotations))
-    return CocoImages(paths, targets, sizes)
+    return CocoImages(paths, targets, sizes, list(class_names))
 
 
 def coco_image_dir(annotations: Union[str, os.PathLike]) -> Path:
@@ -111,19 +114,6 @@ def coco_image_dir(annotations: Union[str, os.PathLike]) -> Path:
             "cannot be told; pass --image-dir"
         )
     return annotations.parent.parent / match.group(1)
-
-
-def category_names(annotations: Union[str, os.PathLike]) -> list[str]:
-    """The names of the file's categories in the order of their ids: a detector's classes."""
-    path = Path(annotations)
-    categories = _read_json(path)["categories"]
-    ordered = sorted(categories, key=lambda category: _sort_key(_field(category, "id", path)))
-    names = [str(_field(category, "name", path)) for category in ordered]
-    repeated = sorted({name for name in names if names.count(name) > 1})
-    if repeated or not names:
-        fault = f"categories named twice: {', '.join(repeated)}" if repeated else "no categories"
-        raise DataError(f"{path}: {fault}; a detector's classes need one name each")
-    return names
 
 
 def evaluate_on_coco(
@@ -191,6 +181,17 @@ def write_coco(canvases: Any, root: Union[str, os.PathLike], split: str) -> Path
     data = {"images": images, "annotations": annotations, "categories": categories}
     atomic_save_json(out, data)
     return out
+
+
+def _names_by_id(categories: list, path: Path) -> list[str]:
+    """The names of the file's categories in the order of their ids, each once."""
+    ordered = sorted(categories, key=lambda category: _sort_key(_field(category, "id", path)))
+    names = [str(_field(category, "name", path)) for category in ordered]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated or not names:
+        fault = f"categories named twice: {', '.join(repeated)}" if repeated else "no categories"
+        raise DataError(f"{path}: {fault}; a detector's classes need one name each")
+    return names
 
 
 def _sort_key(value: Any) -> tuple[int, Any]:

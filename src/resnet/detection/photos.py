@@ -17,11 +17,12 @@ from typing import Any, Optional
 import torch
 from torch import Tensor, nn
 
-from resnet.detection.coco import CocoImages, category_names, read_coco_annotations
+from resnet.detection.coco import CocoImages, read_coco_annotations
 from resnet.detection.detector import DetectorConfig, build_detector
 from resnet.detection.torchvision_files import (
     faster_rcnn_fields,
     is_torchvision_detector,
+    read_detector_file,
     read_torchvision_detector,
 )
 from resnet.errors import ConfigError, WeightsError
@@ -31,7 +32,6 @@ __all__ = [
     "PHOTO_ROIS",
     "photo_detector",
     "photo_batches",
-    "is_detector_file",
     "training_photos",
 ]
 
@@ -44,37 +44,27 @@ PHOTO_ROIS = 128
 _CLASS_LAYERS = ("roi_heads.box_predictor.",)
 
 
-def is_detector_file(path: Optional[Any]) -> bool:
-    """Whether ``path`` is a whole torchvision detector's file (not a backbone's weights)."""
-    from resnet.models.weight_files import read_weight_file
-
-    if path is None or not Path(path).is_file():
-        return False
-    held = read_weight_file(Path(path))
-    state = held.get("model", held) if isinstance(held, dict) else {}
-    return isinstance(state, dict) and is_torchvision_detector(state)
-
-
 def photo_detector(
-    annotations: Path,
+    class_names: list[str],
     model: Optional[str],
     weights: Optional[Any],
     canvas_size: Optional[int],
     trainable_layers: int,
 ) -> tuple[nn.Module, DetectorConfig]:
-    """A Faster R-CNN for the classes of ``annotations``, at torchvision's sizes (the shorter
+    """A Faster R-CNN for ``class_names``, at torchvision's sizes (the shorter
     side ``canvas_size``, default ``PHOTO_SIZE``): fine-tuned from a torchvision detector file
     (everything but its classifier), or on ``model`` with a backbone weight file or none."""
-    names = category_names(annotations)
     side = canvas_size or PHOTO_SIZE
-    fields = faster_rcnn_fields(model or "resnet18", names)
+    fields = faster_rcnn_fields(model or "resnet18", class_names)
     fields |= {"canvas_size": side, "max_size": round(side * 1333 / 800)}
     fields |= {"trainable_layers": trainable_layers, "box_batch_size_per_image": PHOTO_ROIS}
-    if not is_detector_file(weights):
+    # A whole torchvision detector is read once here; a backbone's file by load_weights.
+    held = read_detector_file(Path(weights)) if weights is not None else {}
+    if not is_torchvision_detector(held):
         fields["norm_layer"] = "frozen_batch" if weights is not None else None
         config = DetectorConfig(**fields)
         return build_detector(config, weights=weights), config
-    state, found = read_torchvision_detector(Path(weights))
+    state, found = read_torchvision_detector(Path(weights), held)
     if found.get("architecture", "faster_rcnn") != "faster_rcnn":
         raise ConfigError(f"{weights}: a RetinaNet; fine-tuning is built for Faster R-CNN files")
     if model is not None and model != found["backbone"]:
@@ -115,7 +105,7 @@ def photo_batches(
 
 def training_photos(annotations: Path, image_dir: Path) -> CocoImages:
     """The annotated photos, labelled as the file's categories in the order of their ids."""
-    return read_coco_annotations(annotations, image_dir, category_names(annotations))
+    return read_coco_annotations(annotations, image_dir)
 
 
 def _training_target(target: dict[str, Tensor], height: int, width: int) -> dict[str, Tensor]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from torch import Tensor
 
@@ -30,6 +30,7 @@ __all__ = [
     "COCO_CATEGORIES",
     "is_torchvision_detector",
     "read_torchvision_detector",
+    "read_detector_file",
     "faster_rcnn_fields",
 ]
 
@@ -66,15 +67,23 @@ def is_torchvision_detector(state: Mapping[str, Tensor]) -> bool:
     return "backbone.body.conv1.weight" in state and "backbone.fpn.inner_blocks.0.0.weight" in state
 
 
-def read_torchvision_detector(path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    """The state of a torchvision Faster R-CNN file (or of a checkpoint of torchvision's
-    detection references, which keep it under ``model``) and the ``DetectorConfig`` fields
-    that rebuild it."""
+def read_detector_file(path: Path) -> Mapping[str, Any]:
+    """What a weight file holds, taken out of a checkpoint of torchvision's detection references
+    (``{"model": ...}``); ``WeightsError`` for a missing or unreadable file."""
     from resnet.models.weight_files import read_weight_file
 
-    held = read_weight_file(path)  # WeightsError for a missing or unreadable file
+    held = read_weight_file(path)
     state = held.get("model", held) if isinstance(held, Mapping) else {}
-    if not isinstance(state, Mapping) or not is_torchvision_detector(state):
+    return state if isinstance(state, Mapping) else {}
+
+
+def read_torchvision_detector(
+    path: Path, state: Optional[Mapping[str, Any]] = None
+) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """The state of a torchvision Faster R-CNN or RetinaNet file (``state``, if it was read
+    already with ``read_detector_file``) and the ``DetectorConfig`` fields that rebuild it."""
+    state = read_detector_file(path) if state is None else state
+    if not is_torchvision_detector(state):
         raise WeightsError(
             f"{path}: neither a detector run folder nor torchvision's Faster R-CNN "
             f"(its first keys: {', '.join(map(str, list(state)[:3]))}); pass the folder written by "

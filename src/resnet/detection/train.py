@@ -192,7 +192,9 @@ def _detector_and_data(
     if annotations is not None:
         photos_at = Path(annotations)
         photos = training_photos(photos_at, Path(image_dir or coco_image_dir(photos_at)))
-        detector, config = photo_detector(photos_at, model, weights, canvas_size, trainable_layers)
+        detector, config = photo_detector(
+            photos.class_names, model, weights, canvas_size, trainable_layers
+        )
         return config, detector, photos
     canvas_size = canvas_size or 64
     item_sizes = tuple(item_sizes or default_item_sizes(canvas_size))
