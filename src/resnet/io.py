@@ -1,5 +1,6 @@
-"""Atomic file writes (a run killed at any moment never leaves a half-written file behind) and
-strict YAML reading (a key given twice is an error, not a silent last-one-wins)."""
+"""Atomic file writes (a run killed at any moment never leaves a half-written file behind),
+strict YAML reading (a key given twice is an error, not a silent last-one-wins) and output
+file names that never collide."""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Hashable, Iterator
+from collections.abc import Hashable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_write", "atomic_save_json", "load_yaml"]
+__all__ = ["atomic_write", "atomic_save_json", "load_yaml", "output_names"]
 
 
 @contextlib.contextmanager
@@ -79,3 +80,19 @@ def load_yaml(text: str) -> Any:
             return super().construct_mapping(node, deep=deep)
 
     return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
+def output_names(stems: Sequence[str], suffix: str) -> list[str]:
+    """``<stem><suffix>`` for each input's stem, or ``<stem>-2<suffix>`` (``-3``, ...) where an
+    earlier input took that name (``a/x.png`` and ``b/x.png``), so that no output file written
+    into one folder replaces another."""
+    taken: set[str] = set()
+    names = []
+    for stem in stems:
+        name, count = f"{stem}{suffix}", 1
+        while name in taken:
+            count += 1
+            name = f"{stem}-{count}{suffix}"
+        taken.add(name)
+        names.append(name)
+    return names

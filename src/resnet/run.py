@@ -83,6 +83,17 @@ def make_run_dir(parent: Union[str, os.PathLike], name: str) -> Path:
             candidate = parent / f"{name}-{number}"
 
 
+def check_new_run_folder(folder: Union[str, os.PathLike]) -> None:
+    """Refuse (``ConfigError``) a folder given for a new training run that already holds files:
+    the run would overwrite another run's checkpoints and logs, or mix its own among them."""
+    folder = Path(folder)
+    if folder.is_dir() and any(folder.iterdir()):
+        raise ConfigError(
+            f"output folder {folder} is not empty; pass a new folder "
+            "(or --resume it, if it is a run to continue)"
+        )
+
+
 def remove_stale_temp_files(folder: Union[str, os.PathLike]) -> list[Path]:
     """Delete the ``.NAME.*.tmp`` files a killed atomic write left in ``folder``; return them."""
     removed = []

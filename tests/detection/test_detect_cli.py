@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,6 +12,8 @@ import yaml
 from resnet.cli import main
 from resnet.detection.detector import DetectorConfig, build_detector, save_detector
 from resnet.detection.draw import save_png
+from resnet.detection.train import train_detector
+from resnet.errors import ConfigError
 
 CLASSES = ["T-shirt/top", "Trouser", "Pullover"]
 
@@ -89,8 +92,39 @@ def test_resume_applies_epochs_and_lr_and_refuses_what_changes_the_run(tmp_path,
 def test_canvas_too_small_for_its_items_leaves_no_run_folder(tmp_path, capsys, monkeypatch, where):
     monkeypatch.chdir(tmp_path)  # the default run folder would go to ./runs
     assert main(["detect", "train", "--canvas-size", "8", *where]) == 2
-    assert "item_sizes (12, 12) must satisfy" in _error_line(capsys)
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # argparse: usage, then one error
+    assert "argument --canvas-size: expected a whole number from 32 to 4096, got '8'" in last
     assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ConfigError, match="item_sizes \\(12, 12\\) must satisfy"):
+        train_detector(canvas_size=8, out=tmp_path / "mine")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_new_run_never_writes_into_a_folder_that_holds_files(tmp_path, capsys):
+    """`--out` of a finished run (or of one's photos) was trained over: the other run's
+    checkpoint and config replaced, its resume broken."""
+    used = tmp_path / "run1"
+    used.mkdir()
+    (used / "config.yaml").write_text("model: resnet20\n")
+    assert main(["detect", "train", "--out", str(used), "--device", "cpu"]) == 2
+    assert "run1 is not empty; pass a new folder" in _error_line(capsys)
+    assert [p.name for p in used.iterdir()] == ["config.yaml"]
+    assert (used / "config.yaml").read_text() == "model: resnet20\n"
+
+
+def test_predict_keeps_every_picture_when_two_inputs_share_a_name(checkpoint, tmp_path, capsys):
+    image = torch.zeros(1, 64, 64, dtype=torch.uint8)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = save_png(image, tmp_path / "a" / "x.png")
+    second = save_png(image + 50, tmp_path / "b" / "x.png")
+    code = main(["detect", "predict", str(checkpoint), str(first), str(second), "--device", "cpu",
+                 "--out", str(tmp_path / "out"), "--json"])  # fmt: skip
+    assert code == 0
+    records = json.loads(capsys.readouterr().out)
+    assert [r["source"] for r in records] == ["x", "x"]
+    assert [Path(r["output"]).name for r in records] == ["x_boxes.png", "x-2_boxes.png"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["x-2_boxes.png", "x_boxes.png"]
 
 
 def test_predict_draws_boxes_on_a_png(checkpoint, tmp_path, capsys) -> None:

@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--batch-size", type=count(1), help="default 8")
     train.add_argument("--lr", type=real(0, above=True), help="peak SGD lr (default 0.02)")
     train.add_argument(
-        "--canvas-size", type=count(1),
+        "--canvas-size", type=count(32, 4096),
         help="canvas side in pixels (default 64); photos' shorter side (default 512)",
     )  # fmt: skip
     train.add_argument(
@@ -112,7 +112,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     canvases.add_argument("--out", required=True, help="the dataset's root folder")
     canvases.add_argument("--split", default="train", help="train, val, ... (default train)")
     canvases.add_argument("--images", type=count(1), default=200, help="how many (default 200)")
-    canvases.add_argument("--canvas-size", type=count(32), default=128, help="default 128")
+    canvases.add_argument("--canvas-size", type=count(32, 4096), default=128, help="default 128")
     canvases.add_argument("--seed", type=count(0), default=0)
     _add_common(canvases)
     canvases.set_defaults(func=_canvases)

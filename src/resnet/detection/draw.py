@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from resnet.errors import ConfigError
-from resnet.io import atomic_write
+from resnet.io import atomic_write, output_names
 
 __all__ = ["draw_detections", "predict_detections", "save_png"]
 
@@ -90,7 +90,8 @@ def predict_detections(
     data_dir: Union[str, os.PathLike, None] = None,
 ) -> list[dict[str, Any]]:
     """Detect objects in PNG/JPEG ``inputs`` (or, with none, in ``num_canvases`` fresh canvases
-    of Fashion-MNIST test items) and write ``<name>_boxes.png`` for each into ``out_dir``.
+    of Fashion-MNIST test items) and write ``<name>_boxes.png`` for each into ``out_dir``
+    (``<name>-2_boxes.png`` where two inputs share a name).
 
     Returns one record per image: its source, the PNG written and the detections kept
     (``score >= score_threshold``) with box, class name and score. ``scale`` enlarges each
@@ -107,14 +108,14 @@ def predict_detections(
     model.eval()
     out_dir = Path(out_dir)
     records = []
-    for image, name in zip(images, names):
+    for image, name, filename in zip(images, names, output_names(names, "_boxes.png")):
         with torch.no_grad():
             output = model([image.to(run_device).float() / 255])[0]
         keep = output["scores"] >= score_threshold
         boxes, labels, scores = (output[k][keep].cpu() for k in ("boxes", "labels", "scores"))
         enlarge = scale or (3 if max(image.shape[-2:]) <= 256 else 1)
         drawn = draw_detections(image, boxes, labels, scores, config.class_names, scale=enlarge)
-        written = save_png(drawn, out_dir / f"{name}_boxes.png")
+        written = save_png(drawn, out_dir / filename)
         detections = [
             {
                 "box": [round(float(v), 1) for v in box],

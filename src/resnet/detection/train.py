@@ -36,7 +36,7 @@ from resnet.engine.distributed import DistContext
 from resnet.engine.loop import LoopSettings, check_work_left, fit, read_state, restore_state
 from resnet.engine.optim import build_optimizer, param_groups
 from resnet.errors import ConfigError
-from resnet.run import Run
+from resnet.run import Run, check_new_run_folder
 
 __all__ = [
     "train_detector",
@@ -118,6 +118,8 @@ def train_detector(
         torch.set_num_threads(resolve_threads(threads))
     if model is not None:
         check_fpn_model(model)  # before the data is read
+    if out is not None and resume is None and run is None:
+        check_new_run_folder(out)
     torch.manual_seed(seed)
     # Data read and network built before the run folder is made: a refusal leaves nothing.
     config, detector, data = _detector_and_data(

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from resnet.errors import ConfigError, DataError
+from resnet.io import output_names
 from resnet.models.inputs import check_image_batch
 
 __all__ = ["gradcam", "resolve_target_layer", "explain_images"]
@@ -161,7 +162,7 @@ def explain_images(
     class_idx = _class_number(class_idx, meta.class_names)
     results = []
     paths = input_files(inputs, meta)
-    names = _overlay_names(paths)
+    names = output_names([path.stem for path in paths], "_gradcam.png")
     _check_overlays_apart(Path(out_dir), inputs, paths, names, meta)
     for path, name in zip(paths, names):
         x = preprocess_images([path], meta, device=target)  # (1, C, *size)
@@ -199,21 +200,6 @@ def _check_overlays_apart(
                 f"--out {out_dir} is inside the input folder {item}: the next run would explain "
                 "the overlays too; choose an --out folder outside it"
             )
-
-
-def _overlay_names(paths: Sequence[Path]) -> list[str]:
-    """``<stem>_gradcam.png`` per input, or ``<stem>-2_gradcam.png`` (``-3``, ...) where that
-    name is taken by an earlier input, so that no overlay replaces another."""
-    taken: set[str] = set()
-    names = []
-    for path in paths:
-        name, count = f"{path.stem}_gradcam.png", 1
-        while name in taken:
-            count += 1
-            name = f"{path.stem}-{count}_gradcam.png"
-        taken.add(name)
-        names.append(name)
-    return names
 
 
 def _class_number(value: Union[int, str, None], class_names: Sequence[str]) -> Optional[int]:
