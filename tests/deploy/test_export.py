@@ -290,3 +290,28 @@ def test_eval_and_predict_run_every_exported_format_as_the_checkpoint(checkpoint
     (tmp_path / "broken.pt2").write_bytes(b"not a program")
     with pytest.raises(WeightsError, match="broken.pt2: not a readable exported model"):
         evaluate(tmp_path / "broken.pt2", dataset=str(data), device="cpu")
+
+
+@pytest.mark.parametrize(
+    "contents, cause",
+    [
+        ("text", "PytorchStreamReader failed reading zip archive: not a ZIP archive\\)"),
+        ("zip", "file in archive is not in a subdirectory: a.txt\\)"),
+    ],
+)
+def test_a_broken_pt2_file_is_one_line_and_torch_logs_nothing(tmp_path, capfd, contents, cause):
+    """torch.export.load logs a broken archive's traceback (a dozen lines of stderr) and then
+    raises "check the warnings above": the cause now comes in the one error, and no log."""
+    import zipfile
+
+    from resnet.deploy.runtime import load_inference_model
+
+    path = tmp_path / "broken.pt2"
+    if contents == "text":
+        path.write_text("not a program")
+    else:
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("a.txt", "x")
+    with pytest.raises(WeightsError, match=f"broken.pt2: not a readable exported model \\({cause}"):
+        load_inference_model(path)
+    assert capfd.readouterr().err == ""

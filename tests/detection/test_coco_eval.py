@@ -128,6 +128,15 @@ def _broken(root, tmp_path, change) -> str:
         (lambda d: d.pop("categories"), "not in COCO's format"),
         (lambda d: d["images"][1].pop("id"), "without 'id'"),
         (lambda d: d["annotations"][0].update(image_id=[1]), "image_id \\[1\\] is not a number"),
+        # A box that could never be found, an image nobody lists, no images, a name twice:
+        # each counted (or dropped) silently before.
+        (lambda d: d["annotations"][0].update(bbox=[1, 2, -5, 3]), "is not a box"),
+        (lambda d: d["annotations"][0].update(bbox=[1, 2, float("nan"), 3]), "is not a box"),
+        (lambda d: d["annotations"][0].update(bbox=[1e9, 1e9, 5, 5]), "outside its image"),
+        (lambda d: d["annotations"][0].update(bbox=[-20, 5, 10, 5]), "outside its image"),
+        (lambda d: d["annotations"][0].update(image_id=999), "image 999, which 'images' lacks"),
+        (lambda d: d.update(images=[], annotations=[]), "lists no images"),
+        (lambda d: d["categories"][1].update(name="shirt"), "categories named twice: shirt"),
     ],
 )
 def test_a_broken_annotation_file_is_refused_naming_the_fault(coco, tmp_path, change, message):

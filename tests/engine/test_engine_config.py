@@ -44,6 +44,26 @@ def test_bad_values(values, message):
         TrainConfig.from_dict(values)
 
 
+@pytest.mark.parametrize(
+    "milestones, message",
+    [
+        (["abc"], "must be numbers"),
+        ([[1]], "must be numbers"),
+        ([None], "must be numbers"),
+        ([True], "must be numbers"),
+        ([float("nan")], "must be positive and finite"),
+        ([float("inf")], "must be positive and finite"),
+        ([-1], "must be positive and finite"),
+        ([0], "must be positive and finite"),
+        ([5, 2], "must increase"),
+        ([5, 5], "must increase"),
+    ],
+)
+def test_bad_milestones_are_one_config_error(milestones, message):
+    with pytest.raises(ConfigError, match=f"milestones {message}"):
+        TrainConfig.from_dict({"schedule": "step", "milestones": milestones})
+
+
 @pytest.mark.parametrize("config", [[1, 2], "epochs: 3", 5])
 def test_train_refuses_a_config_that_is_not_a_mapping(config):
     from resnet.engine.train import train

@@ -12,9 +12,11 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import math
 import numbers
 import os
+import re
 import sys
 import tempfile
 import warnings
@@ -148,10 +150,41 @@ def load_exported_program(path: Union[str, os.PathLike]) -> tuple[Any, dict[str,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.jit.load's deprecation notice is torch's
         if path.suffix.lower() == ".pt2":
-            program = torch.export.load(str(path), extra_files=extra).module()
+            program = _load_pt2(path, extra)
         else:
             program = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
     return program, json.loads(extra[META_FILE] or "{}")
+
+
+class _Kept(logging.Handler):
+    """Keeps the log records it is given, so torch's own account of a failure can be raised as
+    one line instead of printed as a traceback."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def _load_pt2(path: Path, extra: dict[str, str]) -> Any:
+    """``torch.export.load(path).module()``. torch logs a broken archive's error with its
+    traceback at WARNING and then raises "check the warnings above": the log is held back and
+    its error is raised (RuntimeError) in that message's place."""
+    logger, kept = logging.getLogger("torch.export"), _Kept()
+    handlers, propagate = logger.handlers, logger.propagate  # torch gives it its own handler
+    logger.handlers, logger.propagate = [kept], False
+    try:
+        return torch.export.load(str(path), extra_files=extra).module()
+    except Exception as error:
+        causes = [r.exc_info[1] for r in kept.records if r.exc_info and r.exc_info[1]]
+        if causes:  # its first sentence (miniz's errors run on for four more), less the C++ site
+            text = re.sub(r"^\[enforce fail at [^\]]*\][\s.]*", "", str(causes[0]).strip())
+            raise RuntimeError(text.split(". ")[0]) from error
+        raise
+    finally:
+        logger.handlers, logger.propagate = handlers, propagate
 
 
 def load_export_source(

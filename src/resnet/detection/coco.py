@@ -15,6 +15,7 @@ detector scores on COCO's ids and a detector of one's own classes on a file of t
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import time
@@ -78,15 +79,24 @@ def read_coco_annotations(
     their ids, a new detector's classes); ``DataError`` naming what is wrong in the file."""
     annotations, image_dir = Path(annotations), Path(image_dir)
     data = _read_json(annotations)
+    file_names = _names_by_id(data["categories"], annotations)  # each category named once
     if class_names is None:
-        class_names = _names_by_id(data["categories"], annotations)
+        class_names = file_names
     labels = _labels_of_categories(data["categories"], class_names, annotations)
+    if not data["images"]:
+        raise DataError(f"{annotations}: lists no images; pass an annotation file with photos")
+    listed = {_identifier(i, "id", annotations) for i in data["images"]}
     images = data["images"][:max_images] if max_images is not None else data["images"]
     by_image: dict[Any, list[Mapping[str, Any]]] = {
         _identifier(i, "id", annotations): [] for i in images
     }
     for annotation in data["annotations"]:
         image_id = _identifier(annotation, "image_id", annotations)
+        if image_id not in listed:
+            raise DataError(
+                f"{annotations}: an annotation of image {image_id!r}, which 'images' lacks; "
+                "fix the file"
+            )
         if image_id in by_image:
             by_image[image_id].append(annotation)
     paths, targets, sizes = [], [], []
@@ -100,7 +110,7 @@ def read_coco_annotations(
         paths.append(path)
         stated = (image.get("width"), image.get("height"))
         sizes.append(stated if all(isinstance(v, int) for v in stated) else None)
-        targets.append(_target(by_image[image["id"]], labels, annotations))
+        targets.append(_target(by_image[image["id"]], labels, annotations, sizes[-1]))
     return CocoImages(paths, targets, sizes, list(class_names))
 
 
@@ -254,7 +264,14 @@ def _labels_of_categories(
     return labels
 
 
-def _target(annotations: list, labels: Mapping[Any, int], path: Path) -> dict[str, Tensor]:
+def _target(
+    annotations: list, labels: Mapping[Any, int], path: Path, size: Optional[tuple[int, int]]
+) -> dict[str, Tensor]:
+    """One image's boxes (x0, y0, x1, y1), labels, crowd flags and areas. A box with a NaN,
+    an infinite or a negative side, or one wholly outside the image's stated ``size`` (width,
+    height), is a DataError: it could never be found, yet would count as missed. Boxes of zero
+    width or height (COCO has a few) are kept here; training leaves them out, as torchvision's
+    references do."""
     boxes, classes, crowd, areas = [], [], [], []
     for annotation in annotations:
         box = _field(annotation, "bbox", path)
@@ -270,6 +287,14 @@ def _target(annotations: list, labels: Mapping[Any, int], path: Path) -> dict[st
         ):
             raise DataError(f"{path}: a bbox that is not [x, y, width, height]: {str(box)[:60]}")
         x, y, w, h = (float(v) for v in box)
+        broken = not all(math.isfinite(v) for v in (x, y, w, h)) or w < 0 or h < 0
+        outside = size is not None and (x >= size[0] or y >= size[1] or x + w <= 0 or y + h <= 0)
+        if broken or outside:
+            where = "not a box" if broken else "outside its image"
+            raise DataError(
+                f"{path}: bbox {box} of image {annotation.get('image_id')!r} is {where} "
+                "([x, y, width, height], width and height >= 0); fix or drop that annotation"
+            )
         boxes.append([x, y, x + w, y + h])
         classes.append(labels[category])
         crowd.append(int(bool(annotation.get("iscrowd", 0))))

@@ -199,6 +199,7 @@ class TrainConfig:
             )
         if self.schedule == "step" and not self.milestones:
             raise ConfigError("schedule 'step' needs milestones, e.g. milestones: [32000, 48000]")
+        _check_milestones(self.milestones)
         if self.name is not None:
             from resnet.run import check_run_name
 
@@ -241,6 +242,19 @@ class TrainConfig:
             values = _read_yaml(Path(path))
         values.update(overrides or {})
         return cls.from_dict(values)
+
+
+def _check_milestones(milestones: list) -> None:
+    """Milestones are positive numbers (epochs or steps) in increasing order: a string, a NaN or
+    a list inside the list is one ConfigError, and so is a milestone at or before the start or
+    one out of order, which would move the learning rate where nobody asked."""
+    for value in milestones:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"milestones must be numbers (epochs or steps), got {value!r}")
+        if not 0 < value < float("inf"):
+            raise ConfigError(f"milestones must be positive and finite, got {value!r}")
+    if any(later <= earlier for earlier, later in zip(milestones, milestones[1:])):
+        raise ConfigError(f"milestones must increase, e.g. [32000, 48000]; got {milestones}")
 
 
 # What a resumed run may not change, and what would change mid-run if it did: a val_fraction
