@@ -150,6 +150,24 @@ def test_a_classifier_of_other_classes_needs_their_names(tmp_path, capsys):
     ]
 
 
+def test_a_grey_classifier_takes_one_mean_and_one_std(tmp_path, capsys):
+    """A 1-channel net was told "give one value per channel" while --mean took only three."""
+    torch.manual_seed(0)
+    from resnet import create_model
+
+    path = tmp_path / "grey.pth"
+    torch.save(create_model("resnet20", num_classes=3, in_chans=1).state_dict(), path)
+    names = tmp_path / "names.txt"
+    names.write_text("a\nb\nc\n")
+    argv = ["import", str(path), "--model", "resnet20", "--set", "model_kwargs={in_chans: 1}",
+            "--class-names", str(names)]  # fmt: skip
+    assert main([*argv, "--out", str(tmp_path / "x"), "--mean", "0.5,0.5"]) == 2
+    assert "expected 1 or 3 comma-separated values" in capsys.readouterr().err
+    assert main([*argv, "--out", str(tmp_path / "x"), "--mean", "0.5", "--std", "0.25"]) == 0
+    meta = read_checkpoint_info(tmp_path / "x")["data_meta"]
+    assert (meta["channels"], meta["mean"], meta["std"]) == (1, [0.5], [0.25])
+
+
 def test_what_cannot_become_a_checkpoint_is_refused(torchvision_file, tmp_path, capsys):
     path, _ = torchvision_file
     backbone = tmp_path / "backbone.pth"

@@ -78,6 +78,22 @@ def test_the_class_to_explain_is_named_or_numbered(checkpoint, images, tmp_path,
         explain_images(checkpoint, images[:1], out_dir=tmp_path / "b", class_idx=True)
 
 
+def test_a_class_name_given_twice_is_refused_not_guessed(images, tmp_path):
+    """ImageNet names "crane" twice (134 and 517): a name that two classes share picked the
+    first of them silently."""
+    import dataclasses
+
+    torch.manual_seed(0)
+    model = create_model("resnet20", num_classes=3, in_chans=1)
+    meta = dataclasses.replace(META, class_names=["crane", "trouser", "crane"])
+    stem = tmp_path / "run" / "best"
+    save_checkpoint(stem, model, data_meta=meta, epoch=1, step=1, metrics={})
+    with pytest.raises(ConfigError, match="'crane' names 2 classes of the checkpoint \\(0, 2\\)"):
+        explain_images(stem, images[:1], out_dir=tmp_path / "out", class_idx="crane")
+    rows = explain_images(stem, images[:1], out_dir=tmp_path / "out", class_idx="2")
+    assert rows[0]["class_idx"] == 2 and rows[0]["label"] == "crane"
+
+
 def test_one_path_on_its_own_is_one_input(checkpoint, images, tmp_path):
     """A str used to be read as one path per letter."""
     for single in (str(images[0]), images[0]):

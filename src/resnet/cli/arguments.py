@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
-from typing import Optional
+from typing import Optional, Union
 
 __all__ = ["real", "reals", "count"]
 
@@ -44,11 +44,16 @@ def real(
 
 
 def reals(
-    how_many: int, low: Optional[float] = None, high: Optional[float] = None, *, above: bool = False
+    how_many: Union[int, tuple[int, ...]],
+    low: Optional[float] = None,
+    high: Optional[float] = None,
+    *,
+    above: bool = False,
 ) -> Callable[[str], tuple[float, ...]]:
-    """An argparse ``type``: ``how_many`` comma-separated ``real(low, high, above=above)``
-    numbers in one argument (``--mean 0.5,0.5,0.5``)."""
+    """An argparse ``type``: ``how_many`` (a count, or the counts allowed) comma-separated
+    ``real(low, high, above=above)`` numbers in one argument (``--mean 0.5,0.5,0.5``)."""
     one = real(low, high, above=above)
+    counts = (how_many,) if isinstance(how_many, int) else tuple(how_many)
     try:
         one("nan")
     except argparse.ArgumentTypeError as error:  # "expected a finite number from 0 to 1, ..."
@@ -57,12 +62,13 @@ def reals(
     def parse(text: str) -> tuple[float, ...]:
         parts = text.split(",")
         try:
-            if len(parts) != how_many:
+            if len(parts) not in counts:
                 raise argparse.ArgumentTypeError(text)
             return tuple(one(part) for part in parts)
         except argparse.ArgumentTypeError:
             raise argparse.ArgumentTypeError(
-                f"expected {how_many} comma-separated values, each {wanted}, got {text!r}"
+                f"expected {' or '.join(map(str, counts))} comma-separated values, "
+                f"each {wanted}, got {text!r}"
             ) from None
 
     parse.__name__ = "real"  # the walk over real flags checks it refuses nan and inf too

@@ -67,10 +67,16 @@ def _register_import(subparsers: argparse._SubParsersAction) -> None:
         "--image-size", type=count(8, 4096), default=None, help="input side (default: model's)"
     )
     imported.add_argument(
-        "--mean", type=reals(3, 0, 1), default=None, help="input mean R,G,B (ImageNet's)"
+        "--mean",
+        type=reals((1, 3), 0, 1),
+        default=None,
+        help="input mean R,G,B or one grey (ImageNet's)",
     )
     imported.add_argument(
-        "--std", type=reals(3, 0, 1, above=True), default=None, help="input std R,G,B (ImageNet's)"
+        "--std",
+        type=reals((1, 3), 0, 1, above=True),
+        default=None,
+        help="input std R,G,B or one grey (ImageNet's)",
     )
     imported.add_argument(
         "--crop-fraction",

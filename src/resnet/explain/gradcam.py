@@ -208,7 +208,13 @@ def _class_number(value: Union[int, str, None], class_names: Sequence[str]) -> O
         return None
     listed = ", ".join(class_names[:10]) + (", ..." if len(class_names) > 10 else "")
     if isinstance(value, str) and value in class_names:
-        return list(class_names).index(value)
+        numbers = [index for index, name in enumerate(class_names) if name == value]
+        if len(numbers) > 1:  # ImageNet's "crane" (134, 517) and "maillot" (638, 639)
+            raise ConfigError(
+                f"--class-idx {value!r} names {len(numbers)} classes of the checkpoint "
+                f"({', '.join(map(str, numbers))}); pass the number of the one you mean"
+            )
+        return numbers[0]
     if isinstance(value, str) and value.lstrip("-").isdigit():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
