@@ -37,6 +37,8 @@ def test_unknown_key_names_the_closest_field():
         ({"ema": 1.5}, r"ema must be in \(0, 1\), got 1.5"),
         ({"lr": "fast"}, "lr must be a number"),
         ({"eval_tta_shift": -1}, r"eval_tta_shift must be in \[0, 1024\], got -1"),
+        ({"model_kwargs": {"in_chans": 1}}, "model_kwargs 'in_chans' is the dataset's"),
+        ({"model_kwargs": {"num_classes": 3}}, "model_kwargs 'num_classes' is the dataset's"),
     ],
 )
 def test_bad_values(values, message):

@@ -64,6 +64,22 @@ def test_the_command_prints_what_to_run(torchvision_resnet18, capsys):
     assert "weight file not found" in capsys.readouterr().err
 
 
+def test_a_grey_net_is_found_built_for_its_channels(tmp_path, capsys):
+    """A Fashion-MNIST run's weights (a 1-channel stem) "loaded into no model": every model
+    was tried with three input channels."""
+    from resnet import create_model
+
+    torch.manual_seed(0)
+    path = tmp_path / "grey.pth"
+    torch.save(create_model("resnet20", num_classes=10, in_chans=1).state_dict(), path)
+    report = inspect_weights(path, "*20")
+    assert report.fits == {"plain20": {"in_chans": 1}, "resnet20": {"in_chans": 1}}
+    assert main(["inspect", str(path), "--models", "resnet2*"]) == 0
+    out = capsys.readouterr().out
+    assert "loads into: resnet20\n  its stem takes 1-channel images" in out
+    assert out.rstrip().endswith(f"resnet train --model resnet20 --pretrained {path}")  # no --set
+
+
 def test_a_run_folder_or_its_json_stands_for_its_weights(torchvision_resnet18, tmp_path, capsys):
     run = tmp_path / "run"
     assert (

@@ -223,8 +223,12 @@ def _inspect(args: argparse.Namespace) -> int:
         print(f"  loads into no model matching {args.models!r} as it is")
         return 0
     first = next(iter(report.fits))
-    options = f" {report.command_options(first)}" if report.fits[first] else ""
+    options = report.command_options(first)
+    options = f" {options}" if options else ""
     print(f"  loads into: {', '.join(report.fits)}")
+    channels = report.fits[first].get("in_chans")
+    if channels is not None:
+        print(f"  its stem takes {channels}-channel images: train it on {channels}-channel data")
     print(f"  e.g. resnet train --model {first} --pretrained {args.weights}{options}")
     return 0
 

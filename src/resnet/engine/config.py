@@ -373,6 +373,11 @@ def _typed(key: str, type_name: str, value: Any) -> Any:
 
 def _check_model_kwargs(kwargs: dict) -> None:
     # A checkpoint records model_kwargs as JSON to rebuild the network from the file alone.
+    for key in ("in_chans", "num_classes"):
+        if key in kwargs:  # create_model got it twice: a TypeError after the data had loaded
+            raise ConfigError(
+                f"model_kwargs {key!r} is the dataset's (its channels and classes); drop it"
+            )
     for key, value in kwargs.items():
         try:
             json.dumps({str(key): value})

@@ -39,10 +39,12 @@ class WeightsReport:
     fits: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def command_options(self, name: str) -> str:
-        """The ``--set`` that builds ``name`` so that the file loads ("" if none is needed)."""
-        if not self.fits.get(name):
+        """The ``resnet train --set`` that builds ``name`` so that the file loads ("" if none
+        is needed). ``in_chans`` is not one: training takes it from the data's channels."""
+        options = {k: v for k, v in self.fits.get(name, {}).items() if k != "in_chans"}
+        if not options:
             return ""
-        values = ", ".join(f"{k}: {_yaml(v)}" for k, v in self.fits[name].items())
+        values = ", ".join(f"{k}: {_yaml(v)}" for k, v in options.items())
         return f'--set "model_kwargs={{{values}}}"'
 
 
@@ -58,6 +60,9 @@ def inspect_weights(
     assumptions = [*read.assumptions, *known]
     stated = {a.option: a.value for a in assumptions}
     options = {k: v for k, v in stated.items() if v != OPTION_DEFAULTS[k]}
+    channels = _stem_channels(state)
+    if channels not in (None, 3):  # a grey (or multispectral) net: built for its input
+        options = {**options, "in_chans": channels}
     fits = {}
     for name in list_models(pattern):
         needed = _needed_options(name, read, stated, options, classes)
@@ -97,8 +102,17 @@ def _needed_options(
         try:
             fit_weights(model, read)
         except WeightsError:
-            return None
+            continue  # the next try may build it for the file's input channels
         return needed
+    return None
+
+
+def _stem_channels(state: dict) -> Optional[int]:
+    """The input channels of the first convolution of ``state`` (the stem's, in every layout
+    read here), or None where it holds none."""
+    for tensor in state.values():
+        if tensor.is_floating_point() and tensor.dim() in (4, 5):
+            return int(tensor.shape[1])
     return None
 
 
