@@ -343,6 +343,28 @@ def test_a_folder_is_scored_at_the_checkpoints_size_and_statistics(tmp_path, wri
     assert result["split"] == "all"  # a plain folder of new photos is scored whole
 
 
+def test_a_class_with_a_slash_is_found_as_its_folder_name(tmp_path, write_images):
+    """Fashion-MNIST's "T-shirt/top" can be no folder's name: a folder of such photos could
+    not be scored by any name (T-shirt_top, T-shirt top: 'not trained on')."""
+    import dataclasses
+
+    write_images(tmp_path / "train", classes=("a", "b", "c"), per_class=2, size=(12, 10))
+    trained = load_dataset(str(tmp_path / "train"), "train", val_fraction=0.0).meta
+    trained = dataclasses.replace(trained, class_names=["T-shirt/top", "Trouser", "Bag"])
+    torch.manual_seed(0)
+    model = create_model("resnet20", num_classes=3, norm_layer="group").eval()
+    save_checkpoint(tmp_path / "ckpt" / "best", model, data_meta=trained, epoch=1, step=1,
+                    metrics={})  # fmt: skip
+    photos = write_images(tmp_path / "new", classes=("Bag", "T-shirt_top"), per_class=3)
+    result = evaluate(tmp_path / "ckpt", dataset=str(tmp_path / "new"), device="cpu")
+    with torch.no_grad():
+        logits = model(preprocess_images([p for p, _ in photos], trained))
+    labels = torch.tensor([(2, 0)[label] for _, label in photos])  # Bag 2, T-shirt/top 0
+    assert result["top1"] == pytest.approx((logits.argmax(1) == labels).float().mean().item())
+    assert result["per_class_accuracy"]["Trouser"] is None
+    assert result["per_class_accuracy"]["T-shirt/top"] is not None
+
+
 def test_evaluate_in_bfloat16_scores_the_16_bit_network(checkpoint, tiny_npz):
     path, model, meta = checkpoint
     test = load_dataset(str(tiny_npz), "test")

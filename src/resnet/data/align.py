@@ -57,7 +57,7 @@ def _class_index(names: list[str], meta: DatasetMeta, dataset: str) -> torch.Ten
     folder with only some of the classes is scored; a class it was not trained on is an error:
     Fashion-MNIST's model on MNIST (10 classes each) gave a number that meant nothing. So is a
     name two of its classes share (the classic ImageNet label list has two "crane"s: a bird
-    and a machine).
+    and a machine). A class whose name holds a "/" is also found as a folder named with "_".
     """
     # Compared in Unicode NFC: a checkpoint whose folder names macOS wrote decomposed (NFD).
     names = [unicodedata.normalize("NFC", name) for name in names]
@@ -70,8 +70,10 @@ def _class_index(names: list[str], meta: DatasetMeta, dataset: str) -> torch.Ten
             )
         return torch.arange(len(names))
     ids = list(meta.class_ids) or list(imagenet_class_ids(meta.class_names))
+    # No folder can be named "T-shirt/top" (Fashion-MNIST's class 0): its folder is T-shirt_top.
+    folders = [(i, name.replace("/", "_")) for i, name in enumerate(trained) if "/" in name]
     lookup: dict[str, list[int]] = {}
-    for index, name in [*enumerate(trained), *enumerate(ids)]:
+    for index, name in [*enumerate(trained), *enumerate(ids), *folders]:
         if index not in lookup.setdefault(name, []):
             lookup[name].append(index)
     unknown = [name for name in names if name not in lookup]
