@@ -141,7 +141,13 @@ def test_a_classifier_of_other_classes_needs_their_names(tmp_path, capsys):
     flags = ["--class-names", str(names), "--out", str(tmp_path / "b")]
     assert main(["import", str(path), "--model", "resnet18", *flags]) == 2
     assert "2 class names for a classifier of 3 outputs" in capsys.readouterr().err
-    names.write_text("daisy\nrose\ntulip\n")
+    names.write_text("daisy\n\nrose\ntulip\n")  # a blank line shifted rose and tulip
+    assert main(["import", str(path), "--model", "resnet18", *flags]) == 2
+    assert "names.txt: line 2 is blank; give one name a line" in capsys.readouterr().err
+    names.write_bytes(b"daisy\n\xff\xfe\n")
+    assert main(["import", str(path), "--model", "resnet18", *flags]) == 2
+    assert "--class-names " + str(names) + " is not UTF-8 text" in capsys.readouterr().err
+    names.write_text("daisy\nrose\ntulip\n\n")
     assert main(["import", str(path), "--model", "resnet18", *flags]) == 0
     assert read_checkpoint_info(tmp_path / "b")["data_meta"]["class_names"] == [
         "daisy",

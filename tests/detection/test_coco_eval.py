@@ -184,3 +184,8 @@ def test_canvases_written_in_cocos_layout_read_back_as_they_were(tmp_path, capsy
     assert "Fashion-MNIST train items" in capsys.readouterr().out
     assert main([*command, "--split", "../x"]) == 2
     assert "split must be a word" in capsys.readouterr().err
+    before = sorted(p.name for p in (tmp_path / "val").iterdir())
+    assert main([*command, "--split", "val"]) == 2  # 2 over 3 left a stale image beside them
+    assert f"{tmp_path / 'val'} already holds a val split" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "val").iterdir()) == before
+    assert len(json.loads(written.read_text())["images"]) == 3

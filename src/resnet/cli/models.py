@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from resnet.cli.arguments import count, real, reals
 from resnet.errors import ConfigError
@@ -132,8 +133,6 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _summary(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from resnet.models import create_model, model_entry
 
     if Path(args.name).exists():  # a run folder or checkpoint: its network at its data's size
@@ -234,7 +233,6 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
     from resnet.cli.train import parse_overrides
     from resnet.engine.checkpoint import weight_file
@@ -248,8 +246,7 @@ def _import(args: argparse.Namespace) -> int:
         )
     class_names = None
     if args.class_names is not None:
-        lines = Path(args.class_names).read_text(encoding="utf-8").splitlines()
-        class_names = [line.strip() for line in lines if line.strip()]
+        class_names = _class_names_file(Path(args.class_names))
     imported = import_weights(
         weight_file(args.weights),
         args.model,
@@ -272,3 +269,20 @@ def _import(args: argparse.Namespace) -> int:
     )
     print(f"try: resnet predict --checkpoint {imported.path.parent} IMAGE")
     return 0
+
+
+def _class_names_file(path: Path) -> list[str]:
+    """One class name a line; blank lines at the end are ignored, one between names is an
+    error (it would shift every later name onto the wrong output)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"--class-names {path} is not UTF-8 text; pass a text file") from None
+    except OSError as error:
+        raise ConfigError(f"--class-names {path}: {error.strerror}; pass a text file") from None
+    lines = [line.strip() for line in text.rstrip().splitlines()]
+    if "" in lines:
+        raise ConfigError(
+            f"--class-names {path}: line {lines.index('') + 1} is blank; give one name a line"
+        )
+    return lines

@@ -170,6 +170,12 @@ def write_coco(canvases: Any, root: Union[str, os.PathLike], split: str) -> Path
     if not re.fullmatch(r"\w+", split):
         raise ConfigError(f"split must be a word such as train or val2017, got {split!r}")
     root = Path(root)
+    taken = [p for p in (root / split, root / "annotations" / f"instances_{split}.json")
+             if p.is_file() or (p.is_dir() and any(p.iterdir()))]  # fmt: skip
+    if taken:  # fewer canvases over more left the extra images behind, beside a new json
+        raise ConfigError(
+            f"{taken[0]} already holds a {split} split; pass a new --out or another --split"
+        )
     (root / split).mkdir(parents=True, exist_ok=True)
     images, annotations = [], []
     for index in range(len(canvases)):
