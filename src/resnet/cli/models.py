@@ -233,7 +233,6 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-
     from resnet.cli.train import parse_overrides
     from resnet.engine.checkpoint import weight_file
     from resnet.engine.imported import import_weights
