@@ -68,6 +68,9 @@ def test_unreadable_path_raises_data_error_naming_it(tmp_path):
     assert "Reader" not in str(info.value)  # PIL's text names the file object, not the file
     with pytest.raises(DataError, match="missing.png: no such file; check the path"):
         preprocess_images([tmp_path / "missing.png"], RGB)
+    (tmp_path / "photos").mkdir()
+    with pytest.raises(DataError, match="photos: a folder, not an image; pass the image files"):
+        preprocess_images([tmp_path / "photos"], RGB)  # was "not a readable image (Is a ...)"
     with pytest.raises(DataError, match="uint8"):
         preprocess_images([np.zeros((4, 4), np.float32)], RGB)
 

@@ -108,6 +108,9 @@ def test_a_file_named_otherwise_needs_its_image_folder(coco, tmp_path, capsys):
     assert main(["detect", "eval", str(root / "run"), "--annotations", str(renamed)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("resnet: error: ") and "\n" not in err and "--image-dir" in err
+    missing = str(tmp_path / "labels2.json")  # was refused for its name, not its absence
+    assert main(["detect", "eval", str(root / "run"), "--annotations", missing]) == 2
+    assert f"{missing}: no such annotation file; check the path" in capsys.readouterr().err
 
 
 def _broken(root, tmp_path, change) -> str:

@@ -147,6 +147,8 @@ def _unreadable(path: str | os.PathLike, exc: BaseException) -> DataError:
 
     if isinstance(exc, FileNotFoundError):
         return DataError(f"{path}: no such file; check the path")
+    if isinstance(exc, IsADirectoryError):
+        return DataError(f"{path}: a folder, not an image; pass the image files in it")
     if isinstance(exc, UnidentifiedImageError):  # its text names our reader, not the file
         return DataError(
             f"{path}: not a readable image (no image format recognised in the file); "

@@ -117,6 +117,8 @@ def read_coco_annotations(
 def coco_image_dir(annotations: Union[str, os.PathLike]) -> Path:
     """COCO's layout: annotations/instances_val2017.json beside the folder val2017/."""
     annotations = Path(annotations)
+    if not annotations.is_file():  # its name is no matter when the file is not there
+        raise DataError(f"{annotations}: no such annotation file; check the path")
     match = re.fullmatch(r"instances_(\w+)\.json", annotations.name)
     if match is None:
         raise ConfigError(
