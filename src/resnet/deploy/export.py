@@ -13,6 +13,7 @@ import contextlib
 import io
 import json
 import logging
+import logging.handlers
 import math
 import numbers
 import os
@@ -156,29 +157,17 @@ def load_exported_program(path: Union[str, os.PathLike]) -> tuple[Any, dict[str,
     return program, json.loads(extra[META_FILE] or "{}")
 
 
-class _Kept(logging.Handler):
-    """Keeps the log records it is given, so torch's own account of a failure can be raised as
-    one line instead of printed as a traceback."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 def _load_pt2(path: Path, extra: dict[str, str]) -> Any:
     """``torch.export.load(path).module()``. torch logs a broken archive's error with its
     traceback at WARNING and then raises "check the warnings above": the log is held back and
     its error is raised (RuntimeError) in that message's place."""
-    logger, kept = logging.getLogger("torch.export"), _Kept()
+    logger, kept = logging.getLogger("torch.export"), logging.handlers.BufferingHandler(100)
     handlers, propagate = logger.handlers, logger.propagate  # torch gives it its own handler
     logger.handlers, logger.propagate = [kept], False
     try:
         return torch.export.load(str(path), extra_files=extra).module()
     except Exception as error:
-        causes = [r.exc_info[1] for r in kept.records if r.exc_info and r.exc_info[1]]
+        causes = [r.exc_info[1] for r in kept.buffer if r.exc_info and r.exc_info[1]]
         if causes:  # its first sentence (miniz's errors run on for four more), less the C++ site
             text = re.sub(r"^\[enforce fail at [^\]]*\][\s.]*", "", str(causes[0]).strip())
             raise RuntimeError(text.split(". ")[0]) from error
